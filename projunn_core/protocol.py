@@ -1,0 +1,70 @@
+"""The protocol every unitary layer in this project follows, and helpers shared by it.
+
+A *unitary layer* ``m`` is a ``torch.nn.Module`` with
+
+* ``m(x)`` for ``x`` of shape ``(..., n)`` returning ``x @ m.matrix().mT``;
+* ``m.matrix()`` returning the current ``n x n`` unitary (orthogonal when real);
+* ``m.optimizer(name="sgd" | "rmsprop" | "adam", lr=..., **kw)`` returning an
+  optimizer whose ``step()`` keeps ``m.matrix()`` unitary.
+
+>>> import torch
+>>> unitarity_error(torch.eye(4))
+0.0
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Protocol, runtime_checkable
+
+import torch
+
+OPTIMIZER_NAMES = ("sgd", "rmsprop", "adam")
+
+_TORCH_OPTIMIZERS = {
+    "sgd": torch.optim.SGD,
+    "rmsprop": torch.optim.RMSprop,
+    "adam": torch.optim.Adam,
+}
+
+
+@runtime_checkable
+class UnitaryLayer(Protocol):
+    """Structural type of a unitary layer (see the module docstring)."""
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor: ...
+
+    def matrix(self) -> torch.Tensor: ...
+
+    def optimizer(self, name: str = "sgd", lr: float = 1e-3, **kw) -> torch.optim.Optimizer: ...
+
+
+def check_optimizer_name(name: str) -> str:
+    """Return ``name`` lower-cased, or raise ``ValueError`` naming the valid choices."""
+    key = str(name).lower()
+    if key not in OPTIMIZER_NAMES:
+        raise ValueError(f"optimizer name must be one of {OPTIMIZER_NAMES}, got {name!r}")
+    return key
+
+
+def torch_optimizer(name: str, params, lr: float, **kw) -> torch.optim.Optimizer:
+    """The standard ``torch.optim`` optimizer called ``name`` over ``params``.
+
+    >>> p = torch.nn.Parameter(torch.zeros(2))
+    >>> type(torch_optimizer("adam", [p], lr=0.1)).__name__
+    'Adam'
+    """
+    return _TORCH_OPTIMIZERS[check_optimizer_name(name)](params, lr=lr, **kw)
+
+
+def unitarity_error(W: torch.Tensor) -> float:
+    """``||W^H W - I||_F / sqrt(N)`` computed in float64 (complex128 for complex W).
+
+    Batched inputs ``(..., N, N)`` give the largest error over the batch.
+    """
+    W = W.detach()
+    W = W.to(torch.complex128 if W.is_complex() else torch.float64)
+    n = W.shape[-1]
+    eye = torch.eye(n, dtype=W.dtype, device=W.device)
+    err = torch.linalg.matrix_norm(W.mH @ W - eye) / math.sqrt(n)
+    return float(err.max())
