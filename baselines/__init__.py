@@ -1,1 +1,69 @@
-"""placeholder"""
+"""Baseline unitary/orthogonal layers, all following ``projunn_core.protocol``.
+
+``METHODS`` maps names to layer classes; ``UPDATES`` maps names to functional in-place
+updates ``(A, G, lr) -> A`` of an N x N unitary ``A`` from a gradient ``G``.
+
+>>> import torch
+>>> m = METHODS["cayley"](4, torch.float64)
+>>> m.matrix().shape
+torch.Size([4, 4])
+"""
+
+from ._common import SUPPORTED_DTYPES, expm_skew, haar_unitary, skew
+from .cayley import CayleyUnitary, cayley_step
+from .eunn import EUNN
+from .expm import ExpmUnitary, expm_step
+from .rnn import (
+    LSTMReference,
+    ModReLURNN,
+    lstm_hidden_for_params,
+    lstm_param_count,
+    modrelu,
+    unitary_rnn,
+)
+from .svd_projection import SVDProjection, polar_unitary, svd_step
+from .torch_orthogonal import ORTHOGONAL_MAPS, TorchOrthogonal
+from .unconstrained import Unconstrained, unconstrained_step
+
+METHODS = {
+    "eunn": EUNN,
+    "svd": SVDProjection,
+    "expm": ExpmUnitary,
+    "cayley": CayleyUnitary,
+    "torch_orthogonal": TorchOrthogonal,
+    "unconstrained": Unconstrained,
+}
+
+UPDATES = {
+    "svd": svd_step,
+    "expm": expm_step,
+    "cayley": cayley_step,
+    "unconstrained": unconstrained_step,
+}
+
+__all__ = [
+    "EUNN",
+    "METHODS",
+    "ORTHOGONAL_MAPS",
+    "SUPPORTED_DTYPES",
+    "UPDATES",
+    "CayleyUnitary",
+    "ExpmUnitary",
+    "LSTMReference",
+    "ModReLURNN",
+    "SVDProjection",
+    "TorchOrthogonal",
+    "Unconstrained",
+    "cayley_step",
+    "expm_skew",
+    "expm_step",
+    "haar_unitary",
+    "lstm_hidden_for_params",
+    "lstm_param_count",
+    "modrelu",
+    "polar_unitary",
+    "skew",
+    "svd_step",
+    "unconstrained_step",
+    "unitary_rnn",
+]
