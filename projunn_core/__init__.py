@@ -1,5 +1,19 @@
-"""projUNN: rank-k unitary updates in O(kN^2) (Kiani et al., NeurIPS 2022)."""
+"""projUNN: rank-k unitary updates in O(k N^2) (Kiani et al., NeurIPS 2022).
 
+>>> import torch, projunn_core as pc
+>>> W = pc.init.haar(16)
+>>> pc.projunn_step(W, torch.randn(16, 16), lr=1e-2, rank=4, variant="T") is W
+True
+"""
+
+from . import init, nn, optim
+from .kernels import projunn_d, projunn_t
+from .lowrank import LOWRANK_METHODS, lowrank
 from .protocol import OPTIMIZER_NAMES, UnitaryLayer, torch_optimizer, unitarity_error
+from .step import VARIANTS, projunn_step, projunn_update
 
-__all__ = ["OPTIMIZER_NAMES", "UnitaryLayer", "torch_optimizer", "unitarity_error"]
+__all__ = [
+    "LOWRANK_METHODS", "OPTIMIZER_NAMES", "VARIANTS", "UnitaryLayer", "init", "lowrank", "nn",
+    "optim", "projunn_d", "projunn_step", "projunn_t", "projunn_update", "torch_optimizer",
+    "unitarity_error",
+]

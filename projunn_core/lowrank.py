@@ -1,0 +1,106 @@
+"""Rank-k approximations ``G ~ a b^H`` of a gradient, in O(k N^2).
+
+Methods:
+
+* ``"lsi"`` -- randomized subspace projection (the paper's LSI): ``Y = G Omega`` for a
+  Gaussian ``Omega`` (optionally refined by power iterations), ``a = orth(Y)``,
+  ``b = G^H a``. Exact whenever ``rank(G) <= k``.
+* ``"column"`` -- column sampling (Drineas, Kannan, Mahoney): draw ``c = oversample * k``
+  columns with probability proportional to their squared norm, rescale, keep the top-k
+  left singular directions ``U_k`` of the sample; ``a = U_k``, ``b = G^H U_k``.
+* ``"exact"`` -- truncated SVD (O(N^3)): the best rank-k approximation, for reference.
+
+>>> import torch
+>>> G = torch.randn(6, 2, dtype=torch.float64) @ torch.randn(2, 6, dtype=torch.float64)
+>>> a, b = lowrank(G, 2)
+>>> torch.allclose(a @ b.mH, G)
+True
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ._checks import check_choice, check_dtype, check_rank
+
+__all__ = ["lowrank", "LOWRANK_METHODS"]
+
+LOWRANK_METHODS = ("lsi", "column", "exact")
+
+
+def _gaussian(shape, like: torch.Tensor, generator) -> torch.Tensor:
+    device = generator.device if generator is not None else like.device
+    return torch.randn(shape, dtype=like.dtype, device=device, generator=generator).to(like.device)
+
+
+def _lsi(G, k, generator, power_iters):
+    Y = G @ _gaussian((*G.shape[:-2], G.shape[-1], k), G, generator)
+    for _ in range(power_iters):
+        Y = torch.linalg.qr(Y)[0]
+        Y = G @ (G.mH @ Y)
+    a = torch.linalg.qr(Y)[0]
+    return a, G.mH @ a
+
+
+def _column(G, k, generator, oversample):
+    n_cols = G.shape[-1]
+    c = max(k, int(round(oversample * k)))
+    weights = (G.abs() ** 2).sum(dim=-2).reshape(-1, n_cols).to(torch.float64)
+    totals = weights.sum(dim=-1, keepdim=True)
+    zero = totals.squeeze(-1) == 0
+    probs = torch.where(zero.unsqueeze(-1), torch.ones_like(weights), weights / totals)
+    device = generator.device if generator is not None else probs.device
+    idx = torch.multinomial(probs.to(device), c, replacement=True, generator=generator)
+    idx = idx.to(G.device)
+    p = probs.gather(-1, idx).reshape(*G.shape[:-2], 1, c)
+    idx = idx.reshape(*G.shape[:-2], 1, c).expand(*G.shape[:-1], c)
+    C = G.gather(-1, idx) / torch.sqrt(c * p).to(G.real.dtype if G.is_complex() else G.dtype)
+    U = torch.linalg.svd(C, full_matrices=False)[0][..., :k]  # descending: the top k
+    a = U
+    b = G.mH @ a
+    return a, b
+
+
+def _exact(G, k):
+    U, S, Vh = torch.linalg.svd(G, full_matrices=False)  # descending singular values
+    a = U[..., :k] * S[..., None, :k].to(G.dtype)
+    return a, Vh[..., :k, :].mH
+
+
+@torch.no_grad()
+def lowrank(
+    G: torch.Tensor,
+    k: int,
+    method: str = "lsi",
+    *,
+    generator: torch.Generator | None = None,
+    oversample: float = 4.0,
+    power_iters: int = 0,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Factors ``a`` (..., M, k) and ``b`` (..., N, k) with ``G ~ a b^H`` for G (..., M, N).
+
+    ``generator`` seeds the randomized methods; ``oversample`` (column sampling) sets
+    the number of sampled columns to ``oversample * k``; ``power_iters`` (lsi) sharpens
+    the subspace on gradients with a slowly decaying spectrum.
+
+    >>> import torch
+    >>> a, b = lowrank(torch.eye(4), 1, "exact")
+    >>> a.shape, b.shape
+    (torch.Size([4, 1]), torch.Size([4, 1]))
+    """
+    if not isinstance(G, torch.Tensor):
+        raise TypeError(f"G must be a torch.Tensor, got {type(G).__name__}")
+    if G.dim() < 2:
+        raise ValueError(f"G must have shape (..., M, N), got {tuple(G.shape)}")
+    check_dtype("G", G.dtype)
+    check_rank("k", k, min(G.shape[-2:]))
+    check_choice("method", method, LOWRANK_METHODS)
+    if oversample < 1:
+        raise ValueError(f"oversample must be >= 1, got {oversample}")
+    if isinstance(power_iters, bool) or not isinstance(power_iters, int) or power_iters < 0:
+        raise ValueError(f"power_iters must be a non-negative int, got {power_iters!r}")
+    if method == "lsi":
+        return _lsi(G, k, generator, power_iters)
+    if method == "column":
+        return _column(G, k, generator, oversample)
+    return _exact(G, k)

@@ -1,0 +1,162 @@
+"""Layers with unitary weights trained by projUNN, and a unitary RNN.
+
+>>> import torch, projunn_core as pc
+>>> layer = pc.nn.UnitaryLinear(8, init="henaff")
+>>> y = layer(torch.randn(3, 8)); opt = layer.optimizer("rmsprop", lr=1e-3, rank=2)
+>>> y.pow(2).sum().backward(); opt.step(); pc.unitarity_error(layer.matrix()) < 1e-5
+True
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from . import optim
+from ._checks import check_dtype
+from .init import initial_matrix
+from .protocol import torch_optimizer
+
+__all__ = ["UnitaryLinear", "ModReLU", "UnitaryRNNCell", "UnitaryRNN"]
+
+
+class UnitaryLinear(nn.Module):
+    """Square map ``y = x @ W^T`` with W unitary (orthogonal when real), trained by projUNN.
+
+    ``init``: "haar", "identity", "henaff" or "cayley". ``rank``, ``variant`` ("T"/"D")
+    and ``approx`` are the projUNN options its :meth:`optimizer` uses.
+    """
+
+    def __init__(
+        self, n: int, dtype=torch.float32, device=None, *, init: str = "haar",
+        rank: int = 1, variant: str = "T", approx: str = "lsi", generator=None,
+    ):
+        super().__init__()
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise ValueError(f"n must be a positive int, got {n!r}")
+        self.n, self.rank, self.variant, self.approx = n, rank, variant, approx
+        W = initial_matrix(init, n, dtype=dtype, device=device, generator=generator)
+        self.weight = nn.Parameter(W)
+        self.weight.projunn_unitary = True
+        # validate the projUNN options now rather than at the first step
+        optim._ProjUNNMixin._check_unitary_group(
+            {"params": [self.weight], "rank": rank, "variant": variant, "approx": approx}
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x @ self.weight.mT
+
+    def matrix(self) -> torch.Tensor:
+        """The current unitary weight."""
+        return self.weight
+
+    def optimizer(self, name: str = "sgd", lr: float = 1e-3, **kw) -> torch.optim.Optimizer:
+        """A projUNN optimizer (``name``: sgd, rmsprop, adam) that keeps W unitary;
+        ``rank``/``variant``/``approx`` in ``kw`` override the layer's."""
+        group = {
+            "params": [self.weight], "unitary": True,
+            "rank": kw.pop("rank", self.rank), "variant": kw.pop("variant", self.variant),
+            "approx": kw.pop("approx", self.approx),
+        }
+        return optim.make(name, [group], lr=lr, **kw)
+
+    def extra_repr(self) -> str:
+        return f"n={self.n}, dtype={self.weight.dtype}, rank={self.rank}, variant={self.variant}"
+
+
+class ModReLU(nn.Module):
+    """modReLU (Arjovsky et al. 2016): ``z / |z| * relu(|z| + bias)``, real or complex."""
+
+    def __init__(self, n: int, dtype=torch.float32, device=None):
+        super().__init__()
+        real = torch.empty(0, dtype=dtype).real.dtype
+        self.bias = nn.Parameter(torch.empty(n, dtype=real, device=device).uniform_(-0.01, 0.01))
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        magnitude = z.abs()
+        scale = torch.relu(magnitude + self.bias) / magnitude.clamp_min(torch.finfo(magnitude.dtype).tiny)
+        return z * scale
+
+
+_NONLINEARITIES = {"modrelu": None, "relu": nn.ReLU, "tanh": nn.Tanh, "identity": nn.Identity}
+
+
+class UnitaryRNNCell(nn.Module):
+    """``h' = f(recurrent(h) + V x + c)`` with a unitary ``recurrent`` layer.
+
+    ``recurrent`` is any module following the unitary-layer protocol (default: a
+    :class:`UnitaryLinear` built from ``init``, ``rank``, ``variant``, ``approx``).
+    Real inputs drive complex hidden states through a complex input map.
+    """
+
+    def __init__(
+        self, input_size: int, hidden_size: int, recurrent: nn.Module | None = None, *,
+        dtype=torch.float32, device=None, nonlinearity: str = "modrelu", **layer_options,
+    ):
+        super().__init__()
+        check_dtype("dtype", dtype)
+        if nonlinearity not in _NONLINEARITIES:
+            raise ValueError(f"nonlinearity must be one of {tuple(_NONLINEARITIES)}, got {nonlinearity!r}")
+        if nonlinearity == "relu" and dtype.is_complex:
+            raise ValueError("nonlinearity 'relu' needs a real dtype; use 'modrelu'")
+        self.input_size, self.hidden_size, self.dtype = input_size, hidden_size, dtype
+        if recurrent is None:
+            recurrent = UnitaryLinear(hidden_size, dtype=dtype, device=device, **layer_options)
+        elif layer_options:
+            raise ValueError(f"options {sorted(layer_options)} apply only to the default recurrent layer")
+        self.recurrent = recurrent
+        self.input_map = nn.Linear(input_size, hidden_size, dtype=dtype, device=device)
+        self.activation = (
+            ModReLU(hidden_size, dtype=dtype, device=device)
+            if nonlinearity == "modrelu" else _NONLINEARITIES[nonlinearity]()
+        )
+
+    def forward(self, x: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+        return self.activation(self.recurrent(h) + self.input_map(x.to(self.dtype)))
+
+
+class UnitaryRNN(nn.Module):
+    """Sequence model: a :class:`UnitaryRNNCell` over time plus a real linear readout.
+
+    ``forward(x)`` with x (batch, time, input_size) returns readouts of every step,
+    (batch, time, output_size) (complex hidden states are read as [Re h, Im h]).
+    :meth:`optimizer` steps the recurrent layer with its own unitary optimizer and all
+    other parameters with the standard one; ``recurrent_lr`` defaults to ``lr``.
+    """
+
+    def __init__(self, input_size: int, hidden_size: int, output_size: int, recurrent=None, *,
+                 dtype=torch.float32, device=None, nonlinearity: str = "modrelu", **layer_options):
+        super().__init__()
+        self.cell = UnitaryRNNCell(
+            input_size, hidden_size, recurrent, dtype=dtype, device=device,
+            nonlinearity=nonlinearity, **layer_options,
+        )
+        features = 2 * hidden_size if dtype.is_complex else hidden_size
+        real = torch.empty(0, dtype=dtype).real.dtype
+        self.readout = nn.Linear(features, output_size, dtype=real, device=device)
+
+    def forward(self, x: torch.Tensor, h: torch.Tensor | None = None) -> torch.Tensor:
+        if x.dim() != 3 or x.shape[-1] != self.cell.input_size:
+            raise ValueError(
+                f"x must have shape (batch, time, {self.cell.input_size}), got {tuple(x.shape)}"
+            )
+        if h is None:
+            h = torch.zeros(x.shape[0], self.cell.hidden_size, dtype=self.cell.dtype, device=x.device)
+        states = []
+        for t in range(x.shape[1]):
+            h = self.cell(x[:, t], h)
+            states.append(h)
+        H = torch.stack(states, dim=1)
+        if H.is_complex():
+            H = torch.cat([H.real, H.imag], dim=-1)
+        return self.readout(H)
+
+    def optimizer(self, name: str = "rmsprop", lr: float = 1e-3, recurrent_lr: float | None = None,
+                  **kw):
+        recurrent = self.cell.recurrent
+        own = {id(p) for p in recurrent.parameters()}
+        rest = [p for p in self.parameters() if id(p) not in own]
+        return optim.Combined(
+            recurrent.optimizer(name, lr=lr if recurrent_lr is None else recurrent_lr, **kw),
+            torch_optimizer(name, rest, lr=lr, **kw),
+        )

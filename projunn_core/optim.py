@@ -1,0 +1,202 @@
+"""Optimizers that keep unitary parameters unitary through projUNN.
+
+Each optimizer is the matching ``torch.optim`` optimizer with four extra per-group
+options: ``unitary`` (bool), ``rank``, ``variant`` ("T" or "D") and ``approx`` (see
+:func:`projunn_core.lowrank`). Non-unitary groups are updated by ``torch.optim`` itself.
+For a unitary parameter the torch algorithm computes the additive update it wants
+(momentum, RMS scaling, Adam moments included) and projUNN applies its rank-k
+approximation unitarily. Parameters whose ``projunn_unitary`` attribute is true (as
+:class:`projunn_core.nn.UnitaryLinear` sets on its weight) are put in unitary groups
+automatically.
+
+A parameter whose gradient is not finite is skipped, bit-for-bit unchanged, and
+counted in ``optimizer.skipped_steps`` (disable with ``skip_nonfinite=False``, which
+also removes the host synchronization of the check).
+
+>>> import torch, projunn_core as pc
+>>> W = torch.nn.Parameter(pc.init.haar(6))
+>>> opt = pc.optim.RMSprop([{"params": [W], "unitary": True, "rank": 2}], lr=1e-2)
+>>> W.grad = torch.randn(6, 6); opt.step()
+>>> pc.unitarity_error(W) < 1e-5, opt.skipped_steps
+(True, 0)
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ._checks import check_choice, check_square
+from .lowrank import LOWRANK_METHODS
+from .protocol import check_optimizer_name
+from .step import VARIANTS, projunn_update
+
+__all__ = ["SGD", "RMSprop", "Adam", "Combined", "make"]
+
+UNITARY_DEFAULTS = {"unitary": False, "rank": 1, "variant": "T", "approx": "lsi"}
+
+
+def _is_finite(t: torch.Tensor) -> bool:
+    return bool(torch.isfinite(t).all())
+
+
+class _ProjUNNMixin:
+    """Adds unitary parameter groups to a ``torch.optim`` optimizer (mixed in first)."""
+
+    def _setup(self, generator, skip_nonfinite) -> None:
+        self.generator = generator
+        self.skip_nonfinite = skip_nonfinite
+        self.skipped_steps = 0
+
+    def add_param_group(self, param_group: dict) -> None:
+        if "unitary" not in param_group:
+            params = param_group["params"]
+            params = [params] if isinstance(params, torch.Tensor) else list(params)
+            marked = [p for p in params if getattr(p, "projunn_unitary", False)]
+            if marked and len(marked) < len(params):  # split into plain and unitary groups
+                rest = [p for p in params if not getattr(p, "projunn_unitary", False)]
+                self.add_param_group({**param_group, "params": rest, "unitary": False})
+                self.add_param_group({**param_group, "params": marked, "unitary": True})
+                return
+            param_group = {**param_group, "params": params, "unitary": bool(marked)}
+        for key, value in UNITARY_DEFAULTS.items():
+            param_group.setdefault(key, value)
+        if param_group["unitary"]:
+            self._check_unitary_group(param_group)
+        super().add_param_group(param_group)
+
+    @staticmethod
+    def _check_unitary_group(group: dict) -> None:
+        check_choice("variant", group["variant"], tuple(VARIANTS))
+        check_choice("approx", group["approx"], LOWRANK_METHODS)
+        params = group["params"]
+        for p in [params] if isinstance(params, torch.Tensor) else params:
+            n = check_square("a unitary parameter", p)
+            if isinstance(group["rank"], bool) or not isinstance(group["rank"], int):
+                raise TypeError(f"rank must be an int, got {group['rank']!r}")
+            if not 1 <= group["rank"] <= n:
+                raise ValueError(f"rank must be in [1, {n}] for a {n}x{n} parameter")
+        if group.get("weight_decay", 0):
+            raise ValueError(
+                "weight_decay must be 0 in a unitary group: it cannot change a unitary weight"
+            )
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        held = []  # (param, grad) hidden from torch because the gradient is not finite
+        swapped = []  # (param, group, original data) of unitary parameters
+        try:
+            for group in self.param_groups:
+                for p in group["params"]:
+                    if p.grad is None:
+                        continue
+                    if self.skip_nonfinite and not _is_finite(p.grad):
+                        held.append((p, p.grad))
+                        p.grad = None
+                        self.skipped_steps += 1
+                    elif group["unitary"]:
+                        # torch updates a zero stand-in, which then holds exactly the
+                        # additive update -lr * direction it wants to apply.
+                        swapped.append((p, group, p.data))
+                        p.data = torch.zeros_like(p.data)
+            super().step()
+        except BaseException:
+            for p, _, original in swapped:
+                p.data = original
+            raise
+        finally:
+            for p, grad in held:
+                p.grad = grad
+        for p, group, original in swapped:
+            delta = p.data
+            p.data = original
+            if self.skip_nonfinite and not _is_finite(delta):
+                self.skipped_steps += 1
+                continue
+            projunn_update(
+                p.data, delta, rank=group["rank"], variant=group["variant"],
+                approx=group["approx"], check=False, generator=self.generator,
+            )
+        return loss
+
+
+def _extra(kwargs):
+    return kwargs.pop("generator", None), kwargs.pop("skip_nonfinite", True)
+
+
+class SGD(_ProjUNNMixin, torch.optim.SGD):
+    """``torch.optim.SGD`` (momentum, Nesterov) with projUNN for unitary groups."""
+
+    def __init__(self, params, lr=1e-3, *, generator=None, skip_nonfinite=True, **kwargs):
+        self._setup(generator, skip_nonfinite)
+        super().__init__(params, lr=lr, **kwargs)
+
+
+class RMSprop(_ProjUNNMixin, torch.optim.RMSprop):
+    """``torch.optim.RMSprop`` with projUNN for unitary groups."""
+
+    def __init__(self, params, lr=1e-2, *, generator=None, skip_nonfinite=True, **kwargs):
+        self._setup(generator, skip_nonfinite)
+        super().__init__(params, lr=lr, **kwargs)
+
+
+class Adam(_ProjUNNMixin, torch.optim.Adam):
+    """``torch.optim.Adam`` with projUNN for unitary groups."""
+
+    def __init__(self, params, lr=1e-3, *, generator=None, skip_nonfinite=True, **kwargs):
+        self._setup(generator, skip_nonfinite)
+        super().__init__(params, lr=lr, **kwargs)
+
+
+_CLASSES = {"sgd": SGD, "rmsprop": RMSprop, "adam": Adam}
+
+
+def make(name: str, params, lr: float, **kwargs) -> torch.optim.Optimizer:
+    """The projUNN optimizer called ``name`` ("sgd", "rmsprop" or "adam")."""
+    return _CLASSES[check_optimizer_name(name)](params, lr=lr, **kwargs)
+
+
+class Combined:
+    """Several optimizers stepped as one (e.g. a recurrent layer's own optimizer and a
+    standard one for the rest of a model).
+
+    >>> import torch
+    >>> p, q = torch.nn.Parameter(torch.ones(1)), torch.nn.Parameter(torch.ones(1))
+    >>> opt = Combined(torch.optim.SGD([p], lr=1.0), torch.optim.SGD([q], lr=0.5))
+    >>> p.grad = q.grad = torch.ones(1); opt.step(); (p.item(), q.item())
+    (0.0, 0.5)
+    """
+
+    def __init__(self, *optimizers):
+        self.optimizers = list(optimizers)
+
+    @property
+    def param_groups(self):
+        return [g for opt in self.optimizers for g in opt.param_groups]
+
+    @property
+    def skipped_steps(self) -> int:
+        return sum(getattr(opt, "skipped_steps", 0) for opt in self.optimizers)
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        for opt in self.optimizers:
+            opt.zero_grad(set_to_none=set_to_none)
+
+    def step(self, closure=None):
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for opt in self.optimizers:
+            opt.step()
+        return loss
+
+    def state_dict(self) -> dict:
+        return {"optimizers": [opt.state_dict() for opt in self.optimizers]}
+
+    def load_state_dict(self, state: dict) -> None:
+        for opt, s in zip(self.optimizers, state["optimizers"], strict=True):
+            opt.load_state_dict(s)

@@ -1,0 +1,86 @@
+"""One projUNN step: rank-k approximation of an additive update, then a unitary kernel.
+
+>>> import torch, projunn_core as pc
+>>> A = pc.init.haar(8, dtype=torch.float64)
+>>> G = torch.randn(8, 8, dtype=torch.float64)
+>>> pc.projunn_step(A, G, lr=0.1, rank=2, variant="D") is A, pc.unitarity_error(A) < 1e-13
+(True, True)
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ._checks import check_choice, check_finite, check_like, check_rank, check_square
+from .kernels import projunn_d, projunn_t
+from .lowrank import LOWRANK_METHODS, lowrank
+
+__all__ = ["projunn_step", "projunn_update", "VARIANTS"]
+
+VARIANTS = {"T": projunn_t, "D": projunn_d}
+
+
+def _check_options(rank, variant, approx, n) -> None:
+    check_rank("rank", rank, n)
+    check_choice("variant", variant, tuple(VARIANTS))
+    check_choice("approx", approx, LOWRANK_METHODS)
+
+
+@torch.no_grad()
+def projunn_update(
+    A: torch.Tensor,
+    delta: torch.Tensor,
+    *,
+    rank: int = 1,
+    variant: str = "T",
+    approx: str = "lsi",
+    scale: float = 1.0,
+    check: bool = True,
+    generator: torch.Generator | None = None,
+    **approx_options,
+) -> torch.Tensor:
+    """Move unitary A, in place, by the additive update ``scale * delta`` (N x N),
+    applied through its rank-``rank`` approximation; returns A.
+
+    >>> import torch
+    >>> A = torch.eye(4); projunn_update(A, torch.zeros(4, 4)).equal(torch.eye(4))
+    True
+    """
+    n = check_square("A", A)
+    check_like("delta", delta, A, last=n)
+    if delta.shape != A.shape:
+        raise ValueError(f"the update must have A's shape {tuple(A.shape)}, got {tuple(delta.shape)}")
+    _check_options(rank, variant, approx, n)
+    if check:
+        check_finite("the gradient", delta)
+    a, b = lowrank(delta, rank, approx, generator=generator, **approx_options)
+    if scale != 1.0:
+        a = a * scale
+    return VARIANTS[variant](A, a, b, check=check)
+
+
+def projunn_step(
+    A: torch.Tensor,
+    G: torch.Tensor,
+    lr: float,
+    rank: int = 1,
+    variant: str = "T",
+    approx: str = "lsi",
+    *,
+    check: bool = True,
+    generator: torch.Generator | None = None,
+    **approx_options,
+) -> torch.Tensor:
+    """Move unitary A, in place, by the additive update ``-lr * G`` through its rank-k
+    approximation (``variant`` "T": tangent step, "D": closest unitary); returns A.
+
+    ``approx`` picks the low-rank method (see :func:`projunn_core.lowrank`), whose
+    options (``oversample``, ``power_iters``) pass through. ``check=False`` skips the
+    finiteness checks, which synchronize a GPU with the host.
+    """
+    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or lr != lr or abs(lr) == float("inf"):
+        raise ValueError(f"lr must be a finite number, got {lr!r}")
+    return projunn_update(
+        A, G, rank=rank, variant=variant, approx=approx, scale=-float(lr), check=check,
+        generator=generator, **approx_options,
+    )
