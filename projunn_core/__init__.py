@@ -13,7 +13,18 @@ from .protocol import OPTIMIZER_NAMES, UnitaryLayer, torch_optimizer, unitarity_
 from .step import VARIANTS, projunn_step, projunn_update
 
 __all__ = [
-    "LOWRANK_METHODS", "OPTIMIZER_NAMES", "VARIANTS", "UnitaryLayer", "init", "lowrank", "nn",
-    "optim", "projunn_d", "projunn_step", "projunn_t", "projunn_update", "torch_optimizer",
+    "LOWRANK_METHODS",
+    "OPTIMIZER_NAMES",
+    "VARIANTS",
+    "UnitaryLayer",
+    "init",
+    "lowrank",
+    "nn",
+    "optim",
+    "projunn_d",
+    "projunn_step",
+    "projunn_t",
+    "projunn_update",
+    "torch_optimizer",
     "unitarity_error",
 ]

@@ -52,10 +52,12 @@ def _polar_minus_identity(C: torch.Tensor) -> torch.Tensor:
     return P - torch.eye(C.shape[-1], dtype=C.dtype, device=C.device)
 
 
-def _small_problem(A: torch.Tensor, a: torch.Tensor, b: torch.Tensor):
+def _small_problem(A: torch.Tensor, a: torch.Tensor, b: torch.Tensor, check: bool):
     """Basis Q (A's dtype), and p_a, p_b in double precision."""
     k = a.shape[-1]
     a_hat = A.mH @ a  # one pass over A
+    if check:
+        check_finite("A^H a (a too large for the dtype?)", a_hat)
     X = torch.cat([b, a_hat], dim=-1).to(_wide(A.dtype))
     Q, R = torch.linalg.qr(X)  # exact: X = Q R, so b and a_hat lie in span Q
     return Q, R[..., :, k:], R[..., :, :k]
@@ -85,16 +87,22 @@ def _validate(A, a, b, check: bool) -> None:
     check_like("a", a, A, last=n)
     check_like("b", b, A, last=n)
     if a.shape != b.shape:
-        raise ValueError(f"a and b must have the same shape, got {tuple(a.shape)} and {tuple(b.shape)}")
+        raise ValueError(
+            f"a and b must have the same shape, got {tuple(a.shape)} and {tuple(b.shape)}"
+        )
     if not 1 <= a.shape[-1] <= n:
-        raise ValueError(f"the rank k (last dimension of a and b) must be in [1, {n}], got {a.shape[-1]}")
+        raise ValueError(
+            f"the rank k (last dimension of a and b) must be in [1, {n}], got {a.shape[-1]}"
+        )
     if check:
         check_finite("a", a)
         check_finite("b", b)
 
 
 @torch.no_grad()
-def projunn_t(A: torch.Tensor, a: torch.Tensor, b: torch.Tensor, *, check: bool = True) -> torch.Tensor:
+def projunn_t(
+    A: torch.Tensor, a: torch.Tensor, b: torch.Tensor, *, check: bool = True
+) -> torch.Tensor:
     """projUNN-T, in place: ``A <- A exp(skew(A^H a b^H))``; returns A.
 
     A (..., N, N) unitary; a, b (..., N, k) with the same dtype and device.
@@ -106,13 +114,15 @@ def projunn_t(A: torch.Tensor, a: torch.Tensor, b: torch.Tensor, *, check: bool 
     True
     """
     _validate(A, a, b, check)
-    Q, pa, pb = _small_problem(A, a, b)
+    Q, pa, pb = _small_problem(A, a, b, check)
     M = 0.5 * (pa @ pb.mH - pb @ pa.mH)
     return _apply(A, Q, _exp_skew_minus_identity(M), check)
 
 
 @torch.no_grad()
-def projunn_d(A: torch.Tensor, a: torch.Tensor, b: torch.Tensor, *, check: bool = True) -> torch.Tensor:
+def projunn_d(
+    A: torch.Tensor, a: torch.Tensor, b: torch.Tensor, *, check: bool = True
+) -> torch.Tensor:
     """projUNN-D, in place: ``A <-`` the closest unitary to ``A + a b^H``; returns A.
 
     A (..., N, N) unitary; a, b (..., N, k) with the same dtype and device.
@@ -125,7 +135,7 @@ def projunn_d(A: torch.Tensor, a: torch.Tensor, b: torch.Tensor, *, check: bool 
             [0., 1.]], dtype=torch.float64)
     """
     _validate(A, a, b, check)
-    Q, pa, pb = _small_problem(A, a, b)
+    Q, pa, pb = _small_problem(A, a, b, check)
     m = Q.shape[-1]
     C = torch.eye(m, dtype=pa.dtype, device=pa.device) + pa @ pb.mH
     return _apply(A, Q, _polar_minus_identity(C), check)

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import torch
 
-from ._checks import check_choice, check_dtype, check_rank
+from ._checks import check_choice, check_dtype, check_finite, check_rank
 
 __all__ = ["lowrank", "LOWRANK_METHODS"]
 
@@ -45,7 +45,9 @@ def _lsi(G, k, generator, power_iters):
 def _column(G, k, generator, oversample):
     n_cols = G.shape[-1]
     c = max(k, int(round(oversample * k)))
-    weights = (G.abs() ** 2).sum(dim=-2).reshape(-1, n_cols).to(torch.float64)
+    norms = torch.linalg.vector_norm(G, dim=-2)
+    check_finite("G", norms)
+    weights = norms.reshape(-1, n_cols).to(torch.float64) ** 2
     totals = weights.sum(dim=-1, keepdim=True)
     zero = totals.squeeze(-1) == 0
     probs = torch.where(zero.unsqueeze(-1), torch.ones_like(weights), weights / totals)
@@ -62,6 +64,7 @@ def _column(G, k, generator, oversample):
 
 
 def _exact(G, k):
+    check_finite("G", G)
     U, S, Vh = torch.linalg.svd(G, full_matrices=False)  # descending singular values
     a = U[..., :k] * S[..., None, :k].to(G.dtype)
     return a, Vh[..., :k, :].mH
@@ -79,6 +82,7 @@ def lowrank(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Factors ``a`` (..., M, k) and ``b`` (..., N, k) with ``G ~ a b^H`` for G (..., M, N).
 
+    Non-finite entries in G give non-finite factors ("lsi") or a ``ValueError``.
     ``generator`` seeds the randomized methods; ``oversample`` (column sampling) sets
     the number of sampled columns to ``oversample * k``; ``power_iters`` (lsi) sharpens
     the subspace on gradients with a slowly decaying spectrum.

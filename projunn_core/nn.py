@@ -28,8 +28,16 @@ class UnitaryLinear(nn.Module):
     """
 
     def __init__(
-        self, n: int, dtype=torch.float32, device=None, *, init: str = "haar",
-        rank: int = 1, variant: str = "T", approx: str = "lsi", generator=None,
+        self,
+        n: int,
+        dtype=torch.float32,
+        device=None,
+        *,
+        init: str = "haar",
+        rank: int = 1,
+        variant: str = "T",
+        approx: str = "lsi",
+        generator=None,
     ):
         super().__init__()
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
@@ -54,8 +62,10 @@ class UnitaryLinear(nn.Module):
         """A projUNN optimizer (``name``: sgd, rmsprop, adam) that keeps W unitary;
         ``rank``/``variant``/``approx`` in ``kw`` override the layer's."""
         group = {
-            "params": [self.weight], "unitary": True,
-            "rank": kw.pop("rank", self.rank), "variant": kw.pop("variant", self.variant),
+            "params": [self.weight],
+            "unitary": True,
+            "rank": kw.pop("rank", self.rank),
+            "variant": kw.pop("variant", self.variant),
             "approx": kw.pop("approx", self.approx),
         }
         return optim.make(name, [group], lr=lr, **kw)
@@ -74,7 +84,9 @@ class ModReLU(nn.Module):
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         magnitude = z.abs()
-        scale = torch.relu(magnitude + self.bias) / magnitude.clamp_min(torch.finfo(magnitude.dtype).tiny)
+        scale = torch.relu(magnitude + self.bias) / magnitude.clamp_min(
+            torch.finfo(magnitude.dtype).tiny
+        )
         return z * scale
 
 
@@ -90,25 +102,37 @@ class UnitaryRNNCell(nn.Module):
     """
 
     def __init__(
-        self, input_size: int, hidden_size: int, recurrent: nn.Module | None = None, *,
-        dtype=torch.float32, device=None, nonlinearity: str = "modrelu", **layer_options,
+        self,
+        input_size: int,
+        hidden_size: int,
+        recurrent: nn.Module | None = None,
+        *,
+        dtype=torch.float32,
+        device=None,
+        nonlinearity: str = "modrelu",
+        **layer_options,
     ):
         super().__init__()
         check_dtype("dtype", dtype)
         if nonlinearity not in _NONLINEARITIES:
-            raise ValueError(f"nonlinearity must be one of {tuple(_NONLINEARITIES)}, got {nonlinearity!r}")
+            raise ValueError(
+                f"nonlinearity must be one of {tuple(_NONLINEARITIES)}, got {nonlinearity!r}"
+            )
         if nonlinearity == "relu" and dtype.is_complex:
             raise ValueError("nonlinearity 'relu' needs a real dtype; use 'modrelu'")
         self.input_size, self.hidden_size, self.dtype = input_size, hidden_size, dtype
         if recurrent is None:
             recurrent = UnitaryLinear(hidden_size, dtype=dtype, device=device, **layer_options)
         elif layer_options:
-            raise ValueError(f"options {sorted(layer_options)} apply only to the default recurrent layer")
+            raise ValueError(
+                f"options {sorted(layer_options)} apply only to the default recurrent layer"
+            )
         self.recurrent = recurrent
         self.input_map = nn.Linear(input_size, hidden_size, dtype=dtype, device=device)
         self.activation = (
             ModReLU(hidden_size, dtype=dtype, device=device)
-            if nonlinearity == "modrelu" else _NONLINEARITIES[nonlinearity]()
+            if nonlinearity == "modrelu"
+            else _NONLINEARITIES[nonlinearity]()
         )
 
     def forward(self, x: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
@@ -124,12 +148,27 @@ class UnitaryRNN(nn.Module):
     other parameters with the standard one; ``recurrent_lr`` defaults to ``lr``.
     """
 
-    def __init__(self, input_size: int, hidden_size: int, output_size: int, recurrent=None, *,
-                 dtype=torch.float32, device=None, nonlinearity: str = "modrelu", **layer_options):
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        output_size: int,
+        recurrent=None,
+        *,
+        dtype=torch.float32,
+        device=None,
+        nonlinearity: str = "modrelu",
+        **layer_options,
+    ):
         super().__init__()
         self.cell = UnitaryRNNCell(
-            input_size, hidden_size, recurrent, dtype=dtype, device=device,
-            nonlinearity=nonlinearity, **layer_options,
+            input_size,
+            hidden_size,
+            recurrent,
+            dtype=dtype,
+            device=device,
+            nonlinearity=nonlinearity,
+            **layer_options,
         )
         features = 2 * hidden_size if dtype.is_complex else hidden_size
         real = torch.empty(0, dtype=dtype).real.dtype
@@ -141,7 +180,9 @@ class UnitaryRNN(nn.Module):
                 f"x must have shape (batch, time, {self.cell.input_size}), got {tuple(x.shape)}"
             )
         if h is None:
-            h = torch.zeros(x.shape[0], self.cell.hidden_size, dtype=self.cell.dtype, device=x.device)
+            h = torch.zeros(
+                x.shape[0], self.cell.hidden_size, dtype=self.cell.dtype, device=x.device
+            )
         states = []
         for t in range(x.shape[1]):
             h = self.cell(x[:, t], h)
@@ -151,8 +192,9 @@ class UnitaryRNN(nn.Module):
             H = torch.cat([H.real, H.imag], dim=-1)
         return self.readout(H)
 
-    def optimizer(self, name: str = "rmsprop", lr: float = 1e-3, recurrent_lr: float | None = None,
-                  **kw):
+    def optimizer(
+        self, name: str = "rmsprop", lr: float = 1e-3, recurrent_lr: float | None = None, **kw
+    ):
         recurrent = self.cell.recurrent
         own = {id(p) for p in recurrent.parameters()}
         rest = [p for p in self.parameters() if id(p) not in own]

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import torch
 
-from ._checks import check_choice, check_square
+from ._checks import all_finite, check_choice, check_square
 from .lowrank import LOWRANK_METHODS
 from .protocol import check_optimizer_name
 from .step import VARIANTS, projunn_update
@@ -33,10 +33,6 @@ from .step import VARIANTS, projunn_update
 __all__ = ["SGD", "RMSprop", "Adam", "Combined", "make"]
 
 UNITARY_DEFAULTS = {"unitary": False, "rank": 1, "variant": "T", "approx": "lsi"}
-
-
-def _is_finite(t: torch.Tensor) -> bool:
-    return bool(torch.isfinite(t).all())
 
 
 class _ProjUNNMixin:
@@ -93,7 +89,7 @@ class _ProjUNNMixin:
                 for p in group["params"]:
                     if p.grad is None:
                         continue
-                    if self.skip_nonfinite and not _is_finite(p.grad):
+                    if self.skip_nonfinite and not all_finite(p.grad):
                         held.append((p, p.grad))
                         p.grad = None
                         self.skipped_steps += 1
@@ -113,12 +109,17 @@ class _ProjUNNMixin:
         for p, group, original in swapped:
             delta = p.data
             p.data = original
-            if self.skip_nonfinite and not _is_finite(delta):
+            if self.skip_nonfinite and not all_finite(delta):
                 self.skipped_steps += 1
                 continue
             projunn_update(
-                p.data, delta, rank=group["rank"], variant=group["variant"],
-                approx=group["approx"], check=False, generator=self.generator,
+                p.data,
+                delta,
+                rank=group["rank"],
+                variant=group["variant"],
+                approx=group["approx"],
+                check=False,
+                generator=self.generator,
             )
         return loss
 

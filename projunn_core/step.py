@@ -9,6 +9,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from ._checks import check_choice, check_finite, check_like, check_rank, check_square
@@ -27,6 +29,21 @@ def _check_options(rank, variant, approx, n) -> None:
 
 
 @torch.no_grad()
+def _update(A, delta, name, rank, variant, approx, scale, check, generator, approx_options):
+    n = check_square("A", A)
+    check_like(name, delta, A, last=n)
+    if delta.shape != A.shape:
+        raise ValueError(f"{name} must have A's shape {tuple(A.shape)}, got {tuple(delta.shape)}")
+    _check_options(rank, variant, approx, n)
+    a, b = lowrank(delta, rank, approx, generator=generator, **approx_options)
+    if check:  # b = delta^H a is non-finite wherever delta is: O(Nk) instead of O(N^2)
+        check_finite(name, a)
+        check_finite(name, b)
+    if scale != 1.0:
+        a = a * scale
+    return VARIANTS[variant](A, a, b, check=check)
+
+
 def projunn_update(
     A: torch.Tensor,
     delta: torch.Tensor,
@@ -34,29 +51,18 @@ def projunn_update(
     rank: int = 1,
     variant: str = "T",
     approx: str = "lsi",
-    scale: float = 1.0,
     check: bool = True,
     generator: torch.Generator | None = None,
     **approx_options,
 ) -> torch.Tensor:
-    """Move unitary A, in place, by the additive update ``scale * delta`` (N x N),
-    applied through its rank-``rank`` approximation; returns A.
+    """Move unitary A, in place, by the additive update ``delta`` (N x N) applied
+    through its rank-``rank`` approximation; returns A. (What an optimizer calls.)
 
     >>> import torch
     >>> A = torch.eye(4); projunn_update(A, torch.zeros(4, 4)).equal(torch.eye(4))
     True
     """
-    n = check_square("A", A)
-    check_like("delta", delta, A, last=n)
-    if delta.shape != A.shape:
-        raise ValueError(f"the update must have A's shape {tuple(A.shape)}, got {tuple(delta.shape)}")
-    _check_options(rank, variant, approx, n)
-    if check:
-        check_finite("the gradient", delta)
-    a, b = lowrank(delta, rank, approx, generator=generator, **approx_options)
-    if scale != 1.0:
-        a = a * scale
-    return VARIANTS[variant](A, a, b, check=check)
+    return _update(A, delta, "delta", rank, variant, approx, 1.0, check, generator, approx_options)
 
 
 def projunn_step(
@@ -78,9 +84,6 @@ def projunn_step(
     options (``oversample``, ``power_iters``) pass through. ``check=False`` skips the
     finiteness checks, which synchronize a GPU with the host.
     """
-    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or lr != lr or abs(lr) == float("inf"):
+    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not math.isfinite(lr):
         raise ValueError(f"lr must be a finite number, got {lr!r}")
-    return projunn_update(
-        A, G, rank=rank, variant=variant, approx=approx, scale=-float(lr), check=check,
-        generator=generator, **approx_options,
-    )
+    return _update(A, G, "G", rank, variant, approx, -float(lr), check, generator, approx_options)

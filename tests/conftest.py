@@ -1,0 +1,60 @@
+"""Shared test helpers: fresh random inputs and float64 references."""
+
+import numpy as np
+import pytest
+import scipy.linalg
+import torch
+
+REAL = (torch.float32, torch.float64)
+COMPLEX = (torch.complex64, torch.complex128)
+ALL_DTYPES = REAL + COMPLEX
+DOUBLE = (torch.float64, torch.complex128)
+
+
+@pytest.fixture
+def gen():
+    """A generator seeded afresh from the OS, so every run draws new inputs."""
+    g = torch.Generator()
+    g.seed()
+    return g
+
+
+def randn(*shape, dtype=torch.float64, generator=None):
+    return torch.randn(*shape, dtype=dtype, generator=generator)
+
+
+def haar(n, dtype=torch.float64, batch=(), generator=None):
+    """Batched Haar unitaries built independently of projunn_core.init."""
+    wide = torch.complex128 if dtype.is_complex else torch.float64
+    Q, R = torch.linalg.qr(torch.randn(*batch, n, n, dtype=wide, generator=generator))
+    d = torch.diagonal(R, dim1=-2, dim2=-1)
+    return (Q * (d / d.abs()).unsqueeze(-2)).to(dtype)
+
+
+def ref_expm_step(A, a, b):
+    """float64 SciPy reference of projUNN-T: A expm(skew(A^H a b^H)), batched."""
+    A, a, b = (
+        np.asarray(t.detach().to(torch.complex128 if t.is_complex() else torch.float64))
+        for t in (A, a, b)
+    )
+    out = np.empty_like(A)
+    for idx in np.ndindex(A.shape[:-2]):
+        X = A[idx].conj().T @ a[idx] @ b[idx].conj().T
+        out[idx] = A[idx] @ scipy.linalg.expm((X - X.conj().T) / 2)
+    return out
+
+
+def ref_polar_step(A, a, b):
+    """float64 SciPy reference of projUNN-D: polar factor of A + a b^H, batched."""
+    A, a, b = (
+        np.asarray(t.detach().to(torch.complex128 if t.is_complex() else torch.float64))
+        for t in (A, a, b)
+    )
+    out = np.empty_like(A)
+    for idx in np.ndindex(A.shape[:-2]):
+        out[idx] = scipy.linalg.polar(A[idx] + a[idx] @ b[idx].conj().T)[0]
+    return out
+
+
+def max_abs(x, y):
+    return float(np.max(np.abs(np.asarray(x) - np.asarray(y))))
