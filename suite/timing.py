@@ -78,3 +78,26 @@ def measure(
             break
     qs = statistics.quantiles(samples, n=4) if len(samples) > 1 else [samples[0]] * 3
     return Timing(statistics.median(samples), qs[2] - qs[0], len(samples), tuple(samples))
+
+
+def reset_cuda_peak(device: torch.device | str | None) -> bool:
+    """Synchronize and reset CUDA peak-memory statistics of ``device``.
+
+    Returns ``False`` (and does nothing) unless ``device`` is an available CUDA device.
+    """
+    dev = torch.device(device) if device is not None else None
+    if dev is None or dev.type != "cuda" or not torch.cuda.is_available():
+        return False
+    torch.cuda.synchronize(dev)
+    torch.cuda.reset_peak_memory_stats(dev)
+    return True
+
+
+def cuda_peak_bytes(device: torch.device | str | None) -> int | None:
+    """``torch.cuda.max_memory_allocated`` of ``device`` since the last reset (after a
+    synchronize); ``None`` for non-CUDA devices."""
+    dev = torch.device(device) if device is not None else None
+    if dev is None or dev.type != "cuda" or not torch.cuda.is_available():
+        return None
+    torch.cuda.synchronize(dev)
+    return int(torch.cuda.max_memory_allocated(dev))

@@ -1,0 +1,165 @@
+"""asv benchmarks (``asv run --python=same``) over the registry and the selected grid.
+
+The grid comes from ``$PROJUNN_BENCH_GRID`` (default ``quick``); cases that cannot run
+here raise ``NotImplementedError`` in ``setup`` (asv records them as skipped) with the
+reason from :meth:`suite.cases.Case.skip_reason`. Parameters: method, n, k (``None`` for
+methods without a rank), dtype, device.
+
+* ``Update`` / ``TrainStep``: ``time_*`` (timer synchronizes CUDA), ``peakmem_*`` (host);
+* ``UpdateCudaMemory`` / ``TrainStepCudaMemory``: ``track_cuda_peak_memory`` (bytes,
+  peak allocated during one step, reset after setup; CUDA devices only);
+* ``Accuracy``: ``track_unitarity_after_1_step`` / ``track_unitarity_after_many_steps``;
+  ``DistToExact``: ``track_dist_to_exact`` (projUNN rank-k vs exact full-gradient step).
+"""
+
+from __future__ import annotations
+
+from .cases import DEVICES, Case, current_grid
+from .methods import METHODS
+from .timing import cuda_peak_bytes, reset_cuda_peak
+from .timing import timer as _sync_timer
+from .workloads import dist_to_exact, prepare, unitarity_metrics
+
+GRID = current_grid()
+_SIZES = list(GRID.sizes)
+_RANKS = [None, *GRID.ranks]
+_DTYPES = list(GRID.dtypes)
+_DEVICES = list(DEVICES)
+_PARAM_NAMES = ["method", "n", "k", "dtype", "device"]
+
+
+def _methods(workload: str, reference: bool = False) -> list[str]:
+    return [
+        name
+        for name, m in METHODS.items()
+        if workload in m.workloads and (not reference or m.reference is not None)
+    ]
+
+
+def _case(workload: str, method: str, n: int, k, dtype: str, device: str) -> Case:
+    case = Case(workload, method, n, k, dtype, device)
+    reason = case.skip_reason()
+    if reason:
+        raise NotImplementedError(reason)
+    return case
+
+
+class _Timed:
+    """Shared setup of the timed classes: build the workload, one untimed warm-up step."""
+
+    workload = ""
+    param_names = _PARAM_NAMES
+    timer = staticmethod(_sync_timer)
+    timeout = 600
+    warmup_time = 0.1
+
+    def setup(self, method, n, k, dtype, device):
+        self.case = _case(self.workload, method, n, k, dtype, device)
+        self.work = prepare(self.case, batch=GRID.batch)
+        self.work.step()
+
+    def teardown(self, *params):
+        self.work = None
+
+
+class _CudaMemory(_Timed):
+    """CUDA-only: reset peak statistics after setup, track the peak of one step."""
+
+    unit = "bytes"
+
+    def setup(self, method, n, k, dtype, device):
+        if not device.startswith("cuda"):
+            raise NotImplementedError("CUDA peak memory is measured on CUDA devices only")
+        super().setup(method, n, k, dtype, device)
+        reset_cuda_peak(self.work.device)
+
+    def track_cuda_peak_memory(self, *params):
+        self.work.step()
+        return cuda_peak_bytes(self.work.device)
+
+    track_cuda_peak_memory.unit = "bytes"
+
+
+class Update(_Timed):
+    """One in-place unitary update of an N x N weight from a fixed gradient."""
+
+    workload = "update"
+    params = [_methods("update"), _SIZES, _RANKS, _DTYPES, _DEVICES]
+
+    def time_update(self, *params):
+        self.work.step()
+
+    def peakmem_update(self, *params):
+        self.work.step()
+
+
+class UpdateCudaMemory(_CudaMemory):
+    """CUDA peak memory of one update (resident weight and gradient included)."""
+
+    workload = "update"
+    params = Update.params
+
+
+class TrainStep(_Timed):
+    """Forward + backward + optimizer step of a protocol module on a batch."""
+
+    workload = "train_step"
+    params = [_methods("train_step"), _SIZES, _RANKS, _DTYPES, _DEVICES]
+
+    def time_train_step(self, *params):
+        self.work.step()
+
+    def peakmem_train_step(self, *params):
+        self.work.step()
+
+
+class TrainStepCudaMemory(_CudaMemory):
+    """CUDA peak memory of one training step."""
+
+    workload = "train_step"
+    params = TrainStep.params
+
+
+class Accuracy:
+    """Unitarity ||W^H W - I||_F / sqrt(N) after one and after ``GRID.accuracy_steps``
+    training steps."""
+
+    param_names = _PARAM_NAMES
+    params = [_methods("accuracy"), _SIZES, _RANKS, _DTYPES, _DEVICES]
+    timeout = 600
+
+    def setup(self, method, n, k, dtype, device):
+        case = _case("accuracy", method, n, k, dtype, device)
+        found = unitarity_metrics(case, steps=GRID.accuracy_steps, batch=GRID.batch)
+        self.values = {m.metric: m.value for m in found}
+
+    def track_unitarity_after_1_step(self, *params):
+        return self.values["unitarity_after_1_step"]
+
+    track_unitarity_after_1_step.unit = "unitarity error"
+
+    def track_unitarity_after_many_steps(self, *params):
+        return self.values[f"unitarity_after_{GRID.accuracy_steps}_steps"]
+
+    track_unitarity_after_many_steps.unit = "unitarity error"
+
+
+class DistToExact:
+    """||A_k - A_exact||_F / ||A_exact - A0||_F of a rank-k step (see
+    :func:`suite.workloads.dist_to_exact`)."""
+
+    param_names = _PARAM_NAMES
+    params = [_methods("accuracy", reference=True), _SIZES, _RANKS, _DTYPES, _DEVICES]
+    timeout = 600
+
+    def setup(self, method, n, k, dtype, device):
+        case = _case("accuracy", method, n, k, dtype, device)
+        found = dist_to_exact(case)
+        if found is None or found.value is None:
+            raise NotImplementedError(found.reason if found else "no reference step")
+        self.value = found.value
+
+    def track_dist_to_exact(self, *params):
+        return self.value
+
+    track_dist_to_exact.unit = "relative distance"

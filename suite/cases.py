@@ -1,0 +1,304 @@
+"""Benchmark cases, grids and the skip rules: the one place all three front ends share.
+
+A :class:`Case` names one measurement (workload, method, n, k, dtype, device, options).
+:meth:`Case.skip_reason` returns why a case cannot run here (``None`` if it can); asv
+raises it as ``NotImplementedError`` in ``setup``, pytest calls ``pytest.skip`` with it and
+the CLI writes a row with status ``skipped`` and the reason.
+
+Grids: ``tiny`` (tests), ``quick`` (2 CPU cores, the default) and ``full`` (GPUs),
+selected by ``$PROJUNN_BENCH_GRID`` or the CLI's ``--grid/--quick/--full``.
+
+>>> Case("update", "eunn_fft", 12).skip_reason()
+'eunn_fft has no functional update (it is measured by train_step and accuracy)'
+>>> Case("update", "projunn_t", 8, k=16).skip_reason()
+'rank k=16 exceeds n=8'
+>>> len(iter_cases("tiny", workloads=["update"], dtypes=["float32"])) > 0
+True
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+
+from .methods import METHODS
+
+__all__ = [
+    "CUBIC_CAP",
+    "DEVICES",
+    "DTYPES",
+    "GRIDS",
+    "GRID_ENV",
+    "WORKLOADS",
+    "Case",
+    "Grid",
+    "current_grid",
+    "device_available",
+    "grid_name",
+    "iter_cases",
+    "torch_dtype",
+]
+
+WORKLOADS = ("update", "train_step", "accuracy")
+"""update: one unitary update of an N x N weight from a given gradient; train_step: forward +
+backward + optimizer step on a batch; accuracy: unitarity and distance to the exact step."""
+
+DTYPES = {
+    "float32": torch.float32,
+    "float64": torch.float64,
+    "complex64": torch.complex64,
+    "complex128": torch.complex128,
+}
+DEVICES = ("cpu", "cuda")
+
+CUBIC_CAP = {"cpu": 2048, "cuda": 8192}
+"""Largest n at which O(N^3) methods run, per device type (one SVD at N=4096 takes ~2 s on
+an H200 and >10 s on 2 CPU cores; larger sizes would dominate any sweep)."""
+
+REFERENCE_CAP = 2048
+"""Largest n for the float64 scipy reference of the accuracy workload (runs on the host)."""
+
+MEMORY_FACTOR = 8
+"""A case needs about MEMORY_FACTOR N x N matrices of its dtype (weight, gradient, update
+temporaries); larger than the device's memory -> skipped."""
+
+GRID_ENV = "PROJUNN_BENCH_GRID"
+
+
+def torch_dtype(name: str) -> torch.dtype:
+    """``"complex64"`` -> ``torch.complex64``; ``ValueError`` for unknown names."""
+    try:
+        return DTYPES[name]
+    except KeyError:
+        raise ValueError(f"unknown dtype {name!r}; choose from {sorted(DTYPES)}") from None
+
+
+def device_available(device: str) -> str | None:
+    """``None`` if ``device`` ("cpu", "cuda", "cuda:1") can be used here, else the reason."""
+    dev = torch.device(device)
+    if dev.type == "cpu":
+        return None
+    if dev.type != "cuda":
+        return f"device type {dev.type!r} is not supported (use cpu or cuda)"
+    if not torch.cuda.is_available():
+        return "CUDA is not available on this machine"
+    if dev.index is not None and dev.index >= torch.cuda.device_count():
+        return f"{device} does not exist ({torch.cuda.device_count()} CUDA device(s))"
+    return None
+
+
+def _device_memory(device: str) -> int | None:
+    dev = torch.device(device)
+    if dev.type == "cuda":
+        return torch.cuda.get_device_properties(dev.index or 0).total_memory
+    try:
+        import psutil
+
+        return psutil.virtual_memory().total
+    except Exception:  # pragma: no cover - psutil is a dependency
+        return None
+
+
+@dataclass(frozen=True)
+class Case:
+    """One measurement: ``workload`` of ``method`` at size ``n`` (rank ``k`` for ranked
+    methods, ``None`` otherwise), ``dtype`` name, ``device``, extra method ``options``
+    (a tuple of ``(name, value)`` pairs, so cases stay hashable)."""
+
+    workload: str
+    method: str
+    n: int
+    k: int | None = None
+    dtype: str = "float32"
+    device: str = "cpu"
+    options: tuple[tuple[str, Any], ...] = field(default=())
+
+    def __post_init__(self):
+        if self.workload not in WORKLOADS:
+            raise ValueError(f"unknown workload {self.workload!r}; choose from {WORKLOADS}")
+        if self.method not in METHODS:
+            raise ValueError(f"unknown method {self.method!r}; choose from {sorted(METHODS)}")
+        torch_dtype(self.dtype)
+
+    @property
+    def spec(self):
+        """The registry entry (:class:`suite.methods.Method`)."""
+        return METHODS[self.method]
+
+    @property
+    def torch_dtype(self) -> torch.dtype:
+        return DTYPES[self.dtype]
+
+    def method_options(self) -> dict[str, Any]:
+        """Options for the factory / update: the method's defaults, ``options``, ``rank=k``."""
+        opts = dict(self.options)
+        if self.spec.ranked and self.k is not None:
+            opts["rank"] = self.k
+        return self.spec.options(**opts)
+
+    def skip_reason(self) -> str | None:
+        """Why this case cannot run here, or ``None``. The only skip rules in the suite."""
+        spec = self.spec
+        if self.workload not in spec.workloads:
+            return (
+                f"{self.method} has no functional update "
+                "(it is measured by train_step and accuracy)"
+            )
+        if spec.ranked and self.k is None:
+            return f"{self.method} needs a rank k"
+        if not spec.ranked and self.k is not None:
+            return f"rank options do not apply to {self.method}"
+        if self.k is not None and self.k < 1:
+            return f"rank k={self.k} must be >= 1"
+        if self.n < 2:
+            return f"n={self.n} is too small (n >= 2)"
+        if self.k is not None and self.k > self.n:
+            return f"rank k={self.k} exceeds n={self.n}"
+        if spec.pow2 and self.n & (self.n - 1):
+            return f"{self.method} needs n to be a power of two, got n={self.n}"
+        unknown = sorted({k for k, _ in self.options} - set(spec.defaults))
+        if unknown:
+            return f"{self.method} does not take option(s) {unknown}"
+        reason = device_available(self.device)
+        if reason:
+            return reason
+        dev_type = torch.device(self.device).type
+        if spec.cubic and self.n > CUBIC_CAP[dev_type]:
+            return (
+                f"{self.method} costs O(N^3): skipped above N={CUBIC_CAP[dev_type]} "
+                f"on {dev_type} (suite.cases.CUBIC_CAP)"
+            )
+        mem = _device_memory(self.device)
+        need = MEMORY_FACTOR * self.n * self.n * self.torch_dtype.itemsize
+        if mem is not None and need > mem:
+            return f"needs ~{need / 2**30:.1f} GiB, {self.device} has {mem / 2**30:.1f} GiB"
+        return None
+
+    @property
+    def id(self) -> str:
+        """Short readable id, e.g. ``update-projunn_t-n1024-k4-float32-cpu``."""
+        parts = [self.workload, self.method, f"n{self.n}"]
+        if self.k is not None:
+            parts.append(f"k{self.k}")
+        parts += [self.dtype, self.device]
+        parts += [f"{k}={v}" for k, v in self.options]
+        return "-".join(parts)
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain fields (``options`` as ``"name=value;..."``) for tables and extra_info."""
+        d = asdict(self)
+        d["options"] = ";".join(f"{k}={v}" for k, v in self.options)
+        return d
+
+
+@dataclass(frozen=True)
+class Grid:
+    """A parameter grid: sizes, ranks, dtypes, devices (for asv; the CLI defaults to cpu),
+    workloads, timing repeats / time budget per case and accuracy step count."""
+
+    name: str
+    sizes: tuple[int, ...]
+    ranks: tuple[int, ...]
+    dtypes: tuple[str, ...] = ("float32", "complex64")
+    devices: tuple[str, ...] = ("cpu", "cuda")
+    workloads: tuple[str, ...] = WORKLOADS
+    repeat: int = 10
+    warmup: int = 1
+    max_time: float = 0.5
+    accuracy_steps: int = 20
+    batch: int = 32
+    description: str = ""
+
+
+GRIDS = {
+    "tiny": Grid(
+        "tiny",
+        sizes=(16,),
+        ranks=(1, 4),
+        repeat=3,
+        max_time=0.05,
+        accuracy_steps=3,
+        batch=4,
+        description="smoke test for CI / pytest (seconds)",
+    ),
+    "quick": Grid(
+        "quick",
+        sizes=(64, 256, 1024),
+        ranks=(1, 4, 16),
+        repeat=10,
+        max_time=0.3,
+        accuracy_steps=10,
+        description="the default: a few minutes on 2 CPU cores",
+    ),
+    "full": Grid(
+        "full",
+        sizes=(256, 1024, 2048, 4096, 8192, 16384),
+        ranks=(1, 4, 16, 64),
+        repeat=30,
+        warmup=3,
+        max_time=2.0,
+        accuracy_steps=100,
+        batch=128,
+        description="for GPUs: N up to 16384 (O(N^3) methods capped, see CUBIC_CAP)",
+    ),
+}
+
+
+def grid_name(default: str = "quick") -> str:
+    """The grid selected by ``$PROJUNN_BENCH_GRID`` (``default`` when unset)."""
+    name = os.environ.get(GRID_ENV, "").strip().lower() or default
+    if name not in GRIDS:
+        raise ValueError(f"${GRID_ENV}={name!r} is not one of {sorted(GRIDS)}")
+    return name
+
+
+def current_grid(default: str = "quick") -> Grid:
+    """``GRIDS[grid_name(default)]``."""
+    return GRIDS[grid_name(default)]
+
+
+def iter_cases(
+    grid: str | Grid = "quick",
+    *,
+    workloads: Sequence[str] | None = None,
+    methods: Sequence[str] | None = None,
+    sizes: Sequence[int] | None = None,
+    ranks: Sequence[int] | None = None,
+    dtypes: Sequence[str] | None = None,
+    devices: Sequence[str] | None = ("cpu",),
+    options: Iterable[tuple[str, Any]] = (),
+) -> list[Case]:
+    """The cases of ``grid`` (overridden per axis), in a stable order.
+
+    Ranked methods get one case per rank, the others one case with ``k=None``. Without
+    an explicit ``methods`` list a workload only takes the methods it applies to (EUNN has
+    no functional update); explicitly named methods are all kept, so an impossible
+    combination shows up as a skipped case, never silently vanishes. ``options``
+    (``name=value`` pairs) go to the methods that accept them.
+    """
+    g = GRIDS[grid] if isinstance(grid, str) else grid
+    workloads = tuple(workloads or g.workloads)
+    explicit = methods is not None
+    names = tuple(methods) if explicit else tuple(METHODS)
+    sizes = tuple(sizes or g.sizes)
+    ranks = tuple(ranks or g.ranks)
+    dtypes = tuple(dtypes or g.dtypes)
+    devices = tuple(devices or g.devices)
+    options = tuple(options)
+    out = []
+    for wl in workloads:
+        for name in names:
+            spec = METHODS[name]
+            if not explicit and wl not in spec.workloads:
+                continue
+            opts = tuple((k, v) for k, v in options if k in spec.defaults)
+            for device in devices:
+                for dtype in dtypes:
+                    for n in sizes:
+                        for k in ranks if spec.ranked else (None,):
+                            out.append(Case(wl, name, n, k, dtype, device, opts))
+    return out

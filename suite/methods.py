@@ -1,0 +1,218 @@
+"""The method registry: every unitary-weight method the suite measures, in one place.
+
+``METHODS[name]`` is a :class:`Method`. Calling it builds a protocol module
+(``m(x)``, ``m.matrix()``, ``m.optimizer(...)``, see ``projunn_core.protocol``);
+``Method.update`` is the functional in-place update ``(A, G, lr, **options) -> A`` used by
+the *update* workload (``None`` for methods that only exist as parametrized layers).
+Nothing downstream special-cases a method: workloads, skip rules and the three front ends
+read the fields of :class:`Method`.
+
+>>> sorted(METHODS)[:3]
+['cayley', 'eunn', 'eunn_fft']
+>>> METHODS["projunn_t"].ranked, METHODS["svd"].cubic
+(True, True)
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+import torch
+
+__all__ = ["METHODS", "UPDATES", "Method", "method"]
+
+
+def _pc():
+    # projunn_core is imported lazily so that listing the registry never needs it.
+    return importlib.import_module("projunn_core")
+
+
+def _baselines():
+    return importlib.import_module("baselines")
+
+
+@dataclass(frozen=True)
+class Method:
+    """One registry entry.
+
+    ``build(n, dtype=..., device=..., **options)`` returns a protocol module; ``update``
+    is ``(A, G, lr, **options) -> A`` or ``None``; ``defaults`` are the accepted options
+    with their default values (``rank`` is supplied by the case's ``k`` for ranked
+    methods); ``cubic`` marks O(N^3) per-step cost (size-capped by the skip rules);
+    ``pow2`` marks methods that need ``n`` to be a power of two; ``reference`` names the
+    exact full-gradient step a rank-k result is compared with in the accuracy workload
+    (``"expm"``: exponential retraction, ``"polar"``: closest unitary; ``None``: no such
+    comparison); ``unitary`` is False for the unconstrained reference layer.
+    """
+
+    name: str
+    description: str
+    build: Callable[..., torch.nn.Module]
+    update: Callable[..., torch.Tensor] | None = None
+    ranked: bool = False
+    cubic: bool = False
+    pow2: bool = False
+    defaults: Mapping[str, Any] = field(default_factory=dict)
+    reference: str | None = None
+    unitary: bool = True
+
+    def __call__(self, n: int, dtype=torch.float32, device="cpu", **options) -> torch.nn.Module:
+        """Build the protocol module (``METHODS["svd"](8)`` is an 8x8 SVD-projected layer)."""
+        return self.build(n, dtype=dtype, device=device, **self.options(**options))
+
+    def options(self, **options) -> dict[str, Any]:
+        """The defaults overridden by ``options``; unknown option names raise ``ValueError``.
+
+        >>> METHODS["eunn"].options(capacity=4)
+        {'capacity': 4}
+        """
+        allowed = set(self.defaults) | ({"rank"} if self.ranked else set())
+        unknown = sorted(set(options) - allowed)
+        if unknown:
+            raise ValueError(
+                f"method {self.name!r} does not take option(s) {unknown}; "
+                f"it takes {sorted(self.defaults) or 'none'}"
+            )
+        merged = dict(self.defaults)
+        merged.update(options)
+        return merged
+
+    @property
+    def workloads(self) -> tuple[str, ...]:
+        """Workloads this method takes part in (``update`` needs a functional update)."""
+        base = ("train_step", "accuracy")
+        return (("update",) + base) if self.update is not None else base
+
+
+# -- factories -------------------------------------------------------------------------
+
+
+def _projunn_build(variant: str):
+    def build(n, *, dtype, device, rank=1, approx="lsi", check=False):
+        del check  # only used by the functional update
+        nn_mod = importlib.import_module("projunn_core.nn")
+        return nn_mod.UnitaryLinear(
+            n, dtype=dtype, device=device, init="haar", rank=rank, variant=variant, approx=approx
+        )
+
+    return build
+
+
+def _projunn_update(variant: str):
+    def update(A, G, lr, *, rank=1, approx="lsi", check=False):
+        return _pc().projunn_step(A, G, lr, rank=rank, variant=variant, approx=approx, check=check)
+
+    return update
+
+
+def _baseline_build(cls_name: str, **fixed):
+    def build(n, *, dtype, device, **options):
+        cls = getattr(_baselines(), cls_name)
+        return cls(n, dtype=dtype, device=device, **fixed, **options)
+
+    return build
+
+
+def _baseline_update(key: str):
+    def update(A, G, lr):
+        return _baselines().UPDATES[key](A, G, lr)
+
+    update.__name__ = f"{key}_update"
+    return update
+
+
+_ENTRIES = [
+    Method(
+        "projunn_t",
+        "projUNN-T: rank-k tangent step A <- A exp(skew(A^H a b^H)), O(kN^2)",
+        _projunn_build("T"),
+        _projunn_update("T"),
+        ranked=True,
+        defaults={"approx": "lsi", "check": False},
+        reference="expm",
+    ),
+    Method(
+        "projunn_d",
+        "projUNN-D: rank-k direct step, closest unitary to A + a b^H, O(kN^2)",
+        _projunn_build("D"),
+        _projunn_update("D"),
+        ranked=True,
+        defaults={"approx": "lsi", "check": False},
+        reference="polar",
+    ),
+    Method(
+        "svd",
+        "full step then polar projection through an SVD, O(N^3)",
+        _baseline_build("SVDProjection"),
+        _baseline_update("svd"),
+        cubic=True,
+    ),
+    Method(
+        "expm",
+        "exponential-map retraction A exp(-lr skew(A^H G)), O(N^3)",
+        _baseline_build("ExpmUnitary"),
+        _baseline_update("expm"),
+        cubic=True,
+    ),
+    Method(
+        "cayley",
+        "Cayley retraction (scoRNN style), O(N^3)",
+        _baseline_build("CayleyUnitary"),
+        _baseline_update("cayley"),
+        cubic=True,
+    ),
+    Method(
+        "eunn",
+        "EUNN, tunable style: capacity layers of 2x2 rotations, O(capacity N) per product",
+        _baseline_build("EUNN", fft=False),
+        None,
+        defaults={"capacity": 2},
+    ),
+    Method(
+        "eunn_fft",
+        "EUNN, FFT style: log2(N) butterfly layers (N a power of two)",
+        _baseline_build("EUNN", fft=True),
+        None,
+        pow2=True,
+        defaults={"capacity": None},
+    ),
+    Method(
+        "torch_orthogonal",
+        "torch.nn.utils.parametrizations.orthogonal (matrix_exp map by default), O(N^3)",
+        _baseline_build("TorchOrthogonal"),
+        None,
+        cubic=True,
+        defaults={"orthogonal_map": "matrix_exp"},
+    ),
+    Method(
+        "unconstrained",
+        "plain linear layer and A <- A - lr G (no constraint; the speed floor)",
+        _baseline_build("Unconstrained"),
+        _baseline_update("unconstrained"),
+        unitary=False,
+    ),
+]
+
+METHODS: Mapping[str, Method] = MappingProxyType({m.name: m for m in _ENTRIES})
+"""name -> :class:`Method` (callable: ``METHODS[name](n, dtype=..., device=..., **options)``)."""
+
+UPDATES: Mapping[str, Callable[..., torch.Tensor]] = MappingProxyType(
+    {m.name: m.update for m in _ENTRIES if m.update is not None}
+)
+"""name -> functional in-place update ``(A, G, lr, **options) -> A`` (update workload)."""
+
+
+def method(name: str) -> Method:
+    """The registry entry called ``name``; ``KeyError`` lists the valid names.
+
+    >>> method("svd").name
+    'svd'
+    """
+    try:
+        return METHODS[name]
+    except KeyError:
+        raise KeyError(f"unknown method {name!r}; choose from {sorted(METHODS)}") from None

@@ -1,0 +1,253 @@
+"""The three workloads, built from a :class:`suite.cases.Case` and the method registry.
+
+* ``update``: one in-place unitary update of a Haar-random N x N weight ``A`` from a fixed
+  gradient ``G`` (``Method.update(A, G, lr, **options)``); repeating it is valid (A stays
+  unitary), so it can be timed in a loop.
+* ``train_step``: ``zero_grad``, forward ``m(x)`` on a batch, mean squared error,
+  backward, ``optimizer.step()`` of the protocol module (RMSprop, ``TRAIN_LR``).
+* ``accuracy``: unitarity ``||W^H W - I||_F / sqrt(N)`` at initialization, after one and
+  after ``steps`` training steps; for ranked methods with a ``reference``, the relative
+  distance of the rank-k update from the exact full-gradient step (see :func:`accuracy`).
+
+Every function takes the case and returns plain objects; no timing happens here
+(``suite.timing`` does that, ``suite.runner`` / ``suite.benchmarks`` / the pytest
+benchmarks call both).
+
+>>> from suite.cases import Case
+>>> work = prepare(Case("update", "unconstrained", 8))
+>>> _ = work.step()
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any
+
+import torch
+
+from .cases import REFERENCE_CAP, Case
+
+__all__ = [
+    "STEP_LR",
+    "TRAIN_LR",
+    "TRAIN_OPTIMIZER",
+    "Measurement",
+    "Prepared",
+    "accuracy",
+    "dist_to_exact",
+    "haar",
+    "make_gradient",
+    "prepare",
+    "unitarity",
+    "unitarity_metrics",
+]
+
+STEP_LR = 0.1
+"""Learning rate of the update workload; the gradient's top singular value is ~1."""
+TRAIN_OPTIMIZER = "rmsprop"
+"""Optimizer of the train_step / accuracy workloads (the paper's choice)."""
+TRAIN_LR = 1e-4
+GRADIENT_RANK = 32
+GRADIENT_DECAY = 0.7
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """One metric of one case: ``value`` in ``unit``; ``iqr``/``repeat`` for timings;
+    ``status`` "ok", "skipped" or "error" with ``reason``."""
+
+    metric: str
+    value: float | None
+    unit: str
+    iqr: float | None = None
+    repeat: int | None = None
+    status: str = "ok"
+    reason: str = ""
+
+
+@dataclass
+class Prepared:
+    """A built workload: ``step()`` is the operation to time; ``state`` keeps its tensors
+    and modules alive (``A``, ``G`` or ``module``, ``optimizer``, ``x``, ``y``)."""
+
+    case: Case
+    step: Callable[[], Any]
+    device: torch.device
+    state: dict[str, Any] = field(default_factory=dict)
+
+
+def _generator(device: torch.device, seed: int) -> torch.Generator:
+    return torch.Generator(device=device).manual_seed(seed)
+
+
+def haar(n: int, dtype: torch.dtype, device, generator=None) -> torch.Tensor:
+    """Haar-random n x n orthogonal/unitary matrix of ``dtype`` (QR in double precision).
+
+    >>> W = haar(4, torch.float32, "cpu")
+    >>> unitarity(W) < 1e-6
+    True
+    """
+    work = torch.complex128 if dtype.is_complex else torch.float64
+    Z = torch.randn(n, n, dtype=work, device=device, generator=generator)
+    Q, R = torch.linalg.qr(Z)
+    d = torch.diagonal(R)
+    return (Q * (d / d.abs()).unsqueeze(-2)).to(dtype)
+
+
+def make_gradient(n: int, dtype: torch.dtype, device, generator=None) -> torch.Tensor:
+    """A synthetic N x N gradient with a decaying spectrum, like real ones.
+
+    ``G = P diag(s) Q^H`` with P, Q Gaussian N x r (r = min(n, GRADIENT_RANK), columns of
+    norm ~1) and ``s_i = GRADIENT_DECAY**i``; so rank-k truncation error falls with k and
+    the top singular value is ~1. Costs O(r N^2), no O(N^3) setup.
+    """
+    r = min(n, GRADIENT_RANK)
+    P = torch.randn(n, r, dtype=dtype, device=device, generator=generator) / math.sqrt(n)
+    Q = torch.randn(n, r, dtype=dtype, device=device, generator=generator) / math.sqrt(n)
+    s = GRADIENT_DECAY ** torch.arange(r, device=device, dtype=torch.float64)
+    return (P * s.to(P.real.dtype)) @ Q.mH
+
+
+def unitarity(W: torch.Tensor) -> float:
+    """``||W^H W - I||_F / sqrt(N)`` (``projunn_core.unitarity_error``, float64)."""
+    from projunn_core import unitarity_error
+
+    return unitarity_error(W)
+
+
+def _mse(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    d = out - y
+    return (d * d.conj()).real.mean()
+
+
+def _train_state(case: Case, batch: int, seed: int) -> dict[str, Any]:
+    device = torch.device(case.device)
+    torch.manual_seed(seed)  # module initializers use the global generator
+    module = case.spec(case.n, dtype=case.torch_dtype, device=device, **case.method_options())
+    opt = module.optimizer(TRAIN_OPTIMIZER, lr=TRAIN_LR)
+    gen = _generator(device, seed + 1)
+    x = torch.randn(batch, case.n, dtype=case.torch_dtype, device=device, generator=gen)
+    y = torch.randn(batch, case.n, dtype=case.torch_dtype, device=device, generator=gen)
+
+    def step():
+        opt.zero_grad(set_to_none=True)
+        loss = _mse(module(x), y)
+        loss.backward()
+        opt.step()
+        return loss
+
+    return {"module": module, "optimizer": opt, "x": x, "y": y, "step": step}
+
+
+def prepare(case: Case, *, batch: int = 32, seed: int = 0) -> Prepared:
+    """Build ``case`` (update or train_step); raises ``NotImplementedError`` if skipped."""
+    reason = case.skip_reason()
+    if reason:
+        raise NotImplementedError(reason)
+    device = torch.device(case.device)
+    if case.workload == "update":
+        gen = _generator(device, seed)
+        A = haar(case.n, case.torch_dtype, device, gen)
+        G = make_gradient(case.n, case.torch_dtype, device, gen)
+        update, opts = case.spec.update, case.method_options()
+
+        def step():
+            return update(A, G, STEP_LR, **opts)
+
+        return Prepared(case, step, device, {"A": A, "G": G})
+    if case.workload == "train_step":
+        state = _train_state(case, batch, seed)
+        return Prepared(case, state.pop("step"), device, state)
+    raise ValueError(f"prepare() builds update and train_step cases, not {case.workload!r}")
+
+
+@lru_cache(maxsize=8)
+def _reference(kind: str, case_key: tuple, seed: int):
+    """Start matrix A0, gradient G (case dtype) and the exact float64 step (host numpy)."""
+    import scipy.linalg as sl
+
+    n, dtype_name, device = case_key
+    from .cases import DTYPES
+
+    dtype = DTYPES[dtype_name]
+    gen = _generator(torch.device(device), seed)
+    A0 = haar(n, dtype, device, gen)
+    G = make_gradient(n, dtype, device, gen)
+    wide = torch.complex128 if dtype.is_complex else torch.float64
+    A = A0.to(wide).cpu().numpy()
+    D = -STEP_LR * G.to(wide).cpu().numpy()
+    if kind == "expm":
+        X = A.conj().T @ D
+        exact = A @ sl.expm((X - X.conj().T) / 2)
+    elif kind == "polar":
+        exact = sl.polar(A + D)[0]
+    else:  # pragma: no cover - registry values are fixed
+        raise ValueError(f"unknown reference {kind!r}")
+    return A0, G, exact
+
+
+def unitarity_metrics(
+    case: Case, *, steps: int = 10, batch: int = 32, seed: int = 0
+) -> list[Measurement]:
+    """``unitarity_init``, ``unitarity_after_1_step``, ``unitarity_after_{steps}_steps``:
+    ``||W^H W - I||_F / sqrt(N)`` of the module's matrix while training it (train_step)."""
+    reason = case.skip_reason()
+    if reason:
+        raise NotImplementedError(reason)
+    state = _train_state(case, batch, seed)
+    module, step = state["module"], state["step"]
+    with torch.no_grad():
+        out = [Measurement("unitarity_init", unitarity(module.matrix()), "1")]
+    for i in range(1, steps + 1):
+        step()
+        if i == 1 or i == steps:
+            with torch.no_grad():
+                W = module.matrix()
+            name = "unitarity_after_1_step" if i == 1 else f"unitarity_after_{steps}_steps"
+            out.append(Measurement(name, unitarity(W), "1"))
+    return out
+
+
+def dist_to_exact(case: Case, *, seed: int = 0) -> Measurement | None:
+    """Relative distance of the rank-k update from the exact full-gradient step.
+
+    Starting from the same ``A0`` and gradient ``G``: ``||A_k - A_exact||_F /
+    ||A_exact - A0||_F`` where A_k is ``Method.update`` at rank k and A_exact the exact step
+    with the full gradient, computed in float64 by scipy (``Method.reference``: ``expm``
+    retraction for projUNN-T, polar projection for projUNN-D). 0 = exact; 1 = as far off
+    as not moving at all. ``None`` for methods without a reference; a skipped measurement
+    above ``REFERENCE_CAP``.
+    """
+    spec = case.spec
+    if spec.reference is None or spec.update is None:
+        return None
+    reason = case.skip_reason()
+    if reason:
+        raise NotImplementedError(reason)
+    if case.n > REFERENCE_CAP:
+        return Measurement(
+            "dist_to_exact", None, "1", status="skipped",
+            reason=f"float64 reference is O(N^3) on the host: skipped above "
+            f"N={REFERENCE_CAP} (suite.cases.REFERENCE_CAP)",
+        )
+    A0, G, exact = _reference(spec.reference, (case.n, case.dtype, case.device), seed)
+    A = spec.update(A0.clone(), G, STEP_LR, **case.method_options())
+    wide = torch.complex128 if A.is_complex() else torch.float64
+    ex = torch.from_numpy(exact)
+    denom = torch.linalg.matrix_norm(ex - A0.to(wide).cpu())
+    dist = torch.linalg.matrix_norm(A.to(wide).cpu() - ex) / denom
+    return Measurement("dist_to_exact", float(dist), "1")
+
+
+def accuracy(case: Case, *, steps: int = 10, batch: int = 32, seed: int = 0) -> list[Measurement]:
+    """All accuracy metrics of ``case`` (unit "1" = dimensionless):
+    :func:`unitarity_metrics` and, for ranked methods with a reference,
+    :func:`dist_to_exact`."""
+    out = unitarity_metrics(case, steps=steps, batch=batch, seed=seed)
+    dist = dist_to_exact(case, seed=seed)
+    if dist is not None:
+        out.append(dist)
+    return out

@@ -1,0 +1,213 @@
+"""The measurement suite: registry coverage, skip rules, cases, workloads, timing helpers."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from suite import cases as cases_mod
+from suite.cases import GRIDS, Case, iter_cases
+from suite.methods import METHODS, UPDATES, method
+from suite.runner import Settings, run_case
+from suite.timing import measure
+from suite.workloads import accuracy, haar, make_gradient, prepare, unitarity
+
+TINY = Settings(repeat=2, warmup=0, max_time=None, accuracy_steps=2, batch=4)
+EXPECTED = {
+    "projunn_t", "projunn_d", "svd", "expm", "cayley", "eunn", "eunn_fft",
+    "torch_orthogonal", "unconstrained",
+}
+
+
+def test_registry_names_and_updates():
+    assert set(METHODS) == EXPECTED
+    assert set(UPDATES) == {"projunn_t", "projunn_d", "svd", "expm", "cayley", "unconstrained"}
+    for m in METHODS.values():
+        assert m.description and m.name == method(m.name).name
+    with pytest.raises(KeyError, match="unknown method"):
+        method("nope")
+    with pytest.raises(ValueError, match="does not take option"):
+        METHODS["svd"].options(rank=2)
+
+
+REGISTRY_CASES = [
+    c
+    for c in iter_cases("tiny", sizes=[16], ranks=[2], dtypes=["float32", "complex64"])
+]
+
+
+@pytest.mark.parametrize("case", REGISTRY_CASES, ids=lambda c: c.id)
+def test_every_method_runs_every_workload(case):
+    assert case.skip_reason() is None
+    rows = run_case(case, TINY)
+    assert all(r.status == "ok" for r in rows), rows
+    metrics = {r.metric: r for r in rows}
+    if case.workload == "accuracy":
+        assert {"unitarity_init", "unitarity_after_1_step", "unitarity_after_2_steps"} <= set(
+            metrics
+        )
+        if case.spec.unitary:
+            assert metrics["unitarity_after_2_steps"].value < 1e-4
+        if case.spec.reference:
+            assert 0 <= metrics["dist_to_exact"].value < 1.5
+    else:
+        t = metrics["time"]
+        assert t.unit == "s" and t.value > 0 and t.repeat == 2 and t.iqr >= 0
+        assert metrics["host_peak_rss"].value > 0
+
+
+def test_every_method_is_covered_by_each_applicable_workload():
+    seen = {(c.workload, c.method) for c in REGISTRY_CASES}
+    for name, m in METHODS.items():
+        for wl in m.workloads:
+            assert (wl, name) in seen
+    assert ("update", "eunn") not in seen  # no functional update: not in the default list
+
+
+def test_update_keeps_weight_unitary_and_in_place():
+    case = Case("update", "projunn_d", 16, 2, "complex64")
+    work = prepare(case)
+    A = work.state["A"]
+    ptr = A.data_ptr()
+    before = A.clone()
+    for _ in range(3):
+        out = work.step()
+    assert out.data_ptr() == ptr
+    assert not torch.equal(before, A)
+    assert unitarity(A) < 1e-5
+
+
+@pytest.mark.parametrize(
+    "case, fragment",
+    [
+        (Case("train_step", "eunn_fft", 12), "power of two"),
+        (Case("update", "projunn_t", 8, k=16), "exceeds n=8"),
+        (Case("update", "svd", 4096), "O(N^3)"),
+        (Case("train_step", "torch_orthogonal", 4096), "O(N^3)"),
+        (Case("update", "svd", 16, k=4), "rank options do not apply"),
+        (Case("update", "projunn_d", 16), "needs a rank"),
+        (Case("update", "eunn", 16), "no functional update"),
+        (Case("update", "unconstrained", 1), "too small"),
+        (Case("train_step", "eunn", 16, options=(("rank", 2),)), "does not take"),
+        (Case("update", "projunn_t", 1 << 22, 1), "GiB"),
+    ],
+)
+def test_skip_rules(case, fragment):
+    assert fragment in case.skip_reason()
+    with pytest.raises(NotImplementedError, match="."):
+        prepare(case) if case.workload != "accuracy" else accuracy(case)
+    rows = run_case(case, TINY)
+    assert [(r.status, r.metric) for r in rows] == [("skipped", "")]
+    assert fragment in rows[0].reason
+
+
+def test_cubic_cap_boundary_and_pow2_ok():
+    cap = cases_mod.CUBIC_CAP["cpu"]
+    assert Case("update", "svd", cap).skip_reason() is None
+    assert Case("update", "svd", cap + 1).skip_reason() is not None
+    assert Case("update", "projunn_t", cap * 2, 1).skip_reason() is None
+    assert Case("train_step", "eunn_fft", 16).skip_reason() is None
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the behaviour without CUDA")
+def test_cuda_absent_is_a_skip_not_a_crash():
+    case = Case("update", "projunn_t", 16, 1, device="cuda")
+    assert "CUDA is not available" in case.skip_reason()
+    assert run_case(case, TINY)[0].status == "skipped"
+
+
+def test_invalid_case_fields_raise():
+    with pytest.raises(ValueError, match="workload"):
+        Case("nope", "svd", 8)
+    with pytest.raises(ValueError, match="method"):
+        Case("update", "nope", 8)
+    with pytest.raises(ValueError, match="dtype"):
+        Case("update", "svd", 8, dtype="float16")
+
+
+def test_iter_cases_explicit_methods_keep_impossible_combinations():
+    got = iter_cases("tiny", workloads=["update"], methods=["eunn", "projunn_t"])
+    assert any(c.method == "eunn" and c.skip_reason() for c in got)
+    ranks = {c.k for c in got if c.method == "projunn_t"}
+    assert ranks == set(GRIDS["tiny"].ranks)
+    assert {c.k for c in got if c.method == "eunn"} == {None}
+    ids = [c.id for c in iter_cases("quick", devices=("cpu", "cuda"))]
+    assert len(ids) == len(set(ids))
+
+
+def test_iter_cases_options_go_to_methods_that_take_them():
+    got = iter_cases("tiny", workloads=["train_step"], options=[("capacity", 4)])
+    eunn = [c for c in got if c.method == "eunn"]
+    assert eunn and all(dict(c.options) == {"capacity": 4} for c in eunn)
+    assert all(c.options == () for c in got if c.method == "svd")
+    assert eunn[0].method_options() == {"capacity": 4}
+
+
+def test_grid_switch(monkeypatch):
+    monkeypatch.delenv(cases_mod.GRID_ENV, raising=False)
+    assert cases_mod.grid_name() == "quick"
+    assert cases_mod.grid_name(default="tiny") == "tiny"
+    monkeypatch.setenv(cases_mod.GRID_ENV, "full")
+    assert cases_mod.current_grid().name == "full"
+    assert max(cases_mod.current_grid().sizes) == 16384
+    monkeypatch.setenv(cases_mod.GRID_ENV, "huge")
+    with pytest.raises(ValueError, match="PROJUNN_BENCH_GRID"):
+        cases_mod.grid_name()
+
+
+def test_quick_grid_shape():
+    g = GRIDS["quick"]
+    assert max(g.sizes) <= 2048 and set(g.ranks) == {1, 4, 16}
+    assert set(g.dtypes) == {"float32", "complex64"}
+
+
+def test_settings_from_grid_overrides():
+    s = Settings.from_grid(GRIDS["quick"], repeat=3, max_time=None)
+    assert s.repeat == 3 and s.max_time == GRIDS["quick"].max_time
+
+
+def test_gradient_and_haar():
+    g = torch.Generator().manual_seed(0)
+    G = make_gradient(32, torch.complex64, "cpu", g)
+    s = torch.linalg.svdvals(G.to(torch.complex128))
+    assert 0.3 < float(s[0]) < 3 and float(s[-1]) < 1e-3 * float(s[0])
+    assert unitarity(haar(32, torch.float32, "cpu", g)) < 1e-6
+
+
+def test_dist_to_exact_shrinks_with_rank():
+    d = {}
+    for k in (1, 16):
+        rows = accuracy(Case("accuracy", "projunn_t", 32, k), steps=2, batch=4)
+        d[k] = {r.metric: r.value for r in rows}["dist_to_exact"]
+    assert d[16] < d[1]
+    assert d[16] < 0.05
+
+
+def test_measure_counts_samples_and_respects_budget():
+    t = measure(lambda: sum(range(100)), repeat=50, warmup=0, max_time=1e-9)
+    assert t.repeat == 3
+    assert math.isfinite(t.median) and t.iqr >= 0
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_timing_synchronizes():
+    """measure() on CUDA must include the kernel time (not just the launch)."""
+    x = torch.randn(4096, 4096, device="cuda")
+    for _ in range(3):
+        x @ x
+    torch.cuda.synchronize()
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    start.record()
+    for _ in range(5):
+        x @ x
+    end.record()
+    torch.cuda.synchronize()
+    event_s = start.elapsed_time(end) / 1e3 / 5
+    t = measure(lambda: x @ x, repeat=5, warmup=2, device="cuda")
+    assert t.median > 0.5 * event_s
+    rows = run_case(Case("update", "projunn_t", 256, 4, device="cuda"), TINY)
+    metrics = {r.metric: r for r in rows}
+    assert metrics["cuda_peak_memory"].value >= 2 * 256 * 256 * 4
