@@ -13,14 +13,7 @@ from ._common import SUPPORTED_DTYPES, expm_skew, haar_unitary, skew
 from .cayley import CayleyUnitary, cayley_step
 from .eunn import EUNN
 from .expm import ExpmUnitary, expm_step
-from .rnn import (
-    LSTMReference,
-    ModReLURNN,
-    lstm_hidden_for_params,
-    lstm_param_count,
-    modrelu,
-    unitary_rnn,
-)
+from .rnn import LSTMReference, lstm_hidden_for_params, lstm_param_count, unitary_rnn
 from .svd_projection import SVDProjection, polar_unitary, svd_step
 from .torch_orthogonal import ORTHOGONAL_MAPS, TorchOrthogonal
 from .unconstrained import Unconstrained, unconstrained_step
@@ -50,7 +43,6 @@ __all__ = [
     "CayleyUnitary",
     "ExpmUnitary",
     "LSTMReference",
-    "ModReLURNN",
     "SVDProjection",
     "TorchOrthogonal",
     "Unconstrained",
@@ -60,7 +52,6 @@ __all__ = [
     "haar_unitary",
     "lstm_hidden_for_params",
     "lstm_param_count",
-    "modrelu",
     "polar_unitary",
     "skew",
     "svd_step",
