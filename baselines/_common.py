@@ -14,9 +14,10 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from projunn_core._checks import SUPPORTED_DTYPES
+from projunn_core._checks import check_dtype as _check_dtype
+from projunn_core.init import haar
 from projunn_core.protocol import check_optimizer_name, torch_optimizer
-
-SUPPORTED_DTYPES = (torch.float32, torch.float64, torch.complex64, torch.complex128)
 
 __all__ = [
     "SUPPORTED_DTYPES",
@@ -48,9 +49,7 @@ def check_dtype(dtype) -> torch.dtype:
     >>> check_dtype(torch.complex64)
     torch.complex64
     """
-    if dtype not in SUPPORTED_DTYPES:
-        names = ", ".join(str(d) for d in SUPPORTED_DTYPES)
-        raise TypeError(f"dtype must be one of {names}, got {dtype!r}")
+    _check_dtype("dtype", dtype)
     return dtype
 
 
@@ -64,22 +63,13 @@ def real_dtype(dtype: torch.dtype) -> torch.dtype:
 
 
 def haar_unitary(n: int, dtype=torch.float32, device=None, generator=None) -> torch.Tensor:
-    """A Haar-random ``n x n`` orthogonal (real dtype) or unitary (complex dtype) matrix.
-
-    QR of a Gaussian matrix with the phases of ``diag(R)`` moved into ``Q`` (Mezzadri).
+    """A Haar-random ``n x n`` orthogonal (real dtype) or unitary (complex dtype) matrix,
+    ``n >= 2`` (:func:`projunn_core.init.haar`).
 
     >>> haar_unitary(3, torch.complex128).shape
     torch.Size([3, 3])
     """
-    n = check_n(n)
-    dtype = check_dtype(dtype)
-    # Draw in double precision so the float32 result is orthogonal to float32 round-off.
-    work = torch.complex128 if dtype.is_complex else torch.float64
-    Z = torch.randn(n, n, dtype=work, device=device, generator=generator)
-    Q, R = torch.linalg.qr(Z)
-    d = torch.diagonal(R)
-    phase = d / d.abs().clamp_min(torch.finfo(torch.float64).tiny)
-    return (Q * phase.unsqueeze(-2)).to(dtype)
+    return haar(check_n(n), dtype=dtype, device=device, generator=generator)
 
 
 def skew(X: torch.Tensor) -> torch.Tensor:

@@ -32,7 +32,8 @@ def haar(n: int, dtype=torch.float32, device=None, generator=None) -> torch.Tens
     """Haar-random unitary: QR of a Gaussian matrix with the phases of R's diagonal removed."""
     _check(n, dtype)
     wide = torch.complex128 if dtype.is_complex else torch.float64
-    Z = torch.randn(n, n, dtype=wide, generator=generator)
+    where = generator.device if generator is not None else device
+    Z = torch.randn(n, n, dtype=wide, device=where, generator=generator)
     Q, R = torch.linalg.qr(Z)
     d = torch.diagonal(R)
     Q = Q * torch.where(d == 0, torch.ones_like(d), d / d.abs()).unsqueeze(-2)

@@ -11,6 +11,16 @@ ALL_DTYPES = REAL + COMPLEX
 DOUBLE = (torch.float64, torch.complex128)
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """One torch thread: small matrices gain nothing from threads, and one thread avoids
+    OpenMP oversubscription slowdowns when other jobs share the cores."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
 @pytest.fixture
 def gen():
     """A generator seeded afresh from the OS, so every run draws new inputs."""

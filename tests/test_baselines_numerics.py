@@ -25,15 +25,7 @@ from baselines import (
 )
 from projunn_core.protocol import unitarity_error
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Small matrices gain nothing from threads; one thread avoids OpenMP oversubscription
-    # slowdowns when other jobs share the two cores.
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 COMPLEX = [torch.float64, torch.complex128]
 
