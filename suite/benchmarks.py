@@ -2,41 +2,46 @@
 
 The grid comes from ``$PROJUNN_BENCH_GRID`` (default ``quick``); cases that cannot run
 here raise ``NotImplementedError`` in ``setup`` (asv records them as skipped) with the
-reason from :meth:`suite.cases.Case.skip_reason`. Parameters: method, n, k (``None`` for
-methods without a rank), dtype, device.
+reason from :meth:`suite.cases.Case.skip_reason`. Parameters: method (ranked methods
+carry their rank: ``projunn_t-k4``, see :func:`suite.cases.method_label`), n, dtype,
+device. Run with ``--launch-method forkserver`` so that each parameter combination does
+not re-import torch.
 
 * ``Update`` / ``TrainStep``: ``time_*`` (timer synchronizes CUDA), ``peakmem_*`` (host);
 * ``UpdateCudaMemory`` / ``TrainStepCudaMemory``: ``track_cuda_peak_memory`` (bytes,
   peak allocated during one step, reset after setup; CUDA devices only);
-* ``Accuracy``: ``track_unitarity_after_1_step`` / ``track_unitarity_after_many_steps``;
+* ``AccuracyOneStep`` / ``AccuracyManySteps``: ``track_unitarity_after_1_step`` /
+  ``track_unitarity_after_many_steps``;
   ``DistToExact``: ``track_dist_to_exact`` (projUNN rank-k vs exact full-gradient step).
 """
 
 from __future__ import annotations
 
-from .cases import DEVICES, Case, current_grid
-from .methods import METHODS
+# The heavy imports happen here, so asv's forkserver holds them and every forked
+# parameter combination starts warm.
+import scipy.linalg  # noqa: F401
+
+import baselines  # noqa: F401
+import projunn_core.nn  # noqa: F401
+
+from .cases import DEVICES, Case, current_grid, method_labels, parse_method_label
 from .timing import cuda_peak_bytes, reset_cuda_peak
 from .timing import timer as _sync_timer
 from .workloads import dist_to_exact, prepare, unitarity_metrics
 
 GRID = current_grid()
 _SIZES = list(GRID.sizes)
-_RANKS = [None, *GRID.ranks]
 _DTYPES = list(GRID.dtypes)
 _DEVICES = list(DEVICES)
-_PARAM_NAMES = ["method", "n", "k", "dtype", "device"]
+_PARAM_NAMES = ["method", "n", "dtype", "device"]
 
 
 def _methods(workload: str, reference: bool = False) -> list[str]:
-    return [
-        name
-        for name, m in METHODS.items()
-        if workload in m.workloads and (not reference or m.reference is not None)
-    ]
+    return method_labels(workload, GRID.ranks, reference=reference)
 
 
-def _case(workload: str, method: str, n: int, k, dtype: str, device: str) -> Case:
+def _case(workload: str, label: str, n: int, dtype: str, device: str) -> Case:
+    method, k = parse_method_label(label)
     case = Case(workload, method, n, k, dtype, device)
     reason = case.skip_reason()
     if reason:
@@ -45,7 +50,7 @@ def _case(workload: str, method: str, n: int, k, dtype: str, device: str) -> Cas
 
 
 class _Timed:
-    """Shared setup of the timed classes: build the workload, one untimed warm-up step."""
+    """Shared setup of the timed classes: build the workload (asv does the warm-up)."""
 
     workload = ""
     param_names = _PARAM_NAMES
@@ -53,10 +58,9 @@ class _Timed:
     timeout = 600
     warmup_time = 0.1
 
-    def setup(self, method, n, k, dtype, device):
-        self.case = _case(self.workload, method, n, k, dtype, device)
+    def setup(self, method, n, dtype, device):
+        self.case = _case(self.workload, method, n, dtype, device)
         self.work = prepare(self.case, batch=GRID.batch)
-        self.work.step()
 
     def teardown(self, *params):
         self.work = None
@@ -67,10 +71,10 @@ class _CudaMemory(_Timed):
 
     unit = "bytes"
 
-    def setup(self, method, n, k, dtype, device):
+    def setup(self, method, n, dtype, device):
         if not device.startswith("cuda"):
             raise NotImplementedError("CUDA peak memory is measured on CUDA devices only")
-        super().setup(method, n, k, dtype, device)
+        super().setup(method, n, dtype, device)
         reset_cuda_peak(self.work.device)
 
     def track_cuda_peak_memory(self, *params):
@@ -84,7 +88,7 @@ class Update(_Timed):
     """One in-place unitary update of an N x N weight from a fixed gradient."""
 
     workload = "update"
-    params = [_methods("update"), _SIZES, _RANKS, _DTYPES, _DEVICES]
+    params = [_methods("update"), _SIZES, _DTYPES, _DEVICES]
 
     def time_update(self, *params):
         self.work.step()
@@ -104,7 +108,7 @@ class TrainStep(_Timed):
     """Forward + backward + optimizer step of a protocol module on a batch."""
 
     workload = "train_step"
-    params = [_methods("train_step"), _SIZES, _RANKS, _DTYPES, _DEVICES]
+    params = [_methods("train_step"), _SIZES, _DTYPES, _DEVICES]
 
     def time_train_step(self, *params):
         self.work.step()
@@ -120,26 +124,36 @@ class TrainStepCudaMemory(_CudaMemory):
     params = TrainStep.params
 
 
-class Accuracy:
-    """Unitarity ||W^H W - I||_F / sqrt(N) after one and after ``GRID.accuracy_steps``
-    training steps."""
+class _Unitarity:
+    """Unitarity ||W^H W - I||_F / sqrt(N) of the layer after ``steps`` training steps."""
 
     param_names = _PARAM_NAMES
-    params = [_methods("accuracy"), _SIZES, _RANKS, _DTYPES, _DEVICES]
+    params = [_methods("accuracy"), _SIZES, _DTYPES, _DEVICES]
     timeout = 600
+    steps = 1
 
-    def setup(self, method, n, k, dtype, device):
-        case = _case("accuracy", method, n, k, dtype, device)
-        found = unitarity_metrics(case, steps=GRID.accuracy_steps, batch=GRID.batch)
-        self.values = {m.metric: m.value for m in found}
+    def setup(self, method, n, dtype, device):
+        case = _case("accuracy", method, n, dtype, device)
+        found = unitarity_metrics(case, steps=self.steps, batch=GRID.batch)
+        self.value = found[-1].value
+
+
+class AccuracyOneStep(_Unitarity):
+    """Unitarity error after one training step."""
 
     def track_unitarity_after_1_step(self, *params):
-        return self.values["unitarity_after_1_step"]
+        return self.value
 
     track_unitarity_after_1_step.unit = "unitarity error"
 
+
+class AccuracyManySteps(_Unitarity):
+    """Unitarity error after ``GRID.accuracy_steps`` training steps."""
+
+    steps = max(2, GRID.accuracy_steps)
+
     def track_unitarity_after_many_steps(self, *params):
-        return self.values[f"unitarity_after_{GRID.accuracy_steps}_steps"]
+        return self.value
 
     track_unitarity_after_many_steps.unit = "unitarity error"
 
@@ -149,11 +163,11 @@ class DistToExact:
     :func:`suite.workloads.dist_to_exact`)."""
 
     param_names = _PARAM_NAMES
-    params = [_methods("accuracy", reference=True), _SIZES, _RANKS, _DTYPES, _DEVICES]
+    params = [_methods("accuracy", reference=True), _SIZES, _DTYPES, _DEVICES]
     timeout = 600
 
-    def setup(self, method, n, k, dtype, device):
-        case = _case("accuracy", method, n, k, dtype, device)
+    def setup(self, method, n, dtype, device):
+        case = _case("accuracy", method, n, dtype, device)
         found = dist_to_exact(case)
         if found is None or found.value is None:
             raise NotImplementedError(found.reason if found else "no reference step")

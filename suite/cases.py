@@ -40,6 +40,9 @@ __all__ = [
     "device_available",
     "grid_name",
     "iter_cases",
+    "method_label",
+    "method_labels",
+    "parse_method_label",
     "torch_dtype",
 ]
 
@@ -301,4 +304,32 @@ def iter_cases(
                     for n in sizes:
                         for k in ranks if spec.ranked else (None,):
                             out.append(Case(wl, name, n, k, dtype, device, opts))
+    return out
+
+
+def method_label(method: str, k: int | None) -> str:
+    """``"projunn_t-k4"`` for a ranked method at rank 4, the plain name otherwise.
+
+    >>> parse_method_label(method_label("projunn_t", 4)), method_label("svd", None)
+    (('projunn_t', 4), 'svd')
+    """
+    return method if k is None else f"{method}-k{k}"
+
+
+def parse_method_label(label: str) -> tuple[str, int | None]:
+    """Inverse of :func:`method_label`."""
+    name, sep, rank = label.rpartition("-k")
+    if sep and name in METHODS and rank.isdigit():
+        return name, int(rank)
+    return label, None
+
+
+def method_labels(workload: str, ranks: Sequence[int], reference: bool = False) -> list[str]:
+    """Method labels (one per rank for ranked methods) of the methods ``workload`` applies
+    to; with ``reference`` only those with an exact reference step (asv parameters)."""
+    out = []
+    for name, m in METHODS.items():
+        if workload not in m.workloads or (reference and m.reference is None):
+            continue
+        out += [method_label(name, k) for k in ranks] if m.ranked else [name]
     return out

@@ -211,3 +211,48 @@ def test_cuda_timing_synchronizes():
     rows = run_case(Case("update", "projunn_t", 256, 4, device="cuda"), TINY)
     metrics = {r.metric: r for r in rows}
     assert metrics["cuda_peak_memory"].value >= 2 * 256 * 256 * 4
+
+
+def test_asv_parameters_match_the_case_list(monkeypatch):
+    import importlib
+    import itertools
+
+    monkeypatch.setenv(cases_mod.GRID_ENV, "quick")
+    bench = importlib.reload(importlib.import_module("suite.benchmarks"))
+    devices = cases_mod.DEVICES
+    for cls, workload in ((bench.Update, "update"), (bench.TrainStep, "train_step"),
+                          (bench.AccuracyOneStep, "accuracy"),
+                          (bench.AccuracyManySteps, "accuracy")):
+        combos = set(itertools.product(*cls.params))
+        want = {
+            (cases_mod.method_label(c.method, c.k), c.n, c.dtype, c.device)
+            for c in iter_cases("quick", workloads=[workload], devices=devices)
+        }
+        assert combos == want
+        assert cls.param_names == ["method", "n", "dtype", "device"]
+    if not torch.cuda.is_available():
+        with pytest.raises(NotImplementedError, match="CUDA"):
+            bench.Update().setup("svd", 16, "float32", "cuda")
+    with pytest.raises(NotImplementedError, match="power of two"):
+        bench.TrainStep().setup("eunn_fft", 12, "float32", "cpu")
+    b = bench.Update()
+    b.setup("projunn_t-k2", 16, "complex64", "cpu")
+    b.time_update("projunn_t-k2", 16, "complex64", "cpu")
+    assert b.case.k == 2 and b.case.dtype == "complex64"
+
+
+def test_no_stray_asv_names_outside_benchmarks():
+    import importlib
+    import pkgutil
+
+    import suite
+
+    prefixes = ("time_", "peakmem_", "track_", "mem_", "timeraw_")
+    for info in pkgutil.iter_modules(suite.__path__, prefix="suite."):
+        if info.name == "suite.benchmarks":
+            continue
+        mod = importlib.import_module(info.name)
+        for name, obj in vars(mod).items():
+            assert not name.startswith(prefixes), (info.name, name)
+            if isinstance(obj, type) and obj.__module__ == info.name:
+                assert not [a for a in vars(obj) if a.startswith(prefixes)], (info.name, name)
