@@ -6,6 +6,8 @@ from conftest import ALL_DTYPES, DOUBLE, haar, max_abs, randn, ref_expm_step, re
 
 import projunn_core as pc
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 KERNELS = {"T": (pc.projunn_t, ref_expm_step), "D": (pc.projunn_d, ref_polar_step)}
 
 

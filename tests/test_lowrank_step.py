@@ -8,6 +8,8 @@ from conftest import ALL_DTYPES, DOUBLE, haar, max_abs, randn, ref_expm_step, re
 
 import projunn_core as pc
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 
 def low_rank_matrix(n, r, dtype, gen, batch=()):
     return randn(*batch, n, r, dtype=dtype, generator=gen) @ randn(

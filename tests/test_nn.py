@@ -7,6 +7,8 @@ import torch
 
 import projunn_core as pc
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 
 @pytest.mark.parametrize("init", sorted(pc.init.INITS))
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.complex64, torch.complex128])

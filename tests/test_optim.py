@@ -8,6 +8,8 @@ from conftest import haar, max_abs, ref_polar_step
 
 import projunn_core as pc
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 CASES = [
     ("sgd", pc.optim.SGD, torch.optim.SGD, {"momentum": 0.9, "nesterov": True}),
     ("sgd", pc.optim.SGD, torch.optim.SGD, {"momentum": 0.5, "weight_decay": 0.1}),
@@ -51,8 +53,11 @@ def test_unitary_parameter_follows_the_torch_update(name, ours, theirs, kw, vari
     n = 6
     W = torch.nn.Parameter(haar(n, generator=gen))
     shadow = torch.nn.Parameter(torch.zeros(n, n, dtype=torch.float64))  # accumulates updates
-    opt = ours([{"params": [W], "unitary": True, "rank": n, "variant": variant,
-                 "approx": "exact"}], lr=0.01, **kw)
+    opt = ours(
+        [{"params": [W], "unitary": True, "rank": n, "variant": variant, "approx": "exact"}],
+        lr=0.01,
+        **kw,
+    )
     ref = theirs([shadow], lr=0.01, **kw)
     for _ in range(3):
         G = torch.randn(n, n, dtype=torch.float64, generator=gen)
