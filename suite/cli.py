@@ -107,41 +107,109 @@ def build_parser() -> argparse.ArgumentParser:
         choices=sorted(cases_mod.GRIDS),
         help=f"parameter grid (default: ${cases_mod.GRID_ENV} or 'quick')",
     )
-    grid.add_argument("--quick", dest="grid", action="store_const", const="quick",
-                      help="the quick grid (2 CPU cores, minutes)")
-    grid.add_argument("--full", dest="grid", action="store_const", const="full",
-                      help="the full grid (GPUs, N up to 16384)")
-    run.add_argument("--device", choices=("cpu", "cuda", "all"), default="cpu",
-                     help="device(s) to run on; cuda cases are skipped without CUDA "
-                     "(default: cpu)")
-    run.add_argument("--workloads", nargs="+", choices=cases_mod.WORKLOADS, metavar="W",
-                     help=f"workloads, from {', '.join(cases_mod.WORKLOADS)} (default: all)")
-    run.add_argument("--methods", nargs="+", choices=list(METHODS), metavar="M",
-                     help=f"methods, from {', '.join(METHODS)} (default: every method "
-                     "that applies to the workload)")
-    run.add_argument("--sizes", nargs="+", type=_positive_int, metavar="N",
-                     help="matrix sizes N (default: the grid's)")
-    run.add_argument("--ranks", nargs="+", type=_positive_int, metavar="K",
-                     help="projUNN ranks k (default: the grid's)")
-    run.add_argument("--dtypes", nargs="+", choices=list(cases_mod.DTYPES), metavar="D",
-                     help=f"dtypes, from {', '.join(cases_mod.DTYPES)} "
-                     "(default: float32 complex64)")
-    run.add_argument("--option", dest="options", action="append", type=_option, default=[],
-                     metavar="NAME=VALUE",
-                     help="method option for the methods that take it, e.g. approx=column, "
-                     "capacity=8, orthogonal_map=cayley (repeatable)")
-    run.add_argument("--repeat", type=_positive_int, metavar="R",
-                     help="timed samples per case (default: the grid's; fewer once "
-                     "--max-time is spent, never fewer than 3)")
-    run.add_argument("--max-time", type=_positive_float, metavar="S",
-                     help="time budget per case in seconds (default: the grid's)")
-    run.add_argument("--accuracy-steps", type=_positive_int, metavar="S",
-                     help="training steps of the accuracy workload (default: the grid's)")
-    run.add_argument("--out", default="results/runs", metavar="DIR",
-                     help="parent folder; each run makes a new timestamped subfolder "
-                     "(default: results/runs)")
-    run.add_argument("--format", choices=("csv", "parquet"), default="csv",
-                     help="table format (parquet needs pyarrow; default: csv)")
+    grid.add_argument(
+        "--quick",
+        dest="grid",
+        action="store_const",
+        const="quick",
+        help="the quick grid (2 CPU cores, minutes)",
+    )
+    grid.add_argument(
+        "--full",
+        dest="grid",
+        action="store_const",
+        const="full",
+        help="the full grid (GPUs, N up to 16384)",
+    )
+    run.add_argument(
+        "--device",
+        choices=("cpu", "cuda", "all"),
+        default="cpu",
+        help="device(s) to run on; cuda cases are skipped without CUDA (default: cpu)",
+    )
+    run.add_argument(
+        "--workloads",
+        nargs="+",
+        choices=cases_mod.WORKLOADS,
+        metavar="W",
+        help=f"workloads, from {', '.join(cases_mod.WORKLOADS)} (default: all)",
+    )
+    run.add_argument(
+        "--methods",
+        nargs="+",
+        choices=list(METHODS),
+        metavar="M",
+        help=f"methods, from {', '.join(METHODS)} (default: every method "
+        "that applies to the workload)",
+    )
+    run.add_argument(
+        "--sizes",
+        nargs="+",
+        type=_positive_int,
+        metavar="N",
+        help="matrix sizes N (default: the grid's)",
+    )
+    run.add_argument(
+        "--ranks",
+        nargs="+",
+        type=_positive_int,
+        metavar="K",
+        help="projUNN ranks k (default: the grid's)",
+    )
+    run.add_argument(
+        "--dtypes",
+        nargs="+",
+        choices=list(cases_mod.DTYPES),
+        metavar="D",
+        help=f"dtypes, from {', '.join(cases_mod.DTYPES)} (default: float32 complex64)",
+    )
+    run.add_argument(
+        "--option",
+        dest="options",
+        action="append",
+        type=_option,
+        default=[],
+        metavar="NAME=VALUE",
+        help="method option for the methods that take it, e.g. approx=column, "
+        "capacity=8, orthogonal_map=cayley (repeatable)",
+    )
+    run.add_argument(
+        "--repeat",
+        type=_positive_int,
+        metavar="R",
+        help="timed samples per case (default: the grid's; fewer once "
+        "--max-time is spent, never fewer than 3)",
+    )
+    run.add_argument(
+        "--max-time",
+        type=_positive_float,
+        metavar="S",
+        help="time budget per case in seconds (default: the grid's)",
+    )
+    run.add_argument(
+        "--accuracy-steps",
+        type=_positive_int,
+        metavar="S",
+        help="training steps of the accuracy workload (default: the grid's)",
+    )
+    run.add_argument(
+        "--batch",
+        type=_positive_int,
+        metavar="B",
+        help="rows per training batch of train_step and accuracy (default: the grid's)",
+    )
+    run.add_argument(
+        "--out",
+        default="results/runs",
+        metavar="DIR",
+        help="parent folder; each run makes a new timestamped subfolder (default: results/runs)",
+    )
+    run.add_argument(
+        "--format",
+        choices=("csv", "parquet"),
+        default="csv",
+        help="table format (parquet needs pyarrow; default: csv)",
+    )
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     lst = sub.add_parser(
@@ -151,8 +219,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=LIST_EPILOG,
         formatter_class=fmt,
     )
-    lst.add_argument("--grid", choices=sorted(cases_mod.GRIDS),
-                     help="show only this grid")
+    lst.add_argument("--grid", choices=sorted(cases_mod.GRIDS), help="show only this grid")
     return parser
 
 
@@ -173,9 +240,11 @@ def _list(args) -> int:
         if args.grid and name != args.grid:
             continue
         print(f"  {name}: {g.description}")
-        print(f"    sizes={list(g.sizes)} ranks={list(g.ranks)} dtypes={list(g.dtypes)} "
-              f"repeat={g.repeat} max_time={g.max_time}s accuracy_steps={g.accuracy_steps} "
-              f"batch={g.batch}")
+        print(
+            f"    sizes={list(g.sizes)} ranks={list(g.ranks)} dtypes={list(g.dtypes)} "
+            f"repeat={g.repeat} max_time={g.max_time}s accuracy_steps={g.accuracy_steps} "
+            f"batch={g.batch}"
+        )
     caps = ", ".join(f"{d}: N<={c}" for d, c in cases_mod.CUBIC_CAP.items())
     print(f"\nO(N^3) size caps: {caps}")
     return 0
@@ -195,8 +264,10 @@ def _summary(rows: list[dict[str, Any]]) -> str:
         for r in sel:
             if r["n"] == n and r["dtype"] == dtype:
                 k = "" if r["k"] is None else f" k={r['k']}"
-                lines.append(f"  {r['method'] + k:<20} {r['value'] * 1e3:10.3f} ms  "
-                             f"(iqr {r['iqr'] * 1e3:.3f} ms, {r['repeat']} samples)  {r['device']}")
+                lines.append(
+                    f"  {r['method'] + k:<20} {r['value'] * 1e3:10.3f} ms  "
+                    f"(iqr {r['iqr'] * 1e3:.3f} ms, {r['repeat']} samples)  {r['device']}"
+                )
     return "\n".join(lines)
 
 
@@ -222,19 +293,28 @@ def _run(args, parser: argparse.ArgumentParser) -> int:
         options=args.options,
     )
     settings = runner.Settings.from_grid(
-        grid, repeat=args.repeat, max_time=args.max_time, accuracy_steps=args.accuracy_steps
+        grid,
+        repeat=args.repeat,
+        max_time=args.max_time,
+        accuracy_steps=args.accuracy_steps,
+        batch=args.batch,
     )
     info = {"grid": grid_name, "argv": sys.argv[1:] if args.argv is None else list(args.argv)}
-    print(f"projunn-bench: {len(cases)} cases, grid {grid_name!r}, device {args.device}",
-          file=sys.stderr)
-    result = runner.run_sweep(cases, settings, args.out, fmt=args.format,
-                              progress=not args.no_progress, info=info)
+    print(
+        f"projunn-bench: {len(cases)} cases, grid {grid_name!r}, device {args.device}",
+        file=sys.stderr,
+    )
+    result = runner.run_sweep(
+        cases, settings, args.out, fmt=args.format, progress=not args.no_progress, info=info
+    )
     summary = _summary(result.rows)
     if summary:
         print(summary)
     counts = result.counts
-    print(f"\ncases: {counts.get('ok', 0)} ok, {counts.get('skipped', 0)} skipped, "
-          f"{counts.get('error', 0)} error, {result.done}/{result.total} done")
+    print(
+        f"\ncases: {counts.get('ok', 0)} ok, {counts.get('skipped', 0)} skipped, "
+        f"{counts.get('error', 0)} error, {result.done}/{result.total} done"
+    )
     print(f"results: {result.table}\nmachine: {result.machine}")
     if result.interrupted:
         print("interrupted: partial results written", file=sys.stderr)

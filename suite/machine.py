@@ -135,7 +135,10 @@ def _git_commit(root: Path) -> str:
         commit = out.stdout.strip()
         dirty = subprocess.run(
             ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=root, capture_output=True, text=True, timeout=5,
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=5,
         )
         return commit + ("+dirty" if dirty.stdout.strip() else "")
     except Exception:

@@ -147,8 +147,13 @@ def write_table(
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        types = {"n": pa.int64(), "k": pa.int64(), "value": pa.float64(), "iqr": pa.float64(),
-                 "repeat": pa.int64()}
+        types = {
+            "n": pa.int64(),
+            "k": pa.int64(),
+            "value": pa.float64(),
+            "iqr": pa.float64(),
+            "repeat": pa.int64(),
+        }
         schema = pa.schema([(c, types.get(c, pa.string())) for c in COLUMNS])
         table = pa.Table.from_pylist(rows, schema=schema)
         sink = pa.BufferOutputStream()

@@ -28,6 +28,8 @@ from typing import Any
 
 import torch
 
+from projunn_core.init import haar
+
 from .cases import REFERENCE_CAP, Case
 
 __all__ = [
@@ -81,20 +83,6 @@ class Prepared:
 
 def _generator(device: torch.device, seed: int) -> torch.Generator:
     return torch.Generator(device=device).manual_seed(seed)
-
-
-def haar(n: int, dtype: torch.dtype, device, generator=None) -> torch.Tensor:
-    """Haar-random n x n orthogonal/unitary matrix of ``dtype`` (QR in double precision).
-
-    >>> W = haar(4, torch.float32, "cpu")
-    >>> unitarity(W) < 1e-6
-    True
-    """
-    work = torch.complex128 if dtype.is_complex else torch.float64
-    Z = torch.randn(n, n, dtype=work, device=device, generator=generator)
-    Q, R = torch.linalg.qr(Z)
-    d = torch.diagonal(R)
-    return (Q * (d / d.abs()).unsqueeze(-2)).to(dtype)
 
 
 def make_gradient(n: int, dtype: torch.dtype, device, generator=None) -> torch.Tensor:
@@ -229,7 +217,10 @@ def dist_to_exact(case: Case, *, seed: int = 0) -> Measurement | None:
         raise NotImplementedError(reason)
     if case.n > REFERENCE_CAP:
         return Measurement(
-            "dist_to_exact", None, "1", status="skipped",
+            "dist_to_exact",
+            None,
+            "1",
+            status="skipped",
             reason=f"float64 reference is O(N^3) on the host: skipped above "
             f"N={REFERENCE_CAP} (suite.cases.REFERENCE_CAP)",
         )

@@ -16,8 +16,15 @@ from suite.workloads import accuracy, haar, make_gradient, prepare, unitarity
 
 TINY = Settings(repeat=2, warmup=0, max_time=None, accuracy_steps=2, batch=4)
 EXPECTED = {
-    "projunn_t", "projunn_d", "svd", "expm", "cayley", "eunn", "eunn_fft",
-    "torch_orthogonal", "unconstrained",
+    "projunn_t",
+    "projunn_d",
+    "svd",
+    "expm",
+    "cayley",
+    "eunn",
+    "eunn_fft",
+    "torch_orthogonal",
+    "unconstrained",
 }
 
 
@@ -33,8 +40,7 @@ def test_registry_names_and_updates():
 
 
 REGISTRY_CASES = [
-    c
-    for c in iter_cases("tiny", sizes=[16], ranks=[2], dtypes=["float32", "complex64"])
+    c for c in iter_cases("tiny", sizes=[16], ranks=[2], dtypes=["float32", "complex64"])
 ]
 
 
@@ -220,9 +226,12 @@ def test_asv_parameters_match_the_case_list(monkeypatch):
     monkeypatch.setenv(cases_mod.GRID_ENV, "quick")
     bench = importlib.reload(importlib.import_module("suite.benchmarks"))
     devices = cases_mod.DEVICES
-    for cls, workload in ((bench.Update, "update"), (bench.TrainStep, "train_step"),
-                          (bench.AccuracyOneStep, "accuracy"),
-                          (bench.AccuracyManySteps, "accuracy")):
+    for cls, workload in (
+        (bench.Update, "update"),
+        (bench.TrainStep, "train_step"),
+        (bench.AccuracyOneStep, "accuracy"),
+        (bench.AccuracyManySteps, "accuracy"),
+    ):
         combos = set(itertools.product(*cls.params))
         want = {
             (cases_mod.method_label(c.method, c.k), c.n, c.dtype, c.device)

@@ -20,8 +20,21 @@ from suite.output import COLUMNS
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY_RUN = [
-    "run", "--grid", "tiny", "--no-progress", "--sizes", "16", "12", "--ranks", "2",
-    "--dtypes", "float32", "--repeat", "2", "--accuracy-steps", "2",
+    "run",
+    "--grid",
+    "tiny",
+    "--no-progress",
+    "--sizes",
+    "16",
+    "12",
+    "--ranks",
+    "2",
+    "--dtypes",
+    "float32",
+    "--repeat",
+    "2",
+    "--accuracy-steps",
+    "2",
 ]
 
 
@@ -34,7 +47,14 @@ def _read(folder: Path):
 
 def test_cli_end_to_end(tmp_path, capsys):
     argv = TINY_RUN + [
-        "--methods", "projunn_t", "svd", "eunn_fft", "--device", "all", "--out", str(tmp_path),
+        "--methods",
+        "projunn_t",
+        "svd",
+        "eunn_fft",
+        "--device",
+        "all",
+        "--out",
+        str(tmp_path),
     ]
     assert main(argv) == 0
     out = capsys.readouterr().out
@@ -44,7 +64,10 @@ def test_cli_end_to_end(tmp_path, capsys):
     assert tuple(rows[0]) == COLUMNS
     ok = [r for r in rows if r["status"] == "ok"]
     assert {r["metric"] for r in ok} >= {
-        "time", "host_peak_rss", "unitarity_after_1_step", "dist_to_exact"
+        "time",
+        "host_peak_rss",
+        "unitarity_after_1_step",
+        "dist_to_exact",
     }
     t = next(r for r in ok if r["metric"] == "time" and r["method"] == "projunn_t")
     assert float(t["value"]) > 0 and t["unit"] == "s" and t["repeat"] == "2" and t["k"] == "2"
@@ -55,8 +78,17 @@ def test_cli_end_to_end(tmp_path, capsys):
     if not torch.cuda.is_available():
         assert any("CUDA is not available" in r for r in reasons)
         assert all(r["status"] == "skipped" for r in rows if r["device"] == "cuda")
-    for key in ("cpu_model", "cpu_logical_cores", "ram_bytes", "torch", "python", "platform",
-                "git_commit", "gpu_name", "gpus"):
+    for key in (
+        "cpu_model",
+        "cpu_logical_cores",
+        "ram_bytes",
+        "torch",
+        "python",
+        "platform",
+        "git_commit",
+        "gpu_name",
+        "gpus",
+    ):
         assert key in meta
     assert meta["run"]["status"] == "complete" and meta["run"]["interrupted"] is False
     assert meta["run"]["peak_rss_bytes"] > 0 and meta["run"]["grid"] == "tiny"
@@ -200,14 +232,19 @@ def test_host_memory_sampler_sees_allocation():
 
 
 def test_asv_check_passes():
-    exe = shutil.which("asv", path=os.pathsep.join([str(Path(sys.executable).parent),
-                                                     os.environ.get("PATH", "")]))
+    exe = shutil.which(
+        "asv", path=os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+    )
     if exe is None:
         pytest.skip("asv is not installed")
     env = {**os.environ, "PROJUNN_BENCH_GRID": "quick"}
     proc = subprocess.run(
-        [exe, "check", "--python=same"], cwd=ROOT, capture_output=True, text=True,
-        timeout=300, env=env,
+        [exe, "check", "--python=same"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "No problems found" in proc.stdout
