@@ -28,7 +28,7 @@ import torch
 
 from . import machine, output
 from .cases import Case, Grid
-from .timing import cuda_peak_bytes, measure, reset_cuda_peak
+from .timing import cuda_peak_bytes, measure, reset_cuda_peak, synchronize
 from .workloads import Measurement, accuracy, prepare
 
 _CASE_FIELDS = ("workload", "method", "n", "k", "dtype", "device", "options")
@@ -74,8 +74,9 @@ def run_case(case: Case, settings: Settings = Settings()) -> list[Measurement]:
     except ``KeyboardInterrupt``).
 
     update / train_step: ``time`` (s: median, IQR, repeat), ``host_peak_rss`` (bytes, RSS
-    peak while timing), ``cuda_peak_memory`` (bytes, CUDA devices: peak allocated during
-    the timed steps, resident weight and gradient included). accuracy: see
+    peak during one untimed step, measured apart so that no sampler disturbs the timing),
+    ``cuda_peak_memory`` (bytes, CUDA devices: peak allocated during the steps, resident
+    weight and gradient included). accuracy: see
     :func:`suite.workloads.accuracy`.
     """
     reason = case.skip_reason()
@@ -89,14 +90,16 @@ def run_case(case: Case, settings: Settings = Settings()) -> list[Measurement]:
             )
         work = prepare(case, batch=settings.batch, seed=settings.seed)
         reset_cuda_peak(work.device)
-        with machine.HostMemorySampler() as mem:
-            t = measure(
-                work.step,
-                repeat=settings.repeat,
-                warmup=settings.warmup,
-                device=work.device,
-                max_time=settings.max_time,
-            )
+        with machine.HostMemorySampler() as mem:  # one untimed step, also a warm-up
+            work.step()
+            synchronize(work.device)
+        t = measure(
+            work.step,
+            repeat=settings.repeat,
+            warmup=settings.warmup,
+            device=work.device,
+            max_time=settings.max_time,
+        )
         out = [
             Measurement("time", t.median, "s", t.iqr, t.repeat),
             Measurement("host_peak_rss", float(mem.peak), "bytes"),
