@@ -41,29 +41,34 @@ def haar(n, dtype=torch.float64, batch=(), generator=None):
     return (Q * (d / d.abs()).unsqueeze(-2)).to(dtype)
 
 
+def _batched_reference(step):
+    """Apply ``step(A, a, b)`` (2-D NumPy, float64/complex128) over the batch dimensions."""
+
+    def reference(A, a, b):
+        A, a, b = (
+            np.asarray(t.detach().to(torch.complex128 if t.is_complex() else torch.float64))
+            for t in (A, a, b)
+        )
+        out = np.empty_like(A)
+        for idx in np.ndindex(A.shape[:-2]):
+            out[idx] = step(A[idx], a[idx], b[idx])
+        return out
+
+    reference.__doc__ = step.__doc__
+    return reference
+
+
+@_batched_reference
 def ref_expm_step(A, a, b):
     """float64 SciPy reference of projUNN-T: A expm(skew(A^H a b^H)), batched."""
-    A, a, b = (
-        np.asarray(t.detach().to(torch.complex128 if t.is_complex() else torch.float64))
-        for t in (A, a, b)
-    )
-    out = np.empty_like(A)
-    for idx in np.ndindex(A.shape[:-2]):
-        X = A[idx].conj().T @ a[idx] @ b[idx].conj().T
-        out[idx] = A[idx] @ scipy.linalg.expm((X - X.conj().T) / 2)
-    return out
+    X = A.conj().T @ a @ b.conj().T
+    return A @ scipy.linalg.expm((X - X.conj().T) / 2)
 
 
+@_batched_reference
 def ref_polar_step(A, a, b):
     """float64 SciPy reference of projUNN-D: polar factor of A + a b^H, batched."""
-    A, a, b = (
-        np.asarray(t.detach().to(torch.complex128 if t.is_complex() else torch.float64))
-        for t in (A, a, b)
-    )
-    out = np.empty_like(A)
-    for idx in np.ndindex(A.shape[:-2]):
-        out[idx] = scipy.linalg.polar(A[idx] + a[idx] @ b[idx].conj().T)[0]
-    return out
+    return scipy.linalg.polar(A + a @ b.conj().T)[0]
 
 
 def max_abs(x, y):
