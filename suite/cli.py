@@ -9,6 +9,7 @@ methods:
 from __future__ import annotations
 
 import argparse
+import os
 import ast
 import sys
 import textwrap
@@ -328,9 +329,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     args.argv = argv
-    if args.command == "list":
-        return _list(args)
-    return _run(args, parser)
+    try:
+        if args.command == "list":
+            return _list(args)
+        return _run(args, parser)
+    except BrokenPipeError:  # e.g. `projunn-bench list | head`: the reader left, not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":  # pragma: no cover
