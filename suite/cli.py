@@ -9,8 +9,8 @@ methods:
 from __future__ import annotations
 
 import argparse
-import os
 import ast
+import os
 import sys
 import textwrap
 from collections.abc import Sequence
