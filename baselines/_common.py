@@ -17,7 +17,7 @@ from torch import nn
 from projunn_core._checks import SUPPORTED_DTYPES
 from projunn_core._checks import check_dtype as _check_dtype
 from projunn_core.init import haar
-from projunn_core.protocol import check_optimizer_name, torch_optimizer
+from projunn_core.optim import make as make_optimizer
 
 __all__ = [
     "SUPPORTED_DTYPES",
@@ -136,9 +136,10 @@ def expm_skew(M: torch.Tensor) -> torch.Tensor:
 def projected_optimizer(
     name: str, params, lr: float, project: Callable[[], None], **kw
 ) -> torch.optim.Optimizer:
-    """A standard torch optimizer whose ``step()`` runs ``project()`` (under no_grad) after it.
+    """The named optimizer (``projunn_core.optim``: torch's update, non-finite gradients
+    skipped) whose ``step()`` runs ``project()`` (under no_grad) after it.
 
-    The projection is registered as a step post-hook, so the returned object is the genuine
+    The projection is registered as a step post-hook, so the returned object is a genuine
     ``torch.optim`` optimizer (state_dict, LR schedulers and ``zero_grad`` work as usual).
 
     >>> p = nn.Parameter(torch.ones(2))
@@ -146,7 +147,7 @@ def projected_optimizer(
     >>> p.grad = torch.zeros(2); opt.step(); p.tolist()
     [0.5, 0.5]
     """
-    opt = torch_optimizer(check_optimizer_name(name), params, lr, **kw)
+    opt = make_optimizer(name, params, lr, **kw)
 
     def _hook(_opt, _args, _kwargs):
         with torch.no_grad():
@@ -179,8 +180,9 @@ class BaseUnitary(nn.Module):
         return x @ self.matrix().mT
 
     def optimizer(self, name: str = "sgd", lr: float = 1e-3, **kw) -> torch.optim.Optimizer:
-        """Standard torch optimizer over the parameters (the parametrization keeps W unitary)."""
-        return torch_optimizer(check_optimizer_name(name), self.parameters(), lr, **kw)
+        """Standard optimizer over the parameters (the parametrization keeps W unitary);
+        ``projunn_core.optim``'s, so a non-finite gradient is skipped, never written."""
+        return make_optimizer(name, self.parameters(), lr, **kw)
 
     def extra_repr(self) -> str:
         return f"n={self.n}, dtype={self.dtype}"

@@ -16,7 +16,7 @@ import math
 import torch
 from torch import nn
 
-from projunn_core.protocol import torch_optimizer
+from projunn_core.optim import make as make_optimizer
 
 __all__ = [
     "LSTMReference",
@@ -95,7 +95,7 @@ class LSTMReference(nn.Module):
 
     def optimizer(self, name: str = "rmsprop", lr: float = 1e-3, **kw):
         """The named standard torch optimizer over all parameters."""
-        return torch_optimizer(name, self.parameters(), lr, **kw)
+        return make_optimizer(name, self.parameters(), lr, **kw)
 
 
 def unitary_rnn(method, input_size: int, hidden_size: int, output_size: int, **options):

@@ -9,7 +9,7 @@ True
 from . import init, nn, optim
 from .kernels import projunn_d, projunn_t
 from .lowrank import LOWRANK_METHODS, lowrank
-from .protocol import OPTIMIZER_NAMES, UnitaryLayer, torch_optimizer, unitarity_error
+from .protocol import OPTIMIZER_NAMES, UnitaryLayer, unitarity_error
 from .step import VARIANTS, projunn_step, projunn_update
 
 __all__ = [
@@ -25,6 +25,5 @@ __all__ = [
     "projunn_step",
     "projunn_t",
     "projunn_update",
-    "torch_optimizer",
     "unitarity_error",
 ]

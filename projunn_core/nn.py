@@ -15,7 +15,6 @@ from torch import nn
 from . import optim
 from ._checks import check_dtype
 from .init import initial_matrix
-from .protocol import torch_optimizer
 
 __all__ = ["UnitaryLinear", "ModReLU", "UnitaryRNNCell", "UnitaryRNN"]
 
@@ -200,5 +199,5 @@ class UnitaryRNN(nn.Module):
         rest = [p for p in self.parameters() if id(p) not in own]
         return optim.Combined(
             recurrent.optimizer(name, lr=lr if recurrent_lr is None else recurrent_lr, **kw),
-            torch_optimizer(name, rest, lr=lr, **kw),
+            optim.make(name, rest, lr=lr, **kw),
         )

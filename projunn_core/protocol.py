@@ -21,12 +21,6 @@ import torch
 
 OPTIMIZER_NAMES = ("sgd", "rmsprop", "adam")
 
-_TORCH_OPTIMIZERS = {
-    "sgd": torch.optim.SGD,
-    "rmsprop": torch.optim.RMSprop,
-    "adam": torch.optim.Adam,
-}
-
 
 @runtime_checkable
 class UnitaryLayer(Protocol):
@@ -45,16 +39,6 @@ def check_optimizer_name(name: str) -> str:
     if key not in OPTIMIZER_NAMES:
         raise ValueError(f"optimizer name must be one of {OPTIMIZER_NAMES}, got {name!r}")
     return key
-
-
-def torch_optimizer(name: str, params, lr: float, **kw) -> torch.optim.Optimizer:
-    """The standard ``torch.optim`` optimizer called ``name`` over ``params``.
-
-    >>> p = torch.nn.Parameter(torch.zeros(2))
-    >>> type(torch_optimizer("adam", [p], lr=0.1)).__name__
-    'Adam'
-    """
-    return _TORCH_OPTIMIZERS[check_optimizer_name(name)](params, lr=lr, **kw)
 
 
 def unitarity_error(W: torch.Tensor) -> float:

@@ -42,6 +42,22 @@ def test_unknown_optimizer_name(name):
         m.optimizer("lbfgs", lr=0.1)
 
 
+@pytest.mark.parametrize("name", ALL)
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_non_finite_gradient_is_skipped_not_written(name, bad):
+    m = METHODS[name](8, torch.float64)
+    opt = m.optimizer("adam", lr=0.1)
+    m(torch.randn(4, 8, dtype=torch.float64)).sum().backward()
+    p = next(p for p in m.parameters() if p.grad is not None)
+    p.grad[(0,) * p.grad.dim()] = bad
+    before = p.detach().clone()
+    opt.step()
+    # unchanged (projection methods re-project the unchanged W: round-off only)
+    torch.testing.assert_close(p.detach(), before, rtol=0, atol=1e-12)
+    assert torch.isfinite(m.matrix()).all()
+    assert opt.skipped_steps == 1
+
+
 @pytest.mark.parametrize("n", [3, 6, 12, 100])
 def test_eunn_fft_needs_power_of_two(n):
     with pytest.raises(ValueError, match=rf"power of two, got n={n}"):
