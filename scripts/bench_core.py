@@ -126,8 +126,10 @@ def main(argv=None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", help="also write the markdown report to this file (atomically)")
     args = parser.parse_args(argv)
-    args.repeat = args.repeat or (7 if args.quick else 30)
-    args.drift_steps = args.drift_steps or (500 if args.quick else 10_000)
+    if args.repeat is None:
+        args.repeat = 7 if args.quick else 30
+    if args.drift_steps is None:
+        args.drift_steps = 500 if args.quick else 10_000
     if args.repeat < 1 or args.drift_steps < 1:
         parser.error("--repeat and --drift-steps must be positive")
     text = report(args)

@@ -1,0 +1,32 @@
+"""The measurement script behind the core figures runs and writes its report atomically."""
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "bench_core.py"
+
+
+def _load():
+    spec = importlib.util.spec_from_file_location("bench_core", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_bench_core_smoke(tmp_path, capsys):
+    out = tmp_path / "core.md"
+    assert _load().main(["--quick", "--repeat", "1", "--drift-steps", "2", "--out", str(out)]) == 0
+    text = out.read_text()
+    assert text == capsys.readouterr().out
+    for heading in ("N = 2048, k = 8", "k = 1 vs expm", "Scaling, k = 8", "float32 drift"):
+        assert heading in text
+    assert "log-log slope projUNN-T" in text and not list(tmp_path.glob("*.tmp"))
+
+
+@pytest.mark.parametrize("args", [["--repeat", "0"], ["--drift-steps", "-1"]])
+def test_bench_core_rejects_bad_counts(args, capsys):
+    with pytest.raises(SystemExit):
+        _load().main(args)
+    assert "must be positive" in capsys.readouterr().err
