@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import sys
-import tempfile
 
 import torch
 
 import projunn_core as pc
 from baselines import expm_step, unconstrained_step
+from suite.output import atomic_write_text
 from suite.timing import measure
 
 
@@ -135,10 +134,7 @@ def main(argv=None) -> int:
     text = report(args)
     sys.stdout.write(text)
     if args.out:
-        folder = os.path.dirname(os.path.abspath(args.out))
-        with tempfile.NamedTemporaryFile("w", dir=folder, delete=False, suffix=".tmp") as f:
-            f.write(text)
-        os.replace(f.name, args.out)
+        atomic_write_text(args.out, text)
     return 0
 
 
