@@ -15,7 +15,6 @@ read the fields of :class:`Method`.
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -23,16 +22,10 @@ from typing import Any
 
 import torch
 
+import baselines
+import projunn_core as pc
+
 __all__ = ["METHODS", "UPDATES", "Method", "method"]
-
-
-def _pc():
-    # projunn_core is imported lazily so that listing the registry never needs it.
-    return importlib.import_module("projunn_core")
-
-
-def _baselines():
-    return importlib.import_module("baselines")
 
 
 @dataclass(frozen=True)
@@ -94,8 +87,7 @@ class Method:
 def _projunn_build(variant: str):
     def build(n, *, dtype, device, rank=1, approx="lsi", check=False):
         del check  # only used by the functional update
-        nn_mod = importlib.import_module("projunn_core.nn")
-        return nn_mod.UnitaryLinear(
+        return pc.nn.UnitaryLinear(
             n, dtype=dtype, device=device, init="haar", rank=rank, variant=variant, approx=approx
         )
 
@@ -104,25 +96,16 @@ def _projunn_build(variant: str):
 
 def _projunn_update(variant: str):
     def update(A, G, lr, *, rank=1, approx="lsi", check=False):
-        return _pc().projunn_step(A, G, lr, rank=rank, variant=variant, approx=approx, check=check)
+        return pc.projunn_step(A, G, lr, rank=rank, variant=variant, approx=approx, check=check)
 
     return update
 
 
 def _baseline_build(cls_name: str, **fixed):
     def build(n, *, dtype, device, **options):
-        cls = getattr(_baselines(), cls_name)
-        return cls(n, dtype=dtype, device=device, **fixed, **options)
+        return getattr(baselines, cls_name)(n, dtype=dtype, device=device, **fixed, **options)
 
     return build
-
-
-def _baseline_update(key: str):
-    def update(A, G, lr):
-        return _baselines().UPDATES[key](A, G, lr)
-
-    update.__name__ = f"{key}_update"
-    return update
 
 
 _ENTRIES = [
@@ -148,21 +131,21 @@ _ENTRIES = [
         "svd",
         "full step then polar projection through an SVD, O(N^3)",
         _baseline_build("SVDProjection"),
-        _baseline_update("svd"),
+        baselines.UPDATES["svd"],
         cubic=True,
     ),
     Method(
         "expm",
         "exponential-map retraction A exp(-lr skew(A^H G)), O(N^3)",
         _baseline_build("ExpmUnitary"),
-        _baseline_update("expm"),
+        baselines.UPDATES["expm"],
         cubic=True,
     ),
     Method(
         "cayley",
         "Cayley retraction (scoRNN style), O(N^3)",
         _baseline_build("CayleyUnitary"),
-        _baseline_update("cayley"),
+        baselines.UPDATES["cayley"],
         cubic=True,
     ),
     Method(
@@ -192,7 +175,7 @@ _ENTRIES = [
         "unconstrained",
         "plain linear layer and A <- A - lr G (no constraint; the speed floor)",
         _baseline_build("Unconstrained"),
-        _baseline_update("unconstrained"),
+        baselines.UPDATES["unconstrained"],
         unitary=False,
     ),
 ]

@@ -28,6 +28,7 @@ from typing import Any
 
 import torch
 
+from projunn_core import unitarity_error
 from projunn_core.init import haar
 
 from .cases import REFERENCE_CAP, Case
@@ -40,10 +41,8 @@ __all__ = [
     "Prepared",
     "accuracy",
     "dist_to_exact",
-    "haar",
     "make_gradient",
     "prepare",
-    "unitarity",
     "unitarity_metrics",
 ]
 
@@ -97,13 +96,6 @@ def make_gradient(n: int, dtype: torch.dtype, device, generator=None) -> torch.T
     Q = torch.randn(n, r, dtype=dtype, device=device, generator=generator) / math.sqrt(n)
     s = GRADIENT_DECAY ** torch.arange(r, device=device, dtype=torch.float64)
     return (P * s.to(P.real.dtype)) @ Q.mH
-
-
-def unitarity(W: torch.Tensor) -> float:
-    """``||W^H W - I||_F / sqrt(N)`` (``projunn_core.unitarity_error``, float64)."""
-    from projunn_core import unitarity_error
-
-    return unitarity_error(W)
 
 
 def _mse(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -188,14 +180,14 @@ def unitarity_metrics(
     state = _train_state(case, batch, seed)
     module, step = state["module"], state["step"]
     with torch.no_grad():
-        out = [Measurement("unitarity_init", unitarity(module.matrix()), "1")]
+        out = [Measurement("unitarity_init", unitarity_error(module.matrix()), "1")]
     for i in range(1, steps + 1):
         step()
         if i == 1 or i == steps:
             with torch.no_grad():
                 W = module.matrix()
             name = "unitarity_after_1_step" if i == 1 else f"unitarity_after_{steps}_steps"
-            out.append(Measurement(name, unitarity(W), "1"))
+            out.append(Measurement(name, unitarity_error(W), "1"))
     return out
 
 

@@ -7,12 +7,14 @@ import math
 import pytest
 import torch
 
+from projunn_core import unitarity_error as unitarity
+from projunn_core.init import haar
 from suite import cases as cases_mod
 from suite.cases import GRIDS, Case, iter_cases
 from suite.methods import METHODS, UPDATES, method
 from suite.runner import Settings, run_case
 from suite.timing import measure
-from suite.workloads import accuracy, haar, make_gradient, prepare, unitarity
+from suite.workloads import accuracy, make_gradient, prepare
 
 TINY = Settings(repeat=2, warmup=0, max_time=None, accuracy_steps=2, batch=4)
 EXPECTED = {
