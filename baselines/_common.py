@@ -14,7 +14,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from projunn_core._checks import SUPPORTED_DTYPES
+from projunn_core._checks import SUPPORTED_DTYPES, real_dtype
 from projunn_core._checks import check_dtype as _check_dtype
 from projunn_core.init import haar
 from projunn_core.optim import make as make_optimizer
@@ -51,15 +51,6 @@ def check_dtype(dtype) -> torch.dtype:
     """
     _check_dtype("dtype", dtype)
     return dtype
-
-
-def real_dtype(dtype: torch.dtype) -> torch.dtype:
-    """The real dtype of the same precision (float32 for complex64, ...).
-
-    >>> real_dtype(torch.complex128)
-    torch.float64
-    """
-    return torch.empty((), dtype=dtype).real.dtype
 
 
 def haar_unitary(n: int, dtype=torch.float32, device=None, generator=None) -> torch.Tensor:

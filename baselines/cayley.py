@@ -19,7 +19,7 @@ import math
 import torch
 from torch import nn
 
-from ._common import BaseUnitary
+from ._common import BaseUnitary, real_dtype
 
 __all__ = ["CayleyUnitary", "cayley_step"]
 
@@ -75,7 +75,7 @@ class CayleyUnitary(BaseUnitary):
         if init == "random":
             X.normal_(0.0, 1.0 / math.sqrt(n))
         self.X = nn.Parameter(X)
-        rdt = torch.empty((), dtype=self.dtype).real.dtype
+        rdt = real_dtype(self.dtype)
         sign = torch.ones(n, dtype=rdt, device=self.device)
         sign[:k] = -1
         if self.is_complex:

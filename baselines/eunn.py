@@ -24,7 +24,7 @@ import math
 import torch
 from torch import nn
 
-from ._common import BaseUnitary
+from ._common import BaseUnitary, real_dtype
 
 __all__ = ["EUNN"]
 
@@ -91,7 +91,7 @@ class EUNN(BaseUnitary):
             self.register_buffer(f"_second{l}", j.to(self.device), persistent=False)
             self.register_buffer(f"_perm{l}", perm.to(self.device), persistent=False)
 
-        rdt = torch.empty((), dtype=self.dtype).real.dtype
+        rdt = real_dtype(self.dtype)
         total = sum(self._pairs)
 
         def angles(k):

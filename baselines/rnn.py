@@ -16,6 +16,7 @@ import math
 import torch
 from torch import nn
 
+from projunn_core.nn import UnitaryRNN
 from projunn_core.optim import make as make_optimizer
 
 __all__ = [
@@ -94,7 +95,7 @@ class LSTMReference(nn.Module):
         return self.readout(h)
 
     def optimizer(self, name: str = "rmsprop", lr: float = 1e-3, **kw):
-        """The named standard torch optimizer over all parameters."""
+        """The named optimizer over all parameters (non-finite gradients skipped)."""
         return make_optimizer(name, self.parameters(), lr, **kw)
 
 
@@ -103,16 +104,14 @@ def unitary_rnn(method, input_size: int, hidden_size: int, output_size: int, **o
 
     ``method`` is a key of ``baselines.METHODS`` or a protocol class; ``options`` go to
     it (``dtype``, ``device``, ``capacity``, ...); the RNN takes the recurrent layer's
-    dtype. ``projunn_core.nn`` is imported when called.
+    dtype.
 
     >>> import torch
     >>> rnn = unitary_rnn("cayley", 1, 6, 1)
     >>> rnn(torch.zeros(2, 3, 1)).shape
     torch.Size([2, 3, 1])
     """
-    from projunn_core.nn import UnitaryRNN
-
-    from . import METHODS
+    from . import METHODS  # the package's registry (this module is part of it)
 
     if isinstance(method, str):
         try:

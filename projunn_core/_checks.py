@@ -7,6 +7,15 @@ import torch
 SUPPORTED_DTYPES = (torch.float32, torch.float64, torch.complex64, torch.complex128)
 
 
+def real_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The real dtype of the same precision (float32 for complex64; float32 for float32).
+
+    >>> real_dtype(torch.complex128)
+    torch.float64
+    """
+    return torch.empty((), dtype=dtype).real.dtype
+
+
 def check_dtype(name: str, dtype: torch.dtype) -> None:
     if dtype not in SUPPORTED_DTYPES:
         names = ", ".join(str(d).removeprefix("torch.") for d in SUPPORTED_DTYPES)

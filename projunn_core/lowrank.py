@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import torch
 
-from ._checks import check_choice, check_dtype, check_finite, check_rank
+from ._checks import check_choice, check_dtype, check_finite, check_rank, real_dtype
 
 __all__ = ["lowrank", "LOWRANK_METHODS"]
 
@@ -56,7 +56,7 @@ def _column(G, k, generator, oversample):
     idx = idx.to(G.device)
     p = probs.gather(-1, idx).reshape(*G.shape[:-2], 1, c)
     idx = idx.reshape(*G.shape[:-2], 1, c).expand(*G.shape[:-1], c)
-    C = G.gather(-1, idx) / torch.sqrt(c * p).to(G.real.dtype if G.is_complex() else G.dtype)
+    C = G.gather(-1, idx) / torch.sqrt(c * p).to(real_dtype(G.dtype))
     U = torch.linalg.svd(C, full_matrices=False)[0][..., :k]  # descending: the top k
     a = U
     b = G.mH @ a

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from . import optim
-from ._checks import check_dtype
+from ._checks import check_dtype, real_dtype
 from .init import initial_matrix
 
 __all__ = ["UnitaryLinear", "ModReLU", "UnitaryRNNCell", "UnitaryRNN"]
@@ -78,7 +78,7 @@ class ModReLU(nn.Module):
 
     def __init__(self, n: int, dtype=torch.float32, device=None):
         super().__init__()
-        real = torch.empty(0, dtype=dtype).real.dtype
+        real = real_dtype(dtype)
         self.bias = nn.Parameter(torch.empty(n, dtype=real, device=device).uniform_(-0.01, 0.01))
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
@@ -170,7 +170,7 @@ class UnitaryRNN(nn.Module):
             **layer_options,
         )
         features = 2 * hidden_size if dtype.is_complex else hidden_size
-        real = torch.empty(0, dtype=dtype).real.dtype
+        real = real_dtype(dtype)
         self.readout = nn.Linear(features, output_size, dtype=real, device=device)
 
     def forward(self, x: torch.Tensor, h: torch.Tensor | None = None) -> torch.Tensor:
