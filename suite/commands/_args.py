@@ -1,0 +1,54 @@
+"""Argument types and checks shared by the ``projunn-bench`` commands.
+
+>>> positive_int("3")
+3
+>>> method_option("approx=column")
+('approx', 'column')
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+from typing import Any
+
+from ..methods import METHODS
+
+__all__ = ["method_option", "positive_float", "positive_int"]
+
+
+def positive_int(text: str) -> int:
+    """An argparse type: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not positive")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """An argparse type: a number > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{value} is not positive")
+    return value
+
+
+def method_option(text: str) -> tuple[str, Any]:
+    """An argparse type: ``NAME=VALUE`` for a method option some registry method takes."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"{text!r} is not NAME=VALUE")
+    known = {k for m in METHODS.values() for k in m.defaults}
+    if key not in known:
+        raise argparse.ArgumentTypeError(f"unknown option {key!r}; known: {sorted(known)}")
+    try:
+        value = ast.literal_eval(raw)
+    except (ValueError, SyntaxError):
+        value = raw
+    return key, value

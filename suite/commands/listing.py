@@ -1,0 +1,62 @@
+"""``projunn-bench list``: the method registry (with options), workloads, grids and caps.
+
+>>> from suite.cli import main
+>>> main(["list", "--grid", "tiny"])  # doctest: +ELLIPSIS
+methods:
+...
+0
+"""
+
+from __future__ import annotations
+
+import argparse
+import textwrap
+
+from .. import cases as cases_mod
+from ..methods import METHODS
+
+NAME = "list"
+
+EPILOG = """\
+examples:
+  projunn-bench list
+  projunn-bench list --grid full"""
+
+
+def add_parser(sub) -> argparse.ArgumentParser:
+    parser = sub.add_parser(
+        NAME,
+        help="show the methods, workloads and grids",
+        description="Show the method registry (with options), workloads, grids and skip caps.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--grid", choices=sorted(cases_mod.GRIDS), help="show only this grid")
+    return parser
+
+
+def main(args, parser) -> int:
+    print("methods:")
+    for m in METHODS.values():
+        opts = dict(m.defaults)
+        if m.ranked:
+            opts = {"rank": "k", **opts}
+        flags = [f for f, on in (("O(N^3)", m.cubic), ("n power of 2", m.pow2)) if on]
+        opt_text = ", ".join(f"{k}={v}" for k, v in opts.items()) or "-"
+        print(f"  {m.name:<17} options: {opt_text}" + (f"  [{'; '.join(flags)}]" if flags else ""))
+        print(textwrap.indent(m.description, " " * 19))
+        print(" " * 19 + "workloads: " + ", ".join(m.workloads))
+    print("\nworkloads: " + ", ".join(cases_mod.WORKLOADS))
+    print("\ngrids (select with --grid/--quick/--full or $" + cases_mod.GRID_ENV + "):")
+    for name, g in cases_mod.GRIDS.items():
+        if args.grid and name != args.grid:
+            continue
+        print(f"  {name}: {g.description}")
+        print(
+            f"    sizes={list(g.sizes)} ranks={list(g.ranks)} dtypes={list(g.dtypes)} "
+            f"repeat={g.repeat} max_time={g.max_time}s accuracy_steps={g.accuracy_steps} "
+            f"batch={g.batch}"
+        )
+    caps = ", ".join(f"{d}: N<={c}" for d, c in cases_mod.CUBIC_CAP.items())
+    print(f"\nO(N^3) size caps: {caps}")
+    return 0

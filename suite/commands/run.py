@@ -1,0 +1,234 @@
+"""``projunn-bench run``: run a benchmark sweep into a new results folder.
+
+The sweep itself is :func:`suite.runner.run_sweep`; this module parses the options,
+builds the case list and prints the summary.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from .. import cases as cases_mod
+from ..methods import METHODS
+from ._args import method_option, positive_float, positive_int
+
+NAME = "run"
+
+EPILOG = """\
+examples:
+  projunn-bench run                          # quick CPU grid (a few minutes on 2 cores)
+  projunn-bench run --full --device cuda     # the GPU grid, N up to 16384
+  projunn-bench run --workloads update --methods projunn_t svd --sizes 1024 --ranks 1 16
+  projunn-bench run --grid tiny --out /tmp/bench --no-progress
+  PROJUNN_BENCH_GRID=full projunn-bench run --device all
+
+output (never overwritten; one new folder per run):
+  OUT/YYYYmmdd-HHMMSS/results.csv    one row per measurement: workload, method, n, k,
+                                     dtype, device, options, metric, value, unit, iqr,
+                                     repeat, status (ok|skipped|error), reason
+  OUT/YYYYmmdd-HHMMSS/machine.json   CPU/GPU/RAM, versions, git commit, run settings,
+                                     peak RSS, GPU power/clock samples, interrupted flag
+metrics: time [s] (median of repeats; iqr = interquartile range), host_peak_rss [bytes],
+  cuda_peak_memory [bytes], unitarity_* [1] (||W^H W - I||_F / sqrt(N)),
+  dist_to_exact [1] (rank-k step vs exact full-gradient step, relative).
+exit status: 0 ok, 1 some case failed (status "error"), 130 interrupted (partial results
+  are still written)."""
+
+
+def add_parser(sub) -> argparse.ArgumentParser:
+    fmt = argparse.RawDescriptionHelpFormatter
+    run = sub.add_parser(
+        NAME,
+        help="run a benchmark sweep and write a results table",
+        description="Run the benchmark sweep (update, train_step and accuracy workloads) "
+        "over a grid of methods, sizes N, ranks k, dtypes and devices. Cases that "
+        "cannot run here are written as 'skipped' rows with the reason.",
+        epilog=EPILOG,
+        formatter_class=fmt,
+    )
+    grid = run.add_mutually_exclusive_group()
+    grid.add_argument(
+        "--grid",
+        choices=sorted(cases_mod.GRIDS),
+        help=f"parameter grid (default: ${cases_mod.GRID_ENV} or 'quick')",
+    )
+    grid.add_argument(
+        "--quick",
+        dest="grid",
+        action="store_const",
+        const="quick",
+        help="the quick grid (2 CPU cores, minutes)",
+    )
+    grid.add_argument(
+        "--full",
+        dest="grid",
+        action="store_const",
+        const="full",
+        help="the full grid (GPUs, N up to 16384)",
+    )
+    run.add_argument(
+        "--device",
+        choices=("cpu", "cuda", "all"),
+        default="cpu",
+        help="device(s) to run on; cuda cases are skipped without CUDA (default: cpu)",
+    )
+    run.add_argument(
+        "--workloads",
+        nargs="+",
+        choices=cases_mod.WORKLOADS,
+        metavar="W",
+        help=f"workloads, from {', '.join(cases_mod.WORKLOADS)} (default: all)",
+    )
+    run.add_argument(
+        "--methods",
+        nargs="+",
+        choices=list(METHODS),
+        metavar="M",
+        help=f"methods, from {', '.join(METHODS)} (default: every method "
+        "that applies to the workload)",
+    )
+    run.add_argument(
+        "--sizes",
+        nargs="+",
+        type=positive_int,
+        metavar="N",
+        help="matrix sizes N (default: the grid's)",
+    )
+    run.add_argument(
+        "--ranks",
+        nargs="+",
+        type=positive_int,
+        metavar="K",
+        help="projUNN ranks k (default: the grid's)",
+    )
+    run.add_argument(
+        "--dtypes",
+        nargs="+",
+        choices=list(cases_mod.DTYPES),
+        metavar="D",
+        help=f"dtypes, from {', '.join(cases_mod.DTYPES)} (default: float32 complex64)",
+    )
+    run.add_argument(
+        "--option",
+        dest="options",
+        action="append",
+        type=method_option,
+        default=[],
+        metavar="NAME=VALUE",
+        help="method option for the methods that take it, e.g. approx=column, "
+        "capacity=8, orthogonal_map=cayley (repeatable)",
+    )
+    run.add_argument(
+        "--repeat",
+        type=positive_int,
+        metavar="R",
+        help="timed samples per case (default: the grid's; fewer once "
+        "--max-time is spent, never fewer than 3)",
+    )
+    run.add_argument(
+        "--max-time",
+        type=positive_float,
+        metavar="S",
+        help="time budget per case in seconds (default: the grid's)",
+    )
+    run.add_argument(
+        "--accuracy-steps",
+        type=positive_int,
+        metavar="S",
+        help="training steps of the accuracy workload (default: the grid's)",
+    )
+    run.add_argument(
+        "--batch",
+        type=positive_int,
+        metavar="B",
+        help="rows per training batch of train_step and accuracy (default: the grid's)",
+    )
+    run.add_argument(
+        "--out",
+        default="results/runs",
+        metavar="DIR",
+        help="parent folder; each run makes a new timestamped subfolder (default: results/runs)",
+    )
+    run.add_argument(
+        "--format",
+        choices=("csv", "parquet"),
+        default="csv",
+        help="table format (parquet needs pyarrow; default: csv)",
+    )
+    run.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    return run
+
+
+def _summary(rows: list[dict[str, Any]]) -> str:
+    """Median times at the largest N of each workload (first dtype), as text."""
+    lines = []
+    timed = [r for r in rows if r["metric"] == "time" and r["status"] == "ok"]
+    for wl in cases_mod.WORKLOADS:
+        sel = [r for r in timed if r["workload"] == wl]
+        if not sel:
+            continue
+        n = max(r["n"] for r in sel)
+        dtype = sel[0]["dtype"]
+        lines.append(f"{wl}, n={n}, {dtype}, median time:")
+        for r in sel:
+            if r["n"] == n and r["dtype"] == dtype:
+                k = "" if r["k"] is None else f" k={r['k']}"
+                lines.append(
+                    f"  {r['method'] + k:<20} {r['value'] * 1e3:10.3f} ms  "
+                    f"(iqr {r['iqr'] * 1e3:.3f} ms, {r['repeat']} samples)  {r['device']}"
+                )
+    return "\n".join(lines)
+
+
+def main(args, parser: argparse.ArgumentParser) -> int:
+    from .. import output, runner
+
+    if args.format == "parquet" and not output.have_parquet():
+        parser.error("argument --format: parquet needs pyarrow (pip install pyarrow)")
+    try:
+        grid_name = args.grid or cases_mod.grid_name()
+    except ValueError as e:
+        parser.error(str(e))
+    grid = cases_mod.GRIDS[grid_name]
+    devices = ("cpu", "cuda") if args.device == "all" else (args.device,)
+    cases = cases_mod.iter_cases(
+        grid,
+        workloads=args.workloads,
+        methods=args.methods,
+        sizes=args.sizes,
+        ranks=args.ranks,
+        dtypes=args.dtypes,
+        devices=devices,
+        options=args.options,
+    )
+    settings = runner.Settings.from_grid(
+        grid,
+        repeat=args.repeat,
+        max_time=args.max_time,
+        accuracy_steps=args.accuracy_steps,
+        batch=args.batch,
+    )
+    info = {"grid": grid_name, "argv": args.argv}
+    print(
+        f"projunn-bench: {len(cases)} cases, grid {grid_name!r}, device {args.device}",
+        file=sys.stderr,
+    )
+    result = runner.run_sweep(
+        cases, settings, args.out, fmt=args.format, progress=not args.no_progress, info=info
+    )
+    summary = _summary(result.rows)
+    if summary:
+        print(summary)
+    counts = result.counts
+    print(
+        f"\ncases: {counts.get('ok', 0)} ok, {counts.get('skipped', 0)} skipped, "
+        f"{counts.get('error', 0)} error, {result.done}/{result.total} done"
+    )
+    print(f"results: {result.table}\nmachine: {result.machine}")
+    if result.interrupted:
+        print("interrupted: partial results written", file=sys.stderr)
+        return 130
+    return 1 if counts.get("error", 0) else 0
