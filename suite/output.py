@@ -51,10 +51,15 @@ COLUMNS = (
     "repeat",
     "status",
     "reason",
+    "step",
+    "samples",
 )
 """Columns of the results table. ``value`` is the median for timings (seconds), ``iqr``
-the interquartile range of the samples, ``repeat`` their number; ``status`` is "ok",
-"skipped" or "error" (then ``metric``/``value`` may be empty and ``reason`` says why)."""
+the interquartile range of the samples, ``repeat`` their number and ``samples`` the
+samples themselves (seconds, ``;``-separated; compared by ``projunn-bench compare``);
+``status`` is "ok", "skipped" or "error" (then ``metric``/``value`` may be empty and
+``reason`` says why); ``step`` is the training step of a learning-curve row (task runs),
+empty otherwise."""
 
 FORMATS = ("csv", "parquet")
 
@@ -153,6 +158,7 @@ def write_table(
             "value": pa.float64(),
             "iqr": pa.float64(),
             "repeat": pa.int64(),
+            "step": pa.int64(),
         }
         schema = pa.schema([(c, types.get(c, pa.string())) for c in COLUMNS])
         table = pa.Table.from_pylist(rows, schema=schema)
