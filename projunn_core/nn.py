@@ -35,12 +35,10 @@ class UnitaryLinear(nn.Module):
         init: str = "haar",
         rank: int = 1,
         variant: str = "T",
-        approx: str = "lsi",
+        approx: str = "range",
         generator=None,
     ):
         super().__init__()
-        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-            raise ValueError(f"n must be a positive int, got {n!r}")
         self.n, self.rank, self.variant, self.approx = n, rank, variant, approx
         W = initial_matrix(init, n, dtype=dtype, device=device, generator=generator)
         self.weight = nn.Parameter(W)
@@ -59,13 +57,15 @@ class UnitaryLinear(nn.Module):
 
     def optimizer(self, name: str = "sgd", lr: float = 1e-3, **kw) -> torch.optim.Optimizer:
         """A projUNN optimizer (``name``: sgd, rmsprop, adam) that keeps W unitary;
-        ``rank``/``variant``/``approx`` in ``kw`` override the layer's."""
+        ``rank``/``variant``/``approx`` in ``kw`` override the layer's, and
+        ``reorthogonalize_every`` sets that group option (default: off)."""
         group = {
             "params": [self.weight],
             "unitary": True,
             "rank": kw.pop("rank", self.rank),
             "variant": kw.pop("variant", self.variant),
             "approx": kw.pop("approx", self.approx),
+            "reorthogonalize_every": kw.pop("reorthogonalize_every", None),
         }
         return optim.make(name, [group], lr=lr, **kw)
 

@@ -85,7 +85,7 @@ class Method:
 
 
 def _projunn_build(variant: str):
-    def build(n, *, dtype, device, rank=1, approx="lsi", check=False):
+    def build(n, *, dtype, device, rank=1, approx="range", check=False):
         del check  # only used by the functional update
         return pc.nn.UnitaryLinear(
             n, dtype=dtype, device=device, init="haar", rank=rank, variant=variant, approx=approx
@@ -95,7 +95,7 @@ def _projunn_build(variant: str):
 
 
 def _projunn_update(variant: str):
-    def update(A, G, lr, *, rank=1, approx="lsi", check=False):
+    def update(A, G, lr, *, rank=1, approx="range", check=False):
         return pc.projunn_step(A, G, lr, rank=rank, variant=variant, approx=approx, check=check)
 
     return update
@@ -115,7 +115,7 @@ _ENTRIES = [
         _projunn_build("T"),
         _projunn_update("T"),
         ranked=True,
-        defaults={"approx": "lsi", "check": False},
+        defaults={"approx": "range", "check": False},
         reference="expm",
     ),
     Method(
@@ -124,7 +124,7 @@ _ENTRIES = [
         _projunn_build("D"),
         _projunn_update("D"),
         ranked=True,
-        defaults={"approx": "lsi", "check": False},
+        defaults={"approx": "range", "check": False},
         reference="polar",
     ),
     Method(

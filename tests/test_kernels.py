@@ -2,7 +2,7 @@
 
 import pytest
 import torch
-from conftest import ALL_DTYPES, DOUBLE, haar, max_abs, randn, ref_expm_step, ref_polar_step
+from helpers import ALL_DTYPES, DOUBLE, haar, max_abs, randn, ref_expm_step, ref_polar_step
 
 import projunn_core as pc
 
