@@ -113,7 +113,9 @@ def check_no_overlap(name: str, A: torch.Tensor) -> None:
         reach += stride * (size - 1)
 
 
-def check_has_data(name: str, x: torch.Tensor, why: str) -> None:
+def check_has_data(
+    name: str, x: torch.Tensor, why: str = "check=True reads values (check=False traces shapes)"
+) -> None:
     """Refuse a meta tensor (shapes only, no values) where values are needed."""
     if x.is_meta:
         raise ValueError(f"{name} is a meta tensor (no values), but {why}")

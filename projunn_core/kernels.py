@@ -10,6 +10,7 @@ projUNN-D: ``E = P - I`` with ``P`` the polar factor of ``I + p_a p_b^H``, becau
 ``A + a b^H = A (I + Q p_a p_b^H Q^H)`` and A is unitary.
 Here ``p_a = Q^H A^H a`` and ``p_b = Q^H b`` are read off the R factor of the QR
 decomposition of ``[b, A^H a]``. The small problem is solved in double precision.
+The math, the checks and the host synchronizations: docs/design.md.
 
 >>> import torch, projunn_core as pc
 >>> A = torch.eye(4, dtype=torch.float64)
@@ -38,14 +39,26 @@ __all__ = ["projunn_t", "projunn_d", "unitarity_tolerance"]
 
 
 def _exp_skew_minus_identity(M: torch.Tensor) -> torch.Tensor:
-    """``exp(M) - I`` for skew-Hermitian M, unitary to round-off (eigh of ``iM``).
+    """``exp(M) - I`` (complex) for skew-Hermitian M, unitary to round-off (eigh of ``iM``).
 
-    ``exp(-i lam) - 1 = -2 sin^2(lam / 2) - i sin(lam)`` avoids cancellation.
+    ``exp(-i lam) - 1 = -2 sin^2(lam / 2) - i sin(lam)`` avoids cancellation. For real M
+    the imaginary part is round-off, to be dropped (see :func:`_check_real_rotation`).
     """
     lam, V = torch.linalg.eigh(1j * (M if M.is_complex() else M.to(torch.complex128)))
     d = torch.complex(-2 * torch.sin(lam / 2) ** 2, -torch.sin(lam))
-    E = (V * d.unsqueeze(-2)) @ V.mH
-    return E if M.is_complex() else E.real
+    return (V * d.unsqueeze(-2)) @ V.mH
+
+
+def _check_real_rotation(M: torch.Tensor, E: torch.Tensor, dtype: torch.dtype) -> None:
+    """For real A, dropping ``Im E`` leaves ``Re(E + I)`` orthogonal up to ``|Im E|^2``;
+    ``Im E`` is round-off unless the rotation angles are so large (around 1e8 rad and
+    beyond) that double precision cannot resolve them."""
+    if E.numel() and float(E.imag.abs().max()) > math.sqrt(torch.finfo(dtype).eps):
+        angle = float(torch.linalg.matrix_norm(M, ord=2).max())
+        raise ValueError(
+            f"the update rotates by up to {angle:.3g} rad, too much to compute accurately "
+            "(exp's real part would not be orthogonal): scale it down; A was left unchanged"
+        )
 
 
 def _polar_minus_identity(C: torch.Tensor) -> torch.Tensor:
@@ -90,7 +103,8 @@ def _checked_adjoint_product(A: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
     wide = wide_dtype(A.dtype)
     nv = torch.linalg.vector_norm(v, dim=-2, dtype=wide)
     nw = torch.linalg.vector_norm(w, dim=-2, dtype=wide)
-    gap = float(torch.where(nv > 0, (nw - nv).abs() / nv, 0.0).max())
+    gaps = torch.where(nv > 0, (nw - nv).abs() / nv, 0.0)
+    gap = float(gaps.max()) if gaps.numel() else 0.0  # an empty batch has nothing to check
     if not math.isfinite(gap):
         check_finite("A^H a (a too large for the dtype?)", w)
     tol = unitarity_tolerance(A.dtype, A.shape[-1])
@@ -146,7 +160,7 @@ def _validate(A, a, b, check: bool) -> None:
         )
     check_no_overlap("A", A)
     if check:
-        check_has_data("A", A, "check=True reads values (check=False traces shapes)")
+        check_has_data("A", A)
         check_finite("a", a)
         check_finite("b", b)
 
@@ -169,7 +183,12 @@ def projunn_t(
     _validate(A, a, b, check)
     Q, pa, pb = _small_problem(A, a, b, check)
     M = 0.5 * (pa @ pb.mH - pb @ pa.mH)
-    return _apply(A, Q, _exp_skew_minus_identity(M), check)
+    E = _exp_skew_minus_identity(M)
+    if A.is_complex():
+        return _apply(A, Q, E, check)
+    if check:
+        _check_real_rotation(M, E, A.dtype)
+    return _apply(A, Q, E.real, check)
 
 
 @torch.no_grad()

@@ -60,6 +60,8 @@ def reorthogonalize(A: torch.Tensor) -> torch.Tensor:
     W = A.to(wide_dtype(A.dtype))
     eye = torch.eye(W.shape[-1], dtype=W.dtype, device=W.device)
     E = W.mH @ W - eye
+    if A.numel() == 0:  # an empty batch
+        return A
     err = float(torch.linalg.matrix_norm(E).max())
     if not math.isfinite(err):
         check_finite("A", A)  # names a non-finite A; otherwise A^H A overflowed

@@ -13,7 +13,15 @@ import math
 
 import torch
 
-from ._checks import all_finite, check_choice, check_finite, check_like, check_rank, check_square
+from ._checks import (
+    all_finite,
+    check_choice,
+    check_finite,
+    check_has_data,
+    check_like,
+    check_rank,
+    check_square,
+)
 from .kernels import projunn_d, projunn_t
 from .lowrank import lowrank, lowrank_method
 
@@ -35,6 +43,8 @@ def _update(A, delta, name, rank, variant, approx, scale, check, generator, appr
     if delta.shape != A.shape:
         raise ValueError(f"{name} must have A's shape {tuple(A.shape)}, got {tuple(delta.shape)}")
     _check_options(rank, variant, approx, n)
+    if check:
+        check_has_data("A", A)
     a, b = lowrank(delta, rank, approx, generator=generator, **approx_options)
     if scale != 1.0:
         a = a * scale
