@@ -26,7 +26,7 @@ from concurrent.futures import ProcessPoolExecutor
 import torch
 
 import projunn_core as pc
-from suite.commands._args import positive_int
+from suite.commands._args import positive_float, positive_int
 from suite.machine import describe
 from suite.output import atomic_write_text, new_run_dir, write_json, write_table
 from suite.timing import measure
@@ -105,7 +105,7 @@ def drift_run(job: dict) -> list[dict]:
     return rows
 
 
-def cost_rows(n: int, k: int, every: int, scale: float, repeat: int, seed: int) -> list[dict]:
+def cost_rows(n: int, k: int, every: int, scale: float, max_time: float, seed: int) -> list[dict]:
     """Seconds per call, side by side: one kernel update, one full projunn_step (rank-k
     range finder of a Gaussian G included) and one reorthogonalize of an A drifted by
     ``every`` updates; also the error that repair leaves."""
@@ -122,7 +122,10 @@ def cost_rows(n: int, k: int, every: int, scale: float, repeat: int, seed: int) 
         "reorthogonalize": lambda: pc.reorthogonalize(B.copy_(drifted)),
         "copy": lambda: B.copy_(drifted),  # subtracted from reorthogonalize below
     }
-    t = {name: measure(fn, repeat=repeat, warmup=2) for name, fn in calls.items()}
+    t = {
+        name: measure(fn, min_time=max_time / 4, max_time=max_time, warmup=2, num_threads=1)
+        for name, fn in calls.items()
+    }
     options = f"drift_steps={every}"
     rows = [
         _row("cost", "T", n, k, options, f"time_{name}", t[name].median, "s", timing=t[name])
@@ -234,9 +237,13 @@ def main(argv=None) -> int:
         help="repair period M of the repaired runs (default 1000)",
     )
     parser.add_argument("--k", type=positive_int, default=4, help="rank of the updates")
-    parser.add_argument("--scale", type=float, default=0.1, help="norm of each factor a column")
+    parser.add_argument(
+        "--scale", type=positive_float, default=0.1, help="norm of each factor a column"
+    )
     parser.add_argument("--pool", type=positive_int, default=16, help="precomputed factor pairs")
-    parser.add_argument("--repeat", type=positive_int, default=20, help="timed calls per cost")
+    parser.add_argument(
+        "--max-time", type=positive_float, default=2.0, help="seconds to time each call (2)"
+    )
     parser.add_argument("--jobs", type=positive_int, default=2, help="worker processes")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="results/runs", help="folder for the run's table")
@@ -266,7 +273,7 @@ def main(argv=None) -> int:
         rows += out
         print(f"done: N = {job['n']}, {job['variant']}, every = {job['every']}", file=sys.stderr)
     for n, _ in args.sizes:
-        rows += cost_rows(n, args.k, args.every, args.scale, args.repeat, args.seed)
+        rows += cost_rows(n, args.k, args.every, args.scale, args.max_time, args.seed)
     command = "python scripts/drift.py " + " ".join(argv if argv is not None else sys.argv[1:])
     text = report(rows, args, command.strip())
     run = new_run_dir(args.out)

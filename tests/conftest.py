@@ -1,4 +1,4 @@
-"""Test fixtures (shared helpers that are not fixtures live in helpers.py)."""
+"""Test fixtures and pytest hooks (shared helpers that are not fixtures live in helpers.py)."""
 
 import pytest
 import torch
@@ -20,3 +20,12 @@ def gen():
     g = torch.Generator()
     g.seed()
     return g
+
+
+def pytest_benchmark_update_machine_info(config, machine_info):
+    """Record the GPU and library versions once per pytest-benchmark JSON file."""
+    from suite.machine import describe
+
+    d = describe()
+    keys = ("torch", "cuda", "cudnn", "torch_threads", "git_commit", "gpu_name", "gpu_driver")
+    machine_info["projunn"] = {k: d[k] for k in keys} | {"gpus": d["gpus"]}
