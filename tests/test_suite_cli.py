@@ -121,7 +121,7 @@ def test_cli_list(capsys):
         (["run", "--min-time", "soon"], "--min-time"),
         (["run", "--threads", "0"], "--threads"),
         (["run", "--format", "xlsx"], "--format"),
-        (["run", "--option", "approx=bogus"], "lsi"),
+        (["run", "--option", "approx=bogus"], "range"),
         (["run", "--option", "capacity=0"], ">= 1"),
         (["run", "--option", "orthogonal_map=bogus"], "householder"),
         (["run", "--option", "check=maybe"], "true or false"),
