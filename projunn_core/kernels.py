@@ -172,8 +172,9 @@ def projunn_t(
     """projUNN-T, in place: ``A <- A exp(skew(A^H a b^H))``; returns A.
 
     A (..., N, N) unitary; a, b (..., N, k) with the same dtype and device.
-    ``check=True`` refuses non-finite inputs and an A that is not unitary (see
-    :func:`unitarity_tolerance`); ``check=False`` skips both (no host synchronization).
+    ``check=True`` refuses non-finite inputs, an A that is not unitary (see
+    :func:`unitarity_tolerance`) and, for real A, rotations too large to compute in
+    double precision; ``check=False`` skips these (no host synchronization).
 
     >>> import torch
     >>> A = torch.eye(3); a = torch.zeros(3, 1); b = torch.ones(3, 1)
@@ -197,9 +198,7 @@ def projunn_d(
 ) -> torch.Tensor:
     """projUNN-D, in place: ``A <-`` the closest unitary to ``A + a b^H``; returns A.
 
-    A (..., N, N) unitary; a, b (..., N, k) with the same dtype and device.
-    ``check=True`` refuses non-finite inputs and an A that is not unitary (see
-    :func:`unitarity_tolerance`); ``check=False`` skips both (no host synchronization).
+    Arguments and checks as for :func:`projunn_t`.
 
     >>> import torch
     >>> A = torch.eye(2, dtype=torch.float64); a = torch.tensor([[1.0], [0.0]], dtype=A.dtype)
