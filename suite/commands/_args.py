@@ -4,6 +4,8 @@
 3
 >>> method_option("approx=column")
 ('approx', 'column')
+>>> method_label_arg("projunn_t-k16"), method_label_arg("expm")
+(('projunn_t', 16), ('expm', None))
 """
 
 from __future__ import annotations
@@ -12,9 +14,10 @@ import argparse
 import ast
 from typing import Any
 
+from ..cases import parse_method_label
 from ..methods import METHODS
 
-__all__ = ["method_option", "positive_float", "positive_int"]
+__all__ = ["method_label_arg", "method_option", "positive_float", "positive_int"]
 
 
 def positive_int(text: str) -> int:
@@ -52,3 +55,15 @@ def method_option(text: str) -> tuple[str, Any]:
     except (ValueError, SyntaxError):
         value = raw
     return key, value
+
+
+def method_label_arg(text: str) -> tuple[str, int | None]:
+    """An argparse type: a registry method, optionally with its rank (``projunn_t-k16``);
+    returns ``(name, k or None)``."""
+    name, k = parse_method_label(text)
+    if name not in METHODS:
+        raise argparse.ArgumentTypeError(
+            f"unknown method {text!r}; choose from {', '.join(METHODS)} "
+            "(a ranked method may carry its rank, e.g. projunn_t-k16)"
+        )
+    return name, k
