@@ -7,7 +7,8 @@ calls and self CPU / self device time per step, device busy time and kernels per
 if asked, a Chrome/Perfetto trace. It runs these passes, each after the warm-up, so
 that no instrument disturbs another:
 
-1. **time**: ``steps`` synchronized steps without any profiler (:func:`suite.timing.measure`);
+1. **time**: :func:`suite.timing.measure` without any profiler (``torch.utils.benchmark``,
+   the :class:`~suite.cases.Settings`' time budget);
 2. **memory**: one step with the host RSS high-water mark; on CUDA the allocator's
    statistics (``peak = max_memory_allocated``, ``resident = memory_allocated`` before
    the step); on the CPU a ``profile_memory`` profiler step whose allocation events give
@@ -32,7 +33,7 @@ profiler itself) is ``StepProfile.outside``.
 
 >>> from suite.cases import Case
 >>> from suite.workloads import prepare
->>> p = profile_work(prepare(Case("update", "projunn_t", 32, 2)), steps=2, warmup=1)
+>>> p = profile_work(prepare(Case("update", "projunn_t", 32, 2)), steps=2)
 >>> p.profiled_time > 0 and p.ops[0].self_cpu > 0 and p.kernels_per_step is None
 True
 >>> any(op.name == "aten::linalg_qr" for op in p.ops)
@@ -55,6 +56,7 @@ from typing import Any
 import torch
 
 from . import machine, output
+from .cases import Settings
 from .timing import Timing, measure, synchronize
 from .workloads import Measurement, Prepared
 
@@ -251,8 +253,7 @@ class StepProfile:
                 rows.append(Measurement(metric, float(value), unit, reason=reason))
 
         if time and self.time is not None:
-            t = self.time
-            rows.append(Measurement("time", t.median, "s", t.iqr, t.repeat))
+            rows.append(Measurement.timing("time", self.time))
         add("profiled_time", self.profiled_time, "s")
         add("ops_per_step", self.ops_per_step, "1")
         add("kernels_per_step", self.kernels_per_step, "1")
@@ -483,27 +484,41 @@ def profile_work(
     work: Prepared,
     *,
     steps: int = 20,
-    warmup: int = 3,
-    time: Timing | None = None,
+    settings: Settings | None = None,
+    timing: Timing | None = None,
     trace: str | Path | None = None,
 ) -> StepProfile:
     """Profile ``work.step`` (see the module docstring for the passes).
 
-    ``warmup`` untimed steps run first; ``time`` skips the timing pass (a caller that
-    already timed the step passes its :class:`~suite.timing.Timing`); ``trace`` writes
-    the profiled steps as a Chrome/Perfetto trace file.
+    ``settings`` (default :class:`~suite.cases.Settings`): ``warmup`` untimed steps
+    first, the timing budget, ``threads`` torch threads for every pass; ``timing`` skips
+    the timing pass (a caller that already timed the step passes its
+    :class:`~suite.timing.Timing`); ``trace`` writes the profiled steps as a
+    Chrome/Perfetto trace file.
     """
-    if steps < 1 or warmup < 0:
-        raise ValueError(f"steps must be >= 1 and warmup >= 0, got {steps} and {warmup}")
+    if steps < 1:
+        raise ValueError(f"steps must be >= 1, got {steps}")
+    settings = settings or Settings()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(settings.threads or threads)
+    try:
+        return _profile(work, steps, settings, timing, trace)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _profile(work, steps, settings, timing, trace) -> StepProfile:
     from torch.profiler import ProfilerActivity, profile, record_function
 
     step, device = work.step, work.device
     cuda = device.type == "cuda"
-    for _ in range(warmup):
+    for _ in range(settings.warmup):
         step()
     synchronize(device)
-    if time is None:
-        time = measure(step, repeat=steps, warmup=0, device=device)
+    if timing is None:
+        timing = measure(
+            step, min_time=settings.min_time, max_time=settings.max_time, warmup=0, device=device
+        )
 
     with machine.HostMemorySampler() as rss:
         if cuda:
@@ -559,7 +574,7 @@ def profile_work(
         workload=work.case.workload,
         device=str(device),
         steps=steps,
-        time=time,
+        time=timing,
         profiled_time=profiled,
         ops=ops,
         ops_per_step=aten_calls,

@@ -8,14 +8,18 @@ markdown tables it prints, one trace per method, the group figure and machine.js
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from typing import Any
 
 from .. import cases as cases_mod
 from ..methods import METHODS
-from ._args import method_label_arg, method_option, positive_int
+from ._args import method_label_arg, method_option, output_dir, positive_float, positive_int
 
 NAME = "profile"
+
+SETTINGS = cases_mod.Settings(warmup=3, min_time=0.2, max_time=1.0)
+"""Defaults of the wall-time pass (the profiled steps are ``--steps``)."""
 
 EPILOG = """\
 examples:
@@ -82,10 +86,32 @@ def add_parser(sub) -> argparse.ArgumentParser:
         "--steps", type=positive_int, default=20, metavar="S", help="profiled steps (20)"
     )
     parser.add_argument(
-        "--warmup", type=positive_int, default=3, metavar="W", help="warm-up steps (3)"
+        "--warmup",
+        type=positive_int,
+        default=SETTINGS.warmup,
+        metavar="W",
+        help=f"warm-up steps ({SETTINGS.warmup})",
     )
     parser.add_argument(
-        "--batch", type=positive_int, default=32, metavar="B", help="train_step batch rows (32)"
+        "--min-time",
+        type=positive_float,
+        default=SETTINGS.min_time,
+        metavar="S",
+        help=f"least seconds of wall-time samples, unprofiled ({SETTINGS.min_time})",
+    )
+    parser.add_argument(
+        "--max-time",
+        type=positive_float,
+        default=SETTINGS.max_time,
+        metavar="S",
+        help=f"most seconds of wall-time samples ({SETTINGS.max_time})",
+    )
+    parser.add_argument(
+        "--batch",
+        type=positive_int,
+        default=SETTINGS.batch,
+        metavar="B",
+        help=f"train_step batch rows ({SETTINGS.batch})",
     )
     parser.add_argument(
         "--option",
@@ -108,6 +134,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--out",
+        type=output_dir,
         default="results/profiles",
         metavar="DIR",
         help="parent folder of the new timestamped output folder (default: results/profiles)",
@@ -259,8 +286,10 @@ def _ops_table(labels: list[str], profiles: list, top: int) -> str:
     return _table(["operator", "group"] + [f"{lab}: {what}" for lab in labels], rows)
 
 
-def render(cases: list, profiles: list, settings: dict[str, Any], top: int) -> str:
+def render(cases: list, profiles: list, steps: int, top: int) -> str:
     """The markdown report printed by ``projunn-bench profile`` (and saved as profile.md)."""
+    import torch
+
     from ..profiling import SYNC_NOTE
 
     c = cases[0]
@@ -269,9 +298,9 @@ def render(cases: list, profiles: list, settings: dict[str, Any], top: int) -> s
     lines = [
         f"# Profile: {c.workload}, N={c.n}, {c.dtype}, {c.device}",
         "",
-        f"{settings['steps']} profiled steps after {settings['warmup']} warm-up; "
-        f"{settings['threads']} torch thread(s). Times are per step; a share is the self "
-        "time over the wall time of the step under the profiler.",
+        f"{steps} profiled steps; {torch.get_num_threads()} torch thread(s). Times are "
+        "per step; a share is the self time over the wall time of the step under the "
+        "profiler.",
         "",
         _figures_table(labels, profiles),
         "",
@@ -338,92 +367,84 @@ def plot_groups(labels: list[str], profiles: list, path, title: str) -> bool:
 
 
 def main(args, parser: argparse.ArgumentParser) -> int:
-    import datetime as _dt
-
     import torch
 
-    from .. import machine, output
     from ..profiling import SYNC_NOTE, profile_work
+    from ..record import Recorder
     from ..runner import rows_for
     from ..workloads import Measurement, prepare
 
     cases = _cases(args, parser)
+    if args.min_time > args.max_time:
+        parser.error(f"argument --min-time: {args.min_time} is above --max-time {args.max_time}")
     if args.threads:
         torch.set_num_threads(args.threads)
-    try:
-        folder = output.new_run_dir(args.out)
-    except OSError as e:
-        parser.error(f"argument --out: cannot create a folder under {args.out!r}: {e}")
-    settings = {
-        "steps": args.steps,
-        "warmup": args.warmup,
-        "batch": args.batch,
-        "threads": torch.get_num_threads(),
-        "workload": args.workload,
-    }
+    settings = SETTINGS.with_overrides(
+        warmup=args.warmup,
+        min_time=args.min_time,
+        max_time=args.max_time,
+        threads=torch.get_num_threads(),
+        batch=args.batch,
+    )
     notes = [f"host_syncs_per_step: {SYNC_NOTE}"] if args.device == "cuda" else []
     info: dict[str, Any] = {
         "command": NAME,
         "argv": args.argv,
-        "settings": settings,
+        "workload": args.workload,
+        "steps": args.steps,
+        "settings": dataclasses.asdict(settings),
         "cases": [c.id for c in cases],
-        "started": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "notes": notes,
-        "status": "running",
     }
-    desc = machine.describe()
-    output.write_json(folder / "machine.json", {**desc, "run": info})
-    rows, done_cases, profiles = [], [], []
-    failed = interrupted = False
-    try:
+    done: list[tuple[cases_mod.Case, Any]] = []
+    failed = False
+    with Recorder(args.out, info=info) as rec:
         for i, case in enumerate(cases, 1):
             label = cases_mod.method_label(case.method, case.k)
             print(f"[{i}/{len(cases)}] profiling {case.id} ...", file=sys.stderr, flush=True)
             try:
-                work = prepare(case, batch=args.batch)
-                trace = folder / f"trace-{label}.json"
-                prof = profile_work(work, steps=args.steps, warmup=args.warmup, trace=trace)
+                work = prepare(case, batch=settings.batch)
+                trace = rec.folder / f"trace-{label}.json"
+                prof = profile_work(work, steps=args.steps, settings=settings, trace=trace)
             except Exception as e:  # one failing method does not lose the others
                 failed = True
                 reason = f"{type(e).__name__}: {e}"
                 print(f"  {label} failed: {reason}", file=sys.stderr)
-                rows += rows_for(case, [Measurement("", None, "", status="error", reason=reason)])
+                rec.add(rows_for(case, [Measurement("", None, "", status="error", reason=reason)]))
                 continue
             finally:
                 work = None
-            rows += rows_for(case, prof.measurements())
-            done_cases.append(case)
-            profiles.append(prof)
-    except KeyboardInterrupt:
-        interrupted = True
-    table = output.write_table(rows, folder / "results.csv")
-    files = {"table": table.name}
-    if profiles:
-        labels = [cases_mod.method_label(c.method, c.k) for c in done_cases]
-        text = render(done_cases, profiles, settings, args.top)
-        output.atomic_write_text(folder / "profile.md", text)
-        files["markdown"] = "profile.md"
-        files["traces"] = [f"trace-{lab}.json" for lab in labels]
-        c = done_cases[0]
-        title = f"time by operator group: {c.workload}, N={c.n}, {c.dtype}, {c.device}"
-        if plot_groups(labels, profiles, folder / "groups.png", title):
-            files["figure"] = "groups.png"
-        else:
-            notes.append("groups.png not drawn: seaborn is not installed (pip install '.[report]')")
-        print(text)
-    status = "interrupted" if interrupted else "complete"
-    info.update(
-        {
-            "finished": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-            "files": files,
-            "status": status,
-        }
-    )
-    output.write_json(folder / "machine.json", {**desc, "run": info})
+            rec.add(rows_for(case, prof.measurements()))
+            done.append((case, prof))
+        if done:
+            text = _write_reports(rec, done, args)
+            print(text)
     for note in notes:
         print(f"note: {note}")
-    print(f"results: {folder}")
-    if interrupted:
-        print("interrupted: partial results written", file=sys.stderr)
-        return 130
+    print(f"results: {rec.folder}")
+    if rec.status != "complete":
+        print(f"{rec.status}: partial results written", file=sys.stderr)
+        return rec.exit_code
     return 1 if failed else 0
+
+
+def _write_reports(rec, done, args) -> str:
+    """profile.md, the figure and the list of files (in machine.json); returns the text."""
+    from .. import output
+
+    done_cases = [c for c, _ in done]
+    profiles = [p for _, p in done]
+    labels = [cases_mod.method_label(c.method, c.k) for c in done_cases]
+    text = render(done_cases, profiles, args.steps, args.top)
+    output.atomic_write_text(rec.folder / "profile.md", text)
+    files = {"markdown": "profile.md", "traces": [f"trace-{lab}.json" for lab in labels]}
+    c = done_cases[0]
+    title = f"time by operator group: {c.workload}, N={c.n}, {c.dtype}, {c.device}"
+    if plot_groups(labels, profiles, rec.folder / "groups.png", title):
+        files["figure"] = "groups.png"
+    else:
+        rec.info["notes"].append(
+            "groups.png not drawn: seaborn is not installed (pip install '.[report]')"
+        )
+    rec.info["files"] = files
+    return text
