@@ -232,15 +232,16 @@ class StepProfile:
             out[op.group] = (cpu + op.self_cpu, dev + op.self_device)
         return out
 
-    def measurements(self, *, ops: bool = True, time: bool = True) -> list[Measurement]:
+    def measurements(self, *, ops: bool = True, timing: bool = True) -> list[Measurement]:
         """Tidy rows (:class:`suite.workloads.Measurement`).
 
-        Metrics: ``time`` (s, median/IQR of ``steps`` unprofiled steps; with ``time``),
+        Metrics: ``time`` (s, median/IQR/samples of the unprofiled steps; with ``timing``),
         ``profiled_time`` (s), ``ops_per_step``, ``kernels_per_step``,
         ``memcpy_per_step``, ``device_busy_time`` (s), ``device_busy_fraction``,
         ``host_syncs_per_step`` (the last four CUDA only; syncs are a lower bound, said in
         ``reason``), ``step_peak_memory``, ``step_resident_memory``,
-        ``step_temporary_memory``, ``host_peak_rss`` (bytes), then per group
+        ``step_temporary_memory``, ``host_peak_rss`` (bytes; with ``timing``: ``run``
+        measures ``time`` and ``host_peak_rss`` itself), then per group
         ``group_self_cpu_time:GROUP`` (and ``group_self_device_time:GROUP`` on CUDA) and,
         with ``ops``, per operator ``op_calls:NAME``, ``op_self_cpu_time:NAME`` (and
         ``op_self_device_time:NAME``). Time metrics are seconds per step; a share of the
@@ -252,7 +253,7 @@ class StepProfile:
             if value is not None:
                 rows.append(Measurement(metric, float(value), unit, reason=reason))
 
-        if time and self.time is not None:
+        if timing and self.time is not None:
             rows.append(Measurement.timing("time", self.time))
         add("profiled_time", self.profiled_time, "s")
         add("ops_per_step", self.ops_per_step, "1")
@@ -264,8 +265,11 @@ class StepProfile:
         add("step_peak_memory", self.peak_memory, "bytes", self.memory_source)
         add("step_resident_memory", self.resident_memory, "bytes", self.memory_source)
         add("step_temporary_memory", self.temporary_memory, "bytes", self.memory_source)
-        add("host_peak_rss", self.host_peak_rss, "bytes")
+        if timing:
+            add("host_peak_rss", self.host_peak_rss, "bytes")
         for group, (cpu, dev) in self.groups().items():
+            if group == RUNTIME and not self.on_cuda:
+                continue
             add(f"group_self_cpu_time:{group}", cpu, "s")
             if self.on_cuda:
                 add(f"group_self_device_time:{group}", dev, "s")

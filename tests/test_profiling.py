@@ -4,17 +4,15 @@ the command end to end, its usage errors, run --profile and asv's profiler."""
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
-import os
-import shutil
-import subprocess
-import sys
 import warnings
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 import torch
+from conftest import run_asv
 from torch.autograd import DeviceType
 
 from suite import profiling
@@ -337,24 +335,55 @@ def test_profile_help_has_examples(capsys):
 def test_asv_profile_runs_a_suite_benchmark(tmp_path):
     """``asv profile`` (cProfile of one benchmark) works on the suite's benchmarks with the
     name form the README shows."""
-    exe = shutil.which(
-        "asv", path=os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
-    )
-    if exe is None:
-        pytest.skip("asv is not installed")
     name = r"benchmarks.Update.time_update\('unconstrained', 16, 'float32', 'cpu'\)"
-    env = {**os.environ, "PROJUNN_BENCH_GRID": "tiny", "HOME": str(tmp_path)}
     out = tmp_path / "update.prof"
-    proc = subprocess.run(
-        [exe, "profile", "--python=same", "-o", str(out), name],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=env,
+    proc = run_asv(
+        "profile",
+        "--python=same",
+        "-o",
+        str(out),
+        name,
+        PROJUNN_BENCH_GRID="tiny",
+        HOME=str(tmp_path),
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     import pstats
 
     stats = pstats.Stats(str(out))
     assert any(func == "time_update" for _, _, func in stats.stats)
+
+
+def test_run_profile_adds_the_per_step_figures(tmp_path, capsys):
+    argv = ["run", "--grid", "tiny", "--no-progress", "--methods", "projunn_t", "unconstrained"]
+    argv += ["--workloads", "update", "train_step", "accuracy", "--ranks", "2"]
+    argv += ["--dtypes", "float32", "--max-time", "0.01", "--accuracy-steps", "2"]
+    assert main(argv + ["--profile", "2", "--out", str(tmp_path)]) == 0
+    (folder,) = tmp_path.iterdir()
+    rows = _read_rows(folder)
+    assert all(r["status"] == "ok" for r in rows)
+    cases = {(r["workload"], r["method"]) for r in rows}
+    assert len(cases) == 6
+    for workload, method in cases:
+        metrics = [r["metric"] for r in rows if (r["workload"], r["method"]) == (workload, method)]
+        if workload == "accuracy":
+            assert "profiled_time" not in metrics
+            continue
+        assert metrics.count("time") == 1 and metrics.count("host_peak_rss") == 1
+        assert {"profiled_time", "ops_per_step", "step_temporary_memory"} <= set(metrics)
+        assert "group_self_cpu_time:matrix products" in metrics
+        assert not any(m.startswith("op_") or "CUDA" in m for m in metrics)
+    meta = json.loads((folder / "machine.json").read_text())
+    assert meta["run"]["settings"]["profile_steps"] == 2
+
+
+def test_run_profile_failure_is_an_error_row_that_keeps_the_timing(monkeypatch):
+    from suite import runner
+
+    def boom(*args, **kw):
+        raise RuntimeError("no profiler")
+
+    monkeypatch.setattr(profiling, "profile_work", boom)
+    settings = dataclasses.replace(FAST, profile_steps=2)
+    rows = runner.run_case(Case("update", "unconstrained", 8), settings)
+    assert [m.metric for m in rows][:1] == ["time"]
+    assert rows[-1].status == "error" and "no profiler" in rows[-1].reason

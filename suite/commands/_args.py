@@ -22,6 +22,7 @@ from ..output import FORMATS, require_format
 
 __all__ = [
     "FORMATS",
+    "add_option_argument",
     "method_label_arg",
     "method_option",
     "output_dir",
@@ -110,3 +111,18 @@ def method_label_arg(text: str) -> tuple[str, int | None]:
             "(a ranked method may carry its rank, e.g. projunn_t-k16)"
         )
     return name, k
+
+
+def add_option_argument(parser: argparse.ArgumentParser) -> None:
+    """``--option NAME=VALUE`` (repeatable) into ``args.options``: method options for the
+    methods that take them."""
+    parser.add_argument(
+        "--option",
+        dest="options",
+        action="append",
+        type=method_option,
+        default=[],
+        metavar="NAME=VALUE",
+        help="method option for the methods that take it, e.g. approx=column, "
+        "capacity=8, orthogonal_map=cayley (repeatable)",
+    )

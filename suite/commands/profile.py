@@ -14,7 +14,13 @@ from typing import Any
 
 from .. import cases as cases_mod
 from ..methods import METHODS
-from ._args import method_label_arg, method_option, output_dir, positive_float, positive_int
+from ._args import (
+    add_option_argument,
+    method_label_arg,
+    output_dir,
+    positive_float,
+    positive_int,
+)
 
 NAME = "profile"
 
@@ -73,55 +79,35 @@ def add_parser(sub) -> argparse.ArgumentParser:
     )
     parser.add_argument("--n", type=positive_int, default=1024, help="matrix size N (1024)")
     parser.add_argument(
-        "--k", type=positive_int, default=4, help="rank of the ranked methods (default: 4)"
+        "--k", type=positive_int, default=4, help="rank k of the ranked methods (4)"
     )
     parser.add_argument(
-        "--dtype", choices=list(cases_mod.DTYPES), default="float32", help="(float32)"
+        "--dtype", choices=list(cases_mod.DTYPES), default="float32", help="element type (float32)"
     )
-    parser.add_argument("--device", choices=cases_mod.DEVICES, default="cpu", help="(cpu)")
     parser.add_argument(
-        "--workload", choices=("update", "train_step"), default="update", help="(update)"
+        "--device", choices=cases_mod.DEVICES, default="cpu", help="where the step runs (cpu)"
+    )
+    parser.add_argument(
+        "--workload",
+        choices=("update", "train_step"),
+        default="update",
+        help="update: one unitary update of the weight from a gradient; train_step: "
+        "forward, backward and optimizer step on a batch (update)",
     )
     parser.add_argument(
         "--steps", type=positive_int, default=20, metavar="S", help="profiled steps (20)"
     )
-    parser.add_argument(
-        "--warmup",
-        type=positive_int,
-        default=SETTINGS.warmup,
-        metavar="W",
-        help=f"warm-up steps ({SETTINGS.warmup})",
-    )
-    parser.add_argument(
-        "--min-time",
-        type=positive_float,
-        default=SETTINGS.min_time,
-        metavar="S",
-        help=f"least seconds of wall-time samples, unprofiled ({SETTINGS.min_time})",
-    )
-    parser.add_argument(
-        "--max-time",
-        type=positive_float,
-        default=SETTINGS.max_time,
-        metavar="S",
-        help=f"most seconds of wall-time samples ({SETTINGS.max_time})",
-    )
-    parser.add_argument(
-        "--batch",
-        type=positive_int,
-        default=SETTINGS.batch,
-        metavar="B",
-        help=f"train_step batch rows ({SETTINGS.batch})",
-    )
-    parser.add_argument(
-        "--option",
-        dest="options",
-        action="append",
-        type=method_option,
-        default=[],
-        metavar="NAME=VALUE",
-        help="method option for the methods that take it, e.g. approx=column (repeatable)",
-    )
+    for flag, kind, metavar, text in (
+        ("--warmup", positive_int, "W", "warm-up steps"),
+        ("--min-time", positive_float, "S", "least seconds of unprofiled wall-time samples"),
+        ("--max-time", positive_float, "S", "most seconds of unprofiled wall-time samples"),
+        ("--batch", positive_int, "B", "rows per train_step batch"),
+    ):
+        default = getattr(SETTINGS, flag[2:].replace("-", "_"))
+        parser.add_argument(
+            flag, type=kind, default=default, metavar=metavar, help=f"{text} ({default})"
+        )
+    add_option_argument(parser)
     parser.add_argument(
         "--threads",
         type=positive_int,
@@ -165,8 +151,8 @@ def _ms(seconds: float | None) -> str:
     return "-" if seconds is None else f"{seconds * 1e3:.4g} ms"
 
 
-def _pct(part: float, whole: float) -> str:
-    return f"{100 * part / whole:.1f}%" if whole else "-"
+def _pct(part: float | None, whole: float | None) -> str:
+    return "-" if part is None or not whole else f"{100 * part / whole:.1f}%"
 
 
 def _bytes(n: float | None) -> str:
@@ -195,14 +181,17 @@ def _figures_table(labels: list[str], profiles: list) -> str:
         return [title] + [fn(p) for p in profiles]
 
     rows = [
-        row("wall time (median of S)", lambda p: f"{_ms(p.time.median)} (IQR {_ms(p.time.iqr)})"),
+        row(
+            "wall time (unprofiled median)",
+            lambda p: f"{_ms(p.time.median)} (IQR {_ms(p.time.iqr)}, {p.time.repeat} samples)",
+        ),
         row("wall time under the profiler", lambda p: _ms(p.profiled_time)),
         row("aten operator calls", lambda p: _count(p.ops_per_step)),
     ]
     if cuda:
         rows += [
             row("device busy time", lambda p: _ms(p.device_busy_time)),
-            row("device busy fraction", lambda p: f"{100 * p.device_busy_fraction:.1f}%"),
+            row("device busy fraction", lambda p: _pct(p.device_busy_time, p.time.median)),
             row("CUDA kernels launched", lambda p: _count(p.kernels_per_step)),
             row("memcpy/memset", lambda p: _count(p.memcpy_per_step)),
             row("host syncs (lower bound)", lambda p: _count(p.host_syncs_per_step)),
