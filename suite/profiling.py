@@ -11,11 +11,11 @@ that no instrument disturbs another:
    the :class:`~suite.cases.Settings`' time budget);
 2. **memory**: one step with the host RSS high-water mark; on CUDA the allocator's
    statistics (``peak = max_memory_allocated``, ``resident = memory_allocated`` before
-   the step); on the CPU a ``profile_memory`` profiler step whose allocation events give
-   the peak of the tensors allocated during the step (torch's CPU allocator: library
-   workspaces such as LAPACK's are not seen) and ``resident`` = the bytes of the
-   workload's tensors (weight, gradient, module parameters and gradients, optimizer
-   state, batch);
+   the step); on the CPU the allocation events of a ``profile_memory`` profile (the
+   second of two steps, see :func:`_memory_cpu`) give the peak of the tensors allocated
+   during the step (torch's CPU allocator: library workspaces such as LAPACK's are not
+   seen) and ``resident`` = the bytes of the workload's tensors (weight, gradient,
+   module parameters and gradients, optimizer state, batch);
 3. **syncs** (CUDA): ``steps`` steps under ``torch.cuda.set_sync_debug_mode("warn")``,
    counting the warnings. A lower bound: synchronizations torch does not route through
    that check (e.g. inside cuSOLVER/MAGMA) are not seen;
@@ -511,39 +511,26 @@ def profile_work(
         torch.set_num_threads(threads)
 
 
-def _profile(work, steps, settings, timing, trace) -> StepProfile:
-    from torch.profiler import ProfilerActivity, profile, record_function
-
+def _memory(work: Prepared) -> tuple[int, int, int, str]:
+    """``(peak, resident, host RSS peak, source)`` of one step (see the module docstring)."""
     step, device = work.step, work.device
     cuda = device.type == "cuda"
-    for _ in range(settings.warmup):
-        step()
-    synchronize(device)
-    if timing is None:
-        timing = measure(
-            step, min_time=settings.min_time, max_time=settings.max_time, warmup=0, device=device
-        )
-
     with machine.HostMemorySampler() as rss:
         if cuda:
             peak, resident = _memory_cuda(step, device)
         else:
             step()
-    if not cuda:
-        resident = resident_bytes(work.state)
-        peak = resident + _memory_cpu(step)
-    source = "torch.cuda memory stats" if cuda else "torch.profiler CPU allocator events"
-
-    syncs = None
     if cuda:
+        return peak, resident, rss.peak, "torch.cuda memory stats"
+    resident = resident_bytes(work.state)
+    return resident + _memory_cpu(step), resident, rss.peak, "torch.profiler CPU allocator events"
 
-        def run_steps():
-            for _ in range(steps):
-                step()
 
-        syncs = count_syncs(run_steps) / steps
-        synchronize(device)
+def _profiled_steps(step: Callable[[], Any], device: torch.device, steps: int):
+    """``steps`` steps under ``torch.profiler``: ``(profile, wall seconds per step)``."""
+    from torch.profiler import ProfilerActivity, profile, record_function
 
+    cuda = device.type == "cuda"
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
     if cuda:  # CUPTI starts up on the first profile; keep that out of the measured one
         with profile(activities=activities):
@@ -557,7 +544,26 @@ def _profile(work, steps, settings, timing, trace) -> StepProfile:
         if cuda:
             with record_function(WAIT_RANGE):
                 synchronize(device)
-        profiled = (perf_counter() - start) / steps
+        wall = (perf_counter() - start) / steps
+    return prof, wall
+
+
+def _profile(work, steps, settings, timing, trace) -> StepProfile:
+    step, device = work.step, work.device
+    cuda = device.type == "cuda"
+    for _ in range(settings.warmup):
+        step()
+    synchronize(device)
+    if timing is None:
+        timing = measure(
+            step, min_time=settings.min_time, max_time=settings.max_time, warmup=0, device=device
+        )
+    peak, resident, rss_peak, source = _memory(work)
+    syncs = None
+    if cuda:
+        syncs = count_syncs(lambda: [step() for _ in range(steps)]) / steps
+        synchronize(device)
+    prof, profiled = _profiled_steps(step, device, steps)
     events = prof.events()
     ops, aten_calls = _aggregate(events, steps)
     kernels = copies = busy = None
@@ -588,6 +594,6 @@ def _profile(work, steps, settings, timing, trace) -> StepProfile:
         host_syncs_per_step=syncs,
         peak_memory=peak,
         resident_memory=resident,
-        host_peak_rss=rss.peak,
+        host_peak_rss=rss_peak,
         memory_source=source,
     )
