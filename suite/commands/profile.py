@@ -344,7 +344,7 @@ def plot_groups(labels: list[str], profiles: list, path, title: str) -> bool:
         col="timeline",
         order=[g for g in GROUPS if g in set(df.group)] + [OUTSIDE],
         height=4,
-        aspect=1.4,
+        aspect=1.8,
     )
     grid.set_titles("{col_name}")
     grid.figure.suptitle(title, y=1.03)
