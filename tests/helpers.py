@@ -3,7 +3,14 @@
 Fixtures live in conftest.py; everything else the tests share is imported from here.
 """
 
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
+import pytest
 import scipy.linalg
 import torch
 
@@ -55,3 +62,24 @@ def ref_polar_step(A, a, b):
 
 def max_abs(x, y):
     return float(np.max(np.abs(np.asarray(x) - np.asarray(y))))
+
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run_asv(*args: str, **env: str) -> subprocess.CompletedProcess:
+    """Run ``asv ARGS`` in the repository (this venv's asv; the test is skipped without
+    one) with ``env`` added to the environment; returns the finished process."""
+    exe = shutil.which(
+        "asv", path=os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+    )
+    if exe is None:
+        pytest.skip("asv is not installed")
+    return subprocess.run(
+        [exe, *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, **env},
+    )
