@@ -6,8 +6,9 @@ that cannot run here raise ``NotImplementedError`` in ``setup`` (asv records the
 skipped) with the reason from :meth:`suite.cases.Case.skip_reason`. Parameters: method
 (ranked methods carry their rank: ``projunn_t-k4``, see :func:`suite.cases.method_label`),
 n, dtype, device. ``asv.conf.json`` sets ``launch_method: forkserver``, so each parameter
-combination forks from a process that has already imported torch. ``setup`` runs the step
-once (and synchronizes) so that even a first sample is warm.
+combination forks from a process that has already imported torch. ``setup`` sets the grid's
+torch thread count (``Settings.threads``; the ``gate`` grid runs on one thread) and runs
+the step once (and synchronizes) so that even a first sample is warm.
 
 * ``Update`` / ``TrainStep``: ``time_*`` (timer synchronizes CUDA), ``peakmem_*`` (host);
 * ``UpdateCudaMemory`` / ``TrainStepCudaMemory``: ``track_cuda_peak_memory`` (bytes,
@@ -22,6 +23,7 @@ from __future__ import annotations
 # The heavy imports happen here, so asv's forkserver holds them and every forked
 # parameter combination starts warm.
 import scipy.linalg  # noqa: F401
+import torch
 
 import baselines  # noqa: F401
 import projunn_core.nn  # noqa: F401
@@ -57,6 +59,8 @@ class _Timed:
     warmup_time = 0.1
 
     def setup(self, method, n, dtype, device):
+        if GRID.settings.threads is not None:  # each combination is its own forked process
+            torch.set_num_threads(GRID.settings.threads)
         self.case = _case(self.workload, method, n, dtype, device)
         self.work = prepare(self.case, batch=GRID.settings.batch)
         self.work.step()  # warm: no sample pays for lazy initialization

@@ -6,7 +6,8 @@ raises it as ``NotImplementedError`` in ``setup``, pytest calls ``pytest.skip`` 
 the CLI writes a row with status ``skipped`` and the reason.
 
 A :class:`Grid` is a parameter grid plus the :class:`Settings` its cases are measured
-with: ``tiny`` (tests), ``quick`` (2 CPU cores, the default) and ``full`` (GPUs), selected
+with: ``tiny`` (tests), ``quick`` (2 CPU cores, the default), ``gate`` (the pull-request
+gate, see :mod:`suite.gate`) and ``full`` (GPUs), selected
 by ``$PROJUNN_BENCH_GRID`` or the CLI's ``--grid/--quick/--full``.
 
 >>> Case("update", "eunn_fft", 12).skip_reason()
@@ -286,6 +287,16 @@ GRIDS = {
         ranks=(1, 4, 16),
         settings=Settings(),
         description="the default: QUICK_TIME on 2 CPU cores",
+    ),
+    "gate": Grid(
+        "gate",
+        sizes=(64, 256, 1024),
+        ranks=(1, 16),
+        dtypes=("float32",),
+        workloads=("update", "train_step"),
+        settings=Settings(threads=1),
+        description="the pull-request gate (suite/gate.py): one thread, float32, timed "
+        "workloads; N=1024 is where projUNN's O(kN^2) shows",
     ),
     "full": Grid(
         "full",
