@@ -1,4 +1,7 @@
-"""Shared test helpers: fresh random inputs and float64 references."""
+"""Shared test helpers: fresh random inputs, float64 references, the scripts as modules."""
+
+import importlib.util
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,6 +22,22 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(old)
+
+
+SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
+
+
+@pytest.fixture
+def script():
+    """``script("gate")`` imports ``scripts/gate.py`` as a module."""
+
+    def load(name):
+        spec = importlib.util.spec_from_file_location(name, SCRIPTS / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+
+    return load
 
 
 @pytest.fixture

@@ -1,24 +1,12 @@
 """The measurement script behind the core figures runs and writes its report atomically."""
 
-import importlib.util
-from pathlib import Path
-
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "bench_core.py"
 
-
-def _load():
-    spec = importlib.util.spec_from_file_location("bench_core", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_bench_core_smoke(tmp_path, capsys):
+def test_bench_core_smoke(tmp_path, capsys, script):
     out = tmp_path / "core.md"
     assert (
-        _load().main(["--quick", "--time", "0.001", "--drift-steps", "2", "--out", str(out)]) == 0
+        script("bench_core").main(["--quick", "--time", "0.001", "--drift-steps", "2", "--out", str(out)]) == 0
     )
     text = out.read_text()
     assert text == capsys.readouterr().out
@@ -28,7 +16,7 @@ def test_bench_core_smoke(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("args", [["--time", "0"], ["--drift-steps", "-1"]])
-def test_bench_core_rejects_bad_counts(args, capsys):
+def test_bench_core_rejects_bad_counts(args, capsys, script):
     with pytest.raises(SystemExit):
-        _load().main(args)
+        script("bench_core").main(args)
     assert "must be positive" in capsys.readouterr().err
