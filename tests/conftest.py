@@ -1,6 +1,7 @@
 """Shared test helpers: fresh random inputs, float64 references, the scripts as modules."""
 
 import importlib.util
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +35,7 @@ def script():
     def load(name):
         spec = importlib.util.spec_from_file_location(name, SCRIPTS / f"{name}.py")
         module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module  # dataclasses look their module up there
         spec.loader.exec_module(module)
         return module
 
