@@ -93,7 +93,8 @@ def parse_table(text: str) -> list[Row]:
     rows = []
     for line in text.splitlines():
         cells = [c.strip() for c in line.strip().strip("|").split("|")]
-        if len(cells) != 5 or cells[0] == "Change" or set(cells[0]) <= set("-:") and cells[0]:
+        separator = len(cells[0]) > 1 and set(cells[0]) <= set("-:")
+        if len(cells) != 5 or cells[0] == "Change" or separator:
             continue
         ratio = re.sub(r"[^0-9.]", "", cells[3])
         rows.append(Row(cells[0], float(ratio) if ratio else None, cells[4]))

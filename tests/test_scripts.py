@@ -5,9 +5,8 @@ import pytest
 
 def test_bench_core_smoke(tmp_path, capsys, script):
     out = tmp_path / "core.md"
-    assert (
-        script("bench_core").main(["--quick", "--time", "0.001", "--drift-steps", "2", "--out", str(out)]) == 0
-    )
+    argv = ["--quick", "--time", "0.001", "--drift-steps", "2", "--out", str(out)]
+    assert script("bench_core").main(argv) == 0
     text = out.read_text()
     assert text == capsys.readouterr().out
     for heading in ("N = 2048, k = 8", "k = 1 vs expm", "Scaling, k = 8", "float32 drift"):
