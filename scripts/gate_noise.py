@@ -12,7 +12,7 @@ Then it runs the gate (``scripts/gate.py``) once HEAD vs planted and ``--runs`` 
 vs A/A, and writes (after every run) ``--out`` (markdown): per run the wall time, exit status, load
 average, the benchmarks flagged slower ("+"), the largest ratio; the planted cases'
 ratios; and the range of factors that gives no A/A false alarm yet flags the plant.
-The compare tables of every run are kept beside it (``--data``).
+Each run's compare table and run.json (exit status, wall time, load) are kept in ``--data``.
 
 Example (about 4 x 10 minutes on 2 cores)::
 
@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as _dt
+import json
 import os
 import platform
 import re
@@ -134,6 +135,8 @@ def run_gate(repo: Path, head: str, label: str, factor: float, data: Path) -> Ga
     cmd = [sys.executable, "scripts/gate.py", "base", head, "--factor", str(factor)]
     status = subprocess.run([*cmd, "--out", str(out)], cwd=repo).returncode
     run = GateRun(label, status, time.monotonic() - start, os.getloadavg()[:2])
+    info = {"status": run.status, "wall_s": round(run.wall, 1), "loadavg_1_5": run.load}
+    atomic_write_text(out / "run.json", json.dumps(info) + "\n")
     compare = out / "compare.md"
     if compare.exists():
         run.rows = parse_table(compare.read_text())
