@@ -7,8 +7,9 @@ skipped) with the reason from :meth:`suite.cases.Case.skip_reason`. Parameters: 
 (ranked methods carry their rank: ``projunn_t-k4``, see :func:`suite.cases.method_label`),
 n, dtype, device. ``asv.conf.json`` sets ``launch_method: forkserver``, so each parameter
 combination forks from a process that has already imported torch. ``setup`` sets the grid's
-torch thread count (``Settings.threads``; the ``gate`` grid runs on one thread) and runs
-the step once (and synchronizes) so that even a first sample is warm.
+torch thread count (``Settings.threads``; the ``gate`` grid runs on one thread and times
+CPU time, ``Settings.clock``) and runs the step once (and synchronizes) so that even a
+first sample is warm.
 
 * ``Update`` / ``TrainStep``: ``time_*`` (timer synchronizes CUDA), ``peakmem_*`` (host);
 * ``UpdateCudaMemory`` / ``TrainStepCudaMemory``: ``track_cuda_peak_memory`` (bytes,
@@ -29,7 +30,7 @@ import baselines  # noqa: F401
 import projunn_core.nn  # noqa: F401
 
 from .cases import Case, available_devices, current_grid, method_labels, parse_method_label
-from .timing import cuda_peak_bytes, reset_cuda_peak, synchronize
+from .timing import CLOCKS, cuda_peak_bytes, reset_cuda_peak, synchronize
 from .timing import timer as _sync_timer
 from .workloads import dist_to_exact, prepare, unitarity_metrics
 
@@ -54,11 +55,13 @@ class _Timed:
 
     workload = ""
     param_names = _PARAM_NAMES
-    timer = staticmethod(_sync_timer)
+    timer = staticmethod(CLOCKS["cpu"] if GRID.settings.clock == "cpu" else _sync_timer)
     timeout = 600
     warmup_time = 0.1
 
     def setup(self, method, n, dtype, device):
+        if GRID.settings.clock == "cpu" and not device.startswith("cpu"):
+            raise NotImplementedError(f"grid {GRID.name} times CPU time, blind to {device}")
         if GRID.settings.threads is not None:  # each combination is its own forked process
             torch.set_num_threads(GRID.settings.threads)
         self.case = _case(self.workload, method, n, dtype, device)

@@ -229,13 +229,15 @@ class Case:
 class Settings:
     """How each case is measured (see :func:`suite.timing.measure`): ``warmup`` untimed
     calls; sampling for at least ``min_time`` and at most ``max_time`` seconds;
-    ``threads`` torch threads (``None``: torch's current count); ``accuracy_steps``
+    ``threads`` torch threads (``None``: torch's current count); ``clock`` "wall" or
+    "cpu" (see :data:`suite.timing.CLOCKS`; "cpu" only for CPU cases); ``accuracy_steps``
     training steps of the accuracy workload; ``batch`` rows per training batch; ``seed``."""
 
     warmup: int = 1
     min_time: float = 0.05
     max_time: float = 0.25
     threads: int | None = None
+    clock: str = "wall"
     accuracy_steps: int = 5
     batch: int = 32
     seed: int = 0
@@ -245,6 +247,8 @@ class Settings:
             raise ValueError(
                 f"need 0 < min_time <= max_time, got {self.min_time} and {self.max_time}"
             )
+        if self.clock not in ("wall", "cpu"):
+            raise ValueError(f"clock must be 'wall' or 'cpu', got {self.clock!r}")
 
     def with_overrides(self, **overrides: Any) -> Settings:
         """A copy with the ``None``-valued overrides ignored; ``min_time`` shrinks to a
@@ -294,9 +298,9 @@ GRIDS = {
         ranks=(1, 16),
         dtypes=("float32",),
         workloads=("update", "train_step"),
-        settings=Settings(threads=1),
-        description="the pull-request gate (suite/gate.py): one thread, float32, timed "
-        "workloads; N=1024 is where projUNN's O(kN^2) shows",
+        settings=Settings(threads=1, clock="cpu"),
+        description="the pull-request gate (suite/gate.py): one thread, CPU time, "
+        "float32, timed workloads; N=1024 is where projUNN's O(kN^2) shows",
     ),
     "full": Grid(
         "full",

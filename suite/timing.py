@@ -16,6 +16,7 @@ True
 from __future__ import annotations
 
 import time
+import timeit
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -23,6 +24,7 @@ import torch
 from torch.utils import benchmark
 
 __all__ = [
+    "CLOCKS",
     "IQR_THRESHOLD",
     "Timing",
     "cuda_peak_bytes",
@@ -34,6 +36,11 @@ __all__ = [
 
 IQR_THRESHOLD = 0.1
 """Sampling stops early once IQR / median of the samples falls below this."""
+
+CLOCKS = {"wall": timeit.default_timer, "cpu": time.process_time}
+"""What a sample measures. ``wall``: elapsed time (any device). ``cpu``: the CPU time of
+this process, which does not grow while other processes hold the cores: steadier on a
+shared machine for single-threaded CPU work, blind to device (CUDA) work and to waiting."""
 
 
 def _cuda(device: torch.device | str | None) -> torch.device | None:
@@ -79,6 +86,7 @@ def measure(
     warmup: int = 1,
     num_threads: int | None = None,
     device: torch.device | str | None = None,
+    clock: str = "wall",
 ) -> Timing:
     """Time ``fn`` with ``torch.utils.benchmark`` (see the module docstring).
 
@@ -86,18 +94,24 @@ def measure(
     Sampling runs for at least ``min_time`` seconds and at least four samples, until
     IQR / median < :data:`IQR_THRESHOLD`, and stops once ``max_time`` is spent (a call
     slower than that gives a single sample). ``num_threads`` defaults to torch's current
-    thread count; ``device`` is accepted for symmetry (the Timer synchronizes CUDA).
+    thread count; ``device`` is checked against ``clock`` (a :data:`CLOCKS` name; the
+    Timer synchronizes CUDA itself).
     """
     if not 0 < min_time <= max_time or warmup < 0:
         raise ValueError(
             f"need 0 < min_time <= max_time and warmup >= 0, got min_time={min_time}, "
             f"max_time={max_time}, warmup={warmup}"
         )
-    del device  # torch's timer synchronizes any CUDA device in use
+    if clock not in CLOCKS:
+        raise ValueError(f"unknown clock {clock!r}; choose from {sorted(CLOCKS)}")
+    if clock == "cpu" and _cuda(device) is not None:
+        raise ValueError("the cpu clock does not see CUDA work: time CUDA with clock='wall'")
     for _ in range(warmup):
         fn()
     threads = torch.get_num_threads() if num_threads is None else num_threads
-    found = benchmark.Timer(stmt="fn()", globals={"fn": fn}, num_threads=threads)
+    found = benchmark.Timer(
+        stmt="fn()", globals={"fn": fn}, num_threads=threads, timer=CLOCKS[clock]
+    )
     m = found.adaptive_autorange(
         threshold=IQR_THRESHOLD, min_run_time=min_time, max_run_time=max_time
     )

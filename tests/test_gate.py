@@ -80,7 +80,19 @@ def test_gate_environment_pins_every_pool_to_one_thread():
     env = gate.environment({"OMP_NUM_THREADS": "16", "PATH": "/bin"})
     assert env["PATH"] == "/bin" and env["PROJUNN_BENCH_GRID"] == "gate"
     assert all(env[v] == "1" for v in gate.THREAD_VARIABLES)
-    assert GRID.settings.threads == 1
+    assert GRID.settings.threads == 1 and GRID.settings.clock == "cpu"
+
+
+def test_cpu_clock_measures_work_and_rejects_bad_clocks():
+    from suite.cases import Settings
+    from suite.timing import measure
+
+    t = measure(lambda: sum(range(20000)), min_time=0.005, max_time=0.02, clock="cpu")
+    assert t.median > 0 and t.repeat >= 1
+    with pytest.raises(ValueError, match="unknown clock"):
+        measure(lambda: None, clock="sundial")
+    with pytest.raises(ValueError, match="clock must be"):
+        Settings(clock="sundial")
 
 
 def test_gate_script_dry_run_and_bad_input(script, capsys, tmp_path):
