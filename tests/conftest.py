@@ -28,7 +28,7 @@ def one_thread():
 SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def script():
     """``script("gate")`` imports ``scripts/gate.py`` as a module."""
 

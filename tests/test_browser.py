@@ -1,0 +1,91 @@
+"""Real pages in a real browser (headless Chromium): the offline asv dashboard.
+
+Marked ``browser``: ``.ci/run`` leaves them out; run them with ``python -m pytest -m
+browser``. They skip, saying why, without Chromium (Debian: ``apt-get install chromium``)
+or without the dashboard's npm packages in ``.asv/npm-cache`` (fetched once by
+``python scripts/asv_offline.py HTML_DIR``; the tests never use the network).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+CACHE = ROOT / ".asv" / "npm-cache"
+
+pytestmark = pytest.mark.browser
+
+
+@pytest.fixture(scope="module")
+def chromium(script):
+    browser_check = script("browser_check")
+    if browser_check.find_chromium() is None:
+        pytest.skip("Chromium is not installed (Debian: apt-get install chromium)")
+    return browser_check
+
+
+def _asv(conf: Path, *args: str) -> None:
+    env = dict(os.environ, PROJUNN_BENCH_GRID="tiny", OMP_NUM_THREADS="1")
+    subprocess.run(["asv", "--config", str(conf), *args], check=True, env=env, cwd=conf.parent)
+
+
+@pytest.fixture(scope="module")
+def dashboard(tmp_path_factory, chromium, script):
+    """``asv publish`` of two real (tiny) asv runs, made offline by scripts/asv_offline.py."""
+    asv_offline = script("asv_offline")
+    missing = [
+        spec
+        for spec in {s for s, _ in asv_offline.ASSETS.values()}
+        if not (CACHE / "{}-{}.tgz".format(*spec.rsplit("@", 1))).exists()
+    ]
+    if missing:
+        pytest.skip(f"no vendored assets {missing} in {CACHE}: run scripts/asv_offline.py once")
+    import json5
+
+    work = tmp_path_factory.mktemp("asv")
+    conf = json5.loads((ROOT / "asv.conf.json").read_text())
+    conf.update(
+        repo=str(ROOT),
+        benchmark_dir=str(ROOT / "suite"),
+        results_dir=str(work / "results"),
+        html_dir=str(work / "html"),
+        env_dir=str(work / "env"),
+    )
+    (work / "asv.conf.json").write_text(json.dumps(conf))
+    _asv(work / "asv.conf.json", "machine", "--yes", "--machine", "browser-test")
+    bench = r"^benchmarks\.Update\.time_update\('(svd|unconstrained)', 16, 'float32'"
+    for commit in ("HEAD~1", "HEAD"):
+        sha = subprocess.run(
+            ["git", "rev-parse", commit], cwd=ROOT, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        _asv(
+            work / "asv.conf.json",
+            "run", "--python=same", f"--set-commit-hash={sha}", "--bench", bench,
+            "--machine", "browser-test",
+        )  # fmt: skip
+    _asv(work / "asv.conf.json", "publish")
+    assert asv_offline.main([str(work / "html"), "--cache", str(CACHE)]) == 0
+    return work / "html"
+
+
+def test_dashboard_benchmark_list_renders_offline(chromium, dashboard, tmp_path):
+    with chromium.serve(dashboard) as url:
+        page = chromium.render(url + "index.html#/summarylist", screenshot=tmp_path / "list.png")
+    assert chromium.check(page, ["benchmarks.Update.time_update", "Benchmark list"]) == []
+    assert "continental origin of swallow" not in page.dom
+    assert page.dom.count("benchmarks.Update.time_update") >= 2  # one row per parameter set
+
+
+def test_dashboard_graph_renders_offline(chromium, dashboard, tmp_path):
+    graph = "index.html#benchmarks.Update.time_update?p-method='svd'&p-n=16&p-dtype='float32'"
+    with chromium.serve(dashboard) as url:
+        page = chromium.render(url + graph, screenshot=tmp_path / "graph.png")
+    # flot draws the plot on canvases and writes the axis ticks as text
+    assert chromium.check(page, ['class="flot-base"', 'class="flot-overlay"']) == []
+    assert page.dom.count("flot-tick-label") >= 3
+    assert (tmp_path / "graph.png").stat().st_size > 10_000
