@@ -37,20 +37,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from suite import gate  # noqa: E402
+from suite.commands._args import output_dir, positive_float  # noqa: E402
 from suite.output import atomic_write_text  # noqa: E402
 
 MARKER = "<!-- projunn-bench-gate -->"
 """First line of ``compare.md``: the pull-request comment updated in place carries it."""
-
-
-def _factor(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not value > 1:
-        raise argparse.ArgumentTypeError(f"the factor must be > 1, got {text}")
-    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -64,12 +55,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("head", metavar="HEAD", nargs="?", default="HEAD", help="(HEAD)")
     parser.add_argument(
         "--factor",
-        type=_factor,
+        type=positive_float,
         default=gate.FACTOR,
         help=f"slower by more than this ratio (and beyond noise) fails (default {gate.FACTOR})",
     )
     parser.add_argument(
-        "--out", type=Path, default=Path("gate-results"), help="folder for gate.log, compare.md"
+        "--out", type=output_dir, default="gate-results", help="folder for gate.log, compare.md"
     )
     parser.add_argument("--dry-run", action="store_true", help="print the asv command and stop")
     return parser
@@ -125,6 +116,8 @@ def summary(base: str, head: str, factor: float, status: int, table: str, wall: 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if not args.factor > 1:
+        parser.error(f"--factor must be > 1, got {args.factor}")
     for name in (args.base, args.head):
         if _git_hash(name) is None:
             parser.error(f"{name!r} is not a commit of this repository")
@@ -134,10 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.dry_run:
         print(shlex.join(cmd))
         return 0
-    try:
-        args.out.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        parser.error(f"--out {args.out}: {e.strerror}")
+    args.out.mkdir(parents=True, exist_ok=True)
     env = gate.environment()
     start = time.monotonic()
     with open(args.out / "gate.log", "w") as log:

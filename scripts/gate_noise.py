@@ -40,6 +40,7 @@ sys.path.insert(0, str(ROOT))
 
 from suite import gate  # noqa: E402
 from suite.cases import GRIDS  # noqa: E402
+from suite.commands._args import positive_float, positive_int  # noqa: E402
 from suite.output import atomic_write_text  # noqa: E402
 
 PLANT = """
@@ -184,9 +185,11 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__.split("\n\n")[0],
         epilog="example: python scripts/gate_noise.py --out results/gate.md",
     )
-    parser.add_argument("--runs", type=int, default=3, help="A/A runs (default 3)")
-    parser.add_argument("--factor", type=float, default=gate.FACTOR, help="gate factor")
-    parser.add_argument("--plant-n", type=int, default=1024, help="N of the planted slowdown")
+    parser.add_argument("--runs", type=positive_int, default=3, help="A/A runs (default 3)")
+    parser.add_argument("--factor", type=positive_float, default=gate.FACTOR, help="factor")
+    parser.add_argument(
+        "--plant-n", type=positive_int, default=1024, help="N of the planted slowdown"
+    )
     parser.add_argument("--out", type=Path, default=Path("results/gate.md"))
     parser.add_argument(
         "--data", type=Path, help="folder for each run's compare.md (default: beside --out)"
@@ -196,8 +199,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     sizes = GRIDS[gate.GRID].sizes
-    if args.runs < 1 or args.factor <= 1 or args.plant_n not in sizes:
-        parser.error(f"need --runs >= 1, --factor > 1 and --plant-n in {sizes}")
+    if args.factor <= 1 or args.plant_n not in sizes:
+        parser.error(f"need --factor > 1 and --plant-n in {sizes}")
     today = _dt.date.today().isoformat()
     data = args.data or args.out.parent / "data" / f"gate-noise-{today}"
     data = data.resolve()
