@@ -16,7 +16,7 @@ Each run's compare table and run.json (exit status, wall time, load) are kept in
 
 Example (about 4 x 10 minutes on 2 cores)::
 
-    python scripts/gate_noise.py --out results/gate.md
+    python scripts/gate_noise.py --out results/gate_noise.md
     python scripts/gate_noise.py --runs 1 --out /tmp/gate.md --data /tmp/gate-data
 """
 
@@ -183,14 +183,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="scripts/gate_noise.py",
         description=__doc__.split("\n\n")[0],
-        epilog="example: python scripts/gate_noise.py --out results/gate.md",
+        epilog="example: python scripts/gate_noise.py --out results/gate_noise.md",
     )
     parser.add_argument("--runs", type=positive_int, default=3, help="A/A runs (default 3)")
     parser.add_argument("--factor", type=positive_float, default=gate.FACTOR, help="factor")
     parser.add_argument(
         "--plant-n", type=positive_int, default=1024, help="N of the planted slowdown"
     )
-    parser.add_argument("--out", type=Path, default=Path("results/gate.md"))
+    parser.add_argument("--out", type=Path, default=Path("results/gate_noise.md"))
     parser.add_argument(
         "--data", type=Path, help="folder for each run's compare.md (default: beside --out)"
     )
