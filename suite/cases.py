@@ -231,7 +231,9 @@ class Settings:
     calls; sampling for at least ``min_time`` and at most ``max_time`` seconds;
     ``threads`` torch threads (``None``: torch's current count); ``clock`` "wall" or
     "cpu" (see :data:`suite.timing.CLOCKS`; "cpu" only for CPU cases); ``accuracy_steps``
-    training steps of the accuracy workload; ``batch`` rows per training batch; ``seed``."""
+    training steps of the accuracy workload; ``batch`` rows per training batch; ``seed``;
+    ``profile_steps`` steps profiled per update / train_step case for the per-step figures
+    of :mod:`suite.profiling` (0: none; ``projunn-bench run --profile``)."""
 
     warmup: int = 1
     min_time: float = 0.05
@@ -241,6 +243,7 @@ class Settings:
     accuracy_steps: int = 5
     batch: int = 32
     seed: int = 0
+    profile_steps: int = 0
 
     def __post_init__(self):
         if not 0 < self.min_time <= self.max_time:

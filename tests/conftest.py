@@ -1,6 +1,9 @@
 """Shared test helpers: fresh random inputs, float64 references, the scripts as modules."""
 
 import importlib.util
+import os
+import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -25,15 +28,12 @@ def one_thread():
     torch.set_num_threads(old)
 
 
-SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
-
-
 @pytest.fixture(scope="session")
 def script():
     """``script("gate")`` imports ``scripts/gate.py`` as a module."""
 
     def load(name):
-        spec = importlib.util.spec_from_file_location(name, SCRIPTS / f"{name}.py")
+        spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
         module = importlib.util.module_from_spec(spec)
         sys.modules[name] = module  # dataclasses look their module up there
         spec.loader.exec_module(module)
@@ -90,6 +90,27 @@ def ref_expm_step(A, a, b):
 def ref_polar_step(A, a, b):
     """float64 SciPy reference of projUNN-D: polar factor of A + a b^H, batched."""
     return scipy.linalg.polar(A + a @ b.conj().T)[0]
+
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run_asv(*args: str, **env: str) -> subprocess.CompletedProcess:
+    """Run ``asv ARGS`` in the repository (this venv's asv; the test is skipped without
+    one) with ``env`` added to the environment; returns the finished process."""
+    exe = shutil.which(
+        "asv", path=os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+    )
+    if exe is None:
+        pytest.skip("asv is not installed")
+    return subprocess.run(
+        [exe, *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, **env},
+    )
 
 
 def max_abs(x, y):

@@ -9,11 +9,11 @@ or without the dashboard's npm packages in ``.asv/npm-cache`` (fetched once by
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 from pathlib import Path
 
 import pytest
+from conftest import run_asv
 
 ROOT = Path(__file__).resolve().parents[1]
 CACHE = ROOT / ".asv" / "npm-cache"
@@ -30,8 +30,8 @@ def chromium(script):
 
 
 def _asv(conf: Path, *args: str) -> None:
-    env = dict(os.environ, PROJUNN_BENCH_GRID="tiny", OMP_NUM_THREADS="1")
-    subprocess.run(["asv", "--config", str(conf), *args], check=True, env=env, cwd=conf.parent)
+    found = run_asv("--config", str(conf), *args, PROJUNN_BENCH_GRID="tiny", OMP_NUM_THREADS="1")
+    assert found.returncode == 0, found.stdout[-3000:] + found.stderr[-3000:]
 
 
 @pytest.fixture(scope="module")
