@@ -91,8 +91,27 @@ def _run(cmd: list[str], env: dict[str, str], log) -> tuple[int, str]:
     return proc.wait(), "".join(lines)
 
 
+def sections(table: str) -> list[tuple[str, str]]:
+    r"""``asv compare --split`` output as (title, markdown table) pairs.
+
+    >>> sections("Benchmarks that have got worse:\n\n| a |\n|---|\n| 1 |\n")
+    [('Benchmarks that have got worse:', '| a |\n|---|\n| 1 |')]
+    """
+    out: list[tuple[str, str]] = []
+    for block in table.strip().split("\n\n"):
+        block = block.strip()
+        if block.startswith("|") and out and not out[-1][1]:
+            out[-1] = (out[-1][0], block)
+        elif block.startswith("|"):
+            out.append(("Benchmarks:", block))
+        elif block:
+            out.append((block, ""))
+    return [(title, rows) for title, rows in out if rows]
+
+
 def summary(base: str, head: str, factor: float, status: int, table: str, wall: float) -> str:
-    """The markdown of ``compare.md``.
+    """The markdown of ``compare.md``: the verdict, the slower and faster benchmarks, the
+    unchanged ones folded away.
 
     >>> print(summary("main", "HEAD", 1.5, 0, "| x |", 61.0).splitlines()[2])
     **No benchmark is slower** by more than 1.5x beyond noise (main vs HEAD, 1.0 min).
@@ -102,15 +121,21 @@ def summary(base: str, head: str, factor: float, status: int, table: str, wall: 
         if status == 0
         else "**PERFORMANCE DECREASED**: a benchmark is slower (or failed)"
     )
-    return (
+    text = (
         f"{MARKER}\n### projUNN bench gate\n"
         f"{verdict} by more than {factor}x beyond noise ({base} vs {head}, "
         f"{wall / 60:.1f} min).\n\n"
-        "float32, one CPU thread, asv continuous --interleave-rounds "
-        "(`python scripts/gate.py`; ratio = HEAD / BASE time; `+` slower, `-` faster, "
-        "`!` failed in HEAD).\n\n"
-        f"```\n{table.strip()}\n```\n"
+        "float32, one CPU thread, CPU time, asv continuous --interleave-rounds "
+        "(`python scripts/gate.py`; ratio = HEAD / BASE; `+` slower, `-` faster, "
+        "`!` failed in HEAD, `~` beyond the factor but within noise).\n"
     )
+    for title, rows in sections(table):
+        rows = rows.replace("<", "&lt;").replace(">", "&gt;")  # <branch> names are not tags
+        if "worse" in title or "improved" in title:
+            text += f"\n{title}\n\n{rows}\n"
+        else:
+            text += f"\n<details><summary>{title}</summary>\n\n{rows}\n\n</details>\n"
+    return text
 
 
 def main(argv: list[str] | None = None) -> int:
