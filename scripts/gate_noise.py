@@ -135,10 +135,17 @@ def run_gate(repo: Path, head: str, label: str, factor: float, data: Path) -> Ga
     start = time.monotonic()
     cmd = [sys.executable, "scripts/gate.py", "base", head, "--factor", str(factor)]
     status = subprocess.run([*cmd, "--out", str(out)], cwd=repo).returncode
-    run = GateRun(label, status, time.monotonic() - start, os.getloadavg()[:2])
-    info = {"status": run.status, "wall_s": round(run.wall, 1), "loadavg_1_5": run.load}
+    wall, load = time.monotonic() - start, os.getloadavg()[:2]
+    info = {"status": status, "wall_s": wall, "loadavg_1_5": load}
     atomic_write_text(out / "run.json", json.dumps(info) + "\n")
-    compare = out / "compare.md"
+    return load_run(out)
+
+
+def load_run(folder: Path) -> GateRun:
+    """A finished run from its folder (``run.json`` and, if asv got that far, ``compare.md``)."""
+    info = json.loads((folder / "run.json").read_text())
+    run = GateRun(folder.name, info["status"], info["wall_s"], tuple(info["loadavg_1_5"]))
+    compare = folder / "compare.md"
     if compare.exists():
         run.rows = parse_table(compare.read_text())
     return run
@@ -149,7 +156,7 @@ def report(aa: list[GateRun], planted: GateRun, factor: float, plant_n: int, hea
         return "–" if x is None or x != x else f"{x:.2f}"
 
     lines = [
-        "| run | exit | wall (min) | load avg (1, 5 min) | compared | flagged (+ or !) | "
+        "| run | exit | wall (min) | load avg (1, 5 min) | timed | flagged (+ or !) | "
         "largest ratio |",
         "|---|---|---|---|---|---|---|",
     ]
@@ -157,7 +164,7 @@ def report(aa: list[GateRun], planted: GateRun, factor: float, plant_n: int, hea
         flagged = ", ".join(f"`{x.name}` {fmt(x.ratio)}" for x in r.flagged) or "none"
         lines.append(
             f"| {r.label} | {r.status} | {r.wall / 60:.1f} | {r.load[0]:.1f}, {r.load[1]:.1f} "
-            f"| {len(r.rows)} | {flagged} | {fmt(r.max_ratio)} |"
+            f"| {sum(x.ratio is not None for x in r.rows)} | {flagged} | {fmt(r.max_ratio)} |"
         )
     target = [r for r in planted.rows if f", {plant_n}," in r.name and "projunn" in r.name]
     lines += ["", f"Planted cases (projUNN at N = {plant_n}), HEAD vs planted:", ""]
@@ -197,33 +204,50 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--work", type=Path, help="clone and asv environments here (default: a temp folder)"
     )
+    parser.add_argument(
+        "--from-data",
+        action="store_true",
+        help="run nothing: rewrite --out from the runs already in --data",
+    )
     args = parser.parse_args(argv)
     sizes = GRIDS[gate.GRID].sizes
     if args.factor <= 1 or args.plant_n not in sizes:
         parser.error(f"need --factor > 1 and --plant-n in {sizes}")
     today = _dt.date.today().isoformat()
-    data = args.data or args.out.parent / "data" / f"gate-noise-{today}"
-    data = data.resolve()
-    work = args.work or Path(tempfile.mkdtemp(prefix="gate-noise-"))
-    repo, head = make_clone(work, args.plant_n)
-    header = (
-        f"# The pull-request gate's noise ({today})\n\n"
-        f"Commit {head[:10]}, {platform.node()}: {os.cpu_count()} cores shared with "
-        "other jobs (see the load averages), factor "
-        f"{args.factor}. Reproduce: `python scripts/gate_noise.py --runs {args.runs} "
-        f"--factor {args.factor} --plant-n {args.plant_n}`. Each run's table: "
-        f"`{data.relative_to(ROOT) if data.is_relative_to(ROOT) else data}/`.\n\n"
-    )
+    data = (args.data or args.out.parent / "data" / f"gate-noise-{today}").resolve()
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    # The planted run first; the file is rewritten after every run, so a stopped
-    # measurement still leaves what it found.
-    planted = run_gate(repo, "planted", "planted", args.factor, data)
-    runs: list[GateRun] = []
-    for i in range(args.runs + 1):
+
+    def write(planted: GateRun, runs: list[GateRun], head: str) -> None:
+        shown = data.relative_to(ROOT) if data.is_relative_to(ROOT) else data
+        header = (
+            f"# The pull-request gate's noise ({today})\n\n"
+            f"Commit {head[:10]}, {platform.node()}: {os.cpu_count()} cores shared with "
+            f"other jobs (see the load averages), factor {args.factor}. Reproduce: "
+            f"`python scripts/gate_noise.py --runs {args.runs} --factor {args.factor} "
+            f"--plant-n {args.plant_n}`. Each run's table: `{shown}/`.\n\n"
+        )
         text = report(runs, planted, args.factor, args.plant_n, head)
         atomic_write_text(args.out, header + text)
-        if i < args.runs:
-            runs.append(run_gate(repo, "aa", f"aa-{i + 1}", args.factor, data))
+
+    if args.from_data:
+        if not (data / "planted" / "run.json").exists():
+            parser.error(f"{data} holds no finished planted run")
+        planted = load_run(data / "planted")
+        runs = [load_run(p.parent) for p in sorted(data.glob("aa-[0-9]*/run.json"))]
+        found = re.search(r"Before \[([0-9a-f]+)\]", (data / "planted" / "compare.md").read_text())
+        args.runs = len(runs)
+        write(planted, runs, found.group(1) if found else "?")
+    else:
+        work = args.work or Path(tempfile.mkdtemp(prefix="gate-noise-"))
+        repo, head = make_clone(work, args.plant_n)
+        # The planted run first; the file is rewritten after every run, so a stopped
+        # measurement still leaves what it found.
+        planted = run_gate(repo, "planted", "planted", args.factor, data)
+        runs: list[GateRun] = []
+        for i in range(args.runs + 1):
+            write(planted, runs, head)
+            if i < args.runs:
+                runs.append(run_gate(repo, "aa", f"aa-{i + 1}", args.factor, data))
     print(f"gate_noise: wrote {args.out}")
     return 0
 

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 import re
 from pathlib import Path
 
@@ -198,3 +199,17 @@ def test_browser_check_reads_chromium_console_lines(script):
     assert check.console_messages(log) == ('"boom", source: http://x/t.html (1)',)
     page = check.Page("u", "<div>list</div>", ())
     assert check.check(page, ["list"]) == [] and check.check(page, ["graph"])
+
+
+def test_gate_noise_rewrites_its_summary_from_saved_runs(script, tmp_path):
+    noise = script("gate_noise")
+    for label, table in (("planted", COMPARE), ("aa-1", COMPARE.replace("| +", "|  "))):
+        (tmp_path / label).mkdir()
+        (tmp_path / label / "compare.md").write_text(table)
+        info = {"status": int(label == "planted"), "wall_s": 480.0, "loadavg_1_5": [2, 2]}
+        (tmp_path / label / "run.json").write_text(json.dumps(info))
+    out = tmp_path / "gate_noise.md"
+    assert noise.main(["--from-data", "--data", str(tmp_path), "--out", str(out)]) == 0
+    text = out.read_text()
+    assert "Commit b4ec1a6d" in text and "| planted | 1 | 8.0 | 2.0, 2.0 | 3 |" in text
+    assert "A/A false alarms at factor 1.5: 1 in 1 runs" in text  # the "!" row
