@@ -56,6 +56,7 @@ class _Timed:
     workload = ""
     param_names = _PARAM_NAMES
     timer = staticmethod(CLOCKS["cpu"] if GRID.settings.clock == "cpu" else _sync_timer)
+    rounds = GRID.asv_rounds
     timeout = 600
     warmup_time = 0.1
 

@@ -269,7 +269,9 @@ class Settings:
 @dataclass(frozen=True)
 class Grid:
     """A parameter grid (sizes, ranks, dtypes, workloads) and the :class:`Settings` its
-    cases are measured with; ``description`` is shown by ``projunn-bench list``."""
+    cases are measured with; ``description`` is shown by ``projunn-bench list``;
+    ``asv_rounds``: rounds of asv's timed benchmarks (each a fresh process; two commits'
+    rounds alternate under ``--interleave-rounds``)."""
 
     name: str
     sizes: tuple[int, ...]
@@ -278,6 +280,7 @@ class Grid:
     workloads: tuple[str, ...] = WORKLOADS
     settings: Settings = Settings()
     description: str = ""
+    asv_rounds: int = 2
 
 
 GRIDS = {
