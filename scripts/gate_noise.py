@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as _dt
+import itertools
 import json
 import os
 import platform
@@ -137,8 +138,63 @@ def run_gate(repo: Path, head: str, label: str, factor: float, data: Path) -> Ga
     status = subprocess.run([*cmd, "--out", str(out)], cwd=repo).returncode
     wall, load = time.monotonic() - start, os.getloadavg()[:2]
     info = {"status": status, "wall_s": wall, "loadavg_1_5": load}
+    for side, name in (("base", "base"), ("head", head)):  # asv's results, samples included
+        sha = _git(repo, "rev-parse", name)[:8]
+        for found in (repo / ".asv" / "results").glob(f"*/{sha}-*.json"):
+            (out / "asv").mkdir(exist_ok=True)
+            atomic_write_text(out / "asv" / f"{side}.json", found.read_text())
     atomic_write_text(out / "run.json", json.dumps(info) + "\n")
     return load_run(out)
+
+
+def flags(folder: Path, factor: float, samples: bool = True) -> list[str]:
+    """The benchmarks asv's compare calls slower (head vs base) at ``factor``, from the
+    saved results of a run: with the samples (Mann-Whitney U, what the gate does) or, with
+    ``samples=False``, from the 99% confidence intervals alone."""
+    from asv.commands.compare import _is_result_better
+    from asv.results import Results
+
+    if not (folder / "asv" / "head.json").exists():
+        return []
+    base, head = (Results.load(str(folder / "asv" / f"{s}.json")) for s in ("base", "head"))
+    out = []
+    for name in sorted(set(base.get_all_result_keys()) & set(head.get_all_result_keys())):
+        params = head.get_result_params(name)
+        t = [r.get_result_value(name, params) for r in (base, head)]
+        st = [r.get_result_stats(name, params) for r in (base, head)]
+        sm = [r.get_result_samples(name, params) or [None] * len(t[0]) for r in (base, head)]
+        for i, combo in enumerate(itertools.product(*params)):
+            if any(x[i] is None or x[i] != x[i] for x in t):
+                continue
+            ss_base, ss_head = ((st[j][i], sm[j][i] if samples else None) for j in (0, 1))
+            if _is_result_better(t[0][i], t[1][i], ss_base, ss_head, factor):
+                out.append(f"{name}({', '.join(combo)})")
+    return out
+
+
+FACTORS = (1.25, 1.5, 1.75, 2.0)
+
+
+def factor_table(runs: list[GateRun], data: Path, plant_n: int) -> list[str]:
+    """Markdown rows: per run and factor, how many benchmarks asv would call slower,
+    with the samples' rank test and with confidence intervals only (planted runs: the
+    planted cases / the others)."""
+    head = "| run | " + " | ".join(f"{f}: rank test, CI only" for f in FACTORS) + " |"
+    lines = [head, "|---" * (len(FACTORS) + 1) + "|"]
+    for run in runs:
+        cells = []
+        for f in FACTORS:
+            counts = []
+            for samples in (True, False):
+                found = flags(data / run.label, f, samples)
+                if run.label == "planted":
+                    hit = [x for x in found if f", {plant_n}," in x and "projunn" in x]
+                    counts.append(f"{len(hit)}/{len(found) - len(hit)}")
+                else:
+                    counts.append(str(len(found)))
+            cells.append(", ".join(counts))
+        lines.append(f"| {run.label} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def load_run(folder: Path) -> GateRun:
@@ -151,7 +207,9 @@ def load_run(folder: Path) -> GateRun:
     return run
 
 
-def report(aa: list[GateRun], planted: GateRun, factor: float, plant_n: int, head: str) -> str:
+def report(
+    aa: list[GateRun], planted: GateRun, factor: float, plant_n: int, head: str, data: Path
+) -> str:
     def fmt(x):
         return "–" if x is None or x != x else f"{x:.2f}"
 
@@ -183,6 +241,15 @@ def report(aa: list[GateRun], planted: GateRun, factor: float, plant_n: int, hea
         "every A/A run on ratio alone and still flags the planted updates (asv also "
         "requires the samples to differ).",
     ]
+    if any((data / r.label / "asv" / "head.json").exists() for r in [planted, *aa]):
+        lines += [
+            "",
+            "The same saved results judged again at other factors (asv's own comparison; "
+            "planted run: planted cases flagged / other cases flagged; the planted run has "
+            f"{len(target)} planted cases):",
+            "",
+            *factor_table([planted, *aa], data, plant_n),
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -226,7 +293,7 @@ def main(argv: list[str] | None = None) -> int:
             f"`python scripts/gate_noise.py --runs {args.runs} --factor {args.factor} "
             f"--plant-n {args.plant_n}`. Each run's table: `{shown}/`.\n\n"
         )
-        text = report(runs, planted, args.factor, args.plant_n, head)
+        text = report(runs, planted, args.factor, args.plant_n, head, data)
         atomic_write_text(args.out, header + text)
 
     if args.from_data:
