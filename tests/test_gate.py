@@ -213,3 +213,51 @@ def test_gate_noise_rewrites_its_summary_from_saved_runs(script, tmp_path):
     text = out.read_text()
     assert "Commit b4ec1a6d" in text and "| planted | 1 | 8.0 | 2.0, 2.0 | 3 |" in text
     assert "A/A false alarms at factor 1.5: 1 in 1 runs" in text  # the "!" row
+
+
+def _asv_result(times: dict[str, list[float]]) -> dict:
+    """An asv result file (format version 2) of ``benchmarks.X.time_x`` over ``times``."""
+    names = list(times)
+    q = [sorted(ts) for ts in times.values()]
+    columns = {
+        "result": [ts[len(ts) // 2] for ts in q],
+        "params": [[repr(n) for n in names]],
+        "version": "v",
+        "started_at": 0,
+        "duration": 1.0,
+        "stats_ci_99_a": [ts[0] for ts in q],
+        "stats_ci_99_b": [ts[-1] for ts in q],
+        "stats_q_25": [ts[len(ts) // 4] for ts in q],
+        "stats_q_75": [ts[3 * len(ts) // 4] for ts in q],
+        "stats_number": [1] * len(q),
+        "stats_repeat": [len(ts) for ts in q],
+        "samples": [list(ts) for ts in times.values()],
+    }
+    return {
+        "commit_hash": "0" * 40,
+        "env_name": "env",
+        "date": 0,
+        "params": {"machine": "m"},
+        "python": "3.11",
+        "requirements": {},
+        "env_vars": {},
+        "result_columns": [*columns, "profile"],
+        "results": {"benchmarks.X.time_x": [*columns.values(), None]},
+        "durations": {},
+        "version": 2,
+    }
+
+
+def test_gate_noise_judges_saved_asv_results_at_any_factor(script, tmp_path):
+    noise = script("gate_noise")
+    one = [1.0 + 0.01 * i for i in range(10)]
+    base = {"slow": one, "same": one}
+    head = {"slow": [2 * t for t in one], "same": one}
+    (tmp_path / "run" / "asv").mkdir(parents=True)
+    for side, times in (("base", base), ("head", head)):
+        (tmp_path / "run" / "asv" / f"{side}.json").write_text(json.dumps(_asv_result(times)))
+    slow = ["benchmarks.X.time_x('slow')"]
+    assert noise.flags(tmp_path / "run", 1.5) == slow
+    assert noise.flags(tmp_path / "run", 1.5, samples=False) == slow
+    assert noise.flags(tmp_path / "run", 2.5) == []
+    assert noise.flags(tmp_path / "missing", 1.5) == []
