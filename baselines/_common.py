@@ -170,6 +170,12 @@ class BaseUnitary(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x @ self.matrix().mT
 
+    def operator(self) -> Callable[[torch.Tensor], torch.Tensor]:
+        """``x -> x @ W.mT`` with ``W = matrix()`` built once, now (see
+        ``projunn_core.protocol.sequence_operator``); gradients flow through W."""
+        W = self.matrix()
+        return lambda x: x @ W.mT
+
     def optimizer(self, name: str = "sgd", lr: float = 1e-3, **kw) -> torch.optim.Optimizer:
         """Standard optimizer over the parameters (the parametrization keeps W unitary);
         ``projunn_core.optim``'s, so a non-finite gradient is skipped, never written."""
