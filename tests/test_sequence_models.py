@@ -110,3 +110,17 @@ def test_rnn_optimizer_steps_with_projunn_options():
     opt.step()
     W = rnn.cell.recurrent.weight
     assert not torch.equal(W, before) and pc.unitarity_error(W) < 1e-5
+
+
+@pytest.mark.parametrize("name", sorted(METHODS))
+def test_registry_methods_start_from_a_named_unitary(name):
+    spec = METHODS[name]
+    if not spec.initializable:
+        with pytest.raises(ValueError, match="does not take a starting matrix"):
+            spec(8, init="henaff")
+        return
+    eye = torch.eye(8, dtype=torch.float64)
+    torch.testing.assert_close(spec(8, dtype=torch.float64, init="identity").matrix(), eye)
+    W = spec(8, dtype=torch.float64, init="henaff").matrix().detach()
+    blocks = torch.block_diag(*[torch.ones(2, 2)] * 4).bool()
+    assert W[~blocks].abs().max() < 1e-15 and pc.unitarity_error(W) < 1e-14
