@@ -15,7 +15,7 @@ def _modules():
     for package in PACKAGES:
         yield package
         path = importlib.import_module(package).__path__
-        for info in pkgutil.iter_modules(path, prefix=f"{package}."):
+        for info in pkgutil.walk_packages(path, prefix=f"{package}."):
             yield info.name
 
 
