@@ -124,6 +124,12 @@ def add_parser(sub) -> argparse.ArgumentParser:
     parser.add_argument(
         "--device", default="cpu", choices=("cpu", "cuda"), help="device (default: cpu)"
     )
+    parser.add_argument(
+        "--threads",
+        type=positive_int,
+        metavar="N",
+        help="CPU threads of torch (default: torch's; 1 is fastest on busy shared cores)",
+    )
     parser.add_argument("--data-dir", type=Path, metavar="DIR", help="data folder (pmnist)")
     parser.add_argument(
         "--out",
@@ -231,6 +237,10 @@ def main(args, parser: argparse.ArgumentParser) -> int:
     from ..tasks.train import World
 
     runs = build_runs(args, parser)
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     world = World.from_env()
     if world.size > 1 and (args.batch or runs[0].config.batch) % world.size:
         parser.error(f"--batch must be divisible by the {world.size} processes")

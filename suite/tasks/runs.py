@@ -122,7 +122,9 @@ def run_tasks(
                 flush()
 
             try:
-                statuses[run.label] = train(run, problem, record, world=world, progress=progress)
+                statuses[run.label] = train(
+                    run, problem, record, world=world, progress=progress
+                ).status
             except (KeyboardInterrupt, SystemExit):
                 raise
             except Exception as e:  # one failing method is a result, not the end of the run

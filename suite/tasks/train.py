@@ -31,7 +31,7 @@ from ..methods import METHODS
 from ..timing import timer
 from .base import LSTM, Config, Problem, Task, count_parameters
 
-__all__ = ["Run", "World", "evaluate", "train"]
+__all__ = ["Run", "Trained", "World", "evaluate", "train"]
 
 EVAL_CHUNK = 500
 """Test examples per forward of the evaluation."""
@@ -160,11 +160,25 @@ def _progress(run: Run, world: World, enabled: bool):
     )
 
 
+@dataclass
+class Trained:
+    """The outcome of :func:`train`: ``status`` ("ok", or "error" when the training loss
+    stopped being finite) and the trained ``model``."""
+
+    status: str
+    model: torch.nn.Module
+
+
 def train(
-    run: Run, problem: Problem, record: Record, *, world: World = World(), progress: bool = False
-) -> str:
-    """Train ``run`` on ``problem``, handing rows to ``record``; returns the status
-    ("ok", or "error" when the training loss stopped being finite)."""
+    run: Run,
+    problem: Problem,
+    record: Record,
+    *,
+    world: World | None = None,
+    progress: bool = False,
+) -> Trained:
+    """Train ``run`` on ``problem``, handing rows to ``record`` (in process rank 0)."""
+    world = world or World()
     cfg, task = run.config, run.task
     device = torch.device(run.device)
     if cfg.batch % world.size:
@@ -226,7 +240,7 @@ def train(
         record("parameters", float(count_parameters(model)), "count")
         for name, value in task.final_metrics(model).items():
             record(name, value, "1")
-    return status
+    return Trained(status, model)
 
 
 def ranked(method: str) -> bool:
