@@ -16,7 +16,7 @@ from typing import Any
 from ..cases import DTYPES
 from ..methods import METHODS
 from ..tasks import LSTM, TASKS
-from ._args import positive_float, positive_int
+from ._args import output_dir, positive_float, positive_int
 
 NAME = "task"
 
@@ -133,6 +133,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
     parser.add_argument("--data-dir", type=Path, metavar="DIR", help="data folder (pmnist)")
     parser.add_argument(
         "--out",
+        type=output_dir,
         default="results/runs",
         metavar="DIR",
         help="parent folder; each run makes a new timestamped subfolder (default: results/runs)",
@@ -283,6 +284,6 @@ def main(args, parser: argparse.ArgumentParser) -> int:
     if result.figure:
         print(f"figure: {result.figure}")
     if result.interrupted:
-        print("interrupted: partial results written", file=sys.stderr)
-        return 130
+        print(f"{result.status}: partial results written", file=sys.stderr)
+        return result.exit_code
     return 1 if "error" in result.statuses.values() else 0

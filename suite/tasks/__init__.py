@@ -8,7 +8,7 @@ starts.
 >>> sorted(TASKS)
 ['adding', 'copy', 'pdigits', 'pmnist']
 >>> TASKS["copy"].preset("quick").T
-20
+50
 """
 
 from . import adding, copying, pdigits, pmnist

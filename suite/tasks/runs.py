@@ -8,21 +8,20 @@ Layout::
         machine.json    # suite.machine.describe() + the run (task, preset, config, ...)
         curves.png      # loss against step and against seconds, one line per method
 
-Ctrl-C stops the current method; what was measured is written and ``machine.json``
-says ``"interrupted": true``.
+The folder is a :class:`suite.record.Recorder`'s: Ctrl-C (or SIGTERM) stops the current
+method, what was measured is written and ``machine.json`` says how the run ended.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import datetime as _dt
-import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .. import machine, output
+from ..record import Recorder
+from .base import Problem
 from .train import Run, World, train
 
 __all__ = ["BASELINE", "TaskResult", "run_tasks"]
@@ -37,7 +36,8 @@ FLUSH_EVERY = 5.0
 @dataclass
 class TaskResult:
     """Where a run wrote (``folder``, ``table``, ``machine``, ``figure`` or ``None``), its
-    rows, the status of each method label and whether it was ``interrupted``."""
+    rows, the status of each method label, how the run ended (``status``: complete,
+    interrupted, terminated) and the conventional ``exit_code`` of that ending."""
 
     folder: Path
     table: Path
@@ -45,7 +45,12 @@ class TaskResult:
     figure: Path | None
     rows: list[dict[str, Any]]
     statuses: dict[str, str]
-    interrupted: bool
+    status: str
+    exit_code: int
+
+    @property
+    def interrupted(self) -> bool:
+        return self.status in ("interrupted", "terminated")
 
 
 def _row(run: Run, metric: str, value, unit: str, step=None, status="ok", reason=""):
@@ -58,6 +63,34 @@ def _row(run: Run, metric: str, value, unit: str, step=None, status="ok", reason
         "status": status,
         "reason": reason,
     }
+
+
+def _train_all(
+    runs: Sequence[Run],
+    problem: Problem,
+    add: Callable[[list[dict[str, Any]]], None],
+    statuses: dict[str, str],
+    world: World,
+    progress: bool,
+) -> None:
+    """Train ``runs`` one after another, handing their rows to ``add``."""
+    for run in runs:
+        reason = run.skip_reason()
+        if reason:
+            add([_row(run, "", None, "", status="skipped", reason=reason)])
+            statuses[run.label] = "skipped"
+            continue
+
+        def record(metric, value, unit, step=None, status="ok", reason="", run=run):
+            add([_row(run, metric, value, unit, step, status, reason)])
+
+        try:
+            statuses[run.label] = train(run, problem, record, world=world, progress=progress).status
+        except Exception as e:  # one failing method is a result, not the end of the run
+            if world.size > 1:
+                raise
+            record("", None, "", status="error", reason=f"{type(e).__name__}: {e}")
+            statuses[run.label] = "error"
 
 
 def run_tasks(
@@ -77,81 +110,34 @@ def run_tasks(
     first = runs[0]
     task, config = first.task, first.config
     problem = task.problem(config, seed=first.seed, device=first.device, data_dir=data_dir)
-    rows: list[dict[str, Any]] = []
     statuses: dict[str, str] = {}
-    folder = table = machine_path = None
-    if world.main:
-        folder = output.new_run_dir(out)
-        table, machine_path = folder / "results.csv", folder / "machine.json"
-        desc = machine.describe()
-        run_info: dict[str, Any] = {
-            **(info or {}),
-            "task": task.name,
-            "preset": first.preset,
-            "config": dataclasses.asdict(config),
-            "seed": first.seed,
-            "methods": [r.label for r in runs],
-            "world_size": world.size,
-            "started": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-            "table": table.name,
-            "status": "running",
-        }
-        output.write_json(machine_path, {**desc, "run": run_info})
-        base = dataclasses.replace(first, method=BASELINE, rank=None)
-        for metric, value in problem.baselines.items():
-            rows.append(_row(base, metric, value, problem.unit(metric)))
-    started = time.time()
-    last_flush = [time.monotonic()]
-
-    def flush(force: bool = False) -> None:
-        if world.main and (force or time.monotonic() - last_flush[0] > FLUSH_EVERY):
-            output.write_table(rows, table)
-            last_flush[0] = time.monotonic()
-
-    interrupted = False
-    try:
-        for run in runs:
-            reason = run.skip_reason()
-            if reason:
-                rows.append(_row(run, "", None, "", status="skipped", reason=reason))
-                statuses[run.label] = "skipped"
-                continue
-
-            def record(metric, value, unit, step=None, status="ok", reason="", run=run):
-                rows.append(_row(run, metric, value, unit, step, status, reason))
-                flush()
-
-            try:
-                statuses[run.label] = train(
-                    run, problem, record, world=world, progress=progress
-                ).status
-            except (KeyboardInterrupt, SystemExit):
-                raise
-            except Exception as e:  # one failing method is a result, not the end of the run
-                if world.size > 1:
-                    raise
-                record("", None, "", status="error", reason=f"{type(e).__name__}: {e}")
-                statuses[run.label] = "error"
-            flush(force=True)
-    except KeyboardInterrupt:
-        interrupted = True
     if not world.main:
+        _train_all(runs, problem, lambda rows: None, statuses, world, progress)
         return None
-    output.write_table(rows, table)
+    run_info = {
+        **(info or {}),
+        "task": task.name,
+        "preset": first.preset,
+        "config": dataclasses.asdict(config),
+        "seed": first.seed,
+        "methods": [r.label for r in runs],
+        "world_size": world.size,
+    }
+    recorder = Recorder(
+        out,
+        info=run_info,
+        flush_every=FLUSH_EVERY,
+        extra_summary=lambda: {"method_status": dict(statuses)},
+    )
+    with recorder as rec:
+        base = dataclasses.replace(first, method=BASELINE, rank=None)
+        rec.add([_row(base, m, v, problem.unit(m)) for m, v in problem.baselines.items()])
+        _train_all(runs, problem, rec.add, statuses, world, progress)
     picture = None
     if figure:
         from .figure import learning_curves
 
-        picture = learning_curves(rows, folder / "curves.png")
-    run_info.update(
-        {
-            "finished": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-            "wall_s": round(time.time() - started, 3),
-            "interrupted": interrupted,
-            "status": "interrupted" if interrupted else "complete",
-            "method_status": statuses,
-            "peak_rss_bytes": machine.peak_rss(),
-        }
+        picture = learning_curves(rec.rows, rec.folder / "curves.png")
+    return TaskResult(
+        rec.folder, rec.table, rec.machine, picture, rec.rows, statuses, rec.status, rec.exit_code
     )
-    output.write_json(machine_path, {**desc, "run": run_info})
-    return TaskResult(folder, table, machine_path, picture, rows, statuses, interrupted)
