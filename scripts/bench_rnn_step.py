@@ -10,7 +10,7 @@ samples so that both see the same machine load:
 * ``model``: ``UnitaryRNN.forward`` as it is now (W once per sequence forward).
 
     python scripts/bench_rnn_step.py                       # hidden 128, T = 100, expm cayley
-    python scripts/bench_rnn_step.py --methods expm cayley projunn_t --repeat 9
+    python scripts/bench_rnn_step.py --methods expm cayley projunn_t --repeat 9 --threads 1
 """
 
 from __future__ import annotations
@@ -60,7 +60,10 @@ def main(argv=None) -> int:
     p.add_argument("--T", type=positive, default=100)
     p.add_argument("--batch", type=positive, default=32)
     p.add_argument("--repeat", type=positive, default=7)
+    p.add_argument("--threads", type=positive, help="torch threads (default: torch's)")
     args = p.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     import projunn_core as pc
 
     torch.manual_seed(0)
