@@ -13,6 +13,8 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
+from projunn_core.init import INITS
+
 from ..cases import DTYPES
 from ..methods import METHODS
 from ..tasks import LSTM, TASKS
@@ -112,7 +114,9 @@ def add_parser(sub) -> argparse.ArgumentParser:
     parser.add_argument(
         "--optimizer", choices=("sgd", "rmsprop", "adam"), help="optimizer (presets: rmsprop)"
     )
-    parser.add_argument("--init", help="starting recurrent matrix: haar, identity, henaff, cayley")
+    parser.add_argument(
+        "--init", choices=list(INITS), help="starting recurrent matrix (methods that take one)"
+    )
     parser.add_argument("--dtype", choices=sorted(DTYPES), help="RNN dtype (default float32)")
     parser.add_argument(
         "--log-every", type=positive_int, metavar="S", help="steps between logged rows"
@@ -184,10 +188,6 @@ def build_runs(args, parser) -> list:
     )
     if args.seed < 0:
         parser.error(f"argument --seed: must be >= 0, got {args.seed}")
-    import projunn_core as pc
-
-    if config.init not in pc.init.INITS:
-        parser.error(f"argument --init: choose from {', '.join(pc.init.INITS)}")
     try:
         task.check(config, args.data_dir)
     except DataError as e:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import torch
 
-from .base import Config, Problem, Task
+from .base import Config, Problem, Task, synthetic_data
 
 __all__ = ["TASK", "AddingTask"]
 
@@ -69,11 +69,7 @@ class AddingTask(Task):
             raise ValueError(f"the adding task needs T >= 2, got {config.T}")
 
     def problem(self, config: Config, *, seed: int, device, data_dir=None) -> Problem:
-        T = config.T
-
-        def sample(batch, generator):
-            x, y = _draw(T, batch, generator)
-            return x.to(device), y.to(device)
+        sample, test = synthetic_data(_draw, config, seed, device)
 
         def loss(out, y):
             return (out[:, -1, 0] - y).pow(2).mean()
@@ -85,7 +81,7 @@ class AddingTask(Task):
             input_size=2,
             output_size=1,
             sample=sample,
-            test=sample(config.test_size, torch.Generator().manual_seed(seed)),
+            test=test,
             loss=loss,
             metrics=metrics,
             loss_unit="squared error",

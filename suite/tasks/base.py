@@ -29,6 +29,7 @@ __all__ = [
     "Task",
     "count_parameters",
     "sequence_model",
+    "synthetic_data",
 ]
 
 LSTM = "lstm"
@@ -100,6 +101,18 @@ class Problem:
     def unit(self, metric: str) -> str:
         """The unit of ``metric`` (``"%"`` for accuracies, ``loss_unit`` otherwise)."""
         return "%" if metric.endswith("accuracy") else self.loss_unit
+
+
+def synthetic_data(draw, config: Config, seed: int, device):
+    """``(sample, test)`` of a task whose batches ``draw(T, batch, generator)`` makes on
+    the CPU (so a seed gives the same data on every device); the test set is
+    ``config.test_size`` examples drawn from ``seed``."""
+
+    def sample(batch: int, generator: torch.Generator):
+        x, y = draw(config.T, batch, generator)
+        return x.to(device), y.to(device)
+
+    return sample, sample(config.test_size, torch.Generator().manual_seed(seed))
 
 
 class Task:

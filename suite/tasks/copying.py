@@ -21,7 +21,7 @@ import math
 import torch
 from torch.nn import functional as F
 
-from .base import Config, Problem, Task
+from .base import Config, Problem, Task, synthetic_data
 
 __all__ = ["TASK", "CopyTask"]
 
@@ -82,10 +82,7 @@ class CopyTask(Task):
 
     def problem(self, config: Config, *, seed: int, device, data_dir=None) -> Problem:
         T = config.T
-
-        def sample(batch, generator):
-            x, y = _draw(T, batch, generator)
-            return x.to(device), y.to(device)
+        sample, test = synthetic_data(_draw, config, seed, device)
 
         def loss(out, y):
             return F.cross_entropy(out.reshape(-1, out.shape[-1]), y.reshape(-1))
@@ -94,7 +91,6 @@ class CopyTask(Task):
             recalled = out[:, -REMEMBER:].argmax(-1) == y[:, -REMEMBER:]
             return {"test_loss": loss(out, y), "test_accuracy": 100 * recalled.float().mean()}
 
-        test = sample(config.test_size, torch.Generator().manual_seed(seed))
         return Problem(
             input_size=MARKER + 1,
             output_size=ALPHABET + 1,

@@ -20,17 +20,7 @@ __all__ = ["TASK", "PermutedMNIST"]
 def quick() -> Config:
     """2 CPU cores, a few minutes per method: hidden 32, 300 steps of batch 32, 500 test
     images. Our choice; far from convergence (the paper trains for many epochs)."""
-    return Config(
-        T=784,
-        hidden=32,
-        batch=32,
-        steps=300,
-        lr=1e-3,
-        lr_divisor=32,
-        init="henaff",
-        test_size=500,
-        log_every=50,
-    )
+    return _paper(32).replace(batch=32, steps=300, test_size=500, log_every=50)
 
 
 def _paper(hidden: int) -> Config:
