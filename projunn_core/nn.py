@@ -201,8 +201,10 @@ class UnitaryRNN(nn.Module):
         recurrent = sequence_operator(cell.recurrent)
         inputs = cell.input_map(x.to(cell.dtype))  # every step's V x_t + c at once
         states = []
-        for t in range(x.shape[1]):
-            h = cell.step(inputs[:, t], h, recurrent)
+        # unbind, not inputs[:, t]: its backward stacks T gradients once instead of
+        # writing each into a zero tensor of the whole sequence (O(T^2) memory traffic)
+        for u in inputs.unbind(1):
+            h = cell.step(u, h, recurrent)
             states.append(h)
         H = torch.stack(states, dim=1)
         if H.is_complex():
