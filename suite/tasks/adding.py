@@ -23,9 +23,12 @@ __all__ = ["TASK", "AddingTask"]
 
 
 def quick() -> Config:
-    """2 CPU cores, about a minute per method: T = 50, hidden 64, the paper's optimizer
-    settings otherwise (see the paper preset). Our choice."""
-    return Config(T=50, hidden=64, batch=50, steps=600, lr=1e-3, lr_divisor=32, init="identity")
+    """2 CPU cores, under a minute per method: T = 30, hidden 64, 1000 steps, Henaff
+    initialisation, the paper's optimizer settings otherwise (see the paper preset). Our
+    choice: with the identity initialisation our modReLU RNN's outputs start far off (test
+    MSE 120 at step 0) and wander at lr 1e-3, and at T = 50 600 steps stay on the task's
+    plateau at the baseline; T = 30 gets below it within 1000 steps."""
+    return Config(T=30, hidden=64, batch=50, steps=1000, lr=1e-3, lr_divisor=32, init="henaff")
 
 
 def paper() -> Config:
