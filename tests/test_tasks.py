@@ -295,6 +295,6 @@ def test_every_preset_is_valid_and_names_its_source():
         assert "quick" in task.presets
         for name, make in task.presets.items():
             task.check(make(), Path("/nonexistent")) if not task.needs_data else None
-            doc = make.__doc__ or ""
+            doc = " ".join((make.__doc__ or "").split())
             assert ("Kiani et al. 2022" in doc or "paper170" in doc) == name.startswith("paper")
             assert name != "quick" or "Our choice" in doc
