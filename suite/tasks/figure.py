@@ -2,6 +2,8 @@
 has one) against training step and against training seconds, one line per method, the
 no-memory baseline dashed. Needs the ``report`` extra (pandas, matplotlib, seaborn).
 
+Redraw it from a run's table: ``python -m suite.tasks.figure RESULTS.csv OUT.png``.
+
 >>> import tempfile, pathlib
 >>> rows = [
 ...     {"workload": "copy", "method": m, "k": None, "metric": name, "value": v,
@@ -25,7 +27,7 @@ from typing import Any
 from ..cases import method_label
 from ..output import atomic_write
 
-__all__ = ["curve_table", "learning_curves"]
+__all__ = ["curve_table", "learning_curves", "main"]
 
 PANELS = (("test_loss", "test loss"), ("test_accuracy", "test accuracy [%]"))
 
@@ -82,7 +84,7 @@ def learning_curves(rows: Iterable[Mapping[str, Any]], path: str | Path) -> Path
         len(panels), 2, figsize=(11, 3.6 * len(panels)), squeeze=False, constrained_layout=True
     )
     labels = sorted(data["label"].unique())
-    palette = sns.color_palette(n_colors=len(labels))
+    palette = sns.color_palette("tab10" if len(labels) <= 10 else "husl", n_colors=len(labels))
     for (metric, title), pair in zip(panels, axes, strict=True):
         sel = data.dropna(subset=[metric])
         for ax, x, xlabel in zip(
@@ -96,7 +98,8 @@ def learning_curves(rows: Iterable[Mapping[str, Any]], path: str | Path) -> Path
                 hue_order=labels,
                 palette=palette,
                 ax=ax,
-                marker=".",
+                estimator=None,
+                linewidth=1.4,
                 legend=False,
             )
             if metric in baselines:
@@ -104,7 +107,7 @@ def learning_curves(rows: Iterable[Mapping[str, Any]], path: str | Path) -> Path
             ax.set(xlabel=xlabel, ylabel=title)
             if metric.endswith("loss") and (sel[metric] > 0).all():
                 ax.set_yscale("log")
-    handles = [plt.Line2D([], [], color=c, marker=".") for c in palette]
+    handles = [plt.Line2D([], [], color=c, lw=1.4) for c in palette]
     if baselines:
         handles.append(plt.Line2D([], [], color="0.3", ls="--"))
         labels.append("no-memory baseline")
@@ -117,3 +120,21 @@ def learning_curves(rows: Iterable[Mapping[str, Any]], path: str | Path) -> Path
     path = Path(path)
     atomic_write(path, lambda f: f.write(data_bytes))
     return path
+
+
+def main(argv=None) -> int:
+    """``python -m suite.tasks.figure RESULTS.csv OUT.png``: draw a task run's curves."""
+    import argparse
+    import csv
+
+    parser = argparse.ArgumentParser(prog="python -m suite.tasks.figure", description=main.__doc__)
+    parser.add_argument("table", type=Path, help="results.csv of a projunn-bench task run")
+    parser.add_argument("out", type=Path, help="the PNG to write")
+    args = parser.parse_args(argv)
+    with open(args.table, newline="") as f:
+        rows = list(csv.DictReader(f))
+    return 0 if learning_curves(rows, args.out) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
