@@ -298,3 +298,14 @@ def test_every_preset_is_valid_and_names_its_source():
             doc = " ".join((make.__doc__ or "").split())
             assert ("Kiani et al. 2022" in doc or "paper170" in doc) == name.startswith("paper")
             assert name != "quick" or "Our choice" in doc
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_task_command_on_cuda(tmp_path):
+    argv = ["pdigits", "--method", "projunn_t", "expm", "eunn", "lstm", "--device", "cuda"]
+    code, folders = _run(tmp_path, argv + ["--no-figure"] + TINY)
+    rows, meta = _read(folders[0])
+    assert code == 0 and set(meta["run"]["method_status"].values()) == {"ok"}
+    assert {r["device"] for r in rows} == {"cuda"}
+    assert all(float(r["value"]) < 1e-5 for r in rows if r["metric"] == "unitarity")
