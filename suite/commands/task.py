@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 import textwrap
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -173,19 +174,8 @@ def build_runs(args, parser) -> list:
         config = task.preset(args.preset)
     except KeyError as e:
         parser.error(f"argument --preset: {e.args[0]}")
-    config = config.replace(
-        hidden=args.hidden,
-        T=args.T,
-        steps=args.steps,
-        batch=args.batch,
-        lr=args.lr,
-        lr_divisor=args.lr_divisor,
-        optimizer=args.optimizer,
-        init=args.init,
-        dtype=args.dtype,
-        log_every=args.log_every,
-        test_size=args.test_size,
-    )
+    # options named like a Config field (--hidden, --T, --lr-divisor, ...) override it
+    config = config.replace(**{f.name: getattr(args, f.name, None) for f in fields(config)})
     if args.seed < 0:
         parser.error(f"argument --seed: must be >= 0, got {args.seed}")
     try:
