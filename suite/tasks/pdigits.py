@@ -45,6 +45,8 @@ class PermutedDigits(PixelTask):
 
     def check(self, config: Config, data_dir: Path | None) -> None:
         super().check(config, data_dir)
+        if config.test_size >= 1797:
+            raise ValueError(f"test_size must be < 1797 (the digits set), got {config.test_size}")
         try:
             import sklearn.datasets  # noqa: F401
         except ImportError:
@@ -52,8 +54,6 @@ class PermutedDigits(PixelTask):
                 "the pdigits task needs scikit-learn: pip install scikit-learn "
                 "(or pip install -e '.[tasks]')"
             ) from None
-        if config.test_size >= 1797:
-            raise ValueError(f"test_size must be < 1797 (the digits set), got {config.test_size}")
 
     def load(self, data_dir: Path | None, config: Config):
         from sklearn.datasets import load_digits
