@@ -19,3 +19,10 @@ def test_bench_core_rejects_bad_counts(args, capsys, script):
     with pytest.raises(SystemExit):
         script("bench_core").main(args)
     assert "must be positive" in capsys.readouterr().err
+
+
+def test_bench_rnn_step_smoke(capsys, script):
+    argv = ["--methods", "expm", "eunn", "--hidden", "8", "--T", "3", "--batch", "2"]
+    assert script("bench_rnn_step").main(argv + ["--repeat", "1", "--threads", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "| expm |" in out and "| eunn |" in out and "speed-up" in out
