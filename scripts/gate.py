@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The pull-request gate: does HEAD make a benchmarked step slower than BASE?
 
-Runs ``asv continuous --interleave-rounds --factor F --record-samples BASE HEAD`` over the
+Runs ``asv continuous --interleave-rounds --factor F BASE HEAD`` over the
 gate's benchmarks (``suite/gate.py``: the ``gate`` grid, float32 on one CPU thread, every
 method, projUNN up to N = 1024) with OMP/MKL/OpenBLAS pinned to one thread, then
 ``asv compare`` of the two commits. Writes into ``--out``:
@@ -147,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
         if _git_hash(name) is None:
             parser.error(f"{name!r} is not a commit of this repository")
     cmd = gate.command(
-        args.base, args.head, factor=args.factor, extra=["--record-samples", "--show-stderr"]
+        args.base, args.head, factor=args.factor, extra=["--show-stderr"]
     )
     if args.dry_run:
         print(shlex.join(cmd))

@@ -18,6 +18,12 @@ does not grow while other jobs hold the cores: on this shared 2-core machine (lo
 projUNN-T update at N = 1024, k = 16 took 44.6 ms wall (IQR/median 0.34) but 5.8 ms CPU
 (IQR/median 0.08). A slower kernel costs more CPU time; the gate is CPU-only.
 
+Noise test: asv calls a case slower only when its ratio exceeds the factor and the 99%
+confidence intervals of the two medians do not overlap. The samples are not recorded
+(no ``--record-samples``): with them asv uses a Mann-Whitney U test that treats the
+samples of one round as independent, and a round-long load change then passes as a
+difference (``results/gate.md``: false alarms with samples, none without).
+
 ``scripts/gate.py`` runs the command below; ``.github/workflows/pr.yml`` calls it.
 
 >>> cmd = command("main", "HEAD", factor=1.5)
