@@ -239,7 +239,7 @@ def report(
         f"{', '.join(fmt(x) for x in update_ratios) or '–'}.",
         f"- A factor in ({fmt(aa_max)}, {fmt(min(update_ratios, default=None))}] passes "
         "every A/A run on ratio alone and still flags the planted updates (asv also "
-        "requires the samples to differ).",
+        "requires the difference to exceed the noise).",
     ]
     if any((data / r.label / "asv" / "head.json").exists() for r in [planted, *aa]):
         lines += [
