@@ -146,9 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     for name in (args.base, args.head):
         if _git_hash(name) is None:
             parser.error(f"{name!r} is not a commit of this repository")
-    cmd = gate.command(
-        args.base, args.head, factor=args.factor, extra=["--show-stderr"]
-    )
+    cmd = gate.command(args.base, args.head, factor=args.factor, extra=["--show-stderr"])
     if args.dry_run:
         print(shlex.join(cmd))
         return 0
