@@ -14,6 +14,7 @@ from torch import nn
 
 from . import optim
 from ._checks import check_dtype, real_dtype
+from .conv import OrthogonalConv2d as OrthogonalConv2d  # noqa: F401 (exported; see conv.py)
 from .init import initial_matrix
 
 __all__ = ["UnitaryLinear", "ModReLU", "UnitaryRNNCell", "UnitaryRNN"]
