@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import scipy.linalg
 import torch
+from conv_helpers import direct_circular_conv, relative_norm_error, spatial_kernel, train
 
 import projunn_core as pc
 from projunn_core.conv import FrequencyLayout, orthogonality_error
@@ -14,55 +15,6 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 # even/odd heights and widths, and the degenerate grids with no free complex matrix
 SHAPES = [(4, 4), (5, 6), (6, 5), (3, 3), (2, 2), (1, 4), (8, 1)]
 TOL = {torch.float32: 2e-6, torch.float64: 1e-13}
-
-
-def full_spectrum(M: np.ndarray, width: int) -> np.ndarray:
-    """Extend rfft2-layout frequency matrices (H, W//2+1, C, C) to all (H, W) frequencies
-    by K(-u, -v) = conj(K(u, v)) (built here independently of the layer's layout)."""
-    H, Wf = M.shape[:2]
-    S = np.zeros((H, width, *M.shape[2:]), dtype=np.complex128)
-    S[:, :Wf] = M
-    for v in range(Wf, width):
-        for u in range(H):
-            S[u, v] = np.conj(M[(-u) % H, width - v])
-    return S
-
-
-def spatial_kernel(conv) -> np.ndarray:
-    """The (C_out, C_in, H, W) kernel whose circular convolution the layer computes."""
-    M = conv.matrix().detach().to(torch.complex128).numpy()
-    K = np.fft.ifft2(full_spectrum(M, conv.width), axes=(0, 1))
-    assert np.abs(K.imag).max() < 1e-12 * max(1.0, np.abs(K).max()), "kernel is not real"
-    return K.real.transpose(2, 3, 0, 1)
-
-
-def direct_circular_conv(K: np.ndarray, x: np.ndarray) -> np.ndarray:
-    """y[b, o, i, j] = sum_{c, p, q} K[o, c, p, q] x[b, c, i - p, j - q] (indices mod H, W)."""
-    y = np.zeros((x.shape[0], K.shape[0], *x.shape[2:]))
-    for p in range(K.shape[2]):
-        for q in range(K.shape[3]):
-            y += np.einsum("oc,bchw->bohw", K[:, :, p, q], np.roll(x, (p, q), axis=(2, 3)))
-    return y
-
-
-def train(conv, steps, name="adam", lr=5e-2, **kw):
-    opt = conv.optimizer(name, lr=lr, **kw)
-    gen = torch.Generator().manual_seed(steps)
-    x = torch.randn(4, conv.channels, conv.height, conv.width, dtype=conv.dtype, generator=gen)
-    target = torch.randn(x.shape, dtype=conv.dtype, generator=gen)
-    for _ in range(steps):
-        opt.zero_grad()
-        (conv(x) - target).square().mean().backward()
-        opt.step()
-    return opt
-
-
-def relative_norm_errors(conv, x):
-    with torch.no_grad():
-        y = conv(x)
-    dims = (1, 2, 3)
-    norm = torch.linalg.vector_norm
-    return ((norm(y, dim=dims) / norm(x, dim=dims)) - 1).abs().max().item()
 
 
 @pytest.mark.parametrize("height,width", SHAPES)
@@ -83,14 +35,14 @@ def test_layout_counts_the_degrees_of_freedom_of_a_real_kernel(height, width):
 def test_norm_preserved_before_and_after_training(height, width, variant, dtype, gen):
     conv = pc.nn.OrthogonalConv2d(4, height, width, dtype=dtype, rank=2, variant=variant)
     x = torch.randn(16, 4, height, width, dtype=dtype, generator=gen)
-    assert relative_norm_errors(conv, x) < TOL[dtype]
+    assert relative_norm_error(conv, x) < TOL[dtype]
     opt = train(conv, 6)
     assert opt.skipped_steps == 0
-    assert relative_norm_errors(conv, x) < TOL[dtype]
+    assert relative_norm_error(conv, x) < TOL[dtype]
     assert orthogonality_error(conv.matrix()) < TOL[dtype]
     # and an input unrelated to the training data
     x = torch.randn(3, 4, height, width, dtype=dtype, generator=gen) * 1e3
-    assert relative_norm_errors(conv, x) < TOL[dtype]
+    assert relative_norm_error(conv, x) < TOL[dtype]
 
 
 @pytest.mark.parametrize("height,width", [(4, 4), (5, 6), (3, 2)])
