@@ -38,11 +38,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from projunn_core.conv import (
-    FourierConv2d,
-    StoredFrequencyConv2d,
-    initial_frequency_matrices,
-)
+from projunn_core.conv import FourierConv2d, StoredFrequencyConv2d
 
 from ._common import expm_skew, projected_optimizer
 from .svd_projection import polar_unitary
@@ -86,7 +82,23 @@ def _on_nonempty(fn, batch: torch.Tensor) -> torch.Tensor:
     return fn(batch) if batch.numel() else batch
 
 
-class CayleyConv2d(FourierConv2d):
+class _KernelConv2d(FourierConv2d):
+    """Base of the convolutions parametrized by an odd ``kernel_size`` x ``kernel_size``
+    kernel ``weight`` (Cayley, SOC): checks the size and holds the generator for init."""
+
+    def __init__(self, channels, height, width, dtype, device, kernel_size):
+        super().__init__(channels, height, width, dtype, device)
+        self.kernel_size = _kernel_size(kernel_size, height, width)
+
+    def _kernel(self, scale: float, generator, device, uniform: bool = False) -> nn.Parameter:
+        """A random kernel parameter: ``scale`` times uniform(-1, 1) or N(0, 1) entries."""
+        shape = (self.channels, self.channels, self.kernel_size, self.kernel_size)
+        draw = torch.rand if uniform else torch.randn
+        w = draw(shape, dtype=self.dtype, generator=generator)
+        return nn.Parameter((scale * (2 * w - 1 if uniform else w)).to(device))
+
+
+class CayleyConv2d(_KernelConv2d):
     """Trockman & Kolter's Cayley convolution: trained k x k ``weight`` and scale ``alpha``.
 
     ``kernel_size`` (odd, default 3) is that of the *parameter*; the orthogonal operator
@@ -106,11 +118,9 @@ class CayleyConv2d(FourierConv2d):
         kernel_size=3,
         generator=None,
     ):
-        super().__init__(channels, height, width, dtype, device)
-        k = _kernel_size(kernel_size, height, width)
-        bound = 1.0 / math.sqrt(channels * k * k)
-        u = torch.rand(channels, channels, k, k, dtype=dtype, generator=generator)
-        self.weight = nn.Parameter(((2 * u - 1) * bound).to(device))
+        super().__init__(channels, height, width, dtype, device, kernel_size)
+        k = self.kernel_size
+        self.weight = self._kernel(1.0 / math.sqrt(channels * k * k), generator, device, True)
         with torch.no_grad():
             norm = torch.linalg.vector_norm(correlation_spectrum(self.weight, height, width))
         self.alpha = nn.Parameter(norm)
@@ -123,37 +133,25 @@ class CayleyConv2d(FourierConv2d):
         return torch.linalg.solve(eye + A, eye - A)
 
 
-class ExpmConv2d(FourierConv2d):
-    """``K(u, v) = B(u, v) exp(X(u, v) - X(u, v)^H)`` per free frequency; X (zero at start,
-    real where the frequency is self-conjugate) trained by a plain optimizer, B a buffer
-    (``init``: "haar" or "identity"). Cost per forward: a batched C x C exponential."""
+class ExpmConv2d(StoredFrequencyConv2d):
+    """``K(u, v) = B(u, v) exp(X(u, v) - X(u, v)^H)`` per free frequency: the stored
+    frequency matrices (``init``: "haar" or "identity") are the fixed base B (frozen),
+    X (zero at start, real where the frequency is self-conjugate) is trained by a plain
+    optimizer. Cost per forward: a batched C x C exponential (and its backward)."""
 
-    def __init__(
-        self,
-        channels,
-        height,
-        width,
-        dtype=torch.float32,
-        device=None,
-        *,
-        init="haar",
-        generator=None,
-    ):
-        super().__init__(channels, height, width, dtype, device)
-        real, free = initial_frequency_matrices(
-            self.layout, channels, init, dtype, device, generator
-        )
-        self.register_buffer("base_real", real)
-        self.register_buffer("base", free)
-        self.skew_real = nn.Parameter(torch.zeros_like(real))
-        self.skew = nn.Parameter(torch.zeros_like(free))
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        for base in (self.weight_real, self.weight):
+            base.requires_grad_(False)
+        self.skew_real = nn.Parameter(torch.zeros_like(self.weight_real))
+        self.skew = nn.Parameter(torch.zeros_like(self.weight))
 
     def frequency_matrices(self) -> torch.Tensor:
         def rotate(base, X):
             return base @ _on_nonempty(expm_skew, X - X.mH)
 
         return self.layout.assemble(
-            rotate(self.base_real, self.skew_real), rotate(self.base, self.skew)
+            rotate(self.weight_real, self.skew_real), rotate(self.weight, self.skew)
         )
 
 
@@ -176,7 +174,7 @@ class UnconstrainedConv2d(StoredFrequencyConv2d):
     nothing keeping them unitary: the cost floor and drift reference."""
 
 
-class SOCConv2d(FourierConv2d):
+class SOCConv2d(_KernelConv2d):
     """Skew-orthogonal convolution: ``exp(L) x ~ sum_{i=0}^{terms} L^i x / i!``.
 
     ``L`` is the circular cross-correlation by ``correction * S / sigma``, ``S = (P - P^T) / 2``
@@ -208,8 +206,7 @@ class SOCConv2d(FourierConv2d):
         update_every=200,
         generator=None,
     ):
-        super().__init__(channels, height, width, dtype, device)
-        k = _kernel_size(kernel_size, height, width)
+        super().__init__(channels, height, width, dtype, device, kernel_size)
         for name, value in (
             ("train_terms", train_terms),
             ("eval_terms", eval_terms),
@@ -226,8 +223,7 @@ class SOCConv2d(FourierConv2d):
             update_iters,
             update_every,
         )
-        P = torch.randn(channels, channels, k, k, dtype=dtype, generator=generator)
-        self.weight = nn.Parameter((P / math.sqrt(channels)).to(device))
+        self.weight = self._kernel(1.0 / math.sqrt(channels), generator, device)
         u = torch.randn(1, channels, height, width, dtype=dtype, generator=generator)
         self.register_buffer("power_vector", (u / torch.linalg.vector_norm(u)).to(device))
         self.forwards = 0

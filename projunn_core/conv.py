@@ -318,14 +318,7 @@ class OrthogonalConv2d(StoredFrequencyConv2d):
     def optimizer(self, name: str = "sgd", lr: float = 1e-3, **kw) -> torch.optim.Optimizer:
         """A projUNN optimizer (``name``: sgd, rmsprop, adam) keeping every frequency matrix
         unitary; ``rank``/``variant``/``approx`` in ``kw`` override the layer's."""
-        group = {
-            "params": self.free_matrices(),
-            "unitary": True,
-            "rank": kw.pop("rank", self.rank),
-            "variant": kw.pop("variant", self.variant),
-            "approx": kw.pop("approx", self.approx),
-        }
-        return optim.make(name, [group], lr=lr, **kw)
+        return optim.make_unitary(name, self.free_matrices(), lr, self, **kw)
 
     def extra_repr(self) -> str:
         return super().extra_repr() + f", rank={self.rank}, variant={self.variant}"

@@ -61,14 +61,7 @@ class UnitaryLinear(nn.Module):
     def optimizer(self, name: str = "sgd", lr: float = 1e-3, **kw) -> torch.optim.Optimizer:
         """A projUNN optimizer (``name``: sgd, rmsprop, adam) that keeps W unitary;
         ``rank``/``variant``/``approx`` in ``kw`` override the layer's."""
-        group = {
-            "params": [self.weight],
-            "unitary": True,
-            "rank": kw.pop("rank", self.rank),
-            "variant": kw.pop("variant", self.variant),
-            "approx": kw.pop("approx", self.approx),
-        }
-        return optim.make(name, [group], lr=lr, **kw)
+        return optim.make_unitary(name, [self.weight], lr, self, **kw)
 
     def extra_repr(self) -> str:
         return f"n={self.n}, dtype={self.weight.dtype}, rank={self.rank}, variant={self.variant}"
