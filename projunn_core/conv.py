@@ -99,6 +99,7 @@ class FrequencyLayout:
                 source = conjugate_of.get((u, v))
                 index.append(row[(u, v)] if source is None else row[source] + self.n_complex)
         self.index = torch.tensor(index, dtype=torch.long)
+        self._index_on = {self.index.device: self.index}  # a copy per device, made once
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -109,7 +110,9 @@ class FrequencyLayout:
         """The ``(H, W // 2 + 1, C, C)`` complex frequency matrices from the free ones
         (``real``: ``(n_real, C, C)``, ``free``: ``(n_complex, C, C)``); differentiable."""
         parts = torch.cat([real.to(free.dtype), free, free.conj()])
-        index = self.index.to(parts.device)
+        index = self._index_on.get(parts.device)
+        if index is None:
+            index = self._index_on[parts.device] = self.index.to(parts.device)
         return parts.index_select(0, index).view(*self.shape, *parts.shape[-2:])
 
     def split(self, matrices: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
