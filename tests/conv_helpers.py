@@ -39,6 +39,8 @@ def train(conv, steps, name="adam", lr=5e-2, **kw):
     gen = torch.Generator().manual_seed(steps)
     x = torch.randn(4, conv.channels, conv.height, conv.width, dtype=conv.dtype, generator=gen)
     target = torch.randn(x.shape, dtype=conv.dtype, generator=gen)
+    device = next(conv.parameters()).device
+    x, target = x.to(device), target.to(device)
     for _ in range(steps):
         opt.zero_grad()
         (conv(x) - target).square().mean().backward()

@@ -126,3 +126,17 @@ def test_bad_shapes_and_options_give_clear_errors():
         pc.nn.OrthogonalConv2d(2, 4, 4, variant="X")
     with pytest.raises(ValueError, match="init must be one of"):
         pc.nn.OrthogonalConv2d(2, 4, 4, init="henaff")
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("variant", ["T", "D"])
+def test_on_cuda_matches_the_cpu_layer_and_stays_orthogonal(variant):
+    conv = pc.nn.OrthogonalConv2d(8, 6, 8, dtype=torch.float64, rank=2, variant=variant)
+    x = torch.randn(4, 8, 6, 8, dtype=torch.float64)
+    gpu = pc.nn.OrthogonalConv2d(8, 6, 8, dtype=torch.float64, device="cuda", variant=variant)
+    gpu.load_state_dict(conv.state_dict())
+    torch.testing.assert_close(gpu(x.cuda()).cpu(), conv(x), rtol=0, atol=1e-12)
+    train(gpu, 5)
+    assert orthogonality_error(gpu.matrix()) < 1e-12
+    assert relative_norm_error(gpu, x.cuda()) < 1e-12
