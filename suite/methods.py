@@ -4,6 +4,8 @@
 (``m(x)``, ``m.matrix()``, ``m.optimizer(...)``, see ``projunn_core.protocol``);
 ``Method.update`` is the functional in-place update ``(A, G, lr, **options) -> A`` used by
 the *update* workload (``None`` for methods that only exist as parametrized layers).
+``Method.build_conv(channels, height, width)`` builds the method's orthogonal circular
+convolution (``Method.conv``; SOC exists only as one) for the ``conv_*`` workloads.
 Nothing downstream special-cases a method: workloads, skip rules and the three front ends
 read the fields of :class:`Method`.
 
@@ -11,6 +13,8 @@ read the fields of :class:`Method`.
 ['cayley', 'eunn', 'eunn_fft']
 >>> METHODS["projunn_t"].ranked, METHODS["svd"].cubic
 (True, True)
+>>> METHODS["soc"].workloads
+('conv_train_step', 'conv_accuracy')
 """
 
 from __future__ import annotations
