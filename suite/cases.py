@@ -361,7 +361,7 @@ GRIDS = {
         sizes=(64, 256, 1024),
         ranks=(1, 4, 16),
         channels=(16, 64),
-        spatial=(8, 16),
+        spatial=(8,),
         settings=Settings(),
         description="the default: QUICK_TIME on 2 CPU cores",
     ),
