@@ -126,25 +126,44 @@ class _Block(nn.Sequential):
 
 
 class ResNet9(OrthogonalConvModel):
-    """The paper's CIFAR-10 ResNet-9 with orthogonal convolutions (module docstring)."""
+    """The paper's CIFAR-10 ResNet-9 with orthogonal convolutions (module docstring);
+    ``widths`` are its three channel counts (the paper's 64, 128, 256 by default; each
+    must divide the next).
 
-    def __init__(self, method, rank=None, *, classes=10, dtype=torch.float32, device=None):
+    >>> net = ResNet9("svd", widths=(2, 4, 8))
+    >>> net(torch.randn(1, 3, 32, 32)).shape
+    torch.Size([1, 10])
+    """
+
+    def __init__(
+        self,
+        method,
+        rank=None,
+        *,
+        widths=(64, 128, 256),
+        classes=10,
+        dtype=torch.float32,
+        device=None,
+    ):
         super().__init__()
+        c1, c2, c3 = widths
+        if c2 % c1 or c3 % c2:
+            raise ValueError(f"each width must divide the next, got {tuple(widths)}")
 
         def block(channels, size, pool=False):
             return _Block(method, rank, channels, size, pool, dtype, device)
 
         self.stem = nn.Sequential(
-            nn.Conv2d(3, 64, 3, padding=1, bias=False, dtype=dtype, device=device),
-            nn.BatchNorm2d(64, dtype=dtype, device=device),
+            nn.Conv2d(3, c1, 3, padding=1, bias=False, dtype=dtype, device=device),
+            nn.BatchNorm2d(c1, dtype=dtype, device=device),
             nn.ReLU(),
         )
-        self.conv2 = block(128, 32, pool=True)
-        self.res1 = nn.Sequential(block(128, 16), block(128, 16))
-        self.conv3 = block(256, 16, pool=True)
-        self.conv4 = block(256, 8, pool=True)
-        self.res2 = nn.Sequential(block(256, 4), block(256, 4))
-        self.readout = nn.Linear(1024, classes, dtype=dtype, device=device)
+        self.conv2 = block(c2, 32, pool=True)
+        self.res1 = nn.Sequential(block(c2, 16), block(c2, 16))
+        self.conv3 = block(c3, 16, pool=True)
+        self.conv4 = block(c3, 8, pool=True)
+        self.res2 = nn.Sequential(block(c3, 4), block(c3, 4))
+        self.readout = nn.Linear(4 * c3, classes, dtype=dtype, device=device)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.conv2(self.stem(x))
