@@ -100,6 +100,7 @@ OPTION_VALUES: Mapping[str, Callable[[Any], Any]] = MappingProxyType(
         "kernel_size": _positive,
         "train_terms": _positive,
         "eval_terms": _positive,
+        "init": _choice(*pc.init.INITS),
     }
 )
 """Option name -> check returning the value (normalized) or raising ``ValueError`` naming
@@ -135,7 +136,9 @@ class Method:
     ``pow2`` marks methods that need ``n`` to be a power of two; ``reference`` names the
     exact full-gradient step a rank-k result is compared with in the accuracy workload
     (``"expm"``: exponential retraction, ``"polar"``: closest unitary; ``None``: no such
-    comparison); ``unitary`` is False for the unconstrained reference layer.
+    comparison); ``unitary`` is False for the unconstrained reference layer;
+    ``initializable`` marks methods whose ``build`` takes ``init``, the starting unitary by
+    name (``projunn_core.init.INITS``; Haar when not given).
 
     Convolutions: ``conv(channels, height, width, dtype=..., device=..., **options)``
     builds the method's orthogonal convolution (``None``: it has none), taking the options
@@ -153,13 +156,25 @@ class Method:
     defaults: Mapping[str, Any] = field(default_factory=dict)
     reference: str | None = None
     unitary: bool = True
+    initializable: bool = False
     conv: Callable[..., torch.nn.Module] | None = None
     conv_defaults: Mapping[str, Any] = field(default_factory=dict)
 
-    def __call__(self, n: int, dtype=torch.float32, device="cpu", **options) -> torch.nn.Module:
-        """Build the protocol module (``METHODS["svd"](8)`` is an 8x8 SVD-projected layer)."""
+    def __call__(
+        self, n: int, dtype=torch.float32, device="cpu", *, init: str | None = None, **options
+    ) -> torch.nn.Module:
+        """Build the protocol module (``METHODS["svd"](8)`` is an 8x8 SVD-projected layer),
+        starting from the unitary named ``init`` where the method is ``initializable``.
+
+        >>> METHODS["expm"](4, init="identity").matrix().diagonal().tolist()
+        [1.0, 1.0, 1.0, 1.0]
+        """
         if self.build is None:
             raise ValueError(f"method {self.name!r} exists only as a convolution (build_conv)")
+        if init is not None:
+            if not self.initializable:
+                raise ValueError(f"method {self.name!r} does not take a starting matrix (init)")
+            options = {**options, "init": init}
         return self.build(n, dtype=dtype, device=device, **self.options(**options))
 
     def build_conv(
@@ -185,13 +200,16 @@ class Method:
         return self.options_for("update", **options)
 
     def options_for(self, workload: str, **options) -> dict[str, Any]:
-        """:meth:`options` for ``workload`` (see :meth:`defaults_for`).
+        """:meth:`options` for ``workload`` (see :meth:`defaults_for`; ``init`` is a
+        dense-layer option).
 
         >>> METHODS["cayley"].options_for("conv_train_step", kernel_size=5)
         {'kernel_size': 5}
         """
         defaults = self.defaults_for(workload)
         allowed = set(defaults) | ({"rank"} if self.ranked else set())
+        if self.initializable and workload not in CONV_WORKLOADS[1:]:
+            allowed.add("init")
         unknown = sorted(set(options) - allowed)
         if unknown:
             raise ValueError(
@@ -217,10 +235,10 @@ class Method:
 
 
 def _projunn_build(variant: str):
-    def build(n, *, dtype, device, rank=1, approx="lsi", check=False):
+    def build(n, *, dtype, device, rank=1, approx="lsi", check=False, init="haar"):
         del check  # only used by the functional update
         return pc.nn.UnitaryLinear(
-            n, dtype=dtype, device=device, init="haar", rank=rank, variant=variant, approx=approx
+            n, dtype=dtype, device=device, init=init, rank=rank, variant=variant, approx=approx
         )
 
     return build
@@ -267,6 +285,7 @@ _ENTRIES = [
         reference="expm",
         conv=_projunn_conv("T"),
         conv_defaults={"approx": "lsi"},
+        initializable=True,
     ),
     Method(
         "projunn_d",
@@ -278,6 +297,7 @@ _ENTRIES = [
         reference="polar",
         conv=_projunn_conv("D"),
         conv_defaults={"approx": "lsi"},
+        initializable=True,
     ),
     Method(
         "svd",
@@ -286,6 +306,7 @@ _ENTRIES = [
         baselines.UPDATES["svd"],
         cubic=True,
         conv=_baseline_conv("svd"),
+        initializable=True,
     ),
     Method(
         "expm",
@@ -294,6 +315,7 @@ _ENTRIES = [
         baselines.UPDATES["expm"],
         cubic=True,
         conv=_baseline_conv("expm"),
+        initializable=True,
     ),
     Method(
         "cayley",
@@ -327,6 +349,7 @@ _ENTRIES = [
         None,
         cubic=True,
         defaults={"orthogonal_map": "matrix_exp"},
+        initializable=True,
     ),
     Method(
         "unconstrained",
@@ -344,6 +367,7 @@ _ENTRIES = [
         None,
         conv=_baseline_conv("soc"),
         conv_defaults={"kernel_size": 3, "train_terms": 5, "eval_terms": 12},
+        initializable=True,
     ),
 ]
 
