@@ -94,3 +94,11 @@ def test_paper_cifar10_rows_ship_as_reference_data():
     with open(path, newline="") as f:
         rows = {r["method"]: float(r["test_accuracy"]) for r in csv.DictReader(f)}
     assert rows == {"projunn_t": 80.75, "projunn_d": 82.06, "unconstrained": 92.26}
+
+
+def test_parameter_count_leaves_out_frozen_tensors():
+    from suite.convnets import SmallConvNet
+    from suite.tasks.base import count_parameters
+
+    expm, svd = (SmallConvNet(m, channels=4, size=4) for m in ("expm", "svd"))
+    assert count_parameters(expm) == count_parameters(svd)  # expm's base B is frozen

@@ -188,12 +188,15 @@ class Task:
 
 
 def count_parameters(model: nn.Module) -> int:
-    """Trainable real numbers of ``model`` (a complex parameter counts twice).
+    """Trainable real numbers of ``model`` (a complex parameter counts twice; frozen ones,
+    such as the fixed base of ``baselines.ExpmConv2d``, not at all).
 
     >>> count_parameters(torch.nn.Linear(3, 2))
     8
     """
-    return sum(p.numel() * (2 if p.is_complex() else 1) for p in model.parameters())
+    return sum(
+        p.numel() * (2 if p.is_complex() else 1) for p in model.parameters() if p.requires_grad
+    )
 
 
 def sequence_model(
