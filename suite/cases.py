@@ -378,7 +378,9 @@ GRIDS = {
         sizes=(64, 256, 1024),
         ranks=(1, 16),
         dtypes=("float32",),
-        workloads=("update", "train_step"),
+        workloads=("update", "train_step", "conv_train_step"),
+        channels=(16,),
+        spatial=(8,),
         settings=Settings(threads=1, clock="cpu"),
         description="the pull-request gate (suite/gate.py): one thread, CPU time, "
         "float32, timed workloads; N=1024 is where projUNN's O(kN^2) shows",

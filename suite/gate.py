@@ -4,7 +4,8 @@ The gate is ``asv continuous --interleave-rounds --factor F BASE HEAD`` restrict
 timed benchmarks of the ``gate`` grid (:data:`suite.cases.GRIDS`): float32 on the CPU,
 N = 64, 256, 1024, projUNN at k = 1 and 16 — every method of the update and train_step
 workloads, O(N^3) baselines only up to :data:`CUBIC_MAX_N` (above it one of their steps
-costs more than the rest of a combination together). N = 1024 is where projUNN's O(kN^2)
+costs more than the rest of a combination together), and the conv_train_step of every
+convolution method (SOC included) at 16 channels, 8 x 8. N = 1024 is where projUNN's O(kN^2)
 shows (log-log slope 1.8 from N = 1024 on, ``results/core_speed.md``).
 
 Threads: every BLAS/OpenMP pool is pinned to one thread (:data:`THREAD_VARIABLES`, as the
@@ -67,7 +68,11 @@ samples say it is not noise). Chosen from the A/A runs in ``results/gate.md``.""
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 """Thread-pool sizes read by OpenMP, MKL and OpenBLAS when they load: all ``"1"``."""
 
-TIMED = {"update": "Update.time_update", "train_step": "TrainStep.time_train_step"}
+TIMED = {
+    "update": "Update.time_update",
+    "train_step": "TrainStep.time_train_step",
+    "conv_train_step": "ConvTrainStep.time_train_step",
+}
 """Workload -> the asv benchmark (in ``suite/benchmarks.py``) that times it."""
 
 
@@ -92,14 +97,15 @@ def bench_regexes(device: str = "cpu") -> list[str]:
     grid = GRIDS[GRID]
     out = []
     for workload in grid.workloads:
+        conv = workload.startswith("conv_")
         labels = {
             name: [method_label(name, k) for k in grid.ranks] if m.ranked else [name]
             for name, m in METHODS.items()
             if workload in m.workloads
         }
         for sizes, cubic_too in (
-            ([n for n in grid.sizes if n <= CUBIC_MAX_N], True),
-            ([n for n in grid.sizes if n > CUBIC_MAX_N], False),
+            ([n for n in (grid.channels if conv else grid.sizes) if n <= CUBIC_MAX_N], True),
+            ([n for n in (grid.channels if conv else grid.sizes) if n > CUBIC_MAX_N], False),
         ):
             methods = [
                 lab
@@ -109,9 +115,9 @@ def bench_regexes(device: str = "cpu") -> list[str]:
             ]
             if not sizes or not methods:
                 continue
-            quoted = "'" + _alternation(methods) + "'"
+            shape = _alternation(sizes) + (f", {_alternation(grid.spatial)}" if conv else "")
             out.append(
-                rf"^benchmarks\.{re.escape(TIMED[workload])}\({quoted}, {_alternation(sizes)}, "
+                rf"^benchmarks\.{re.escape(TIMED[workload])}\('{_alternation(methods)}', {shape}, "
                 rf"{_alternation(repr(d) for d in grid.dtypes)}, '{re.escape(device)}'\)$"
             )
     return out
