@@ -21,7 +21,7 @@ from collections.abc import Sequence
 
 __all__ = ["COMMANDS", "build_parser", "main"]
 
-COMMANDS = ("run", "listing")
+COMMANDS = ("run", "report", "compare", "listing")
 """Modules of :mod:`suite.commands`, in the order ``projunn-bench --help`` lists them."""
 
 

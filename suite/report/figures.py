@@ -1,0 +1,305 @@
+"""The report's figures, drawn with seaborn into PNG files (matplotlib's Agg backend).
+
+Each ``plot_*`` function takes a frame from :mod:`suite.report.analysis` and a path,
+writes the PNG and returns the path, or returns ``None`` when there is nothing to draw.
+Methods keep the same colour in every figure (registry order), ranks the same line
+style; platforms are columns, so CPU and GPU panels sit side by side.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..methods import METHODS
+
+__all__ = [
+    "plot_distance",
+    "plot_exponents",
+    "plot_learning",
+    "plot_memory",
+    "plot_speedups",
+    "plot_times",
+    "plot_unitarity",
+]
+
+DPI = 110
+
+
+def _libs():
+    """matplotlib (Agg backend, no display needed) and seaborn, imported on first use."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    sns.set_theme(style="whitegrid", context="notebook", font_scale=0.9)
+    return plt, sns
+
+
+def _palette(methods) -> dict[str, tuple]:
+    """One colour per method, in registry order, the same in every figure."""
+    _, sns = _libs()
+    order = [m for m in METHODS if m in set(methods)] + sorted(set(methods) - set(METHODS))
+    colors = sns.color_palette("tab10", max(len(METHODS), len(order)))
+    fixed = {m: colors[i] for i, m in enumerate(METHODS)}
+    extra = iter(colors[len(METHODS) :] if len(colors) > len(METHODS) else colors)
+    return {m: fixed.get(m) or next(extra) for m in order}
+
+
+def _registry_order(label: str) -> tuple[int, str]:
+    """Sort key of a method label: registry position first, then the label."""
+    from ..cases import parse_method_label
+
+    method, _ = parse_method_label(label.split(" [")[0])
+    names = list(METHODS)
+    return (names.index(method) if method in names else len(names), label)
+
+
+def _label_palette(labels) -> dict[str, tuple]:
+    """Each method label in the colour of its method."""
+    from ..cases import parse_method_label
+
+    labels = sorted(set(labels))
+    methods = {lab: parse_method_label(lab.split(" [")[0])[0] for lab in labels}
+    colors = _palette(methods.values())
+    return {lab: colors[m] for lab, m in methods.items()}
+
+
+def _rank_column(df):
+    """``rank`` as text (``k=4``; ``-`` for unranked methods), ordered by k."""
+    k = df["k"].astype("Int64")
+    return df.assign(
+        rank=["-" if missing else f"k={v}" for v, missing in zip(k, k.isna(), strict=True)]
+    )
+
+
+def _rank_order(df) -> list[str]:
+    ks = sorted({int(k) for k in df["k"].dropna()})
+    return ["-"] + [f"k={k}" for k in ks] if (df["k"].isna()).any() else [f"k={k}" for k in ks]
+
+
+def _save(grid_or_fig, path: Path) -> Path:
+    plt, _ = _libs()
+    fig = getattr(grid_or_fig, "figure", grid_or_fig)
+    fig.savefig(path, dpi=DPI, bbox_inches="tight", metadata={"Software": None})
+    plt.close(fig)
+    return path
+
+
+def _mark_empty(grid, df, row: str | None) -> None:
+    """Write "not measured" into the panels that have no data."""
+    for key, ax in grid.axes_dict.items():
+        row_name, col_name = key if row else (None, key)
+        sub = df[df["platform"] == col_name]
+        if row:
+            sub = sub[sub[row] == row_name]
+        if sub.empty:
+            ax.text(0.5, 0.5, "not measured", ha="center", va="center", transform=ax.transAxes)
+
+
+def _titles(grid, row: str | None) -> None:
+    grid.set_titles("{col_name}\n{row_name}" if row else "{col_name}")
+
+
+def _lines(df, x: str, y: str, path: Path, *, hue="method", row=None, ylabel="", xlabel=""):
+    """Log-log lines of ``y`` vs ``x``: colour = method, line style = rank, columns =
+    platforms (side by side), rows = ``row``."""
+    if df.empty:
+        return None
+    _, sns = _libs()
+    df = _rank_column(df)
+    rows = sorted(df[row].unique()) if row else None
+    g = sns.relplot(
+        data=df,
+        x=x,
+        y=y,
+        hue=hue,
+        hue_order=list(_palette(df[hue]) if hue == "method" else sorted(df[hue].unique())),
+        palette=_palette(df[hue]) if hue == "method" else "tab10",
+        style="rank",
+        style_order=_rank_order(df),
+        col="platform",
+        col_order=sorted(df["platform"].unique()),
+        row=row,
+        row_order=rows,
+        kind="line",
+        markers=True,
+        dashes=True,
+        height=3.6,
+        aspect=1.25,
+        facet_kws={"sharey": True, "sharex": True},
+    )
+    g.set(xscale="log", yscale="log")
+    g.set_axis_labels(xlabel or x, ylabel or y)
+    _titles(g, row)
+    _mark_empty(g, df, row)
+    return _save(g, path)
+
+
+def plot_times(times, workload: str, path: Path):
+    """Figure 1: median time vs N (log-log) of one workload, a line per method and rank."""
+    df = times[times["workload"] == workload]
+    return _lines(df, "n", "seconds", path, row="dtype", xlabel="N", ylabel="time per call [s]")
+
+
+def plot_exponents(exps, path: Path):
+    """Figure 2: fitted exponent ± standard error per method, one panel per platform,
+    workload/dtype as colours; dashed lines at 2 (O(kN^2)) and 3 (O(N^3))."""
+    if exps.empty:
+        return None
+    plt, sns = _libs()
+    platforms = sorted(exps["platform"].unique())
+    labels = sorted(exps["label"].unique(), key=_registry_order)
+    series = sorted({(w, d) for w, d in zip(exps["workload"], exps["dtype"], strict=True)})
+    colors = dict(zip(series, sns.color_palette("Set2", len(series)), strict=True))
+    fig, axes = plt.subplots(
+        1,
+        len(platforms),
+        figsize=(5.5 * len(platforms), 0.32 * len(labels) + 1.8),
+        sharey=True,
+        squeeze=False,
+    )
+    width = 0.7 / max(len(series), 1)
+    for ax, platform in zip(axes[0], platforms, strict=True):
+        sub = exps[exps["platform"] == platform]
+        for j, s in enumerate(series):
+            part = sub[(sub["workload"] == s[0]) & (sub["dtype"] == s[1])]
+            ys = [labels.index(lab) - 0.35 + width * (j + 0.5) for lab in part["label"]]
+            ax.errorbar(
+                part["exponent"],
+                ys,
+                xerr=part["se"].fillna(0),
+                fmt="o",
+                ms=4,
+                color=colors[s],
+                label=f"{s[0]}, {s[1]}",
+            )
+        for ref in (2, 3):
+            ax.axvline(ref, ls="--", lw=1, color="grey")
+        ax.set_yticks(range(len(labels)), labels)
+        ax.invert_yaxis()
+        ax.set_title(platform)
+        ax.set_xlabel("exponent p in time ∝ N^p")
+    axes[0][-1].legend(loc="upper left", bbox_to_anchor=(1.02, 1), frameon=False)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def plot_speedups(best, workload: str, path: Path):
+    """Figure 3: speed-up of projUNN-T and -D (fastest rank at each N) over each
+    baseline vs N; above the dotted line at 1 projUNN is faster."""
+    df = best[best["workload"] == workload]
+    if df.empty:
+        return None
+    _, sns = _libs()
+    df = df.assign(variant=[f"{v} (fastest k)" for v in df["variant"]])
+    g = sns.relplot(
+        data=df,
+        x="n",
+        y="speedup",
+        hue="baseline",
+        hue_order=sorted(df["baseline"].unique(), key=_registry_order),
+        palette=_label_palette(df["baseline"]),
+        style="dtype",
+        col="platform",
+        col_order=sorted(df["platform"].unique()),
+        row="variant",
+        kind="line",
+        markers=True,
+        height=3.4,
+        aspect=1.25,
+    )
+    g.set(xscale="log", yscale="log")
+    for ax in g.axes.flat:
+        ax.axhline(1, ls=":", color="black", lw=1)
+    g.set_axis_labels("N", "baseline time / projUNN time")
+    _titles(g, "variant")
+    _mark_empty(g, df, "variant")
+    return _save(g, path)
+
+
+def plot_memory(mem, workload: str, path: Path):
+    """Figure 4: peak memory vs N (host RSS of the process; CUDA peak allocated)."""
+    df = mem[mem["workload"] == workload]
+    df = df.assign(MiB=df["bytes"] / 2**20)
+    return _lines(df, "n", "MiB", path, row="metric", xlabel="N", ylabel="peak memory [MiB]")
+
+
+def plot_unitarity(unit, path: Path):
+    """Figure 5a: unitarity error after the most training steps measured, vs N."""
+    if unit.empty:
+        return None
+    last = unit[
+        unit["steps"] == unit.groupby(["platform", "dtype", "label", "n"])["steps"].transform("max")
+    ]
+    last = last[last["error"] > 0]
+    return _lines(last, "n", "error", path, row="dtype", xlabel="N", ylabel="||WᴴW − I||_F / √N")
+
+
+def plot_distance(dist, path: Path):
+    """Figure 5b: dist_to_exact of the rank-k step vs k, a line per method and N."""
+    if dist.empty:
+        return None
+    _, sns = _libs()
+    df = dist.assign(size=[f"N={n}" for n in dist["n"]])
+    g = sns.relplot(
+        data=df,
+        x="k",
+        y="distance",
+        hue="method",
+        palette=_palette(df["method"]),
+        hue_order=list(_palette(df["method"])),
+        style="size",
+        style_order=[f"N={n}" for n in sorted(dist["n"].unique())],
+        col="platform",
+        col_order=sorted(df["platform"].unique()),
+        row="dtype",
+        kind="line",
+        markers=True,
+        height=3.4,
+        aspect=1.25,
+    )
+    g.set(xscale="log", yscale="log")
+    g.set_axis_labels("rank k", "‖A_k − A_exact‖ / ‖A_exact − A₀‖")
+    _titles(g, "dtype")
+    _mark_empty(g, df, "dtype")
+    return _save(g, path)
+
+
+def plot_learning(curves, task: str, path: Path):
+    """Learning curves of one task: each logged metric vs step (top) and vs wall-clock
+    seconds (bottom, where ``wall_time`` was logged); a line per method and rank."""
+    df = curves[curves["task"] == task]
+    metrics = [
+        m for m in ("train_loss", "test_loss", "test_accuracy") if m in df and df[m].notna().any()
+    ]
+    if df.empty or not metrics:
+        return None
+    plt, sns = _libs()
+    xs = ["step"] + (["wall_time"] if "wall_time" in df and df["wall_time"].notna().any() else [])
+    fig, axes = plt.subplots(
+        len(xs), len(metrics), figsize=(4.6 * len(metrics), 3.4 * len(xs)), squeeze=False
+    )
+    style = "platform" if df["platform"].nunique() > 1 else None
+    for i, x in enumerate(xs):
+        for j, m in enumerate(metrics):
+            ax = axes[i][j]
+            part = df.dropna(subset=[x, m])
+            sns.lineplot(
+                data=part,
+                x=x,
+                y=m,
+                hue="label",
+                style=style,
+                ax=ax,
+                legend=(i == 0 and j == len(metrics) - 1),
+            )
+            ax.set_xlabel("training step" if x == "step" else "seconds")
+            if m.endswith("loss") and (part[m] > 0).all() and len(part):
+                ax.set_yscale("log")
+            ax.set_title(m)
+    if axes[0][-1].get_legend():
+        sns.move_legend(axes[0][-1], "upper left", bbox_to_anchor=(1.02, 1), frameon=False)
+    fig.tight_layout()
+    return _save(fig, path)
