@@ -3,7 +3,7 @@
 Prints a markdown report (and writes it with --out): medians of repeated runs, float32.
 
     python scripts/bench_core.py                 # the full report (~5 min on 2 cores)
-    python scripts/bench_core.py --quick         # fewer repeats, no N = 4096, short drift run
+    python scripts/bench_core.py --quick         # shorter timing, no N = 4096, short drift run
     python scripts/bench_core.py --out results/core_speed.md
 """
 
@@ -25,7 +25,7 @@ def step_fn(A, G, lr, k, variant, gen):
     return lambda: pc.projunn_step(A, G, lr, rank=k, variant=variant, generator=gen)
 
 
-def timings(n, k, repeat, gen, extra=()):
+def timings(n, k, seconds, gen, extra=()):
     """Median ms of projUNN-T/D steps (and ``extra`` baselines) on one fresh A, G."""
     A = pc.init.haar(n, generator=gen)
     G = torch.randn(n, n, generator=gen)
@@ -36,7 +36,10 @@ def timings(n, k, repeat, gen, extra=()):
             "A.add_(G)": lambda: unconstrained_step(A, G, lr),
             "expm": lambda: expm_step(A, G, lr),
         }[name]
-    return {name: measure(fn, repeat=repeat, warmup=2).median * 1e3 for name, fn in fns.items()}
+    return {
+        name: measure(fn, min_time=seconds, max_time=4 * seconds, warmup=2).median * 1e3
+        for name, fn in fns.items()
+    }
 
 
 def loglog_slope(xs, ys):
@@ -62,10 +65,11 @@ def drift(n, steps, k, gen):
 
 def report(args) -> str:
     gen = torch.Generator().manual_seed(args.seed)
-    rep = args.repeat
+    rep = args.time
     lines = [
         f"# projunn_core speed (float32, {torch.get_num_threads()} threads, "
-        f"torch {torch.__version__}, median of {rep})",
+        f"torch {torch.__version__}, medians of torch.utils.benchmark samples, "
+        f"{rep:g}-{4 * rep:g} s each)",
         "",
     ]
 
@@ -94,7 +98,7 @@ def report(args) -> str:
     lines += [f"| expm (A·matrix_exp(skew(AᴴG))) | {t1['expm']:.2f} | | |"]
 
     sizes = [256, 512, 1024, 2048] + ([] if args.quick else [4096])
-    rows = {n: timings(n, 8, max(3, rep // (1 + n // 2048)), gen) for n in sizes}
+    rows = {n: timings(n, 8, rep, gen) for n in sizes}
     lines += ["", "## Scaling, k = 8", "", "| N | projUNN-T ms | projUNN-D ms |", "|---|---|---|"]
     lines += [f"| {n} | {r['projUNN-T']:.2f} | {r['projUNN-D']:.2f} |" for n, r in rows.items()]
     for v in ("projUNN-T", "projUNN-D"):
@@ -119,18 +123,20 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--quick", action="store_true", help="fewer repeats, shorter drift run")
-    parser.add_argument("--repeat", type=int, default=None, help="timed repeats (default 30)")
+    parser.add_argument("--quick", action="store_true", help="shorter timing and drift run")
+    parser.add_argument(
+        "--time", type=float, default=None, help="seconds of samples per timing (default 0.5)"
+    )
     parser.add_argument("--drift-steps", type=int, default=None, help="default 10000")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", help="also write the markdown report to this file (atomically)")
     args = parser.parse_args(argv)
-    if args.repeat is None:
-        args.repeat = 7 if args.quick else 30
+    if args.time is None:
+        args.time = 0.1 if args.quick else 0.5
     if args.drift_steps is None:
         args.drift_steps = 500 if args.quick else 10_000
-    if args.repeat < 1 or args.drift_steps < 1:
-        parser.error("--repeat and --drift-steps must be positive")
+    if not args.time > 0 or args.drift_steps < 1:
+        parser.error("--time and --drift-steps must be positive")
     text = report(args)
     sys.stdout.write(text)
     if args.out:

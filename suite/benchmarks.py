@@ -1,11 +1,13 @@
 """asv benchmarks (``asv run --python=same``) over the registry and the selected grid.
 
-The grid comes from ``$PROJUNN_BENCH_GRID`` (default ``quick``); cases that cannot run
-here raise ``NotImplementedError`` in ``setup`` (asv records them as skipped) with the
-reason from :meth:`suite.cases.Case.skip_reason`. Parameters: method (ranked methods
-carry their rank: ``projunn_t-k4``, see :func:`suite.cases.method_label`), n, dtype,
-device. Run with ``--launch-method forkserver`` so that each parameter combination does
-not re-import torch.
+The grid comes from ``$PROJUNN_BENCH_GRID`` (default ``quick``); the device parameter
+lists the devices present on this machine (:func:`suite.cases.available_devices`). Cases
+that cannot run here raise ``NotImplementedError`` in ``setup`` (asv records them as
+skipped) with the reason from :meth:`suite.cases.Case.skip_reason`. Parameters: method
+(ranked methods carry their rank: ``projunn_t-k4``, see :func:`suite.cases.method_label`),
+n, dtype, device. ``asv.conf.json`` sets ``launch_method: forkserver``, so each parameter
+combination forks from a process that has already imported torch. ``setup`` runs the step
+once (and synchronizes) so that even a first sample is warm.
 
 * ``Update`` / ``TrainStep``: ``time_*`` (timer synchronizes CUDA), ``peakmem_*`` (host);
 * ``UpdateCudaMemory`` / ``TrainStepCudaMemory``: ``track_cuda_peak_memory`` (bytes,
@@ -24,15 +26,15 @@ import scipy.linalg  # noqa: F401
 import baselines  # noqa: F401
 import projunn_core.nn  # noqa: F401
 
-from .cases import DEVICES, Case, current_grid, method_labels, parse_method_label
-from .timing import cuda_peak_bytes, reset_cuda_peak
+from .cases import Case, available_devices, current_grid, method_labels, parse_method_label
+from .timing import cuda_peak_bytes, reset_cuda_peak, synchronize
 from .timing import timer as _sync_timer
 from .workloads import dist_to_exact, prepare, unitarity_metrics
 
 GRID = current_grid()
 _SIZES = list(GRID.sizes)
 _DTYPES = list(GRID.dtypes)
-_DEVICES = list(DEVICES)
+_DEVICES = list(available_devices())
 _PARAM_NAMES = ["method", "n", "dtype", "device"]
 
 
@@ -42,11 +44,7 @@ def _methods(workload: str, reference: bool = False) -> list[str]:
 
 def _case(workload: str, label: str, n: int, dtype: str, device: str) -> Case:
     method, k = parse_method_label(label)
-    case = Case(workload, method, n, k, dtype, device)
-    reason = case.skip_reason()
-    if reason:
-        raise NotImplementedError(reason)
-    return case
+    return Case(workload, method, n, k, dtype, device)
 
 
 class _Timed:
@@ -60,7 +58,9 @@ class _Timed:
 
     def setup(self, method, n, dtype, device):
         self.case = _case(self.workload, method, n, dtype, device)
-        self.work = prepare(self.case, batch=GRID.batch)
+        self.work = prepare(self.case, batch=GRID.settings.batch)
+        self.work.step()  # warm: no sample pays for lazy initialization
+        synchronize(self.work.device)
 
     def teardown(self, *params):
         self.work = None
@@ -80,8 +80,6 @@ class _CudaMemory(_Timed):
     def track_cuda_peak_memory(self, *params):
         self.work.step()
         return cuda_peak_bytes(self.work.device)
-
-    track_cuda_peak_memory.unit = "bytes"
 
 
 class Update(_Timed):
@@ -134,7 +132,7 @@ class _Unitarity:
 
     def setup(self, method, n, dtype, device):
         case = _case("accuracy", method, n, dtype, device)
-        found = unitarity_metrics(case, steps=self.steps, batch=GRID.batch)
+        found = unitarity_metrics(case, steps=self.steps, batch=GRID.settings.batch)
         self.value = found[-1].value
 
 
@@ -148,9 +146,9 @@ class AccuracyOneStep(_Unitarity):
 
 
 class AccuracyManySteps(_Unitarity):
-    """Unitarity error after ``GRID.accuracy_steps`` training steps."""
+    """Unitarity error after ``GRID.settings.accuracy_steps`` training steps."""
 
-    steps = max(2, GRID.accuracy_steps)
+    steps = max(2, GRID.settings.accuracy_steps)
 
     def track_unitarity_after_many_steps(self, *params):
         return self.value

@@ -5,8 +5,9 @@ A :class:`Case` names one measurement (workload, method, n, k, dtype, device, op
 raises it as ``NotImplementedError`` in ``setup``, pytest calls ``pytest.skip`` with it and
 the CLI writes a row with status ``skipped`` and the reason.
 
-Grids: ``tiny`` (tests), ``quick`` (2 CPU cores, the default) and ``full`` (GPUs),
-selected by ``$PROJUNN_BENCH_GRID`` or the CLI's ``--grid/--quick/--full``.
+A :class:`Grid` is a parameter grid plus the :class:`Settings` its cases are measured
+with: ``tiny`` (tests), ``quick`` (2 CPU cores, the default) and ``full`` (GPUs), selected
+by ``$PROJUNN_BENCH_GRID`` or the CLI's ``--grid/--quick/--full``.
 
 >>> Case("update", "eunn_fft", 12).skip_reason()
 'eunn_fft has no functional update (it is measured by train_step and accuracy)'
@@ -20,7 +21,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import torch
@@ -36,6 +37,8 @@ __all__ = [
     "WORKLOADS",
     "Case",
     "Grid",
+    "Settings",
+    "available_devices",
     "current_grid",
     "device_available",
     "grid_name",
@@ -67,7 +70,11 @@ REFERENCE_CAP = 2048
 
 MEMORY_FACTOR = 8
 """A case needs about MEMORY_FACTOR N x N matrices of its dtype (weight, gradient, update
-temporaries); larger than the device's memory -> skipped."""
+temporaries)."""
+MEMORY_HEADROOM = 0.8
+"""A case runs only if it needs at most this share of the memory available right now
+(``psutil.virtual_memory().available`` on the host, ``torch.cuda.mem_get_info`` free
+bytes on a GPU): the rest is left to the allocator, the OS and other processes."""
 
 GRID_ENV = "PROJUNN_BENCH_GRID"
 
@@ -94,14 +101,20 @@ def device_available(device: str) -> str | None:
     return None
 
 
-def _device_memory(device: str) -> int | None:
+def available_devices() -> tuple[str, ...]:
+    """The device types present here: ``("cpu",)`` or ``("cpu", "cuda")``."""
+    return tuple(d for d in DEVICES if device_available(d) is None)
+
+
+def _available_memory(device: str) -> int | None:
+    """Bytes that can be allocated on ``device`` right now (``None`` if unknown)."""
     dev = torch.device(device)
     if dev.type == "cuda":
-        return torch.cuda.get_device_properties(dev.index or 0).total_memory
+        return int(torch.cuda.mem_get_info(dev.index or 0)[0])
     try:
         import psutil
 
-        return psutil.virtual_memory().total
+        return int(psutil.virtual_memory().available)
     except Exception:  # pragma: no cover - psutil is a dependency
         return None
 
@@ -175,11 +188,24 @@ class Case:
                 f"{self.method} costs O(N^3): skipped above N={CUBIC_CAP[dev_type]} "
                 f"on {dev_type} (suite.cases.CUBIC_CAP)"
             )
-        mem = _device_memory(self.device)
+        mem = _available_memory(self.device)
         need = MEMORY_FACTOR * self.n * self.n * self.torch_dtype.itemsize
-        if mem is not None and need > mem:
-            return f"needs ~{need / 2**30:.1f} GiB, {self.device} has {mem / 2**30:.1f} GiB"
+        if mem is not None and need > MEMORY_HEADROOM * mem:
+            return (
+                f"needs ~{need / 2**30:.1f} GiB, {self.device} has {mem / 2**30:.1f} GiB "
+                f"available (suite.cases.MEMORY_HEADROOM={MEMORY_HEADROOM})"
+            )
         return None
+
+    def require(self) -> None:
+        """Raise ``NotImplementedError`` with :meth:`skip_reason` if this case cannot run.
+
+        The workloads call it; asv records the error raised in ``setup`` as a skip, the
+        runner writes a "skipped" row and pytest skips.
+        """
+        reason = self.skip_reason()
+        if reason:
+            raise NotImplementedError(reason)
 
     @property
     def id(self) -> str:
@@ -199,21 +225,50 @@ class Case:
 
 
 @dataclass(frozen=True)
+class Settings:
+    """How each case is measured (see :func:`suite.timing.measure`): ``warmup`` untimed
+    calls; sampling for at least ``min_time`` and at most ``max_time`` seconds;
+    ``threads`` torch threads (``None``: torch's current count); ``accuracy_steps``
+    training steps of the accuracy workload; ``batch`` rows per training batch; ``seed``."""
+
+    warmup: int = 1
+    min_time: float = 0.05
+    max_time: float = 0.25
+    threads: int | None = None
+    accuracy_steps: int = 5
+    batch: int = 32
+    seed: int = 0
+
+    def __post_init__(self):
+        if not 0 < self.min_time <= self.max_time:
+            raise ValueError(
+                f"need 0 < min_time <= max_time, got {self.min_time} and {self.max_time}"
+            )
+
+    def with_overrides(self, **overrides: Any) -> Settings:
+        """A copy with the ``None``-valued overrides ignored; ``min_time`` shrinks to a
+        smaller ``max_time``.
+
+        >>> Settings().with_overrides(batch=8, seed=None).batch
+        8
+        """
+        changes = {k: v for k, v in overrides.items() if v is not None}
+        if "max_time" in changes and "min_time" not in changes:
+            changes["min_time"] = min(self.min_time, changes["max_time"])
+        return replace(self, **changes)
+
+
+@dataclass(frozen=True)
 class Grid:
-    """A parameter grid: sizes, ranks, dtypes, devices (for asv; the CLI defaults to cpu),
-    workloads, timing repeats / time budget per case and accuracy step count."""
+    """A parameter grid (sizes, ranks, dtypes, workloads) and the :class:`Settings` its
+    cases are measured with; ``description`` is shown by ``projunn-bench list``."""
 
     name: str
     sizes: tuple[int, ...]
     ranks: tuple[int, ...]
     dtypes: tuple[str, ...] = ("float32", "complex64")
-    devices: tuple[str, ...] = ("cpu", "cuda")
     workloads: tuple[str, ...] = WORKLOADS
-    repeat: int = 10
-    warmup: int = 1
-    max_time: float = 0.5
-    accuracy_steps: int = 20
-    batch: int = 32
+    settings: Settings = Settings()
     description: str = ""
 
 
@@ -222,30 +277,21 @@ GRIDS = {
         "tiny",
         sizes=(16,),
         ranks=(1, 4),
-        repeat=3,
-        max_time=0.05,
-        accuracy_steps=3,
-        batch=4,
+        settings=Settings(warmup=0, min_time=0.005, max_time=0.02, accuracy_steps=3, batch=4),
         description="smoke test for CI / pytest (seconds)",
     ),
     "quick": Grid(
         "quick",
         sizes=(64, 256, 1024),
         ranks=(1, 4, 16),
-        repeat=10,
-        max_time=0.25,
-        accuracy_steps=5,
-        description="the default: about 3-4 minutes on 2 CPU cores",
+        settings=Settings(),
+        description="the default: QUICK_TIME on 2 CPU cores",
     ),
     "full": Grid(
         "full",
         sizes=(256, 1024, 2048, 4096, 8192, 16384),
         ranks=(1, 4, 16, 64),
-        repeat=30,
-        warmup=3,
-        max_time=2.0,
-        accuracy_steps=100,
-        batch=128,
+        settings=Settings(warmup=3, min_time=0.5, max_time=2.0, accuracy_steps=100, batch=128),
         description="for GPUs: N up to 16384 (O(N^3) methods capped, see CUBIC_CAP)",
     ),
 }
@@ -272,7 +318,7 @@ def iter_cases(
     sizes: Sequence[int] | None = None,
     ranks: Sequence[int] | None = None,
     dtypes: Sequence[str] | None = None,
-    devices: Sequence[str] | None = ("cpu",),
+    devices: Sequence[str] = ("cpu",),
     options: Iterable[tuple[str, Any]] = (),
 ) -> list[Case]:
     """The cases of ``grid`` (overridden per axis), in a stable order.
@@ -290,7 +336,7 @@ def iter_cases(
     sizes = tuple(sizes or g.sizes)
     ranks = tuple(ranks or g.ranks)
     dtypes = tuple(dtypes or g.dtypes)
-    devices = tuple(devices or g.devices)
+    devices = tuple(devices)
     options = tuple(options)
     out = []
     for wl in workloads:

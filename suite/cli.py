@@ -19,6 +19,8 @@ import os
 import sys
 from collections.abc import Sequence
 
+from . import check_layout
+
 __all__ = ["COMMANDS", "build_parser", "main"]
 
 COMMANDS = ("run", "report", "compare", "listing")
@@ -43,6 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``projunn-bench`` (``argv`` defaults to ``sys.argv[1:]``); returns
     the exit status. Bad options raise ``SystemExit(2)`` with a message naming them."""
+    check_layout()
     parser = build_parser()
     args = parser.parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)

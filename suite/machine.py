@@ -25,7 +25,6 @@ __all__ = [
     "GPU_FIELDS",
     "GpuMonitor",
     "HostMemorySampler",
-    "current_rss",
     "describe",
     "environment",
     "gpu_info",
@@ -67,7 +66,7 @@ def gpu_info() -> list[dict[str, Any]]:
     nv = _nvml()
     if nv is None:
         return []
-    gpus = []
+    gpus: list[dict[str, Any]] = []
     try:
         driver = _s(nv.nvmlSystemGetDriverVersion())
         for i in range(nv.nvmlDeviceGetCount()):
@@ -88,8 +87,8 @@ def gpu_info() -> list[dict[str, Any]]:
                 except Exception:
                     info[key] = GPU_FIELDS[key]
             gpus.append(info)
-    except Exception:
-        return gpus
+    except Exception:  # NVML failed part-way: keep the GPUs read so far
+        pass
     return gpus
 
 
@@ -102,13 +101,6 @@ def gpu_name() -> str:
         pass
     gpus = gpu_info()
     return gpus[0]["gpu_name"] if gpus else ""
-
-
-def current_rss() -> int:
-    """Resident set size of this process in bytes."""
-    import psutil
-
-    return int(psutil.Process().memory_info().rss)
 
 
 def peak_rss() -> int:

@@ -25,7 +25,72 @@ import torch
 import baselines
 import projunn_core as pc
 
-__all__ = ["METHODS", "UPDATES", "Method", "method"]
+__all__ = ["METHODS", "OPTION_VALUES", "UPDATES", "Method", "check_option", "method"]
+
+
+# -- option values ---------------------------------------------------------------------
+
+
+def _choice(*allowed):
+    def check(value):
+        if value not in allowed:
+            raise ValueError(f"must be one of {', '.join(map(str, allowed))}; got {value!r}")
+        return value
+
+    check.allowed = " | ".join(map(str, allowed))
+    return check
+
+
+def _boolean(value):
+    text = str(value).lower()
+    if text in ("true", "1", "yes"):
+        return True
+    if text in ("false", "0", "no"):
+        return False
+    raise ValueError(f"must be true or false; got {value!r}")
+
+
+_boolean.allowed = "true | false"
+
+
+def _capacity(value):
+    if value is None or str(value).lower() == "none":
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"must be an integer >= 1 (or None for the default); got {value!r}")
+    return value
+
+
+_capacity.allowed = "an integer >= 1, or None"
+
+OPTION_VALUES: Mapping[str, Callable[[Any], Any]] = MappingProxyType(
+    {
+        "approx": _choice(*pc.LOWRANK_METHODS),
+        "check": _boolean,
+        "capacity": _capacity,
+        "orthogonal_map": _choice(*baselines.ORTHOGONAL_MAPS),
+    }
+)
+"""Option name -> check returning the value (normalized) or raising ``ValueError`` naming
+the allowed values; every option in a method's ``defaults`` has one."""
+
+
+def check_option(name: str, value: Any) -> Any:
+    """``value`` checked (and normalized) for method option ``name``.
+
+    >>> check_option("check", "false")
+    False
+    >>> check_option("approx", "bogus")
+    Traceback (most recent call last):
+    ...
+    ValueError: option approx must be one of ...; got 'bogus'
+    """
+    if name not in OPTION_VALUES:
+        raise ValueError(f"unknown option {name!r}; known: {sorted(OPTION_VALUES)}")
+    try:
+        return OPTION_VALUES[name](value)
+    except ValueError as e:
+        raise ValueError(f"option {name} {e}") from None
 
 
 @dataclass(frozen=True)
@@ -71,7 +136,7 @@ class Method:
                 f"it takes {sorted(self.defaults) or 'none'}"
             )
         merged = dict(self.defaults)
-        merged.update(options)
+        merged.update({k: v if k == "rank" else check_option(k, v) for k, v in options.items()})
         return merged
 
     @property

@@ -32,6 +32,7 @@ __all__ = [
     "atomic_write_text",
     "have_parquet",
     "new_run_dir",
+    "require_format",
     "write_json",
     "write_table",
 ]
@@ -64,12 +65,20 @@ empty otherwise."""
 FORMATS = ("csv", "parquet")
 
 
+def _file_mode() -> int:
+    """The mode ``open()`` would give a new file: 0o666 less the process umask."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], Any]) -> None:
     """Call ``write(f)`` on a temporary file next to ``path``, then ``os.replace`` it.
 
     Readers see the old file or the complete new one, never a partial file: if ``write``
     raises (or the process is interrupted) ``path`` is left untouched and the temporary
-    file is removed.
+    file is removed. The file gets the usual permissions of a new file (readable by
+    others under the common umask 022), not the private 0600 of a temporary file.
     """
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -77,6 +86,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], Any]) -> 
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
+            os.fchmod(f.fileno(), _file_mode())
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
@@ -129,6 +139,19 @@ def have_parquet() -> bool:
     return True
 
 
+def require_format(fmt: str) -> str:
+    """Return ``fmt`` if this machine can write it, else raise ``ValueError`` saying why.
+
+    >>> require_format("csv")
+    'csv'
+    """
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown format {fmt!r}; choose from {FORMATS}")
+    if fmt == "parquet" and not have_parquet():
+        raise ValueError("parquet needs pyarrow: pip install 'projunn-bench[parquet]'")
+    return fmt
+
+
 def _cell(v: Any) -> Any:
     return "" if v is None else v
 
@@ -137,6 +160,7 @@ def write_table(
     rows: Iterable[Mapping[str, Any]], path: str | os.PathLike, fmt: str = "csv"
 ) -> Path:
     """Atomically write ``rows`` (dicts with :data:`COLUMNS`) as CSV or Parquet."""
+    require_format(fmt)
     rows = [{c: row.get(c) for c in COLUMNS} for row in rows]
     path = Path(path)
     if fmt == "csv":
@@ -146,9 +170,7 @@ def write_table(
         for row in rows:
             w.writerow({c: _cell(v) for c, v in row.items()})
         atomic_write_text(path, buf.getvalue())
-    elif fmt == "parquet":
-        if not have_parquet():
-            raise RuntimeError("--format parquet needs pyarrow: pip install pyarrow")
+    else:
         import pyarrow as pa
         import pyarrow.parquet as pq
 
@@ -166,6 +188,4 @@ def write_table(
         pq.write_table(table, sink)
         data = sink.getvalue().to_pybytes()
         atomic_write(path, lambda f: f.write(data))
-    else:
-        raise ValueError(f"unknown format {fmt!r}; choose from {FORMATS}")
     return path

@@ -3,10 +3,11 @@
 :func:`run_case` turns one :class:`~suite.cases.Case` into :class:`Measurement` rows
 (timing via ``suite.timing.measure``, host peak RSS, CUDA peak memory, accuracy);
 :func:`run_sweep` runs many with a progress bar and writes the results table and the
-machine description atomically into a new run folder, also when interrupted.
+machine description atomically into a new run folder, also when interrupted (Ctrl-C) or
+terminated (SIGTERM, as CI time-outs send).
 
->>> from suite.cases import Case
->>> rows = run_case(Case("update", "unconstrained", 8), Settings(repeat=3, warmup=0))
+>>> from suite.cases import GRIDS, Case
+>>> rows = run_case(Case("update", "unconstrained", 8), GRIDS["tiny"].settings)
 >>> [m.metric for m in rows]
 ['time', 'host_peak_rss']
 """
@@ -14,10 +15,9 @@ machine description atomically into a new run folder, also when interrupted.
 from __future__ import annotations
 
 import dataclasses
-import datetime as _dt
 import gc
+import signal
 import sys
-import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -26,41 +26,15 @@ from typing import Any
 
 import torch
 
-from . import machine, output
-from .cases import Case, Grid
+from . import machine
+from .cases import Case, Settings
+from .record import Recorder
 from .timing import cuda_peak_bytes, measure, reset_cuda_peak, synchronize
 from .workloads import Measurement, accuracy, prepare
 
 _CASE_FIELDS = ("workload", "method", "n", "k", "dtype", "device", "options")
 
-__all__ = ["SweepResult", "Settings", "rows_for", "run_case", "run_sweep"]
-
-
-@dataclass(frozen=True)
-class Settings:
-    """How each case is measured: ``repeat`` timed samples (fewer once ``max_time``
-    seconds are spent, at least 3), ``warmup`` untimed calls, ``accuracy_steps`` training
-    steps of the accuracy workload, ``batch`` rows per train step, ``seed``."""
-
-    repeat: int = 10
-    warmup: int = 1
-    max_time: float | None = 0.5
-    accuracy_steps: int = 10
-    batch: int = 32
-    seed: int = 0
-
-    @classmethod
-    def from_grid(cls, grid: Grid, **overrides: Any) -> Settings:
-        """The grid's settings, with ``None``-valued overrides ignored."""
-        base = {
-            "repeat": grid.repeat,
-            "warmup": grid.warmup,
-            "max_time": grid.max_time,
-            "accuracy_steps": grid.accuracy_steps,
-            "batch": grid.batch,
-        }
-        base.update({k: v for k, v in overrides.items() if v is not None})
-        return cls(**base)
+__all__ = ["Settings", "SweepResult", "rows_for", "run_case", "run_sweep"]
 
 
 def _release(device: str) -> None:
@@ -69,7 +43,7 @@ def _release(device: str) -> None:
         torch.cuda.empty_cache()
 
 
-def run_case(case: Case, settings: Settings = Settings()) -> list[Measurement]:
+def run_case(case: Case, settings: Settings | None = None) -> list[Measurement]:
     """Measure ``case``; a skipped or failing case gives one row saying so (never raises,
     except ``KeyboardInterrupt``).
 
@@ -79,9 +53,7 @@ def run_case(case: Case, settings: Settings = Settings()) -> list[Measurement]:
     weight and gradient included). accuracy: see
     :func:`suite.workloads.accuracy`.
     """
-    reason = case.skip_reason()
-    if reason:
-        return [Measurement("", None, "", status="skipped", reason=reason)]
+    settings = settings or Settings()
     work = None
     try:
         if case.workload == "accuracy":
@@ -95,13 +67,14 @@ def run_case(case: Case, settings: Settings = Settings()) -> list[Measurement]:
             synchronize(work.device)
         t = measure(
             work.step,
-            repeat=settings.repeat,
-            warmup=settings.warmup,
-            device=work.device,
+            min_time=settings.min_time,
             max_time=settings.max_time,
+            warmup=settings.warmup,
+            num_threads=settings.threads,
         )
+        samples = ";".join(map(repr, t.samples))
         out = [
-            Measurement("time", t.median, "s", t.iqr, t.repeat),
+            Measurement("time", t.median, "s", t.iqr, t.repeat, samples=samples),
             Measurement("host_peak_rss", float(mem.peak), "bytes"),
         ]
         peak = cuda_peak_bytes(work.device)
@@ -125,16 +98,30 @@ def rows_for(case: Case, measurements: Sequence[Measurement]) -> list[dict[str, 
 
 @dataclass
 class SweepResult:
-    """Where a sweep wrote (``folder``, ``table``, ``machine``), its rows, whether it was
-    ``interrupted``, and the number of cases done out of ``total``."""
+    """Where a sweep wrote (``folder``, ``table``, ``machine``), its rows, its ``status``
+    ("complete", "interrupted", "terminated"), the number of cases ``done`` out of
+    ``total``, and the process ``exit_code`` it calls for."""
 
     folder: Path
     table: Path
     machine: Path
     rows: list[dict[str, Any]]
-    interrupted: bool
+    status: str
     done: int
     total: int
+
+    @property
+    def interrupted(self) -> bool:
+        return self.status != "complete"
+
+    @property
+    def exit_code(self) -> int:
+        """0 complete, 1 a case errored, 130 interrupted (SIGINT), 143 terminated (SIGTERM)."""
+        if self.status == "interrupted":
+            return 128 + signal.SIGINT
+        if self.status == "terminated":
+            return 128 + signal.SIGTERM
+        return 1 if self.counts.get("error", 0) else 0
 
     @property
     def counts(self) -> Counter:
@@ -158,62 +145,33 @@ def run_sweep(
     info: dict[str, Any] | None = None,
     flush_every: float = 5.0,
 ) -> SweepResult:
-    """Run ``cases`` into a new folder under ``out``; returns a :class:`SweepResult`.
+    """Run ``cases`` into a new folder under ``out`` (a :class:`suite.record.Recorder`);
+    returns a :class:`SweepResult`.
 
-    The table is rewritten atomically at most every ``flush_every`` seconds and at the
-    end; on ``KeyboardInterrupt`` the rows measured so far are written and the machine
-    description records ``"interrupted": true`` (the interrupt is not re-raised).
+    The table is rewritten atomically as cases finish and at the end; on Ctrl-C or
+    SIGTERM the rows measured so far are written, ``machine.json`` records the run as
+    "interrupted" / "terminated", and the sweep returns (the signal is not re-raised).
     """
     from tqdm import tqdm
 
-    if fmt == "parquet" and not output.have_parquet():
-        raise RuntimeError("--format parquet needs pyarrow: pip install pyarrow")
-    folder = output.new_run_dir(out)
-    table = folder / f"results.{fmt}"
-    machine_path = folder / "machine.json"
-    desc = machine.describe()
-    started = time.time()
-    run_info: dict[str, Any] = {
-        **(info or {}),
-        "settings": dataclasses.asdict(settings),
-        "started": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "cases_total": len(cases),
-        "table": table.name,
-        "status": "running",
-    }
-    output.write_json(machine_path, {**desc, "run": run_info})
-    rows: list[dict[str, Any]] = []
-    done = 0
-    interrupted = False
-    last_flush = time.monotonic()
+    run_info = {**(info or {}), "settings": dataclasses.asdict(settings)}
+    run_info["cases_total"] = len(cases)
     gpu = machine.GpuMonitor(0)
-    bar = tqdm(cases, file=sys.stderr, disable=not progress, unit="case", dynamic_ncols=True)
-    try:
-        with gpu:
-            for case in bar:
-                bar.set_postfix_str(case.id, refresh=False)
-                rows.extend(rows_for(case, run_case(case, settings)))
-                done += 1
-                if time.monotonic() - last_flush > flush_every:
-                    output.write_table(rows, table, fmt)
-                    last_flush = time.monotonic()
-    except KeyboardInterrupt:
-        interrupted = True
-    finally:
-        bar.close()
-        output.write_table(rows, table, fmt)
-        result = SweepResult(folder, table, machine_path, rows, interrupted, done, len(cases))
-        run_info.update(
-            {
-                "finished": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-                "wall_s": round(time.time() - started, 3),
-                "cases_done": done,
-                "interrupted": interrupted,
-                "status": "interrupted" if interrupted else "complete",
-                "case_status": dict(result.counts),
-                "peak_rss_bytes": machine.peak_rss(),
-                **gpu.summary(),
-            }
-        )
-        output.write_json(machine_path, {**desc, "run": run_info})
-    return result
+    done = 0
+
+    def summary() -> dict[str, Any]:
+        counts = SweepResult(rec.folder, rec.table, rec.machine, rec.rows, "", 0, 0).counts
+        return {"cases_done": done, "case_status": dict(counts), **gpu.summary()}
+
+    rec = Recorder(out, info=run_info, fmt=fmt, flush_every=flush_every, extra_summary=summary)
+    with rec:
+        bar = tqdm(cases, file=sys.stderr, disable=not progress, unit="case", dynamic_ncols=True)
+        try:
+            with gpu:
+                for case in bar:
+                    bar.set_postfix_str(case.id, refresh=False)
+                    rec.add(rows_for(case, run_case(case, settings)))
+                    done += 1
+        finally:
+            bar.close()
+    return SweepResult(rec.folder, rec.table, rec.machine, rec.rows, rec.status, done, len(cases))

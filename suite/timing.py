@@ -1,28 +1,55 @@
-"""Wall-clock timing that is correct on CPUs and CUDA devices.
+"""Timing that is correct on CPUs and CUDA devices.
+
+:func:`measure` times a callable with ``torch.utils.benchmark.Timer.adaptive_autorange``:
+calls run in blocks, the clock (and, on CUDA, a device synchronization) is read once per
+block, never per call, so sub-millisecond CUDA steps are not inflated by a host sync per
+sample; sampling stops once the spread is small or the time budget is spent. The
+thread count is explicit. :func:`timer` is the synchronizing clock asv uses (asv times
+single calls itself).
 
 >>> import torch
->>> t = measure(lambda: torch.ones(8).sum(), repeat=5, warmup=1)
->>> t.repeat, t.median > 0
-(5, True)
+>>> t = measure(lambda: torch.ones(8).sum(), min_time=0.001, max_time=0.01)
+>>> t.repeat >= 1 and t.median > 0 and len(t.samples) == t.repeat
+True
 """
 
 from __future__ import annotations
 
-import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
+from torch.utils import benchmark
+
+__all__ = [
+    "IQR_THRESHOLD",
+    "Timing",
+    "cuda_peak_bytes",
+    "measure",
+    "reset_cuda_peak",
+    "synchronize",
+    "timer",
+]
+
+IQR_THRESHOLD = 0.1
+"""Sampling stops early once IQR / median of the samples falls below this."""
+
+
+def _cuda(device: torch.device | str | None) -> torch.device | None:
+    """``device`` as a CUDA device when it is one and CUDA is available, else ``None``."""
+    dev = torch.device(device) if device is not None else None
+    if dev is None or dev.type != "cuda" or not torch.cuda.is_available():
+        return None
+    return dev
 
 
 def synchronize(device: torch.device | str | None = None) -> None:
-    """Wait for queued work on ``device`` (a no-op on the CPU)."""
-    dev = torch.device(device) if device is not None else None
-    if dev is None:
+    """Wait for queued work on ``device`` (a no-op on the CPU; ``None``: CUDA if in use)."""
+    if device is None:
         if torch.cuda.is_available() and torch.cuda.is_initialized():
             torch.cuda.synchronize()
-    elif dev.type == "cuda":
+    elif (dev := _cuda(device)) is not None:
         torch.cuda.synchronize(dev)
 
 
@@ -34,50 +61,48 @@ def timer(device: torch.device | str | None = None) -> float:
 
 @dataclass(frozen=True)
 class Timing:
-    """Seconds per call: median, spread (interquartile range), repeat count."""
+    """Seconds per call: ``median`` and interquartile range ``iqr`` of the ``samples``
+    (each the mean of ``number`` calls timed as one block), ``repeat`` samples."""
 
     median: float
     iqr: float
     repeat: int
+    number: int
     samples: tuple[float, ...]
 
 
 def measure(
     fn: Callable[[], object],
     *,
-    repeat: int = 20,
-    warmup: int = 2,
-    number: int = 1,
+    min_time: float = 0.1,
+    max_time: float = 1.0,
+    warmup: int = 1,
+    num_threads: int | None = None,
     device: torch.device | str | None = None,
-    max_time: float | None = None,
-    setup: Callable[[], object] | None = None,
 ) -> Timing:
-    """Time ``fn`` ``repeat`` times (each sample: ``number`` calls, synchronized).
+    """Time ``fn`` with ``torch.utils.benchmark`` (see the module docstring).
 
-    ``setup`` (untimed) runs before every sample; with ``max_time`` sampling stops once
-    at least 3 samples have been taken and they add up to ``max_time`` seconds.
+    ``warmup`` untimed calls come first (the block-size estimate warms up too).
+    Sampling runs for at least ``min_time`` seconds and at least four samples, until
+    IQR / median < :data:`IQR_THRESHOLD`, and stops once ``max_time`` is spent (a call
+    slower than that gives a single sample). ``num_threads`` defaults to torch's current
+    thread count; ``device`` is accepted for symmetry (the Timer synchronizes CUDA).
     """
-    if repeat < 1 or number < 1 or warmup < 0:
-        raise ValueError("repeat and number must be >= 1 and warmup >= 0")
+    if not 0 < min_time <= max_time or warmup < 0:
+        raise ValueError(
+            f"need 0 < min_time <= max_time and warmup >= 0, got min_time={min_time}, "
+            f"max_time={max_time}, warmup={warmup}"
+        )
+    del device  # torch's timer synchronizes any CUDA device in use
     for _ in range(warmup):
-        if setup is not None:
-            setup()
         fn()
-    samples = []
-    spent = 0.0
-    for _ in range(repeat):
-        if setup is not None:
-            setup()
-        start = timer(device)
-        for _ in range(number):
-            fn()
-        elapsed = (timer(device) - start) / number
-        samples.append(elapsed)
-        spent += elapsed * number
-        if max_time is not None and len(samples) >= 3 and spent >= max_time:
-            break
-    qs = statistics.quantiles(samples, n=4) if len(samples) > 1 else [samples[0]] * 3
-    return Timing(statistics.median(samples), qs[2] - qs[0], len(samples), tuple(samples))
+    threads = torch.get_num_threads() if num_threads is None else num_threads
+    found = benchmark.Timer(stmt="fn()", globals={"fn": fn}, num_threads=threads)
+    m = found.adaptive_autorange(
+        threshold=IQR_THRESHOLD, min_run_time=min_time, max_run_time=max_time
+    )
+    samples = tuple(float(t) for t in m.times)
+    return Timing(float(m.median), float(m.iqr), len(samples), int(m.number_per_run), samples)
 
 
 def reset_cuda_peak(device: torch.device | str | None) -> bool:
@@ -85,8 +110,8 @@ def reset_cuda_peak(device: torch.device | str | None) -> bool:
 
     Returns ``False`` (and does nothing) unless ``device`` is an available CUDA device.
     """
-    dev = torch.device(device) if device is not None else None
-    if dev is None or dev.type != "cuda" or not torch.cuda.is_available():
+    dev = _cuda(device)
+    if dev is None:
         return False
     torch.cuda.synchronize(dev)
     torch.cuda.reset_peak_memory_stats(dev)
@@ -96,8 +121,8 @@ def reset_cuda_peak(device: torch.device | str | None) -> bool:
 def cuda_peak_bytes(device: torch.device | str | None) -> int | None:
     """``torch.cuda.max_memory_allocated`` of ``device`` since the last reset (after a
     synchronize); ``None`` for non-CUDA devices."""
-    dev = torch.device(device) if device is not None else None
-    if dev is None or dev.type != "cuda" or not torch.cuda.is_available():
+    dev = _cuda(device)
+    if dev is None:
         return None
     torch.cuda.synchronize(dev)
     return int(torch.cuda.max_memory_allocated(dev))

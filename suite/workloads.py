@@ -57,8 +57,9 @@ GRADIENT_DECAY = 0.7
 
 @dataclass(frozen=True)
 class Measurement:
-    """One metric of one case: ``value`` in ``unit``; ``iqr``/``repeat`` for timings;
-    ``status`` "ok", "skipped" or "error" with ``reason``."""
+    """One metric of one case: ``value`` in ``unit``; ``iqr``/``repeat``/``samples``
+    for timings; ``status`` "ok", "skipped" or "error" with ``reason``; ``step`` for a
+    learning-curve row (see :data:`suite.output.COLUMNS`)."""
 
     metric: str
     value: float | None
@@ -67,6 +68,8 @@ class Measurement:
     repeat: int | None = None
     status: str = "ok"
     reason: str = ""
+    step: int | None = None
+    samples: str = ""
 
 
 @dataclass
@@ -124,9 +127,7 @@ def _train_state(case: Case, batch: int, seed: int) -> dict[str, Any]:
 
 def prepare(case: Case, *, batch: int = 32, seed: int = 0) -> Prepared:
     """Build ``case`` (update or train_step); raises ``NotImplementedError`` if skipped."""
-    reason = case.skip_reason()
-    if reason:
-        raise NotImplementedError(reason)
+    case.require()
     device = torch.device(case.device)
     if case.workload == "update":
         gen = _generator(device, seed)
@@ -174,9 +175,7 @@ def unitarity_metrics(
 ) -> list[Measurement]:
     """``unitarity_init``, ``unitarity_after_1_step``, ``unitarity_after_{steps}_steps``:
     ``||W^H W - I||_F / sqrt(N)`` of the module's matrix while training it (train_step)."""
-    reason = case.skip_reason()
-    if reason:
-        raise NotImplementedError(reason)
+    case.require()
     state = _train_state(case, batch, seed)
     module, step = state["module"], state["step"]
     with torch.no_grad():
@@ -204,9 +203,7 @@ def dist_to_exact(case: Case, *, seed: int = 0) -> Measurement | None:
     spec = case.spec
     if spec.reference is None or spec.update is None:
         return None
-    reason = case.skip_reason()
-    if reason:
-        raise NotImplementedError(reason)
+    case.require()
     if case.n > REFERENCE_CAP:
         return Measurement(
             "dist_to_exact",

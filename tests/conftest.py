@@ -73,3 +73,12 @@ def ref_polar_step(A, a, b):
 
 def max_abs(x, y):
     return float(np.max(np.abs(np.asarray(x) - np.asarray(y))))
+
+
+def pytest_benchmark_update_machine_info(config, machine_info):
+    """Record the GPU and library versions once per pytest-benchmark JSON file."""
+    from suite.machine import describe
+
+    d = describe()
+    keys = ("torch", "cuda", "cudnn", "torch_threads", "git_commit", "gpu_name", "gpu_driver")
+    machine_info["projunn"] = {k: d[k] for k in keys} | {"gpus": d["gpus"]}

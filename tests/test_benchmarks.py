@@ -7,10 +7,12 @@ case once as an ordinary test). The quick grid with timings saved as JSON::
         --benchmark-json=results/pytest-benchmark.json
 
 Every benchmark's ``extra_info`` carries the case fields (workload, method, n, k, dtype,
-device, options), ``grid`` and ``gpu_name``; accuracy benchmarks add their metrics
-(``unitarity_*``, ``dist_to_exact``). In the JSON they sit under
-``benchmarks[i]["extra_info"]`` next to ``benchmarks[i]["stats"]`` (min, max, mean,
-median, iqr, rounds ... in seconds).
+device, options) and ``grid``; accuracy benchmarks add their metrics (``unitarity_*``,
+``dist_to_exact``). In the JSON they sit under ``benchmarks[i]["extra_info"]`` next to
+``benchmarks[i]["stats"]`` (min, max, mean, median, iqr, rounds ... in seconds). Entries
+are grouped by workload, size and device (``benchmarks[i]["group"]``), so that
+``pytest-benchmark compare`` shows comparable rows together. The GPU, torch and CUDA
+versions are recorded once per file under ``machine_info["projunn"]`` (conftest.py).
 """
 
 from __future__ import annotations
@@ -18,33 +20,34 @@ from __future__ import annotations
 import pytest
 import torch
 
-from suite.cases import current_grid, iter_cases
-from suite.machine import gpu_name
+from suite.cases import available_devices, current_grid, iter_cases
 from suite.timing import synchronize
 from suite.workloads import accuracy, prepare
 
 GRID = current_grid(default="tiny")
-DEVICES = ("cpu", "cuda") if torch.cuda.is_available() else ("cpu",)
+SETTINGS = GRID.settings
+DEVICES = available_devices()
 TIMED = iter_cases(GRID, workloads=["update", "train_step"], devices=DEVICES)
 ACCURACY = iter_cases(GRID, workloads=["accuracy"], devices=DEVICES)
-_GPU = gpu_name()
 
 
-def _info(case) -> dict:
-    return {**case.as_dict(), "grid": GRID.name, "gpu_name": _GPU}
+def _label(benchmark, case) -> None:
+    benchmark.group = f"{case.workload} n={case.n} {case.device}"
+    benchmark.extra_info.update({**case.as_dict(), "grid": GRID.name})
 
 
-def _skip_if_needed(case) -> None:
-    reason = case.skip_reason()
-    if reason:
-        pytest.skip(reason)
+def _runnable(build, *args, **kwargs):
+    """``build(*args, **kwargs)``, or skip the test with the case's skip reason."""
+    try:
+        return build(*args, **kwargs)
+    except NotImplementedError as e:
+        pytest.skip(str(e))
 
 
 @pytest.mark.parametrize("case", TIMED, ids=lambda c: c.id)
 def test_speed(benchmark, case):
-    _skip_if_needed(case)
-    work = prepare(case, batch=GRID.batch)
-    benchmark.extra_info.update(_info(case))
+    _label(benchmark, case)
+    work = _runnable(prepare, case, batch=SETTINGS.batch)
     device = work.device
 
     def step():
@@ -58,19 +61,20 @@ def test_speed(benchmark, case):
 
 @pytest.mark.parametrize("case", ACCURACY, ids=lambda c: c.id)
 def test_accuracy(benchmark, case):
-    _skip_if_needed(case)
-    found = benchmark.pedantic(
+    steps = SETTINGS.accuracy_steps
+    _label(benchmark, case)
+    found = _runnable(
+        benchmark.pedantic,
         accuracy,
         args=(case,),
-        kwargs={"steps": GRID.accuracy_steps, "batch": GRID.batch},
+        kwargs={"steps": steps, "batch": SETTINGS.batch},
         rounds=1,
         iterations=1,
     )
-    benchmark.extra_info.update(_info(case))
     values = {m.metric: m.value for m in found if m.status == "ok"}
     benchmark.extra_info.update(values)
     if case.spec.unitary:
         tol = 1e-2 if case.n > 256 else 1e-4
-        assert values[f"unitarity_after_{GRID.accuracy_steps}_steps"] < tol
+        assert values[f"unitarity_after_{steps}_steps"] < tol
     if "dist_to_exact" in values:
         assert 0 <= values["dist_to_exact"] < 1.5

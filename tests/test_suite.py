@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import time
 
 import pytest
 import torch
@@ -16,7 +17,7 @@ from suite.runner import Settings, run_case
 from suite.timing import measure
 from suite.workloads import accuracy, make_gradient, prepare
 
-TINY = Settings(repeat=2, warmup=0, max_time=None, accuracy_steps=2, batch=4)
+TINY = Settings(warmup=0, min_time=0.002, max_time=0.01, accuracy_steps=2, batch=4)
 EXPECTED = {
     "projunn_t",
     "projunn_d",
@@ -62,7 +63,9 @@ def test_every_method_runs_every_workload(case):
             assert 0 <= metrics["dist_to_exact"].value < 1.5
     else:
         t = metrics["time"]
-        assert t.unit == "s" and t.value > 0 and t.repeat == 2 and t.iqr >= 0
+        assert t.unit == "s" and t.value > 0 and t.repeat >= 1 and t.iqr >= 0
+        samples = [float(x) for x in t.samples.split(";")]
+        assert len(samples) == t.repeat and min(samples) <= t.value <= max(samples)
         assert metrics["host_peak_rss"].value > 0
 
 
@@ -172,8 +175,13 @@ def test_quick_grid_shape():
 
 
 def test_settings_from_grid_overrides():
-    s = Settings.from_grid(GRIDS["quick"], repeat=3, max_time=None)
-    assert s.repeat == 3 and s.max_time == GRIDS["quick"].max_time
+    quick = GRIDS["quick"].settings
+    s = quick.with_overrides(batch=3, max_time=None)
+    assert s.batch == 3 and s.max_time == quick.max_time and s.min_time == quick.min_time
+    shorter = quick.with_overrides(max_time=quick.min_time / 2)
+    assert shorter.min_time == shorter.max_time == quick.min_time / 2
+    with pytest.raises(ValueError, match="min_time <= max_time"):
+        Settings(min_time=2.0, max_time=1.0)
 
 
 def test_gradient_and_haar():
@@ -193,10 +201,22 @@ def test_dist_to_exact_shrinks_with_rank():
     assert d[16] < 0.05
 
 
-def test_measure_counts_samples_and_respects_budget():
-    t = measure(lambda: sum(range(100)), repeat=50, warmup=0, max_time=1e-9)
-    assert t.repeat == 3
-    assert math.isfinite(t.median) and t.iqr >= 0
+def test_measure_times_a_known_duration_within_budget():
+    calls = []
+
+    def nap():
+        calls.append(time.perf_counter())
+        time.sleep(0.002)
+
+    start = time.perf_counter()
+    t = measure(nap, min_time=0.001, max_time=0.02, warmup=2)
+    spent = time.perf_counter() - start
+    assert 0.0019 < t.median < 0.02  # sleep() never returns early
+    assert len(t.samples) == t.repeat >= 1 and t.number >= 1 and t.iqr >= 0
+    assert math.isfinite(t.median) and len(calls) >= 2 + t.repeat * t.number
+    assert spent < 2.0  # the budget bounds the sampling (block-size estimate included)
+    with pytest.raises(ValueError, match="min_time"):
+        measure(nap, min_time=0.5, max_time=0.1)
 
 
 @pytest.mark.cuda
@@ -214,7 +234,7 @@ def test_cuda_timing_synchronizes():
     end.record()
     torch.cuda.synchronize()
     event_s = start.elapsed_time(end) / 1e3 / 5
-    t = measure(lambda: x @ x, repeat=5, warmup=2, device="cuda")
+    t = measure(lambda: x @ x, min_time=0.05, max_time=0.2, warmup=2, device="cuda")
     assert t.median > 0.5 * event_s
     rows = run_case(Case("update", "projunn_t", 256, 4, device="cuda"), TINY)
     metrics = {r.metric: r for r in rows}
@@ -227,7 +247,7 @@ def test_asv_parameters_match_the_case_list(monkeypatch):
 
     monkeypatch.setenv(cases_mod.GRID_ENV, "quick")
     bench = importlib.reload(importlib.import_module("suite.benchmarks"))
-    devices = cases_mod.DEVICES
+    devices = cases_mod.available_devices()
     for cls, workload in (
         (bench.Update, "update"),
         (bench.TrainStep, "train_step"),

@@ -6,6 +6,7 @@ import csv
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -31,8 +32,8 @@ TINY_RUN = [
     "2",
     "--dtypes",
     "float32",
-    "--repeat",
-    "2",
+    "--max-time",
+    "0.01",
     "--accuracy-steps",
     "2",
 ]
@@ -70,7 +71,8 @@ def test_cli_end_to_end(tmp_path, capsys):
         "dist_to_exact",
     }
     t = next(r for r in ok if r["metric"] == "time" and r["method"] == "projunn_t")
-    assert float(t["value"]) > 0 and t["unit"] == "s" and t["repeat"] == "2" and t["k"] == "2"
+    assert float(t["value"]) > 0 and t["unit"] == "s" and t["k"] == "2"
+    assert len(t["samples"].split(";")) == int(t["repeat"]) >= 1
     skipped = [r for r in rows if r["status"] == "skipped"]
     reasons = {r["reason"] for r in skipped}
     assert any("power of two" in r for r in reasons)  # eunn_fft at n=12
@@ -115,7 +117,14 @@ def test_cli_list(capsys):
         (["run", "--sizes", "0"], "--sizes"),
         (["run", "--sizes", "ten"], "--sizes"),
         (["run", "--ranks", "-1"], "--ranks"),
-        (["run", "--repeat", "0"], "--repeat"),
+        (["run", "--max-time", "0"], "--max-time"),
+        (["run", "--min-time", "soon"], "--min-time"),
+        (["run", "--threads", "0"], "--threads"),
+        (["run", "--format", "xlsx"], "--format"),
+        (["run", "--option", "approx=bogus"], "lsi"),
+        (["run", "--option", "capacity=0"], ">= 1"),
+        (["run", "--option", "orthogonal_map=bogus"], "householder"),
+        (["run", "--option", "check=maybe"], "true or false"),
         (["run", "--workloads", "fly"], "--workloads"),
         (["run", "--option", "colour=red"], "--option"),
         (["run", "--quick", "--full"], "--full"),
@@ -172,7 +181,7 @@ def test_failing_case_is_an_error_row(monkeypatch):
         raise RuntimeError("kaput")
 
     monkeypatch.setattr(runner, "prepare", boom)
-    (row,) = runner.run_case(Case("update", "svd", 8), runner.Settings(repeat=1))
+    (row,) = runner.run_case(Case("update", "svd", 8), runner.Settings())
     assert row.status == "error" and "kaput" in row.reason
 
 
@@ -248,3 +257,74 @@ def test_asv_check_passes():
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "No problems found" in proc.stdout
+
+
+def test_sigterm_writes_partial_results_and_marks_the_run(monkeypatch, tmp_path, capsys):
+    real = runner.run_case
+    calls = []
+
+    def terminated_midway(case, settings):
+        calls.append(case)
+        if len(calls) == 2:
+            os.kill(os.getpid(), signal.SIGTERM)  # what a CI time-out sends
+        return real(case, settings)
+
+    monkeypatch.setattr(runner, "run_case", terminated_midway)
+    before = signal.getsignal(signal.SIGTERM)
+    code = main(TINY_RUN + ["--methods", "unconstrained", "--out", str(tmp_path)])
+    assert code == 128 + signal.SIGTERM
+    assert "terminated" in capsys.readouterr().err
+    assert signal.getsignal(signal.SIGTERM) is before  # the handler is put back
+    (folder,) = list(tmp_path.iterdir())
+    rows, meta = _read(folder)
+    assert rows and meta["run"]["status"] == "terminated" and meta["run"]["cases_done"] == 1
+    assert not [p for p in folder.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_result_files_are_readable_by_others(tmp_path):
+    old = os.umask(0o022)
+    try:
+        output.atomic_write_text(tmp_path / "r.csv", "a\n")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "r.csv").stat().st_mode & 0o777 == 0o644
+
+
+@pytest.mark.parametrize("where", ["a_file", "a_file/below"])
+def test_unusable_out_is_a_usage_error_before_anything_runs(where, tmp_path, capsys):
+    (tmp_path / "a_file").write_text("not a folder")
+    with pytest.raises(SystemExit) as exc:
+        main(TINY_RUN + ["--out", str(tmp_path / where)])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "--out" in err and ("not a folder" in err or "is a file" in err)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a_file"]
+
+
+def test_pytest_benchmark_json_groups_entries_and_records_versions_once(tmp_path):
+    out = tmp_path / "bench.json"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "tests/test_benchmarks.py",
+            "-k",
+            "unconstrained",
+            f"--benchmark-json={out}",
+            "--benchmark-max-time=0.001",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    data = json.loads(out.read_text())
+    assert data["machine_info"]["projunn"]["torch"] == torch.__version__
+    groups = {b["group"] for b in data["benchmarks"]}
+    assert {"update n=16 cpu", "train_step n=16 cpu", "accuracy n=16 cpu"} <= groups
+    assert all("gpu_name" not in b["extra_info"] for b in data["benchmarks"])

@@ -10,11 +10,21 @@ from __future__ import annotations
 
 import argparse
 import ast
+import os
+from pathlib import Path
 from typing import Any
 
-from ..methods import METHODS
+from ..methods import METHODS, check_option
+from ..output import FORMATS, require_format
 
-__all__ = ["method_option", "positive_float", "positive_int"]
+__all__ = [
+    "FORMATS",
+    "method_option",
+    "output_dir",
+    "positive_float",
+    "positive_int",
+    "table_format",
+]
 
 
 def positive_int(text: str) -> int:
@@ -40,7 +50,8 @@ def positive_float(text: str) -> float:
 
 
 def method_option(text: str) -> tuple[str, Any]:
-    """An argparse type: ``NAME=VALUE`` for a method option some registry method takes."""
+    """An argparse type: ``NAME=VALUE`` for a method option some registry method takes,
+    with the value checked (:func:`suite.methods.check_option`)."""
     key, sep, raw = text.partition("=")
     if not sep or not key:
         raise argparse.ArgumentTypeError(f"{text!r} is not NAME=VALUE")
@@ -51,4 +62,35 @@ def method_option(text: str) -> tuple[str, Any]:
         value = ast.literal_eval(raw)
     except (ValueError, SyntaxError):
         value = raw
-    return key, value
+    try:
+        return key, check_option(key, value)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def output_dir(text: str) -> Path:
+    """An argparse type: a folder that exists and is writable, or can be created (a
+    writable existing ancestor); checked before anything runs, nothing is created."""
+    path = Path(text).expanduser()
+    if path.exists():
+        if not path.is_dir():
+            raise argparse.ArgumentTypeError(f"{text!r} exists and is not a folder")
+        if not os.access(path, os.W_OK | os.X_OK):
+            raise argparse.ArgumentTypeError(f"{text!r} is not writable")
+        return path
+    parent = path.absolute().parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise argparse.ArgumentTypeError(f"cannot create {text!r}: {parent} is a file")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise argparse.ArgumentTypeError(f"cannot create {text!r}: {parent} is not writable")
+    return path
+
+
+def table_format(text: str) -> str:
+    """An argparse type: a results table format this machine can write."""
+    try:
+        return require_format(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None

@@ -52,10 +52,11 @@ def main(args, parser) -> int:
         if args.grid and name != args.grid:
             continue
         print(f"  {name}: {g.description}")
+        st = g.settings
+        print(f"    sizes={list(g.sizes)} ranks={list(g.ranks)} dtypes={list(g.dtypes)}")
         print(
-            f"    sizes={list(g.sizes)} ranks={list(g.ranks)} dtypes={list(g.dtypes)} "
-            f"repeat={g.repeat} max_time={g.max_time}s accuracy_steps={g.accuracy_steps} "
-            f"batch={g.batch}"
+            f"    timing {st.min_time}-{st.max_time}s per case, warmup={st.warmup}, "
+            f"accuracy_steps={st.accuracy_steps}, batch={st.batch}"
         )
     caps = ", ".join(f"{d}: N<={c}" for d, c in cases_mod.CUBIC_CAP.items())
     print(f"\nO(N^3) size caps: {caps}")

@@ -12,13 +12,13 @@ from typing import Any
 
 from .. import cases as cases_mod
 from ..methods import METHODS
-from ._args import method_option, positive_float, positive_int
+from ._args import FORMATS, method_option, output_dir, positive_float, positive_int, table_format
 
 NAME = "run"
 
 EPILOG = """\
 examples:
-  projunn-bench run                          # quick CPU grid (a few minutes on 2 cores)
+  projunn-bench run                          # the quick CPU grid (projunn-bench list: its time)
   projunn-bench run --full --device cuda     # the GPU grid, N up to 16384
   projunn-bench run --workloads update --methods projunn_t svd --sizes 1024 --ranks 1 16
   projunn-bench run --grid tiny --out /tmp/bench --no-progress
@@ -27,14 +27,17 @@ examples:
 output (never overwritten; one new folder per run):
   OUT/YYYYmmdd-HHMMSS/results.csv    one row per measurement: workload, method, n, k,
                                      dtype, device, options, metric, value, unit, iqr,
-                                     repeat, status (ok|skipped|error), reason
+                                     repeat, status (ok|skipped|error), reason, step,
+                                     samples
   OUT/YYYYmmdd-HHMMSS/machine.json   CPU/GPU/RAM, versions, git commit, run settings,
-                                     peak RSS, GPU power/clock samples, interrupted flag
-metrics: time [s] (median of repeats; iqr = interquartile range), host_peak_rss [bytes],
-  cuda_peak_memory [bytes], unitarity_* [1] (||W^H W - I||_F / sqrt(N)),
-  dist_to_exact [1] (rank-k step vs exact full-gradient step, relative).
-exit status: 0 ok, 1 some case failed (status "error"), 130 interrupted (partial results
-  are still written)."""
+                                     peak RSS, GPU power/clock samples, run status
+                                     (running|complete|interrupted|terminated)
+metrics: time [s] (median of the samples, each the mean of a block of calls timed by
+  torch.utils.benchmark; iqr = interquartile range; samples = the samples),
+  host_peak_rss [bytes], cuda_peak_memory [bytes], unitarity_* [1] (||W^H W - I||_F /
+  sqrt(N)), dist_to_exact [1] (rank-k step vs exact full-gradient step, relative).
+exit status: 0 ok, 1 some case failed (status "error"), 2 bad usage (nothing ran),
+  130 interrupted (Ctrl-C) or 143 terminated (SIGTERM): what was measured is written."""
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
@@ -121,17 +124,24 @@ def add_parser(sub) -> argparse.ArgumentParser:
         "capacity=8, orthogonal_map=cayley (repeatable)",
     )
     run.add_argument(
-        "--repeat",
-        type=positive_int,
-        metavar="R",
-        help="timed samples per case (default: the grid's; fewer once "
-        "--max-time is spent, never fewer than 3)",
+        "--min-time",
+        type=positive_float,
+        metavar="S",
+        help="seconds of timed samples per case before sampling may stop (once the "
+        "IQR is below 10%% of the median; default: the grid's)",
     )
     run.add_argument(
         "--max-time",
         type=positive_float,
         metavar="S",
-        help="time budget per case in seconds (default: the grid's)",
+        help="most seconds of timed samples per case (default: the grid's)",
+    )
+    run.add_argument(
+        "--threads",
+        type=positive_int,
+        metavar="T",
+        help="torch threads while timing (default: torch's, here "
+        "$OMP_NUM_THREADS or the core count)",
     )
     run.add_argument(
         "--accuracy-steps",
@@ -147,15 +157,18 @@ def add_parser(sub) -> argparse.ArgumentParser:
     )
     run.add_argument(
         "--out",
+        type=output_dir,
         default="results/runs",
         metavar="DIR",
         help="parent folder; each run makes a new timestamped subfolder (default: results/runs)",
     )
     run.add_argument(
         "--format",
-        choices=("csv", "parquet"),
+        type=table_format,
         default="csv",
-        help="table format (parquet needs pyarrow; default: csv)",
+        metavar="{" + ",".join(FORMATS) + "}",
+        help="table format (parquet needs pyarrow: pip install 'projunn-bench[parquet]'; "
+        "default: csv)",
     )
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -184,10 +197,8 @@ def _summary(rows: list[dict[str, Any]]) -> str:
 
 
 def main(args, parser: argparse.ArgumentParser) -> int:
-    from .. import output, runner
+    from .. import runner
 
-    if args.format == "parquet" and not output.have_parquet():
-        parser.error("argument --format: parquet needs pyarrow (pip install pyarrow)")
     try:
         grid_name = args.grid or cases_mod.grid_name()
     except ValueError as e:
@@ -204,10 +215,10 @@ def main(args, parser: argparse.ArgumentParser) -> int:
         devices=devices,
         options=args.options,
     )
-    settings = runner.Settings.from_grid(
-        grid,
-        repeat=args.repeat,
+    settings = grid.settings.with_overrides(
+        min_time=args.min_time,
         max_time=args.max_time,
+        threads=args.threads,
         accuracy_steps=args.accuracy_steps,
         batch=args.batch,
     )
@@ -229,6 +240,5 @@ def main(args, parser: argparse.ArgumentParser) -> int:
     )
     print(f"results: {result.table}\nmachine: {result.machine}")
     if result.interrupted:
-        print("interrupted: partial results written", file=sys.stderr)
-        return 130
-    return 1 if counts.get("error", 0) else 0
+        print(f"{result.status}: partial results written", file=sys.stderr)
+    return result.exit_code
