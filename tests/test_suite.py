@@ -279,7 +279,8 @@ def test_no_stray_asv_names_outside_benchmarks():
     import suite
 
     prefixes = ("time_", "peakmem_", "track_", "mem_", "timeraw_")
-    for info in pkgutil.iter_modules(suite.__path__, prefix="suite."):
+    # asv imports every module under suite/, subpackages (commands, report) included
+    for info in pkgutil.walk_packages(suite.__path__, prefix="suite."):
         if info.name == "suite.benchmarks":
             continue
         mod = importlib.import_module(info.name)

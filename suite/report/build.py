@@ -220,7 +220,7 @@ def report_blocks(
         e = _ordered(exps)
         e = e.assign(
             exponent=[
-                f"{p:.2f} ± {se:.2f}" if se == se else f"{p:.2f}"
+                f"{p:.2f} ± {se:.2g}" if se == se else f"{p:.2f}"
                 for p, se in zip(e["exponent"], e["se"], strict=True)
             ],
             sizes=[

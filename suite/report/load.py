@@ -270,6 +270,17 @@ def _records_frame(records: Iterable[dict[str, Any]], path: Path):
     return df
 
 
+def _check_complete(path: Path) -> None:
+    """A CSV table ends with a newline (every row does); one that does not was cut off."""
+    with open(path, "rb") as f:
+        f.seek(0, 2)
+        if f.tell() == 0:
+            return
+        f.seek(-1, 2)
+        if f.read(1) != b"\n":
+            raise InputError(path, "ends in the middle of a row: a partial file")
+
+
 def _read_table(path: Path):
     import pandas as pd
 
@@ -282,6 +293,7 @@ def _read_table(path: Path):
             df = pd.read_parquet(path)
         else:
             df = pd.read_csv(path, dtype=str, keep_default_na=False, na_filter=False)
+            _check_complete(path)
     except InputError:
         raise
     except FileNotFoundError:
