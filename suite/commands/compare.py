@@ -82,10 +82,11 @@ def add_parser(sub) -> argparse.ArgumentParser:
 
 
 def main(args, parser: argparse.ArgumentParser) -> int:
-    from ..report import INSTALL_HINT, missing_report_packages
+    from ..report import missing_report_packages
 
-    if "pandas" in missing_report_packages():
-        print(f"projunn-bench compare needs pandas: {INSTALL_HINT}", file=sys.stderr)
+    missing = missing_report_packages(("pandas",))
+    if missing:
+        print(f"projunn-bench compare: {missing}", file=sys.stderr)
         return 2
     if args.machine and not args.asv:
         parser.error("--machine needs --asv")

@@ -7,6 +7,7 @@ module parses the options and prints where the report went.
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 from pathlib import Path
 
@@ -77,11 +78,11 @@ def default_out(results: list[str]) -> Path:
 
 
 def main(args, parser: argparse.ArgumentParser) -> int:
-    from ..report import INSTALL_HINT, missing_report_packages
+    from ..report import missing_report_packages
 
     missing = missing_report_packages()
     if missing:
-        print(f"projunn-bench report needs {', '.join(missing)}: {INSTALL_HINT}", file=sys.stderr)
+        print(f"projunn-bench report: {missing}", file=sys.stderr)
         return 1
     from ..report.build import ReportError, build_report
 
@@ -93,6 +94,7 @@ def main(args, parser: argparse.ArgumentParser) -> int:
             min_n=args.min_n,
             title=args.title,
             log=lambda msg: print(msg, file=sys.stderr),
+            command=shlex.join(["projunn-bench", *args.argv]),
         )
     except ReportError as e:
         print(f"projunn-bench report: error: {e}", file=sys.stderr)

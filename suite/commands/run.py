@@ -185,16 +185,17 @@ def add_parser(sub) -> argparse.ArgumentParser:
 
 def _write_report(folder) -> None:
     """Write the run's report into ``folder/report`` and say where, or say why not."""
-    from ..report import INSTALL_HINT, missing_report_packages
+    from ..report import missing_report_packages
 
     missing = missing_report_packages()
     if missing:
-        print(f"report: not written ({', '.join(missing)} missing): {INSTALL_HINT}")
+        print(f"report: not written ({missing})")
         return
     from ..report.build import build_report
 
     try:
-        report = build_report([folder], folder / "report")
+        command = f"projunn-bench report {folder}"
+        report = build_report([folder], folder / "report", command=command)
     except Exception as e:  # the measurements are written; a report problem must not hide them
         print(f"report: not written ({type(e).__name__}: {e})")
         return

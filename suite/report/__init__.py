@@ -18,16 +18,19 @@ them: asv imports every module under ``suite/`` when it looks for benchmarks, so
 these modules stays cheap, and ``projunn-bench run`` works without the ``report`` extra.
 """
 
-INSTALL_HINT = 'pip install -e ".[report]"  (pandas, matplotlib, seaborn)'
-"""How to install what reports need; printed where they are missing."""
+REPORT_PACKAGES = ("pandas", "matplotlib", "seaborn")
 
 
-def missing_report_packages() -> list[str]:
-    """Names of the packages a report needs that cannot be imported here.
+def missing_report_packages(needed: tuple[str, ...] | None = None) -> str | None:
+    """``None`` when the ``needed`` packages (default :data:`REPORT_PACKAGES`) can be
+    imported here, else a message naming the missing ones and how to install them.
 
-    >>> isinstance(missing_report_packages(), list)
+    >>> missing_report_packages(("json",)) is None
     True
+    >>> missing_report_packages(("no_such_package_xyz",))
+    'no_such_package_xyz missing: pip install -e ".[report]"'
     """
     import importlib.util
 
-    return [m for m in ("pandas", "matplotlib", "seaborn") if importlib.util.find_spec(m) is None]
+    missing = [m for m in needed or REPORT_PACKAGES if importlib.util.find_spec(m) is None]
+    return f'{", ".join(missing)} missing: pip install -e ".[report]"' if missing else None

@@ -74,13 +74,12 @@ def check_out_dir(out: Path) -> None:
         )
 
 
-def _apply_umask(folder: Path) -> None:
-    """Give the report the modes of an ordinary new file / folder (mkdtemp makes 0700)."""
+def _open_up(folder: Path) -> None:
+    """Give the folder the mode of an ordinary new folder (``mkdtemp`` makes it 0700);
+    the files in it were created with the usual modes already."""
     mask = os.umask(0)
     os.umask(mask)
     os.chmod(folder, 0o777 & ~mask)
-    for p in folder.iterdir():
-        os.chmod(p, (0o777 if p.is_dir() else 0o666) & ~mask)
 
 
 def _replace_dir(tmp: Path, out: Path) -> None:
@@ -98,21 +97,26 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_") or "x"
 
 
+def _wide(df, index: list[str], columns: str, values: str, name=str, order=None):
+    """``df`` pivoted: one row per ``index``, one column per value of ``columns``
+    (sorted by ``order``, named by ``name``)."""
+    wide = df.pivot_table(index=index, columns=columns, values=values, aggfunc="first")
+    wide = wide.reindex(sorted(wide.columns, key=order), axis=1)
+    wide.columns = [name(c) for c in wide.columns]
+    return wide.reset_index()
+
+
 def _by_n(df, index: list[str], value: str, fmt) -> Table:
     """A table with one column per N (sorted) of ``value`` formatted by ``fmt``."""
-    wide = df.pivot_table(index=index, columns="n", values=value, aggfunc="first")
-    wide = wide.reindex(sorted(wide.columns), axis=1)
-    wide.columns = [f"N={n}" for n in wide.columns]
-    wide = wide.reset_index().rename(columns={"label": "method"})
+    wide = _wide(df, index, "n", value, name=lambda n: f"N={n}").rename(columns={"label": "method"})
     return frame_table(wide, {c: fmt for c in wide.columns if c.startswith("N=")})
 
 
 def _ordered(df, label_col: str = "label"):
-    return (
-        df.assign(_o=[fg._registry_order(x) for x in df[label_col]])
-        .sort_values([c for c in ("platform", "workload", "dtype") if c in df.columns] + ["_o"])
-        .drop(columns="_o")
-    )
+    """``df`` sorted by platform, workload, dtype, then method in registry order."""
+    keys = [c for c in ("platform", "workload", "dtype") if c in df.columns]
+    order = [fg._registry_order(x) for x in df[label_col]]
+    return df.assign(_o=order).sort_values([*keys, "_o"]).drop(columns="_o")
 
 
 def _crossover_text(row) -> str:
@@ -153,54 +157,54 @@ def _machine_table(loaded: Loaded) -> Table:
     return Table(["run"] + [k for k, _ in keys], rows)
 
 
-def report_blocks(
-    loaded: Loaded, folder: Path, *, min_n: int = an.MIN_FIT_N
-) -> tuple[list, list[Path]]:
-    """The report's blocks (see :mod:`suite.report.render`) and the figures written into
-    ``folder``."""
-    frame = loaded.frame
-    blocks: list = []
-    figs: list[Path] = []
+@dataclass
+class _Doc:
+    """The report being assembled: its blocks and the figures drawn into ``folder``."""
 
-    def figure(path, caption):
+    folder: Path
+    blocks: list = field(default_factory=list)
+    figures: list[Path] = field(default_factory=list)
+
+    def add(self, *blocks) -> None:
+        self.blocks.extend(blocks)
+
+    def figure(self, path: Path | None, caption: str) -> None:
         if path is not None:
-            figs.append(path)
-            blocks.append(Figure(path, caption))
+            self.figures.append(path)
+            self.blocks.append(Figure(path, caption))
 
-    runs = ", ".join(f"`{s.label}`" for s in loaded.sources)
-    blocks.append(
-        Text(
-            f"Generated {_dt.datetime.now().strftime('%Y-%m-%d %H:%M')} by `projunn-bench report` "
-            f"from {len(loaded.sources)} source(s): {runs}. Every figure's numbers follow it as a "
-            "table; `data.csv` holds every row read. Times are medians of the timed samples."
-        )
-    )
-    if loaded.warnings:
-        blocks += [Heading("Inputs not used"), Bullets(list(loaded.warnings))]
+    def per_workload(self, df, plot, stem: str, caption: str, table) -> None:
+        """For each timed workload in ``df``: a heading, ``plot``'s figure, ``table``."""
+        for wl in an.TIMED_WORKLOADS:
+            sub = df[df["workload"] == wl]
+            if sub.empty:
+                continue
+            self.add(Heading(f"Workload {WORKLOAD_TITLES.get(wl, wl)}", 3))
+            self.figure(plot(df, wl, self.folder / f"{stem}_{wl}.png"), f"{caption}, {wl}.")
+            self.add(table(sub))
 
-    times = an.timings(frame)
-    blocks.append(Heading("1. Time vs N"))
-    blocks.append(
+
+def _times_section(doc: _Doc, times) -> None:
+    doc.add(
+        Heading("1. Time vs N"),
         Text(
             "Log-log axes, one line per method; projUNN is drawn at every rank measured "
             "(line style = rank k; its cost is O(kN²)). Platforms are side by side; where "
             "a case was measured by several runs on one platform, the latest run is shown."
-        )
+        ),
     )
-    for wl in an.TIMED_WORKLOADS:
-        sub = times[times["workload"] == wl]
-        if sub.empty:
-            continue
-        blocks.append(Heading(f"Workload {WORKLOAD_TITLES.get(wl, wl)}", 3))
-        figure(
-            fg.plot_times(times, wl, folder / f"fig1_time_{wl}.png"),
-            f"Median time per call vs N, {wl}.",
-        )
-        blocks.append(_by_n(_ordered(sub), ["platform", "dtype", "label"], "seconds", fmt_seconds))
+    doc.per_workload(
+        times,
+        fg.plot_times,
+        "fig1_time",
+        "Median time per call vs N",
+        lambda sub: _by_n(_ordered(sub), ["platform", "dtype", "label"], "seconds", fmt_seconds),
+    )
 
-    exps = an.exponents(times, min_n=min_n)
-    blocks.append(Heading("2. Scaling exponents"))
-    blocks.append(
+
+def _exponents_section(doc: _Doc, times, min_n: int) -> None:
+    doc.add(
+        Heading("2. Scaling exponents"),
         Text(
             f"Least-squares slope p of log(time) on log(N) over the sizes N ≥ {min_n} (time ∝ "
             "N^p); ± is the standard error: the larger of the fit's residual error (3+ "
@@ -208,204 +212,207 @@ def report_blocks(
             "over √repeat for a median). Expected for large N: 3 for the O(N³) methods, 2 for "
             "projUNN's O(kN²). Fixed per-call costs (kernel launches, host syncs, Python) "
             "pull exponents down where N is small for the hardware."
+        ),
+    )
+    exps = an.exponents(times, min_n=min_n)
+    if exps.empty:
+        doc.add(Text(f"No series has two or more sizes N ≥ {min_n}."))
+        return
+    doc.figure(fg.plot_exponents(exps, doc.folder / "fig2_exponents.png"), "Fitted exponents.")
+    e = _ordered(exps)
+    e = e.assign(
+        exponent=[
+            f"{p:.2f} ± {se:.2g}" if se == se else f"{p:.2f}"
+            for p, se in zip(e["exponent"], e["se"], strict=True)
+        ],
+        sizes=[
+            f"{a}–{b} ({c})" for a, b, c in zip(e["n_min"], e["n_max"], e["sizes"], strict=True)
+        ],
+    )
+    cols = ["platform", "workload", "dtype", "label", "exponent", "sizes", "expected"]
+    doc.add(frame_table(e[cols].rename(columns={"label": "method", "sizes": "N range (sizes)"})))
+
+
+def _speedup_section(doc: _Doc, times) -> None:
+    doc.add(Heading("3. Speed-up of projUNN and crossover N"))
+    speed = an.speedups(times)
+    if speed.empty:
+        doc.add(Text("No N where both projUNN and a baseline were timed on one platform."))
+        return
+    doc.add(
+        Text(
+            "Speed-up = baseline time / projUNN time at the same N, platform, workload and "
+            "dtype (> 1: projUNN is faster). The figure and the first table take projUNN's "
+            "fastest rank at each N (shown in brackets); the crossover table lists every rank."
         )
     )
-    if exps.empty:
-        blocks.append(Text(f"No series has two or more sizes N ≥ {min_n}."))
-    else:
-        figure(
-            fg.plot_exponents(exps, folder / "fig2_exponents.png"),
-            "Fitted exponents ± standard error.",
-        )
-        e = _ordered(exps)
-        e = e.assign(
-            exponent=[
-                f"{p:.2f} ± {se:.2g}" if se == se else f"{p:.2f}"
-                for p, se in zip(e["exponent"], e["se"], strict=True)
-            ],
-            sizes=[
-                f"{a}–{b} ({c})" for a, b, c in zip(e["n_min"], e["n_max"], e["sizes"], strict=True)
-            ],
-        )
-        blocks.append(
-            frame_table(
-                e[
-                    ["platform", "workload", "dtype", "label", "exponent", "sizes", "expected"]
-                ].rename(columns={"label": "method", "sizes": "N range (sizes)"})
-            )
-        )
 
-    blocks.append(Heading("3. Speed-up of projUNN and crossover N"))
-    speed_all = an.speedups(times)
-    if speed_all.empty:
-        blocks.append(Text("No N where both projUNN and a baseline were timed on one platform."))
-    else:
-        best = an.speedups(times, best_k=True)
-        blocks.append(
-            Text(
-                "Speed-up = baseline time / projUNN time at the same N, platform, workload and "
-                "dtype (> 1: projUNN is faster). The figure and the first table take projUNN's "
-                "fastest rank at each N (shown in brackets); the crossover table lists every rank."
-            )
-        )
-        for wl in an.TIMED_WORKLOADS:
-            sub = best[best["workload"] == wl]
-            if sub.empty:
-                continue
-            blocks.append(Heading(f"Workload {WORKLOAD_TITLES.get(wl, wl)}", 3))
-            figure(
-                fg.plot_speedups(best, wl, folder / f"fig3_speedup_{wl}.png"),
-                f"Speed-up of projUNN (fastest k) over each baseline, {wl}.",
-            )
-            sub = sub.assign(
-                text=[
-                    f"{fmt_ratio(s)} (k={int(k)})"
-                    for s, k in zip(sub["speedup"], sub["k"], strict=True)
-                ]
-            )
-            blocks.append(
-                _by_n(
-                    _ordered(sub, "baseline"),
-                    ["platform", "dtype", "variant", "baseline"],
-                    "text",
-                    str,
-                )
-            )
-        cross = an.crossovers(speed_all)
-        cross = cross.assign(text=[_crossover_text(r) for _, r in cross.iterrows()])
-        wide = cross.pivot_table(
-            index=["platform", "workload", "dtype", "baseline"],
-            columns="projunn",
-            values="text",
-            aggfunc="first",
-        )
-        wide = wide.reindex(sorted(wide.columns, key=fg._registry_order), axis=1).reset_index()
-        wide.columns.name = None
-        blocks.append(Heading("Crossover N", 3))
-        blocks.append(
-            Text(
-                "The smallest measured N from which projUNN is faster than the baseline at "
-                "every larger measured N; “none up to N” = still slower at the largest N "
-                "measured on both."
-            )
-        )
-        blocks.append(frame_table(_ordered(wide, "baseline")))
+    def table(sub):
+        text = [
+            f"{fmt_ratio(s)} (k={int(k)})" for s, k in zip(sub["speedup"], sub["k"], strict=True)
+        ]
+        index = ["platform", "dtype", "variant", "baseline"]
+        return _by_n(_ordered(sub.assign(text=text), "baseline"), index, "text", str)
 
+    best = an.speedups(times, best_k=True)
+    doc.per_workload(
+        best,
+        fg.plot_speedups,
+        "fig3_speedup",
+        "Speed-up of projUNN (fastest k) over each baseline",
+        table,
+    )
+    cross = an.crossovers(speed)
+    cross = cross.assign(text=[_crossover_text(r) for _, r in cross.iterrows()])
+    index = ["platform", "workload", "dtype", "baseline"]
+    wide = _wide(cross, index, "projunn", "text", order=fg._registry_order)
+    doc.add(
+        Heading("Crossover N", 3),
+        Text(
+            "The smallest measured N from which projUNN is faster than the baseline at "
+            "every larger measured N; “none up to N” = still slower at the largest N "
+            "measured on both."
+        ),
+        frame_table(_ordered(wide, "baseline")),
+    )
+
+
+def _memory_section(doc: _Doc, frame) -> None:
+    doc.add(Heading("4. Memory vs N"))
     mem = an.memory(frame)
-    blocks.append(Heading("4. Memory vs N"))
     if mem.empty:
-        blocks.append(Text("No memory measurements."))
-    else:
-        blocks.append(
-            Text(
-                "host_peak_rss: the process's peak resident memory during one step (the "
-                "Python/torch baseline included); cuda_peak_memory: peak CUDA memory allocated "
-                "during the steps, the weight and gradient included."
-            )
+        doc.add(Text("No memory measurements."))
+        return
+    doc.add(
+        Text(
+            "host_peak_rss: the process's peak resident memory during one step (the "
+            "Python/torch baseline included); cuda_peak_memory: peak CUDA memory allocated "
+            "during the steps, the weight and gradient included."
         )
-        for wl in an.TIMED_WORKLOADS:
-            sub = mem[mem["workload"] == wl]
-            if sub.empty:
-                continue
-            blocks.append(Heading(f"Workload {WORKLOAD_TITLES.get(wl, wl)}", 3))
-            figure(
-                fg.plot_memory(mem, wl, folder / f"fig4_memory_{wl}.png"),
-                f"Peak memory vs N, {wl}.",
-            )
-            blocks.append(
-                _by_n(_ordered(sub), ["platform", "metric", "dtype", "label"], "bytes", fmt_bytes)
-            )
+    )
+    index = ["platform", "metric", "dtype", "label"]
+    doc.per_workload(
+        mem,
+        fg.plot_memory,
+        "fig4_memory",
+        "Peak memory vs N",
+        lambda sub: _by_n(_ordered(sub), index, "bytes", fmt_bytes),
+    )
 
-    blocks.append(Heading("5. Accuracy"))
+
+def _accuracy_section(doc: _Doc, frame) -> None:
+    doc.add(Heading("5. Accuracy"))
     unit = an.unitarity(frame)
     if unit.empty:
-        blocks.append(Text("No unitarity measurements."))
+        doc.add(Text("No unitarity measurements."))
     else:
-        blocks.append(
+        doc.add(
             Text(
                 "Unitarity error ‖WᴴW − I‖_F/√N of the layer at initialisation and after "
                 "training steps (the `unconstrained` reference is not meant to stay unitary)."
             )
         )
-        figure(
-            fg.plot_unitarity(unit, folder / "fig5_unitarity.png"),
+        doc.figure(
+            fg.plot_unitarity(unit, doc.folder / "fig5_unitarity.png"),
             "Unitarity error after the most training steps measured.",
         )
-        wide = unit.pivot_table(
-            index=["platform", "dtype", "label", "n"],
-            columns="metric",
-            values="error",
-            aggfunc="first",
-        )
-        order = sorted(wide.columns, key=an._steps_of)
-        wide = wide[order].reset_index()
-        wide.columns.name = None
-        blocks.append(frame_table(_ordered(wide), {c: fmt_number for c in order}))
+        index = ["platform", "dtype", "label", "n"]
+        wide = _wide(unit, index, "metric", "error", order=an._steps_of)
+        metrics = [c for c in wide.columns if c not in index]
+        doc.add(frame_table(_ordered(wide), {c: fmt_number for c in metrics}))
     dist = an.accuracy_distance(frame)
-    if not dist.empty:
-        blocks.append(
-            Text(
-                "dist_to_exact = ‖A_k − A_exact‖_F / ‖A_exact − A₀‖_F: how far the rank-k "
-                "projUNN step lands from the exact full-gradient step (0 = exact, 1 = as far "
-                "as not moving)."
-            )
+    if dist.empty:
+        return
+    doc.add(
+        Text(
+            "dist_to_exact = ‖A_k − A_exact‖_F / ‖A_exact − A₀‖_F: how far the rank-k "
+            "projUNN step lands from the exact full-gradient step (0 = exact, 1 = as far "
+            "as not moving)."
         )
-        figure(
-            fg.plot_distance(dist, folder / "fig5_dist_to_exact.png"),
-            "Distance to the exact step vs rank k.",
-        )
-        wide = dist.pivot_table(
-            index=["platform", "dtype", "method", "n"],
-            columns="k",
-            values="distance",
-            aggfunc="first",
-        )
-        wide.columns = [f"k={int(k)}" for k in wide.columns]
-        wide = wide.reset_index()
-        blocks.append(
-            frame_table(wide, {c: fmt_number for c in wide.columns if c.startswith("k=")})
-        )
+    )
+    doc.figure(
+        fg.plot_distance(dist, doc.folder / "fig5_dist_to_exact.png"),
+        "Distance to the exact step vs rank k.",
+    )
+    wide = _wide(
+        dist, ["platform", "dtype", "method", "n"], "k", "distance", name=lambda k: f"k={k}"
+    )
+    doc.add(frame_table(wide, {c: fmt_number for c in wide.columns if c.startswith("k=")}))
 
+
+def _learning_section(doc: _Doc, frame) -> None:
     curves = an.learning_curves(frame)
-    if not curves.empty:
-        blocks.append(Heading("Learning curves"))
-        blocks.append(
-            Text("Task runs: each logged metric vs training step and vs wall-clock seconds.")
-        )
-        for task in sorted(curves["task"].unique()):
-            blocks.append(Heading(f"Task {task}", 3))
-            figure(
-                fg.plot_learning(curves, task, folder / f"fig6_learning_{_slug(task)}.png"),
-                f"Learning curves, {task}.",
-            )
-        final = an.learning_final(curves)
-        blocks.append(Text("Last logged values:"))
-        blocks.append(
-            frame_table(final, {c: fmt_number for c in an.LEARNING_METRICS if c in final})
-        )
+    if curves.empty:
+        return
+    doc.add(
+        Heading("Learning curves"),
+        Text("Task runs: each logged metric vs training step and vs wall-clock seconds."),
+    )
+    for task in sorted(curves["task"].unique()):
+        doc.add(Heading(f"Task {task}", 3))
+        path = doc.folder / f"fig6_learning_{_slug(task)}.png"
+        doc.figure(fg.plot_learning(curves, task, path), f"Learning curves, {task}.")
+    final = an.learning_final(curves)
+    doc.add(
+        Text("Last logged values:"),
+        frame_table(final, {c: fmt_number for c in an.LEARNING_METRICS if c in final}),
+    )
 
+
+def _not_drawn_section(doc: _Doc, frame) -> None:
     unknown = an.unknown_workloads(frame)
     missing = an.not_measured(frame)
     if len(unknown) or not missing.empty:
-        blocks.append(Heading("Not drawn"))
+        doc.add(Heading("Not drawn"))
     if len(unknown):
-        blocks.append(
+        doc.add(
             Bullets(
                 [
-                    f"workload `{w}` ({n} rows): not known to the report (e.g. a profile table); "
-                    "its rows are in data.csv"
+                    f"workload `{w}` ({n} rows): not known to the report (e.g. a profile "
+                    "table); its rows are in data.csv"
                     for w, n in unknown.items()
                 ]
             )
         )
     if not missing.empty:
-        blocks.append(Text("Cases that were skipped or failed, with the reason recorded:"))
-        blocks.append(frame_table(missing))
+        doc.add(Text("Cases that were skipped or failed, with the reason recorded:"))
+        doc.add(frame_table(missing))
 
-    blocks.append(Heading("Machines"))
-    blocks.append(Text("The sources of this report and the machine descriptions they carry."))
-    blocks.append(_machine_table(loaded))
-    return blocks, figs
+
+def report_blocks(
+    loaded: Loaded,
+    folder: Path,
+    *,
+    min_n: int = an.MIN_FIT_N,
+    command: str = "projunn-bench report",
+) -> tuple[list, list[Path]]:
+    """The report's blocks (see :mod:`suite.report.render`) and the figures written into
+    ``folder``; ``command`` is how the report was made."""
+    doc = _Doc(folder)
+    runs = ", ".join(f"`{s.label}`" for s in loaded.sources)
+    doc.add(
+        Text(
+            f"Generated {_dt.datetime.now().strftime('%Y-%m-%d %H:%M')} by `{command}` from "
+            f"{len(loaded.sources)} source(s): {runs}. Every figure's numbers follow it as a "
+            "table; `data.csv` holds every row read. Times are medians of the timed samples."
+        )
+    )
+    if loaded.warnings:
+        doc.add(Heading("Inputs not used"), Bullets(list(loaded.warnings)))
+    times = an.timings(loaded.frame)
+    _times_section(doc, times)
+    _exponents_section(doc, times, min_n)
+    _speedup_section(doc, times)
+    _memory_section(doc, loaded.frame)
+    _accuracy_section(doc, loaded.frame)
+    _learning_section(doc, loaded.frame)
+    _not_drawn_section(doc, loaded.frame)
+    doc.add(
+        Heading("Machines"),
+        Text("The sources of this report and the machine descriptions they carry."),
+        _machine_table(loaded),
+    )
+    return doc.blocks, doc.figures
 
 
 def build_report(
@@ -415,10 +422,12 @@ def build_report(
     min_n: int = an.MIN_FIT_N,
     title: str = "projUNN bench report",
     log: Callable[[str], None] | None = None,
+    command: str = "projunn-bench report",
 ) -> ReportResult:
     """Read ``paths`` and write the report folder ``out`` (atomically); returns a
     :class:`ReportResult`. Raises :class:`ReportError` when no input is usable or ``out``
-    cannot be used. ``log`` receives progress messages."""
+    cannot be used. ``log`` receives progress messages; ``command`` (how the report was
+    made) is quoted in it."""
     log = log or (lambda msg: None)
     out = Path(out)
     check_out_dir(out)
@@ -433,12 +442,12 @@ def build_report(
     except OSError as e:
         raise ReportError(f"--out {out}: cannot create it ({e.strerror or e})") from None
     try:
-        blocks, figs = report_blocks(loaded, tmp, min_n=min_n)
+        blocks, figs = report_blocks(loaded, tmp, min_n=min_n, command=command)
         log(f"report: drew {len(figs)} figures")
         (tmp / "report.md").write_text(markdown(blocks, title), encoding="utf-8")
         (tmp / "report.html").write_text(html(blocks, title), encoding="utf-8")
         loaded.frame.to_csv(tmp / "data.csv", index=False)
-        _apply_umask(tmp)
+        _open_up(tmp)
         _replace_dir(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -87,60 +87,89 @@ def _save(grid_or_fig, path: Path) -> Path:
     return path
 
 
-def _mark_empty(grid, df, row: str | None) -> None:
+def _mark_empty(grid, df, row: str) -> None:
     """Write "not measured" into the panels that have no data."""
-    for key, ax in grid.axes_dict.items():
-        row_name, col_name = key if row else (None, key)
-        sub = df[df["platform"] == col_name]
-        if row:
-            sub = sub[sub[row] == row_name]
-        if sub.empty:
+    for (row_name, col_name), ax in grid.axes_dict.items():
+        if df[(df["platform"] == col_name) & (df[row] == row_name)].empty:
             ax.text(0.5, 0.5, "not measured", ha="center", va="center", transform=ax.transAxes)
 
 
-def _titles(grid, row: str | None) -> None:
-    grid.set_titles("{col_name}\n{row_name}" if row else "{col_name}")
-
-
-def _lines(df, x: str, y: str, path: Path, *, hue="method", row=None, ylabel="", xlabel=""):
-    """Log-log lines of ``y`` vs ``x``: colour = method, line style = rank, columns =
-    platforms (side by side), rows = ``row``."""
-    if df.empty:
-        return None
+def _facets(
+    df,
+    x: str,
+    y: str,
+    path: Path,
+    *,
+    hue: str,
+    hue_order,
+    palette,
+    style: str,
+    style_order,
+    row: str,
+    xlabel: str,
+    ylabel: str,
+    hline: float | None = None,
+):
+    """Log-log lines of ``y`` vs ``x`` in a grid: columns = platforms (side by side), rows
+    = ``row``; colour = ``hue``, line style and marker = ``style``."""
     _, sns = _libs()
-    df = _rank_column(df)
-    rows = sorted(df[row].unique()) if row else None
     g = sns.relplot(
         data=df,
         x=x,
         y=y,
         hue=hue,
-        hue_order=list(_palette(df[hue]) if hue == "method" else sorted(df[hue].unique())),
-        palette=_palette(df[hue]) if hue == "method" else "tab10",
-        style="rank",
-        style_order=_rank_order(df),
+        hue_order=hue_order,
+        palette=palette,
+        style=style,
+        style_order=style_order,
         col="platform",
         col_order=sorted(df["platform"].unique()),
         row=row,
-        row_order=rows,
+        row_order=sorted(df[row].unique()),
         kind="line",
         markers=True,
         dashes=True,
-        height=3.6,
+        height=3.5,
         aspect=1.25,
-        facet_kws={"sharey": True, "sharex": True},
     )
     g.set(xscale="log", yscale="log")
-    g.set_axis_labels(xlabel or x, ylabel or y)
-    _titles(g, row)
+    if hline is not None:
+        for ax in g.axes.flat:
+            ax.axhline(hline, ls=":", color="black", lw=1)
+    g.set_axis_labels(xlabel, ylabel)
+    g.set_titles("{col_name}\n{row_name}")
     _mark_empty(g, df, row)
     return _save(g, path)
+
+
+def _method_lines(df, x: str, y: str, path: Path, *, row: str, xlabel: str, ylabel: str):
+    """:func:`_facets` with a colour per method and a line style per rank."""
+    if df.empty:
+        return None
+    df = _rank_column(df)
+    palette = _palette(df["method"])
+    return _facets(
+        df,
+        x,
+        y,
+        path,
+        hue="method",
+        hue_order=list(palette),
+        palette=palette,
+        style="rank",
+        style_order=_rank_order(df),
+        row=row,
+        xlabel=xlabel,
+        ylabel=ylabel,
+    )
 
 
 def plot_times(times, workload: str, path: Path):
     """Figure 1: median time vs N (log-log) of one workload, a line per method and rank."""
     df = times[times["workload"] == workload]
-    return _lines(df, "n", "seconds", path, row="dtype", xlabel="N", ylabel="time per call [s]")
+    return _method_lines(
+        df, "n", "seconds", path, row="dtype", xlabel="N", ylabel="time per call [s]"
+    )
 
 
 def plot_exponents(exps, path: Path):
@@ -192,38 +221,30 @@ def plot_speedups(best, workload: str, path: Path):
     df = best[best["workload"] == workload]
     if df.empty:
         return None
-    _, sns = _libs()
     df = df.assign(variant=[f"{v} (fastest k)" for v in df["variant"]])
-    g = sns.relplot(
-        data=df,
-        x="n",
-        y="speedup",
+    palette = _label_palette(df["baseline"])
+    return _facets(
+        df,
+        "n",
+        "speedup",
+        path,
         hue="baseline",
-        hue_order=sorted(df["baseline"].unique(), key=_registry_order),
-        palette=_label_palette(df["baseline"]),
+        palette=palette,
+        hue_order=sorted(palette, key=_registry_order),
         style="dtype",
-        col="platform",
-        col_order=sorted(df["platform"].unique()),
+        style_order=sorted(df["dtype"].unique()),
         row="variant",
-        kind="line",
-        markers=True,
-        height=3.4,
-        aspect=1.25,
+        xlabel="N",
+        ylabel="baseline time / projUNN time",
+        hline=1,
     )
-    g.set(xscale="log", yscale="log")
-    for ax in g.axes.flat:
-        ax.axhline(1, ls=":", color="black", lw=1)
-    g.set_axis_labels("N", "baseline time / projUNN time")
-    _titles(g, "variant")
-    _mark_empty(g, df, "variant")
-    return _save(g, path)
 
 
 def plot_memory(mem, workload: str, path: Path):
     """Figure 4: peak memory vs N (host RSS of the process; CUDA peak allocated)."""
     df = mem[mem["workload"] == workload]
     df = df.assign(MiB=df["bytes"] / 2**20)
-    return _lines(df, "n", "MiB", path, row="metric", xlabel="N", ylabel="peak memory [MiB]")
+    return _method_lines(df, "n", "MiB", path, row="metric", xlabel="N", ylabel="peak memory [MiB]")
 
 
 def plot_unitarity(unit, path: Path):
@@ -234,37 +255,31 @@ def plot_unitarity(unit, path: Path):
         unit["steps"] == unit.groupby(["platform", "dtype", "label", "n"])["steps"].transform("max")
     ]
     last = last[last["error"] > 0]
-    return _lines(last, "n", "error", path, row="dtype", xlabel="N", ylabel="||WᴴW − I||_F / √N")
+    return _method_lines(
+        last, "n", "error", path, row="dtype", xlabel="N", ylabel="||WᴴW − I||_F / √N"
+    )
 
 
 def plot_distance(dist, path: Path):
     """Figure 5b: dist_to_exact of the rank-k step vs k, a line per method and N."""
     if dist.empty:
         return None
-    _, sns = _libs()
     df = dist.assign(size=[f"N={n}" for n in dist["n"]])
-    g = sns.relplot(
-        data=df,
-        x="k",
-        y="distance",
+    palette = _palette(df["method"])
+    return _facets(
+        df,
+        "k",
+        "distance",
+        path,
         hue="method",
-        palette=_palette(df["method"]),
-        hue_order=list(_palette(df["method"])),
+        hue_order=list(palette),
+        palette=palette,
         style="size",
         style_order=[f"N={n}" for n in sorted(dist["n"].unique())],
-        col="platform",
-        col_order=sorted(df["platform"].unique()),
         row="dtype",
-        kind="line",
-        markers=True,
-        height=3.4,
-        aspect=1.25,
+        xlabel="rank k",
+        ylabel="‖A_k − A_exact‖ / ‖A_exact − A₀‖",
     )
-    g.set(xscale="log", yscale="log")
-    g.set_axis_labels("rank k", "‖A_k − A_exact‖ / ‖A_exact − A₀‖")
-    _titles(g, "dtype")
-    _mark_empty(g, df, "dtype")
-    return _save(g, path)
 
 
 def plot_learning(curves, task: str, path: Path):
