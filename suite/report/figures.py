@@ -138,6 +138,7 @@ def _facets(
             ax.axhline(hline, ls=":", color="black", lw=1)
     g.set_axis_labels(xlabel, ylabel)
     g.set_titles("{col_name}\n{row_name}")
+    g.tight_layout()  # room for the two-line titles
     _mark_empty(g, df, row)
     return _save(g, path)
 

@@ -152,12 +152,14 @@ def _is_asv_dir(path: Path) -> bool:
     return isinstance(data, dict) and "machine" in data and "arch" in data
 
 
-def discover(path: str | Path) -> list[tuple[str, Path]]:
+def discover(path: str | Path, depth: int = 2) -> list[tuple[str, Path]]:
     """The loadable units under ``path`` as ``(kind, path)`` pairs, kind one of "run",
     "table", "asv" (one result file) and "pytest-benchmark".
 
-    Folders holding a ``report.md`` (reports, which carry a copy of their data) are not
-    searched. Raises :class:`InputError` for a missing path or one holding no results.
+    Plain folders are searched ``depth`` levels deep (``results/`` finds
+    ``results/data/*.csv`` and ``results/runs/*/``); folders holding a ``report.md``
+    (reports, which carry a copy of their data) are not. Raises :class:`InputError` for
+    a missing path or one holding no results.
     """
     path = Path(path)
     if not path.exists():
@@ -188,10 +190,12 @@ def discover(path: str | Path) -> list[tuple[str, Path]]:
         if child.name.startswith("."):
             continue
         if child.is_dir():
-            if (child / "report.md").exists():
+            if (child / "report.md").exists() or depth < 1:
                 continue
-            if any((child / t).is_file() for t in RUN_TABLES) or _is_asv_dir(child):
-                found += discover(child)
+            try:
+                found += discover(child, depth - 1)
+            except InputError:
+                continue  # a folder without results among others
         elif child.suffix in TABLE_SUFFIXES:
             found.append(("table", child))
         elif child.suffix == ".json":
@@ -583,7 +587,8 @@ def _read_unit(kind: str, path: Path) -> tuple[Source, Any]:
         return _asv(path)
     if kind == "pytest-benchmark":
         return _pytest_benchmark(path)
-    raise InputError(path, "is not a results file")  # unreadable JSON found in a folder scan
+    _read_json(path)  # unreadable JSON found in a folder scan: raises, saying why
+    raise InputError(path, "is not a results file")
 
 
 def _finish(source: Source, df):
