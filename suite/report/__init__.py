@@ -34,3 +34,35 @@ def missing_report_packages(needed: tuple[str, ...] | None = None) -> str | None
 
     missing = [m for m in needed or REPORT_PACKAGES if importlib.util.find_spec(m) is None]
     return f'{", ".join(missing)} missing: pip install -e ".[report]"' if missing else None
+
+
+def series_label(method: str, k=None, options: str = "") -> str:
+    """The label of a method at rank ``k`` (missing: none) with its options.
+
+    >>> series_label("projunn_t", 4), series_label("svd", float("nan"), "")
+    ('projunn_t-k4', 'svd')
+    >>> series_label("eunn", "", "capacity=8")
+    'eunn [capacity=8]'
+    """
+    from ..cases import method_label
+
+    try:
+        rank = int(k)
+    except (TypeError, ValueError):  # None, "", NaN, pandas NA
+        rank = None
+    text = method_label(method, rank)
+    return f"{text} [{options}]" if options else text
+
+
+def label_order(label: str) -> tuple[int, int, str]:
+    """Sort key of a :func:`series_label`: registry position, rank, then the text.
+
+    >>> sorted(["projunn_t-k16", "svd", "projunn_t-k4"], key=label_order)
+    ['projunn_t-k4', 'projunn_t-k16', 'svd']
+    """
+    from ..cases import parse_method_label
+    from ..methods import METHODS
+
+    method, k = parse_method_label(label.split(" [")[0])
+    names = list(METHODS)
+    return (names.index(method) if method in names else len(names), k or 0, label)

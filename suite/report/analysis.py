@@ -22,6 +22,7 @@ from collections.abc import Sequence
 
 from ..cases import WORKLOADS, method_label
 from ..methods import METHODS
+from . import series_label
 
 __all__ = [
     "LEARNING_METRICS",
@@ -52,20 +53,12 @@ MIN_FIT_N = 256
 _CASE = ["platform", "workload", "dtype", "method", "k", "options", "label"]
 
 
-def _label(method: str, k, options: str) -> str:
-    """``projunn_t-k4``, ``svd``, ``eunn [capacity=8]``."""
-    import pandas as pd
-
-    text = method_label(method, None if k is None or pd.isna(k) else int(k))
-    return f"{text} [{options}]" if options else text
-
-
 def prepared(frame):
     """The ok rows with ``label`` (``projunn_t-k4``, options in brackets), ``projunn``
     (ranked projUNN methods) and ``cubic`` (O(N^3) methods) added."""
     ok = frame[frame["status"] == "ok"].copy()
     ok["label"] = [
-        _label(m, k, o) for m, k, o in zip(ok["method"], ok["k"], ok["options"], strict=True)
+        series_label(m, k, o) for m, k, o in zip(ok["method"], ok["k"], ok["options"], strict=True)
     ]
     ok["projunn"] = [bool(METHODS[m].ranked) if m in METHODS else False for m in ok["method"]]
     ok["cubic"] = [bool(METHODS[m].cubic) if m in METHODS else False for m in ok["method"]]
@@ -128,8 +121,9 @@ def exponents(times, min_n: int = MIN_FIT_N):
         g = g.sort_values("n")
         if g["n"].nunique() < 2:
             continue
-        repeat = g["repeat"].astype(float).fillna(1).clip(lower=1)
+        repeat = g["repeat"].astype(float)  # one sample (or none recorded): spread unknown
         sigma = (g["iqr"].astype(float) / 1.349) * 1.2533 / repeat.pow(0.5) / g["seconds"]
+        sigma = sigma.where(repeat >= 2)
         slope, se = fit_loglog(g["n"].astype(float), g["seconds"], sigma)
         first = g.iloc[0]
         rows.append(
@@ -160,7 +154,7 @@ def speedups(times, best_k: bool = False):
             [*keys, "method", "options"], keep="first"
         )
         p = p.assign(
-            label=[_label(m, None, o) for m, o in zip(p["method"], p["options"], strict=True)]
+            label=[series_label(m, None, o) for m, o in zip(p["method"], p["options"], strict=True)]
         )
     b = times[~times["projunn"]]
     m = p.merge(b, on=keys, suffixes=("_p", "_b"))

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from . import analysis as an
 from . import figures as fg
+from . import label_order
 from .load import Loaded, load
 from .render import (
     Bullets,
@@ -115,7 +116,7 @@ def _by_n(df, index: list[str], value: str, fmt) -> Table:
 def _ordered(df, label_col: str = "label"):
     """``df`` sorted by platform, workload, dtype, then method in registry order."""
     keys = [c for c in ("platform", "workload", "dtype") if c in df.columns]
-    order = [fg._registry_order(x) for x in df[label_col]]
+    order = [label_order(x) for x in df[label_col]]
     return df.assign(_o=order).sort_values([*keys, "_o"]).drop(columns="_o")
 
 
@@ -265,7 +266,7 @@ def _speedup_section(doc: _Doc, times) -> None:
     cross = an.crossovers(speed)
     cross = cross.assign(text=[_crossover_text(r) for _, r in cross.iterrows()])
     index = ["platform", "workload", "dtype", "baseline"]
-    wide = _wide(cross, index, "projunn", "text", order=fg._registry_order)
+    wide = _wide(cross, index, "projunn", "text", order=label_order)
     doc.add(
         Heading("Crossover N", 3),
         Text(

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from . import series_label
 from .load import InputError, Source, load_one
 from .render import Table, fmt_ratio, fmt_seconds, markdown
 
@@ -212,12 +213,8 @@ class Comparison:
 
 
 def _case_name(row: Mapping[str, Any]) -> str:
-    from ..cases import method_label
-
-    k = row["k"]
-    label = method_label(row["method"], None if k is None or k != k else int(k))
-    opts = f" [{row['options']}]" if row["options"] else ""
-    return f"{row['workload']} {label} N={row['n']} {row['dtype']} {row['device']}{opts}"
+    label = series_label(row["method"], row["k"], row["options"])
+    return f"{row['workload']} {label} N={row['n']} {row['dtype']} {row['device']}"
 
 
 def _timed(df):

@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..methods import METHODS
+from . import label_order
 
 __all__ = [
     "plot_distance",
@@ -45,15 +46,6 @@ def _palette(methods) -> dict[str, tuple]:
     fixed = {m: colors[i] for i, m in enumerate(METHODS)}
     extra = iter(colors[len(METHODS) :] if len(colors) > len(METHODS) else colors)
     return {m: fixed.get(m) or next(extra) for m in order}
-
-
-def _registry_order(label: str) -> tuple[int, str]:
-    """Sort key of a method label: registry position first, then the label."""
-    from ..cases import parse_method_label
-
-    method, _ = parse_method_label(label.split(" [")[0])
-    names = list(METHODS)
-    return (names.index(method) if method in names else len(names), label)
 
 
 def _label_palette(labels) -> dict[str, tuple]:
@@ -180,7 +172,7 @@ def plot_exponents(exps, path: Path):
         return None
     plt, sns = _libs()
     platforms = sorted(exps["platform"].unique())
-    labels = sorted(exps["label"].unique(), key=_registry_order)
+    labels = sorted(exps["label"].unique(), key=label_order)
     series = sorted({(w, d) for w, d in zip(exps["workload"], exps["dtype"], strict=True)})
     colors = dict(zip(series, sns.color_palette("Set2", len(series)), strict=True))
     fig, axes = plt.subplots(
@@ -231,7 +223,7 @@ def plot_speedups(best, workload: str, path: Path):
         path,
         hue="baseline",
         palette=palette,
-        hue_order=sorted(palette, key=_registry_order),
+        hue_order=sorted(palette, key=label_order),
         style="dtype",
         style_order=sorted(df["dtype"].unique()),
         row="variant",

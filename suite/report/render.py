@@ -145,15 +145,16 @@ def fmt_ratio(x: Any) -> str:
 def frame_table(
     df, formats: Mapping[str, Callable[[Any], str]] | None = None, caption: str = ""
 ) -> Table:
-    """A :class:`Table` of a pandas frame: ``formats`` maps columns to formatters; other
-    cells are shown as text (integers without ``.0``, missing values as ``–``)."""
+    """A :class:`Table` of a pandas frame: ``formats`` maps columns to formatters of the
+    values present; missing values show as ``–``, other cells as text (integers without
+    ``.0``)."""
     formats = dict(formats or {})
 
     def cell(col: str, v: Any) -> str:
-        if col in formats:
-            return formats[col](v)
         if _missing(v):
             return "–"
+        if col in formats:
+            return formats[col](v)
         if isinstance(v, float) and math.isfinite(v) and v.is_integer():
             return str(int(v))
         return str(v)

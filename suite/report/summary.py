@@ -28,26 +28,14 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from . import label_order, series_label
 from .render import fmt_seconds
 
 __all__ = ["absent_methods", "run_summary"]
 
 
 def _label(row: Mapping[str, Any]) -> str:
-    from ..cases import method_label
-
-    k = row.get("k")
-    text = method_label(row["method"], None if k in (None, "") else int(k))
-    return f"{text} [{row['options']}]" if row.get("options") else text
-
-
-def _order(label: str) -> tuple[int, str]:
-    from ..cases import parse_method_label
-    from ..methods import METHODS
-
-    names = list(METHODS)
-    method, k = parse_method_label(label.split(" [")[0])
-    return (names.index(method) if method in names else len(names), k or 0, label)
+    return series_label(row["method"], row.get("k"), row.get("options") or "")
 
 
 def _time_tables(rows: list[Mapping[str, Any]]) -> list[str]:
@@ -63,7 +51,7 @@ def _time_tables(rows: list[Mapping[str, Any]]) -> list[str]:
         lines.append(f"{wl}, {device}, {dtype}: median time per call (* = fastest at that N)")
         header = "method".ljust(width) + "".join(f"{'N=' + str(n):<12}" for n in sizes)
         lines.append("  " + header.rstrip())
-        for label in sorted(series, key=_order):
+        for label in sorted(series, key=label_order):
             cells = []
             for n in sizes:
                 t = series[label].get(n)
