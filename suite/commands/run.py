@@ -191,9 +191,9 @@ def _write_report(folder) -> None:
     if missing:
         print(f"report: not written ({missing})")
         return
-    from ..report.build import build_report
-
     try:
+        from ..report.build import build_report
+
         command = f"projunn-bench report {folder}"
         report = build_report([folder], folder / "report", command=command)
     except Exception as e:  # the measurements are written; a report problem must not hide them
