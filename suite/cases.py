@@ -229,7 +229,9 @@ class Settings:
     """How each case is measured (see :func:`suite.timing.measure`): ``warmup`` untimed
     calls; sampling for at least ``min_time`` and at most ``max_time`` seconds;
     ``threads`` torch threads (``None``: torch's current count); ``accuracy_steps``
-    training steps of the accuracy workload; ``batch`` rows per training batch; ``seed``."""
+    training steps of the accuracy workload; ``batch`` rows per training batch; ``seed``;
+    ``profile_steps`` steps profiled per update / train_step case for the per-step figures
+    of :mod:`suite.profiling` (0: none; ``projunn-bench run --profile``)."""
 
     warmup: int = 1
     min_time: float = 0.05
@@ -238,6 +240,7 @@ class Settings:
     accuracy_steps: int = 5
     batch: int = 32
     seed: int = 0
+    profile_steps: int = 0
 
     def __post_init__(self):
         if not 0 < self.min_time <= self.max_time:

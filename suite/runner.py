@@ -50,8 +50,9 @@ def run_case(case: Case, settings: Settings | None = None) -> list[Measurement]:
     update / train_step: ``time`` (s: median, IQR, repeat), ``host_peak_rss`` (bytes, RSS
     peak during one untimed step, measured apart so that no sampler disturbs the timing),
     ``cuda_peak_memory`` (bytes, CUDA devices: peak allocated during the steps, resident
-    weight and gradient included). accuracy: see
-    :func:`suite.workloads.accuracy`.
+    weight and gradient included) and, with ``settings.profile_steps``, the per-step
+    figures of :meth:`suite.profiling.StepProfile.measurements` (after the timing, so the
+    profiler disturbs nothing else). accuracy: see :func:`suite.workloads.accuracy`.
     """
     settings = settings or Settings()
     work = None
@@ -72,14 +73,15 @@ def run_case(case: Case, settings: Settings | None = None) -> list[Measurement]:
             warmup=settings.warmup,
             num_threads=settings.threads,
         )
-        samples = ";".join(map(repr, t.samples))
         out = [
-            Measurement("time", t.median, "s", t.iqr, t.repeat, samples=samples),
+            Measurement.timing("time", t),
             Measurement("host_peak_rss", float(mem.peak), "bytes"),
         ]
         peak = cuda_peak_bytes(work.device)
         if peak is not None:
             out.append(Measurement("cuda_peak_memory", float(peak), "bytes"))
+        if settings.profile_steps:
+            out += _profile_figures(work, settings, t)
         return out
     except NotImplementedError as e:
         return [Measurement("", None, "", status="skipped", reason=str(e))]
@@ -88,6 +90,24 @@ def run_case(case: Case, settings: Settings | None = None) -> list[Measurement]:
     finally:
         del work
         _release(case.device)
+
+
+def _profile_figures(work, settings: Settings, t) -> list[Measurement]:
+    """The per-step figures of :mod:`suite.profiling` (no operator rows) for a warm,
+    timed step; a failure is one "error" row named ``profile``."""
+    from .profiling import profile_work
+
+    try:
+        found = profile_work(
+            work,
+            steps=settings.profile_steps,
+            settings=dataclasses.replace(settings, warmup=0),
+            timing=t,
+        )
+    except Exception as e:
+        reason = f"profiling failed: {type(e).__name__}: {e}"
+        return [Measurement("profile", None, "", status="error", reason=reason)]
+    return found.measurements(ops=False, timing=False)
 
 
 def rows_for(case: Case, measurements: Sequence[Measurement]) -> list[dict[str, Any]]:

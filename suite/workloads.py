@@ -71,6 +71,12 @@ class Measurement:
     step: int | None = None
     samples: str = ""
 
+    @classmethod
+    def timing(cls, metric: str, t) -> Measurement:
+        """A timing row from a :class:`suite.timing.Timing`: median seconds, IQR, sample
+        count and the samples (``;``-separated)."""
+        return cls(metric, t.median, "s", t.iqr, t.repeat, samples=";".join(map(repr, t.samples)))
+
 
 @dataclass
 class Prepared:

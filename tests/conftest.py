@@ -1,5 +1,11 @@
 """Shared test helpers: fresh random inputs and float64 references."""
 
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 import scipy.linalg
@@ -69,6 +75,27 @@ def ref_expm_step(A, a, b):
 def ref_polar_step(A, a, b):
     """float64 SciPy reference of projUNN-D: polar factor of A + a b^H, batched."""
     return scipy.linalg.polar(A + a @ b.conj().T)[0]
+
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run_asv(*args: str, **env: str) -> subprocess.CompletedProcess:
+    """Run ``asv ARGS`` in the repository (this venv's asv; the test is skipped without
+    one) with ``env`` added to the environment; returns the finished process."""
+    exe = shutil.which(
+        "asv", path=os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+    )
+    if exe is None:
+        pytest.skip("asv is not installed")
+    return subprocess.run(
+        [exe, *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, **env},
+    )
 
 
 def max_abs(x, y):

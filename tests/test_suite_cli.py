@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -13,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import run_asv
 
 from suite import machine, output, runner
 from suite.cases import Case
@@ -242,20 +242,7 @@ def test_host_memory_sampler_sees_allocation():
 
 
 def test_asv_check_passes():
-    exe = shutil.which(
-        "asv", path=os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
-    )
-    if exe is None:
-        pytest.skip("asv is not installed")
-    env = {**os.environ, "PROJUNN_BENCH_GRID": "quick"}
-    proc = subprocess.run(
-        [exe, "check", "--python=same"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=env,
-    )
+    proc = run_asv("check", "--python=same", PROJUNN_BENCH_GRID="quick")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "No problems found" in proc.stdout
 

@@ -4,6 +4,8 @@
 3
 >>> method_option("approx=column")
 ('approx', 'column')
+>>> method_label_arg("projunn_t-k16"), method_label_arg("expm")
+(('projunn_t', 16), ('expm', None))
 """
 
 from __future__ import annotations
@@ -14,11 +16,14 @@ import os
 from pathlib import Path
 from typing import Any
 
+from ..cases import parse_method_label
 from ..methods import METHODS, check_option
 from ..output import FORMATS, require_format
 
 __all__ = [
     "FORMATS",
+    "add_option_argument",
+    "method_label_arg",
     "method_option",
     "output_dir",
     "positive_float",
@@ -94,3 +99,30 @@ def table_format(text: str) -> str:
         return require_format(text)
     except ValueError as e:
         raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def method_label_arg(text: str) -> tuple[str, int | None]:
+    """An argparse type: a registry method, optionally with its rank (``projunn_t-k16``);
+    returns ``(name, k or None)``."""
+    name, k = parse_method_label(text)
+    if name not in METHODS:
+        raise argparse.ArgumentTypeError(
+            f"unknown method {text!r}; choose from {', '.join(METHODS)} "
+            "(a ranked method may carry its rank, e.g. projunn_t-k16)"
+        )
+    return name, k
+
+
+def add_option_argument(parser: argparse.ArgumentParser) -> None:
+    """``--option NAME=VALUE`` (repeatable) into ``args.options``: method options for the
+    methods that take them."""
+    parser.add_argument(
+        "--option",
+        dest="options",
+        action="append",
+        type=method_option,
+        default=[],
+        metavar="NAME=VALUE",
+        help="method option for the methods that take it, e.g. approx=column, "
+        "capacity=8, orthogonal_map=cayley (repeatable)",
+    )

@@ -13,7 +13,14 @@ import sys
 from .. import cases as cases_mod
 from ..methods import METHODS
 from ..report.summary import run_summary
-from ._args import FORMATS, method_option, output_dir, positive_float, positive_int, table_format
+from ._args import (
+    FORMATS,
+    add_option_argument,
+    output_dir,
+    positive_float,
+    positive_int,
+    table_format,
+)
 
 NAME = "run"
 
@@ -23,6 +30,7 @@ examples:
   projunn-bench run --full --device cuda     # the GPU grid, N up to 16384
   projunn-bench run --workloads update --methods projunn_t svd --sizes 1024 --ranks 1 16
   projunn-bench run --grid tiny --out /tmp/bench --no-progress
+  projunn-bench run --workloads update --sizes 1024 --profile   # + per-step profile figures
   PROJUNN_BENCH_GRID=full projunn-bench run --device all
 
 output (never overwritten; one new folder per run):
@@ -39,6 +47,10 @@ metrics: time [s] (median of the samples, each the mean of a block of calls time
   torch.utils.benchmark; iqr = interquartile range; samples = the samples),
   host_peak_rss [bytes], cuda_peak_memory [bytes], unitarity_* [1] (||W^H W - I||_F /
   sqrt(N)), dist_to_exact [1] (rank-k step vs exact full-gradient step, relative).
+  with --profile: profiled_time, ops_per_step, step_peak_memory, step_resident_memory,
+  step_temporary_memory, group_self_cpu_time:GROUP and, on CUDA, kernels_per_step,
+  memcpy_per_step, device_busy_time, device_busy_fraction, host_syncs_per_step (a lower
+  bound), group_self_device_time:GROUP (see 'projunn-bench profile --help').
 exit status: 0 ok, 1 some case failed (status "error"), 2 bad usage (nothing ran),
   130 interrupted (Ctrl-C) or 143 terminated (SIGTERM): what was measured is written."""
 
@@ -116,16 +128,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
         metavar="D",
         help=f"dtypes, from {', '.join(cases_mod.DTYPES)} (default: float32 complex64)",
     )
-    run.add_argument(
-        "--option",
-        dest="options",
-        action="append",
-        type=method_option,
-        default=[],
-        metavar="NAME=VALUE",
-        help="method option for the methods that take it, e.g. approx=column, "
-        "capacity=8, orthogonal_map=cayley (repeatable)",
-    )
+    add_option_argument(run)
     run.add_argument(
         "--min-time",
         type=positive_float,
@@ -172,6 +175,16 @@ def add_parser(sub) -> argparse.ArgumentParser:
         metavar="{" + ",".join(FORMATS) + "}",
         help="table format (parquet needs pyarrow: pip install 'projunn-bench[parquet]'; "
         "default: csv)",
+    )
+    run.add_argument(
+        "--profile",
+        nargs="?",
+        const=5,
+        type=positive_int,
+        metavar="S",
+        help="also profile S steps (default 5) of each update / train_step case after its "
+        "timing and add the per-step figures of 'projunn-bench profile' (ops, kernels, "
+        "syncs, busy fraction, temporaries, time by operator group) to the table",
     )
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
     run.add_argument(
@@ -227,6 +240,7 @@ def main(args, parser: argparse.ArgumentParser) -> int:
         threads=args.threads,
         accuracy_steps=args.accuracy_steps,
         batch=args.batch,
+        profile_steps=args.profile,
     )
     info = {"grid": grid_name, "argv": args.argv}
     print(
