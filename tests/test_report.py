@@ -395,7 +395,28 @@ def report(runs, tmp_path_factory):
             metric="self_cpu_time",
             value=1.0,
             unit="s",
-        )
+        ),
+        # a task's once-logged row, and a profile figure of a known workload
+        _row(
+            workload="copy",
+            method="baseline",
+            n=16,
+            dtype="float32",
+            device="cpu",
+            metric="baseline_loss",
+            value=0.3,
+            unit="nats",
+        ),
+        _row(
+            workload="update",
+            method="svd",
+            n=64,
+            dtype="float32",
+            device="cpu",
+            metric="op_calls:aten::mm",
+            value=3.0,
+            unit="1",
+        ),
     ]
     task = write_run(root / "task", extra)
     out = root / "out"
@@ -432,6 +453,9 @@ def test_report_markdown_has_the_tables_and_notes(report):
     assert "GPU: Test GPU 80GB" in md
     assert "| 128 |" in md or "| 128 " in md  # a crossover at N=128
     assert "`profile_update` (1 rows): not known to the report" in md
+    assert "`copy` (" not in md  # a task: drawn as learning curves, its baseline tabled
+    assert "| baseline_loss |" in md or "baseline_loss |" in md
+    assert "metrics no figure shows" in md and "`op_calls` (1)" in md
     assert "eunn has no functional update" in md
     assert "testbox" in md and "0123456789ab"[:8] in md  # the machines
 

@@ -35,12 +35,14 @@ __all__ = [
     "latest",
     "learning_curves",
     "learning_final",
+    "task_baselines",
     "memory",
     "not_measured",
     "prepared",
     "speedups",
     "timings",
     "unitarity",
+    "undrawn_metrics",
     "unknown_workloads",
 ]
 
@@ -226,7 +228,7 @@ def unitarity(frame):
     """Unitarity error ||W^H W - I||_F / sqrt(N) per case and metric: columns ``platform,
     dtype, method, k, options, label, projunn, n, metric, steps, error``."""
     ok = prepared(frame)
-    u = ok[ok["metric"].str.startswith("unitarity")]
+    u = ok[(ok["workload"] == "accuracy") & ok["metric"].str.startswith("unitarity")]
     u = latest(u, [*_CASE, "metric", "n"]).rename(columns={"value": "error"})
     u = u.assign(steps=[_steps_of(m) for m in u["metric"]])
     cols = [*_CASE, "projunn", "n", "metric", "steps", "error"]
@@ -236,61 +238,83 @@ def unitarity(frame):
 def accuracy_distance(frame):
     """``dist_to_exact`` per projUNN case: ||A_k - A_exact||_F / ||A_exact - A0||_F."""
     ok = prepared(frame)
-    d = ok[ok["metric"] == "dist_to_exact"]
+    d = ok[(ok["workload"] == "accuracy") & (ok["metric"] == "dist_to_exact")]
     d = latest(d, [*_CASE, "n"]).rename(columns={"value": "distance"})
     cols = ["platform", "dtype", "method", "k", "options", "label", "n", "distance"]
     return d[cols].sort_values(["platform", "dtype", "method", "n", "k"]).reset_index(drop=True)
 
 
-def learning_curves(frame):
-    """Task runs' learning curves, one row per (run, task, method, step): the logged
-    metrics (``train_loss``, ``test_loss``, ``test_accuracy``, ``wall_time`` seconds) as
-    columns. Empty when no row has a ``step``."""
-    import pandas as pd
-
+def _task_rows(frame):
+    """The ok rows of task workloads (workloads with learning-curve rows), labelled by
+    method and rank only (a task's options hold its whole configuration)."""
     ok = prepared(frame)
-    c = ok[ok["step"].notna()]
-    keys = ["platform", "run", "workload", "dtype", "method", "k", "options", "label", "n"]
-    if c.empty:
-        return pd.DataFrame(columns=[*keys, "step", *LEARNING_METRICS])
-    wide = c.pivot_table(
-        index=[*keys, "step"], columns="metric", values="value", aggfunc="last", dropna=False
-    ).reset_index()
-    wide.columns.name = None
-    wide = wide.dropna(subset=[m for m in wide.columns if m not in (*keys, "step")], how="all")
-    return (
-        wide.rename(columns={"workload": "task"})
-        .sort_values(["task", "platform", "run", "label", "step"])
-        .reset_index(drop=True)
-    )
+    tasks = set(ok.loc[ok["step"].notna(), "workload"])
+    t = ok[ok["workload"].isin(tasks)]
+    labels = [series_label(m, k) for m, k in zip(t["method"], t["k"], strict=True)]
+    return t.assign(label=labels).rename(columns={"workload": "task"})
 
 
-def learning_final(curves):
-    """The last logged value of each learning-curve metric per series, with its step."""
+_SERIES = ["task", "platform", "run", "label", "n"]
+
+
+def learning_curves(frame):
+    """Task runs' learning curves, one row per (task, platform, run, method label, N,
+    step): the logged metrics (``train_loss``, ``test_loss``, ``test_accuracy``,
+    ``wall_time`` seconds) as columns. Empty when no row has a ``step``."""
     import pandas as pd
 
-    if curves.empty:
+    c = _task_rows(frame)
+    c = c[c["step"].notna()]
+    if c.empty:
+        return pd.DataFrame(columns=[*_SERIES, "step", *LEARNING_METRICS])
+    wide = c.pivot_table(index=[*_SERIES, "step"], columns="metric", values="value", aggfunc="last")
+    wide = wide.reset_index()
+    wide.columns.name = None
+    return wide.sort_values([*_SERIES, "step"]).reset_index(drop=True)
+
+
+def task_baselines(frame):
+    """The no-memory baselines of the tasks (``baseline_loss``, ``baseline_accuracy``):
+    columns ``task, platform, run, metric, value``."""
+    t = _task_rows(frame)
+    b = t[t["metric"].str.startswith("baseline_") & t["step"].isna()]
+    return b[["task", "platform", "run", "metric", "value"]].reset_index(drop=True)
+
+
+def learning_final(frame):
+    """Per task series: the last logged value of each learning-curve metric, the number
+    of steps, and the metrics logged once (parameters, unitarity, the baselines)."""
+    import pandas as pd
+
+    t = _task_rows(frame)
+    if t.empty:
         return pd.DataFrame()
-    keys = ["task", "platform", "run", "label", "n"]
-    metrics = [
-        m for m in curves.columns if m not in (*keys, "dtype", "method", "k", "options", "step")
-    ]
-    rows = []
-    for key, g in curves.groupby(keys, sort=True, dropna=False):
-        row = dict(zip(keys, key, strict=True))
-        row["steps"] = int(g["step"].max())
-        for m in metrics:
-            s = g.dropna(subset=[m])
-            row[m] = float(s.iloc[-1][m]) if len(s) else math.nan
-        rows.append(row)
-    return pd.DataFrame(rows)
+    last = t[t["step"].notna()].sort_values("step").groupby([*_SERIES, "metric"]).last()
+    wide = last["value"].unstack("metric")
+    steps = t[t["step"].notna()].groupby(_SERIES)["step"].max().rename("steps")
+    once = t[t["step"].isna()].pivot_table(index=_SERIES, columns="metric", values="value")
+    out = pd.concat([steps, wide, once], axis=1).reset_index()
+    out.columns.name = None
+    return out.sort_values(_SERIES).reset_index(drop=True)
 
 
 def unknown_workloads(frame):
-    """Workloads the report does not draw (not timed, accuracy or learning curves), with
-    their row counts: a Series indexed by workload."""
-    rows = frame[~frame["workload"].isin(WORKLOADS) & frame["step"].isna()]
+    """Workloads the report does not draw (not timed, accuracy or a task with learning
+    curves; e.g. a profile table), with their row counts: a Series indexed by workload."""
+    tasks = set(frame.loc[frame["step"].notna(), "workload"])
+    rows = frame[~frame["workload"].isin(WORKLOADS) & ~frame["workload"].isin(tasks)]
     return rows.groupby("workload").size()
+
+
+def undrawn_metrics(frame):
+    """Metrics of the suite's workloads that no figure shows (e.g. the operator and
+    group figures of profile tables), by name before any ``:``, with row counts."""
+    ok = frame[(frame["status"] == "ok") & frame["workload"].isin(WORKLOADS)]
+    drawn = ok["metric"].isin(("time", *MEMORY_METRICS, "dist_to_exact")) | ok[
+        "metric"
+    ].str.startswith("unitarity")
+    rest = ok.loc[~drawn, "metric"].str.split(":").str[0]
+    return rest.groupby(rest).size()
 
 
 def not_measured(frame):

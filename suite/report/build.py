@@ -347,34 +347,39 @@ def _learning_section(doc: _Doc, frame) -> None:
         return
     doc.add(
         Heading("Learning curves"),
-        Text("Task runs: each logged metric vs training step and vs wall-clock seconds."),
+        Text(
+            "Task runs: each logged metric vs training step and vs seconds of training, a "
+            "line per method and rank; the dotted line is the task's no-memory baseline."
+        ),
     )
+    baselines = an.task_baselines(frame)
     for task in sorted(curves["task"].unique()):
         doc.add(Heading(f"Task {task}", 3))
         path = doc.folder / f"fig6_learning_{_slug(task)}.png"
-        doc.figure(fg.plot_learning(curves, task, path), f"Learning curves, {task}.")
-    final = an.learning_final(curves)
+        doc.figure(fg.plot_learning(curves, baselines, task, path), f"Learning curves, {task}.")
+    final = an.learning_final(frame)
+    numbers = [c for c in final.columns if c not in ("task", "platform", "run", "label", "n")]
     doc.add(
-        Text("Last logged values:"),
-        frame_table(final, {c: fmt_number for c in an.LEARNING_METRICS if c in final}),
+        Text("Last logged values, and the values logged once per run:"),
+        frame_table(final.rename(columns={"label": "method"}), dict.fromkeys(numbers, fmt_number)),
     )
 
 
 def _not_drawn_section(doc: _Doc, frame) -> None:
     unknown = an.unknown_workloads(frame)
+    undrawn = an.undrawn_metrics(frame)
     missing = an.not_measured(frame)
-    if len(unknown) or not missing.empty:
+    if len(unknown) or len(undrawn) or not missing.empty:
         doc.add(Heading("Not drawn"))
-    if len(unknown):
-        doc.add(
-            Bullets(
-                [
-                    f"workload `{w}` ({n} rows): not known to the report (e.g. a profile "
-                    "table); its rows are in data.csv"
-                    for w, n in unknown.items()
-                ]
-            )
-        )
+    notes = [
+        f"workload `{w}` ({n} rows): not known to the report; its rows are in data.csv"
+        for w, n in unknown.items()
+    ]
+    if len(undrawn):
+        names = ", ".join(f"`{m}` ({n})" for m, n in undrawn.items())
+        notes.append(f"metrics no figure shows (e.g. profile figures; rows in data.csv): {names}")
+    if notes:
+        doc.add(Bullets(notes))
     if not missing.empty:
         doc.add(Text("Cases that were skipped or failed, with the reason recorded:"))
         doc.add(frame_table(missing))
