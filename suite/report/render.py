@@ -93,12 +93,12 @@ def _missing(x: Any) -> bool:
 def fmt_seconds(s: Any) -> str:
     """``0.00123`` -> ``'1.23 ms'`` (three significant digits; ``'–'`` when missing).
 
-    >>> fmt_seconds(2.5), fmt_seconds(4.2e-5), fmt_seconds(float("nan"))
-    ('2.50 s', '42.0 µs', '–')
+    >>> fmt_seconds(2.5), fmt_seconds(4.2e-5), fmt_seconds(0.00099999), fmt_seconds(None)
+    ('2.50 s', '42.0 µs', '1.00 ms', '–')
     """
     if _missing(s):
         return "–"
-    s = float(s)
+    s = float(f"{float(s):.3g}")  # round first: 0.0009999 is 1.00 ms, not 1e+03 µs
     for scale, unit in ((1, "s"), (1e-3, "ms"), (1e-6, "µs")):
         if abs(s) >= scale:
             return f"{s / scale:.3g} {unit}" if s / scale >= 100 else f"{s / scale:#.3g} {unit}"
