@@ -420,7 +420,8 @@ def report(runs, tmp_path_factory):
     ]
     task = write_run(root / "task", extra)
     out = root / "out"
-    assert main(["report", str(cpu), str(gpu), str(task), "--out", str(out)]) == 0
+    argv = ["report", str(cpu), str(gpu), str(task), "--out", str(out), "--note", "busy box"]
+    assert main(argv) == 0
     return out
 
 
@@ -458,6 +459,7 @@ def test_report_markdown_has_the_tables_and_notes(report):
     assert "metrics no figure shows" in md and "`op_calls` (1)" in md
     assert "eunn has no functional update" in md
     assert "testbox" in md and "0123456789ab"[:8] in md  # the machines
+    assert "**Note:** busy box" in md and "--note 'busy box'" in md  # and how it was made
 
 
 def test_report_html_is_self_contained(report):

@@ -63,6 +63,13 @@ def add_parser(sub) -> argparse.ArgumentParser:
         help="fit scaling exponents over the sizes N >= this (default: 256)",
     )
     parser.add_argument("--title", default="projUNN bench report", help="report title")
+    parser.add_argument(
+        "--note",
+        action="append",
+        default=[],
+        metavar="TEXT",
+        help="a note shown at the top, e.g. how busy the machine was (repeatable)",
+    )
     return parser
 
 
@@ -95,6 +102,7 @@ def main(args, parser: argparse.ArgumentParser) -> int:
             title=args.title,
             log=lambda msg: print(msg, file=sys.stderr),
             command=shlex.join(["projunn-bench", *args.argv]),
+            notes=args.note,
         )
     except ReportError as e:
         print(f"projunn-bench report: error: {e}", file=sys.stderr)

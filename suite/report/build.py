@@ -121,10 +121,12 @@ def _ordered(df, label_col: str = "label"):
 
 
 def _crossover_text(row) -> str:
+    """``"256"``; ``"≤ 64"`` when projUNN is faster at every N measured; ``"none ≤ 1024"``
+    when it is still slower at the largest N."""
     if row["crossover"] != row["crossover"]:  # NaN: slower at the largest N
-        return f"none up to {row['n_max']}"
+        return f"none ≤ {row['n_max']}"
     if row["faster_everywhere"]:
-        return f"≤ {row['n_min']} (faster at all N)"
+        return f"≤ {row['n_min']}"
     return str(int(row["crossover"]))
 
 
@@ -271,8 +273,8 @@ def _speedup_section(doc: _Doc, times) -> None:
         Heading("Crossover N", 3),
         Text(
             "The smallest measured N from which projUNN is faster than the baseline at "
-            "every larger measured N; “none up to N” = still slower at the largest N "
-            "measured on both."
+            "every larger measured N: “≤ N” = already faster at the smallest N measured "
+            "on both, “none ≤ N” = still slower at the largest."
         ),
         frame_table(_ordered(wide, "baseline")),
     )
@@ -391,9 +393,10 @@ def report_blocks(
     *,
     min_n: int = an.MIN_FIT_N,
     command: str = "projunn-bench report",
+    notes: Sequence[str] = (),
 ) -> tuple[list, list[Path]]:
     """The report's blocks (see :mod:`suite.report.render`) and the figures written into
-    ``folder``; ``command`` is how the report was made."""
+    ``folder``; ``command`` is how the report was made, ``notes`` are shown first."""
     doc = _Doc(folder)
     runs = ", ".join(f"`{s.label}`" for s in loaded.sources)
     doc.add(
@@ -403,6 +406,8 @@ def report_blocks(
             "table; `data.csv` holds every row read. Times are medians of the timed samples."
         )
     )
+    if notes:
+        doc.add(Bullets([f"**Note:** {n}" for n in notes]))
     if loaded.warnings:
         doc.add(Heading("Inputs not used"), Bullets(list(loaded.warnings)))
     times = an.timings(loaded.frame)
@@ -429,11 +434,12 @@ def build_report(
     title: str = "projUNN bench report",
     log: Callable[[str], None] | None = None,
     command: str = "projunn-bench report",
+    notes: Sequence[str] = (),
 ) -> ReportResult:
     """Read ``paths`` and write the report folder ``out`` (atomically); returns a
     :class:`ReportResult`. Raises :class:`ReportError` when no input is usable or ``out``
     cannot be used. ``log`` receives progress messages; ``command`` (how the report was
-    made) is quoted in it."""
+    made) is quoted in it, ``notes`` shown at its top."""
     log = log or (lambda msg: None)
     out = Path(out)
     check_out_dir(out)
@@ -448,7 +454,7 @@ def build_report(
     except OSError as e:
         raise ReportError(f"--out {out}: cannot create it ({e.strerror or e})") from None
     try:
-        blocks, figs = report_blocks(loaded, tmp, min_n=min_n, command=command)
+        blocks, figs = report_blocks(loaded, tmp, min_n=min_n, command=command, notes=notes)
         log(f"report: drew {len(figs)} figures")
         (tmp / "report.md").write_text(markdown(blocks, title), encoding="utf-8")
         (tmp / "report.html").write_text(html(blocks, title), encoding="utf-8")

@@ -119,6 +119,7 @@ def _facets(
         row=row,
         row_order=sorted(df[row].unique()),
         kind="line",
+        estimator=None,  # one point per case: nothing is averaged behind the reader's back
         markers=True,
         dashes=True,
         height=3.5,
@@ -200,9 +201,9 @@ def plot_exponents(exps, path: Path):
         for ref in (2, 3):
             ax.axvline(ref, ls="--", lw=1, color="grey")
         ax.set_yticks(range(len(labels)), labels)
-        ax.invert_yaxis()
         ax.set_title(platform)
         ax.set_xlabel("exponent p in time ∝ N^p")
+    axes[0][0].invert_yaxis()  # registry order from the top (the axes share y: once)
     axes[0][-1].legend(loc="upper left", bbox_to_anchor=(1.02, 1), frameon=False)
     fig.tight_layout()
     return _save(fig, path)
@@ -236,8 +237,8 @@ def plot_speedups(best, workload: str, path: Path):
 def plot_memory(mem, workload: str, path: Path):
     """Figure 4: peak memory vs N (host RSS of the process; CUDA peak allocated)."""
     df = mem[mem["workload"] == workload]
-    df = df.assign(MiB=df["bytes"] / 2**20)
-    return _method_lines(df, "n", "MiB", path, row="metric", xlabel="N", ylabel="peak memory [MiB]")
+    df = df.assign(MiB=df["bytes"] / 2**20, panel=df["metric"] + ", " + df["dtype"])
+    return _method_lines(df, "n", "MiB", path, row="panel", xlabel="N", ylabel="peak memory [MiB]")
 
 
 def plot_unitarity(unit, path: Path):
