@@ -136,10 +136,13 @@ def fmt_number(x: Any, digits: int = 3) -> str:
 def fmt_ratio(x: Any) -> str:
     """A speed-up: ``fmt_ratio(12.345)`` -> ``'12.3×'``.
 
-    >>> fmt_ratio(0.0531)
-    '0.0531×'
+    >>> fmt_ratio(0.0531), fmt_ratio(2304.4)
+    ('0.0531×', '2304×')
     """
-    return "–" if _missing(x) else f"{float(x):.3g}×"
+    if _missing(x):
+        return "–"
+    x = float(x)
+    return f"{x:.0f}×" if x >= 100 else f"{x:.3g}×"
 
 
 def frame_table(
