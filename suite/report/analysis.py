@@ -18,9 +18,10 @@ the sizes N >= ``min_n``; their standard error is the larger of the fit's residu
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 
-from ..cases import WORKLOADS, method_label
+from ..cases import ACCURACY_WORKLOADS, WORKLOADS, method_label
 from ..methods import METHODS
 from . import series_label
 
@@ -46,7 +47,10 @@ __all__ = [
     "unknown_workloads",
 ]
 
-TIMED_WORKLOADS = ("update", "train_step")
+TIMED_WORKLOADS = tuple(w for w in WORKLOADS if w not in ACCURACY_WORKLOADS)
+"""The suite's timed workloads (update, train_step and their conv_ counterparts)."""
+ERROR_METRICS = ("unitarity", "orthogonality")
+"""Prefixes of the accuracy workloads' ||W^H W - I|| metrics (dense, convolution)."""
 MEMORY_METRICS = ("host_peak_rss", "cuda_peak_memory")
 LEARNING_METRICS = ("train_loss", "test_loss", "test_accuracy", "wall_time")
 MIN_FIT_N = 256
@@ -217,31 +221,38 @@ def memory(frame):
 
 def _steps_of(metric: str) -> int:
     """0 for ``unitarity_init``, 1 for ``..._after_1_step``, S for ``..._after_S_steps``
-    and a large number for asv's ``..._after_many_steps``."""
-    if metric == "unitarity_init":
+    and a large number for asv's ``..._after_many_steps``.
+
+    >>> [_steps_of(m) for m in ("unitarity_init", "orthogonality_after_1000_steps")]
+    [0, 1000]
+    """
+    if metric.endswith("_init"):
         return 0
-    word = metric.removeprefix("unitarity_after_").split("_")[0]
-    return int(word) if word.isdigit() else 10**9
+    match = re.search(r"_after_(\d+)_step", metric)
+    return int(match.group(1)) if match else 10**9
 
 
 def unitarity(frame):
-    """Unitarity error ||W^H W - I||_F / sqrt(N) per case and metric: columns ``platform,
-    dtype, method, k, options, label, projunn, n, metric, steps, error``."""
+    """Unitarity error ||W^H W - I||_F / sqrt(N) (dense; ``orthogonality_*`` for the
+    convolutions) per case and metric: columns ``platform, workload, dtype, method, k,
+    options, label, projunn, n, metric, steps, error``."""
     ok = prepared(frame)
-    u = ok[(ok["workload"] == "accuracy") & ok["metric"].str.startswith("unitarity")]
+    u = ok[ok["workload"].isin(ACCURACY_WORKLOADS) & ok["metric"].str.startswith(ERROR_METRICS)]
     u = latest(u, [*_CASE, "metric", "n"]).rename(columns={"value": "error"})
     u = u.assign(steps=[_steps_of(m) for m in u["metric"]])
     cols = [*_CASE, "projunn", "n", "metric", "steps", "error"]
-    return u[cols].sort_values(["platform", "dtype", "label", "n", "steps"]).reset_index(drop=True)
+    order = ["platform", "workload", "dtype", "label", "n", "steps"]
+    return u[cols].sort_values(order).reset_index(drop=True)
 
 
 def accuracy_distance(frame):
     """``dist_to_exact`` per projUNN case: ||A_k - A_exact||_F / ||A_exact - A0||_F."""
     ok = prepared(frame)
-    d = ok[(ok["workload"] == "accuracy") & (ok["metric"] == "dist_to_exact")]
+    d = ok[ok["workload"].isin(ACCURACY_WORKLOADS) & (ok["metric"] == "dist_to_exact")]
     d = latest(d, [*_CASE, "n"]).rename(columns={"value": "distance"})
-    cols = ["platform", "dtype", "method", "k", "options", "label", "n", "distance"]
-    return d[cols].sort_values(["platform", "dtype", "method", "n", "k"]).reset_index(drop=True)
+    cols = ["platform", "workload", "dtype", "method", "k", "options", "label", "n", "distance"]
+    order = ["platform", "workload", "dtype", "method", "n", "k"]
+    return d[cols].sort_values(order).reset_index(drop=True)
 
 
 def _task_rows(frame):
@@ -312,7 +323,7 @@ def undrawn_metrics(frame):
     ok = frame[(frame["status"] == "ok") & frame["workload"].isin(WORKLOADS)]
     drawn = ok["metric"].isin(("time", *MEMORY_METRICS, "dist_to_exact")) | ok[
         "metric"
-    ].str.startswith("unitarity")
+    ].str.startswith(ERROR_METRICS)
     rest = ok.loc[~drawn, "metric"].str.split(":").str[0]
     return rest.groupby(rest).size()
 

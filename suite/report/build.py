@@ -193,7 +193,8 @@ def _times_section(doc: _Doc, times) -> None:
         Text(
             "Log-log axes, one line per method; projUNN is drawn at every rank measured "
             "(line style = rank k; its cost is O(kN²)). Platforms are side by side; where "
-            "a case was measured by several runs on one platform, the latest run is shown."
+            "a case was measured by several runs on one platform, the latest run is shown. "
+            "For the conv_ workloads N is the channel count C (the grid size in brackets)."
         ),
     )
     doc.per_workload(
@@ -319,7 +320,7 @@ def _accuracy_section(doc: _Doc, frame) -> None:
             fg.plot_unitarity(unit, doc.folder / "fig5_unitarity.png"),
             "Unitarity error after the most training steps measured.",
         )
-        index = ["platform", "dtype", "label", "n"]
+        index = ["platform", "workload", "dtype", "label", "n"]
         wide = _wide(unit, index, "metric", "error", order=an._steps_of)
         metrics = [c for c in wide.columns if c not in index]
         doc.add(frame_table(_ordered(wide), {c: fmt_number for c in metrics}))
@@ -337,9 +338,8 @@ def _accuracy_section(doc: _Doc, frame) -> None:
         fg.plot_distance(dist, doc.folder / "fig5_dist_to_exact.png"),
         "Distance to the exact step vs rank k.",
     )
-    wide = _wide(
-        dist, ["platform", "dtype", "method", "n"], "k", "distance", name=lambda k: f"k={k}"
-    )
+    index = ["platform", "workload", "dtype", "method", "n"]
+    wide = _wide(dist, index, "k", "distance", name=lambda k: f"k={k}")
     doc.add(frame_table(wide, {c: fmt_number for c in wide.columns if c.startswith("k=")}))
 
 

@@ -118,6 +118,7 @@ def _facets(
         col_order=sorted(df["platform"].unique()),
         row=row,
         row_order=sorted(df[row].unique()),
+        units="label" if "label" in df else None,  # one line per series, options apart
         kind="line",
         estimator=None,  # one point per case: nothing is averaged behind the reader's back
         markers=True,
@@ -245,12 +246,11 @@ def plot_unitarity(unit, path: Path):
     """Figure 5a: unitarity error after the most training steps measured, vs N."""
     if unit.empty:
         return None
-    last = unit[
-        unit["steps"] == unit.groupby(["platform", "dtype", "label", "n"])["steps"].transform("max")
-    ]
-    last = last[last["error"] > 0]
+    most = unit.groupby(["platform", "workload", "dtype", "label", "n"])["steps"].transform("max")
+    last = unit[(unit["steps"] == most) & (unit["error"] > 0)]
+    last = last.assign(panel=last["workload"] + ", " + last["dtype"])
     return _method_lines(
-        last, "n", "error", path, row="dtype", xlabel="N", ylabel="||WᴴW − I||_F / √N"
+        last, "n", "error", path, row="panel", xlabel="N", ylabel="||WᴴW − I||_F / √N"
     )
 
 
@@ -258,7 +258,9 @@ def plot_distance(dist, path: Path):
     """Figure 5b: dist_to_exact of the rank-k step vs k, a line per method and N."""
     if dist.empty:
         return None
-    df = dist.assign(size=[f"N={n}" for n in dist["n"]])
+    df = dist.assign(
+        size=[f"N={n}" for n in dist["n"]], panel=dist["workload"] + ", " + dist["dtype"]
+    )
     palette = _palette(df["method"])
     return _facets(
         df,
@@ -270,7 +272,7 @@ def plot_distance(dist, path: Path):
         palette=palette,
         style="size",
         style_order=[f"N={n}" for n in sorted(dist["n"].unique())],
-        row="dtype",
+        row="panel",
         xlabel="rank k",
         ylabel="‖A_k − A_exact‖ / ‖A_exact − A₀‖",
     )
