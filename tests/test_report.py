@@ -436,7 +436,7 @@ def test_report_files_exist_and_figures_are_png(report):
         "fig4_memory_update.png",
         "fig5_unitarity.png",
         "fig5_dist_to_exact.png",
-        "fig6_learning_copy.png",
+        "fig6_learning_copy_task.png",
     } <= {p.name for p in figs}
     for p in figs:
         assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

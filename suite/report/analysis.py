@@ -26,7 +26,6 @@ from ..methods import METHODS
 from . import series_label
 
 __all__ = [
-    "LEARNING_METRICS",
     "MIN_FIT_N",
     "TIMED_WORKLOADS",
     "accuracy_distance",
@@ -34,9 +33,7 @@ __all__ = [
     "exponents",
     "fit_loglog",
     "latest",
-    "learning_curves",
     "learning_final",
-    "task_baselines",
     "memory",
     "not_measured",
     "prepared",
@@ -52,7 +49,6 @@ TIMED_WORKLOADS = tuple(w for w in WORKLOADS if w not in ACCURACY_WORKLOADS)
 ERROR_METRICS = ("unitarity", "orthogonality")
 """Prefixes of the accuracy workloads' ||W^H W - I|| metrics (dense, convolution)."""
 MEMORY_METRICS = ("host_peak_rss", "cuda_peak_memory")
-LEARNING_METRICS = ("train_loss", "test_loss", "test_accuracy", "wall_time")
 MIN_FIT_N = 256
 """Default small-N cutoff of the exponent fit: below it fixed per-call costs dominate."""
 
@@ -266,30 +262,6 @@ def _task_rows(frame):
 
 
 _SERIES = ["task", "platform", "run", "label", "n"]
-
-
-def learning_curves(frame):
-    """Task runs' learning curves, one row per (task, platform, run, method label, N,
-    step): the logged metrics (``train_loss``, ``test_loss``, ``test_accuracy``,
-    ``wall_time`` seconds) as columns. Empty when no row has a ``step``."""
-    import pandas as pd
-
-    c = _task_rows(frame)
-    c = c[c["step"].notna()]
-    if c.empty:
-        return pd.DataFrame(columns=[*_SERIES, "step", *LEARNING_METRICS])
-    wide = c.pivot_table(index=[*_SERIES, "step"], columns="metric", values="value", aggfunc="last")
-    wide = wide.reset_index()
-    wide.columns.name = None
-    return wide.sort_values([*_SERIES, "step"]).reset_index(drop=True)
-
-
-def task_baselines(frame):
-    """The no-memory baselines of the tasks (``baseline_loss``, ``baseline_accuracy``):
-    columns ``task, platform, run, metric, value``."""
-    t = _task_rows(frame)
-    b = t[t["metric"].str.startswith("baseline_") & t["step"].isna()]
-    return b[["task", "platform", "run", "metric", "value"]].reset_index(drop=True)
 
 
 def learning_final(frame):

@@ -344,22 +344,25 @@ def _accuracy_section(doc: _Doc, frame) -> None:
 
 
 def _learning_section(doc: _Doc, frame) -> None:
-    curves = an.learning_curves(frame)
-    if curves.empty:
+    from ..tasks.figure import learning_curves
+
+    final = an.learning_final(frame)
+    if final.empty:
         return
     doc.add(
         Heading("Learning curves"),
         Text(
-            "Task runs: each logged metric vs training step and vs seconds of training, a "
-            "line per method and rank; the dotted line is the task's no-memory baseline."
+            "Task runs (`projunn-bench task`): test loss (and accuracy) vs training step and "
+            "vs seconds of training, a line per method and rank, the no-memory baseline dashed."
         ),
     )
-    baselines = an.task_baselines(frame)
-    for task in sorted(curves["task"].unique()):
-        doc.add(Heading(f"Task {task}", 3))
-        path = doc.folder / f"fig6_learning_{_slug(task)}.png"
-        doc.figure(fg.plot_learning(curves, baselines, task, path), f"Learning curves, {task}.")
-    final = an.learning_final(frame)
+    for (task, run), rows in frame.groupby(["workload", "run"], sort=True):
+        if rows["step"].isna().all():
+            continue
+        doc.add(Heading(f"Task {task}, run {run}", 3))
+        records = rows.astype(object).where(rows.notna(), None).to_dict("records")
+        path = doc.folder / f"fig6_learning_{_slug(task)}_{_slug(run)}.png"
+        doc.figure(learning_curves(records, path), f"Learning curves, {task} ({run}).")
     numbers = [c for c in final.columns if c not in ("task", "platform", "run", "label", "n")]
     doc.add(
         Text("Last logged values, and the values logged once per run:"),

@@ -16,7 +16,6 @@ from . import label_order
 __all__ = [
     "plot_distance",
     "plot_exponents",
-    "plot_learning",
     "plot_memory",
     "plot_speedups",
     "plot_times",
@@ -276,49 +275,3 @@ def plot_distance(dist, path: Path):
         xlabel="rank k",
         ylabel="‖A_k − A_exact‖ / ‖A_exact − A₀‖",
     )
-
-
-def plot_learning(curves, baselines, task: str, path: Path):
-    """Learning curves of one task: each logged metric vs step (top) and vs wall-clock
-    seconds (bottom, where ``wall_time`` was logged); a line per method and rank (line
-    style per run when several), the task's no-memory baseline dotted."""
-    df = curves[curves["task"] == task].rename(columns={"label": "method"})
-    metrics = [
-        m for m in ("train_loss", "test_loss", "test_accuracy") if m in df and df[m].notna().any()
-    ]
-    if df.empty or not metrics:
-        return None
-    plt, sns = _libs()
-    xs = ["step"] + (["wall_time"] if "wall_time" in df and df["wall_time"].notna().any() else [])
-    fig, axes = plt.subplots(
-        len(xs), len(metrics), figsize=(4.6 * len(metrics), 3.4 * len(xs)), squeeze=False
-    )
-    style = "run" if df["run"].nunique() > 1 else None
-    hue_order = sorted(df["method"].unique(), key=label_order)
-    base = baselines[baselines["task"] == task]
-    for i, x in enumerate(xs):
-        for j, m in enumerate(metrics):
-            ax = axes[i][j]
-            part = df.dropna(subset=[x, m])
-            last = i == 0 and j == len(metrics) - 1
-            sns.lineplot(
-                data=part,
-                x=x,
-                y=m,
-                hue="method",
-                hue_order=hue_order,
-                style=style,
-                ax=ax,
-                legend=last,
-            )
-            kind = "accuracy" if m.endswith("accuracy") else "loss"
-            for value in base.loc[base["metric"] == f"baseline_{kind}", "value"]:
-                ax.axhline(value, ls=":", color="black", lw=1)
-            ax.set_xlabel("training step" if x == "step" else "seconds of training")
-            if kind == "loss" and len(part) and (part[m] > 0).all():
-                ax.set_yscale("log")
-            ax.set_title(m)
-    if axes[0][-1].get_legend():
-        sns.move_legend(axes[0][-1], "upper left", bbox_to_anchor=(1.02, 1), frameon=False)
-    fig.tight_layout()
-    return _save(fig, path)
