@@ -1,4 +1,5 @@
-"""Real pages in a real browser (headless Chromium): the offline asv dashboard.
+"""Real pages in a real browser (headless Chromium): the offline asv dashboard and the
+self-contained report.html.
 
 Marked ``browser``: ``.ci/run`` leaves them out; run them with ``python -m pytest -m
 browser``. They skip, saying why, without Chromium (Debian: ``apt-get install chromium``)
@@ -9,6 +10,7 @@ or without the dashboard's npm packages in ``.asv/npm-cache`` (fetched once by
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 from pathlib import Path
 
@@ -89,3 +91,46 @@ def test_dashboard_graph_renders_offline(chromium, dashboard, tmp_path):
     assert chromium.check(page, ['class="flot-base"', 'class="flot-overlay"']) == []
     assert page.dom.count("flot-tick-label") >= 3
     assert (tmp_path / "graph.png").stat().st_size > 10_000
+
+
+_PROBE = """<script>
+window.addEventListener("load", function () {
+  var sizes = Array.prototype.map.call(document.images, function (img) {
+    return img.complete ? img.naturalWidth + "x" + img.naturalHeight : "pending";
+  });
+  document.body.setAttribute("data-figures", sizes.join(" "));
+  document.body.setAttribute("data-rows", document.querySelectorAll("tbody tr").length);
+});
+</script>
+"""
+
+
+@pytest.fixture(scope="module")
+def report_html(tmp_path_factory):
+    """``projunn-bench report`` of the committed tables (CPU and the H100's)."""
+    from suite.cli import main
+
+    out = tmp_path_factory.mktemp("report") / "report"
+    assert main(["report", str(ROOT / "results" / "data"), "--out", str(out)]) == 0
+    return out / "report.html"
+
+
+def test_report_html_is_self_contained(report_html):
+    html = report_html.read_text()
+    refs = re.findall(r"""<(?:img|script|link|iframe)\b[^>]*(?:src|href)=["']([^"']+)""", html)
+    assert refs and all(r.startswith("data:image/png;base64,") for r in refs), refs[:5]
+
+
+def test_report_html_figures_and_tables_render(chromium, report_html, tmp_path):
+    probed = tmp_path / "probed.html"
+    probed.write_text(report_html.read_text().replace("</body>", _PROBE + "</body>"))
+    page = chromium.render(probed.as_uri())
+    assert page.console == ()
+    figures = re.search(r'data-figures="([^"]*)"', page.dom).group(1).split()
+    assert len(figures) == report_html.read_text().count("<img") >= 3
+    for size in figures:  # decoded by the browser: a real width and height
+        width, height = map(int, size.split("x"))
+        assert width > 100 and height > 100, size
+    assert int(re.search(r'data-rows="(\d+)"', page.dom).group(1)) > 10
+    shot = chromium.render(report_html.as_uri(), screenshot=tmp_path / "report.png")
+    assert shot.console == () and (tmp_path / "report.png").stat().st_size > 10_000

@@ -10,7 +10,7 @@ workflow that exists.
 from __future__ import annotations
 
 import importlib.metadata
-import importlib.util
+import pkgutil
 import re
 import shlex
 import shutil
@@ -99,7 +99,10 @@ def test_called_scripts_and_commands_exist(path, tmp_path, monkeypatch):
                 assert not unknown, f"{path.name}: no extra(s) {unknown} (pyproject.toml)"
         program = Path(words[0]).name
         if program.startswith("python") and words[1:2] == ["-m"]:
-            assert importlib.util.find_spec(words[2]), f"{path.name}: no module {words[2]}"
+            # pkgutil, not importlib.util.find_spec: finding "pip" through the import
+            # system switches off setuptools' distutils shim for the whole process
+            top = words[2].split(".")[0]
+            assert top in {m.name for m in pkgutil.iter_modules()}, f"{path.name}: no {top}"
         elif program == "projunn-bench":
             assert words[1] in _subcommands(projunn), f"{path.name}: projunn-bench {words[1]}?"
             projunn.parse_args(words[1:])  # exits 2 on options the command does not take
