@@ -16,6 +16,8 @@ from ..report.summary import run_summary
 from ._args import (
     FORMATS,
     add_option_argument,
+    add_threads_argument,
+    apply_threads,
     output_dir,
     positive_float,
     positive_int,
@@ -163,13 +165,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
         metavar="S",
         help="most seconds of timed samples per case (default: the grid's)",
     )
-    run.add_argument(
-        "--threads",
-        type=positive_int,
-        metavar="T",
-        help="torch threads while timing (default: torch's, here "
-        "$OMP_NUM_THREADS or the core count)",
-    )
+    add_threads_argument(run)
     run.add_argument(
         "--accuracy-steps",
         type=positive_int,
@@ -260,7 +256,7 @@ def main(args, parser: argparse.ArgumentParser) -> int:
     settings = grid.settings.with_overrides(
         min_time=args.min_time,
         max_time=args.max_time,
-        threads=args.threads,
+        threads=apply_threads(args),
         accuracy_steps=args.accuracy_steps,
         batch=args.batch,
         profile_steps=args.profile,
