@@ -6,10 +6,10 @@
 True
 """
 
-from . import init, nn, optim
+from . import conv, init, nn, optim
 from .kernels import projunn_d, projunn_t
 from .lowrank import LOWRANK_METHODS, lowrank
-from .protocol import OPTIMIZER_NAMES, UnitaryLayer, unitarity_error
+from .protocol import OPTIMIZER_NAMES, UnitaryLayer, sequence_operator, unitarity_error
 from .repair import reorthogonalize
 from .step import VARIANTS, projunn_step, projunn_update
 
@@ -18,6 +18,7 @@ __all__ = [
     "OPTIMIZER_NAMES",
     "VARIANTS",
     "UnitaryLayer",
+    "conv",
     "init",
     "lowrank",
     "nn",
@@ -27,5 +28,6 @@ __all__ = [
     "projunn_t",
     "projunn_update",
     "reorthogonalize",
+    "sequence_operator",
     "unitarity_error",
 ]

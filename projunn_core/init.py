@@ -27,13 +27,16 @@ def _uniform(shape, low, high, generator, device, dtype=torch.float64):
     return (low + (high - low) * u).to(device)
 
 
-def haar(n: int, dtype=torch.float32, device=None, generator=None) -> torch.Tensor:
-    """Haar-random unitary: QR of a Gaussian matrix with the phases of R's diagonal removed."""
+def haar(n: int, dtype=torch.float32, device=None, generator=None, *, batch=()) -> torch.Tensor:
+    """Haar-random unitary: QR of a Gaussian matrix with the phases of R's diagonal removed.
+
+    ``batch`` (a shape) draws that many independent ones, ``(*batch, n, n)``.
+    """
     _check(n, dtype)
     where = generator.device if generator is not None else device
-    Z = torch.randn(n, n, dtype=wide_dtype(dtype), device=where, generator=generator)
+    Z = torch.randn(*batch, n, n, dtype=wide_dtype(dtype), device=where, generator=generator)
     Q, R = torch.linalg.qr(Z)
-    d = torch.diagonal(R)
+    d = torch.diagonal(R, dim1=-2, dim2=-1)
     Q = Q * torch.where(d == 0, torch.ones_like(d), d / d.abs()).unsqueeze(-2)
     return Q.to(dtype=dtype, device=device)
 

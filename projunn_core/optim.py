@@ -34,7 +34,7 @@ from .protocol import check_optimizer_name
 from .repair import reorthogonalize
 from .step import VARIANTS, projunn_update
 
-__all__ = ["SGD", "RMSprop", "Adam", "Combined", "make"]
+__all__ = ["SGD", "RMSprop", "Adam", "Combined", "UNITARY_OPTIONS", "make", "make_unitary"]
 
 UNITARY_DEFAULTS = {
     "unitary": False,
@@ -43,6 +43,8 @@ UNITARY_DEFAULTS = {
     "approx": "range",
     "reorthogonalize_every": None,
 }
+UNITARY_OPTIONS = ("rank", "variant", "approx", "reorthogonalize_every")
+"""The per-group options that only a unitary group takes."""
 
 
 class _ProjUNNMixin:
@@ -84,6 +86,16 @@ class _ProjUNNMixin:
                 "weight_decay must be 0 in a unitary group: it cannot change a unitary weight"
             )
 
+    def _torch_step(self) -> None:
+        """The torch algorithm's own step, without torch's step hooks: torch wraps a
+        class's ``step`` with the hook runner once an instance of that class exists, so
+        a plain ``torch.optim.SGD`` made anywhere in the process would otherwise run our
+        hooks twice per step, the first time before the unitary update."""
+        step = super().step
+        if getattr(step, "hooked", False):
+            step = step.__wrapped__.__get__(self)
+        step()
+
     @torch.no_grad()
     def step(self, closure=None):
         loss = None
@@ -106,7 +118,7 @@ class _ProjUNNMixin:
                         # additive update -lr * direction it wants to apply.
                         swapped.append((p, group, p.data))
                         p.data = torch.zeros_like(p.data)
-            super().step()
+            self._torch_step()
         except BaseException:
             for p, _, original in swapped:
                 p.data = original
@@ -168,6 +180,16 @@ _CLASSES = {"sgd": SGD, "rmsprop": RMSprop, "adam": Adam}
 def make(name: str, params, lr: float, **kwargs) -> torch.optim.Optimizer:
     """The projUNN optimizer called ``name`` ("sgd", "rmsprop" or "adam")."""
     return _CLASSES[check_optimizer_name(name)](params, lr=lr, **kwargs)
+
+
+def make_unitary(name: str, params, lr: float, layer, **kwargs) -> torch.optim.Optimizer:
+    """:func:`make` with ``params`` in one unitary group whose :data:`UNITARY_OPTIONS`
+    are ``layer``'s attributes (the defaults where it has none) unless ``kwargs`` give
+    them (a layer's ``optimizer()``)."""
+    group = {"params": list(params), "unitary": True}
+    for key in UNITARY_OPTIONS:
+        group[key] = kwargs.pop(key, getattr(layer, key, UNITARY_DEFAULTS[key]))
+    return make(name, [group], lr=lr, **kwargs)
 
 
 class Combined:

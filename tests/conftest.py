@@ -1,7 +1,11 @@
 """Test fixtures and pytest hooks (shared helpers that are not fixtures live in helpers.py)."""
 
+import importlib.util
+import sys
+
 import pytest
 import torch
+from helpers import ROOT
 
 
 @pytest.fixture(scope="module")
@@ -12,6 +16,20 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(old)
+
+
+@pytest.fixture(scope="session")
+def script():
+    """``script("gate")`` imports ``scripts/gate.py`` as a module."""
+
+    def load(name):
+        spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module  # dataclasses look their module up there
+        spec.loader.exec_module(module)
+        return module
+
+    return load
 
 
 @pytest.fixture

@@ -1,25 +1,12 @@
 """The measurement script behind the core figures runs and writes its report atomically."""
 
-import importlib.util
-from pathlib import Path
-
 import pytest
 
-SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
 
-
-def _load(name="bench_core"):
-    spec = importlib.util.spec_from_file_location(name, SCRIPTS / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_bench_core_smoke(tmp_path, capsys):
+def test_bench_core_smoke(tmp_path, capsys, script):
     out = tmp_path / "core.md"
-    assert (
-        _load().main(["--quick", "--time", "0.001", "--drift-steps", "2", "--out", str(out)]) == 0
-    )
+    argv = ["--quick", "--time", "0.001", "--drift-steps", "2", "--out", str(out)]
+    assert script("bench_core").main(argv) == 0
     text = out.read_text()
     assert text == capsys.readouterr().out
     for heading in ("N = 2048, k = 8", "k = 1 vs expm", "Scaling, k = 8", "float32 drift"):
@@ -28,16 +15,23 @@ def test_bench_core_smoke(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("args", [["--time", "0"], ["--drift-steps", "-1"]])
-def test_bench_core_rejects_bad_counts(args, capsys):
+def test_bench_core_rejects_bad_counts(args, capsys, script):
     with pytest.raises(SystemExit):
-        _load().main(args)
+        script("bench_core").main(args)
     assert "must be positive" in capsys.readouterr().err
 
 
-def test_drift_smoke(tmp_path, capsys):
+def test_bench_rnn_step_smoke(capsys, script):
+    argv = ["--methods", "expm", "eunn", "--hidden", "8", "--T", "3", "--batch", "2"]
+    assert script("bench_rnn_step").main(argv + ["--repeat", "1", "--threads", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "| expm |" in out and "| eunn |" in out and "speed-up" in out
+
+
+def test_drift_smoke(tmp_path, capsys, script):
     report = tmp_path / "drift.md"
     args = ["--sizes", "8:20", "--every", "5", "--max-time", "0.01", "--jobs", "1"]
-    assert _load("drift").main([*args, "--out", str(tmp_path), "--report", str(report)]) == 0
+    assert script("drift").main([*args, "--out", str(tmp_path), "--report", str(report)]) == 0
     text = report.read_text()
     assert text == capsys.readouterr().out
     assert "## N = 8, 20 updates" in text and "projunn_t repair every 5" in text
@@ -50,7 +44,7 @@ def test_drift_smoke(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("args", [["--sizes", "8"], ["--every", "0"], ["--sizes", "2:5"]])
-def test_drift_rejects_bad_arguments(args, capsys):
+def test_drift_rejects_bad_arguments(args, capsys, script):
     with pytest.raises(SystemExit) as info:
-        _load("drift").main(args)
+        script("drift").main(args)
     assert info.value.code == 2 and "error" in capsys.readouterr().err
