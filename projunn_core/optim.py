@@ -1,8 +1,11 @@
 """Optimizers that keep unitary parameters unitary through projUNN.
 
-Each optimizer is the matching ``torch.optim`` optimizer with four extra per-group
-options: ``unitary`` (bool), ``rank``, ``variant`` ("T" or "D") and ``approx`` (see
-:func:`projunn_core.lowrank`). Non-unitary groups are updated by ``torch.optim`` itself.
+Each optimizer is the matching ``torch.optim`` optimizer with five extra per-group
+options: ``unitary`` (bool), ``rank``, ``variant`` ("T" or "D"), ``approx`` (see
+:func:`projunn_core.lowrank`) and ``reorthogonalize_every`` (None, the default, or M:
+every M-th update of a parameter ends with :func:`projunn_core.reorthogonalize`, which
+removes the float32 round-off drift). Non-unitary groups are updated by ``torch.optim``
+itself.
 For a unitary parameter the torch algorithm computes the additive update it wants
 (momentum, RMS scaling, Adam moments included) and projUNN applies its rank-k
 approximation unitarily. Parameters whose ``projunn_unitary`` attribute is true (as
@@ -25,15 +28,22 @@ from __future__ import annotations
 
 import torch
 
-from ._checks import all_finite, check_choice, check_square
-from .lowrank import LOWRANK_METHODS
+from ._checks import all_finite, check_choice, check_rank, check_size, check_square
+from .lowrank import lowrank_method
 from .protocol import check_optimizer_name
+from .repair import reorthogonalize
 from .step import VARIANTS, projunn_update
 
 __all__ = ["SGD", "RMSprop", "Adam", "Combined", "UNITARY_OPTIONS", "make", "make_unitary"]
 
-UNITARY_DEFAULTS = {"unitary": False, "rank": 1, "variant": "T", "approx": "lsi"}
-UNITARY_OPTIONS = ("rank", "variant", "approx")
+UNITARY_DEFAULTS = {
+    "unitary": False,
+    "rank": 1,
+    "variant": "T",
+    "approx": "range",
+    "reorthogonalize_every": None,
+}
+UNITARY_OPTIONS = ("rank", "variant", "approx", "reorthogonalize_every")
 """The per-group options that only a unitary group takes."""
 
 
@@ -65,14 +75,12 @@ class _ProjUNNMixin:
     @staticmethod
     def _check_unitary_group(group: dict) -> None:
         check_choice("variant", group["variant"], tuple(VARIANTS))
-        check_choice("approx", group["approx"], LOWRANK_METHODS)
+        lowrank_method("approx", group["approx"])
+        if group.get("reorthogonalize_every") is not None:
+            check_size("reorthogonalize_every", group["reorthogonalize_every"])
         params = group["params"]
         for p in [params] if isinstance(params, torch.Tensor) else params:
-            n = check_square("a unitary parameter", p)
-            if isinstance(group["rank"], bool) or not isinstance(group["rank"], int):
-                raise TypeError(f"rank must be an int, got {group['rank']!r}")
-            if not 1 <= group["rank"] <= n:
-                raise ValueError(f"rank must be in [1, {n}] for a {n}x{n} parameter")
+            check_rank("rank", group["rank"], check_square("a unitary parameter", p))
         if group.get("weight_decay", 0):
             raise ValueError(
                 "weight_decay must be 0 in a unitary group: it cannot change a unitary weight"
@@ -133,11 +141,13 @@ class _ProjUNNMixin:
                 check=False,
                 generator=self.generator,
             )
+            every = group.get("reorthogonalize_every")  # absent from older state dicts
+            if every is not None:
+                state = self.state[p]
+                state["projunn_updates"] = state.get("projunn_updates", 0) + 1
+                if state["projunn_updates"] % every == 0:
+                    reorthogonalize(p.data)
         return loss
-
-
-def _extra(kwargs):
-    return kwargs.pop("generator", None), kwargs.pop("skip_nonfinite", True)
 
 
 class SGD(_ProjUNNMixin, torch.optim.SGD):
@@ -173,12 +183,12 @@ def make(name: str, params, lr: float, **kwargs) -> torch.optim.Optimizer:
 
 
 def make_unitary(name: str, params, lr: float, layer, **kwargs) -> torch.optim.Optimizer:
-    """:func:`make` with ``params`` in one unitary group whose ``rank``/``variant``/
-    ``approx`` are ``layer``'s attributes unless ``kwargs`` give them (a layer's
-    ``optimizer()``)."""
+    """:func:`make` with ``params`` in one unitary group whose :data:`UNITARY_OPTIONS`
+    are ``layer``'s attributes (the defaults where it has none) unless ``kwargs`` give
+    them (a layer's ``optimizer()``)."""
     group = {"params": list(params), "unitary": True}
-    for key in ("rank", "variant", "approx"):
-        group[key] = kwargs.pop(key, getattr(layer, key))
+    for key in UNITARY_OPTIONS:
+        group[key] = kwargs.pop(key, getattr(layer, key, UNITARY_DEFAULTS[key]))
     return make(name, [group], lr=lr, **kwargs)
 
 

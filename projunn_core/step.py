@@ -13,9 +13,17 @@ import math
 
 import torch
 
-from ._checks import check_choice, check_finite, check_like, check_rank, check_square
+from ._checks import (
+    all_finite,
+    check_choice,
+    check_finite,
+    check_has_data,
+    check_like,
+    check_rank,
+    check_square,
+)
 from .kernels import projunn_d, projunn_t
-from .lowrank import LOWRANK_METHODS, lowrank
+from .lowrank import lowrank, lowrank_method
 
 __all__ = ["projunn_step", "projunn_update", "VARIANTS"]
 
@@ -25,7 +33,7 @@ VARIANTS = {"T": projunn_t, "D": projunn_d}
 def _check_options(rank, variant, approx, n) -> None:
     check_rank("rank", rank, n)
     check_choice("variant", variant, tuple(VARIANTS))
-    check_choice("approx", approx, LOWRANK_METHODS)
+    lowrank_method("approx", approx)
 
 
 @torch.no_grad()
@@ -35,12 +43,20 @@ def _update(A, delta, name, rank, variant, approx, scale, check, generator, appr
     if delta.shape != A.shape:
         raise ValueError(f"{name} must have A's shape {tuple(A.shape)}, got {tuple(delta.shape)}")
     _check_options(rank, variant, approx, n)
+    if check:
+        check_has_data("A", A)
     a, b = lowrank(delta, rank, approx, generator=generator, **approx_options)
-    if check:  # b = delta^H a is non-finite wherever delta is: O(Nk) instead of O(N^2)
-        check_finite(name, a)
-        check_finite(name, b)
     if scale != 1.0:
         a = a * scale
+    # b = delta^H a is non-finite wherever delta is: O(Nk) instead of O(N^2)
+    if check and not (all_finite(a) and all_finite(b)):
+        check_finite(name, delta)  # only now read all of delta, to say which it was
+        what = name if scale == 1.0 else f"-lr * {name}"
+        raise ValueError(
+            f"the rank-{rank} factors of {what} overflowed {A.dtype} (largest |{name}| = "
+            f"{float(delta.abs().max()):.3g}, finite): scale {name} down or use double "
+            "precision; A was left unchanged"
+        )
     return VARIANTS[variant](A, a, b, check=check)
 
 
@@ -50,7 +66,7 @@ def projunn_update(
     *,
     rank: int = 1,
     variant: str = "T",
-    approx: str = "lsi",
+    approx: str = "range",
     check: bool = True,
     generator: torch.Generator | None = None,
     **approx_options,
@@ -71,7 +87,7 @@ def projunn_step(
     lr: float,
     rank: int = 1,
     variant: str = "T",
-    approx: str = "lsi",
+    approx: str = "range",
     *,
     check: bool = True,
     generator: torch.Generator | None = None,
@@ -82,7 +98,7 @@ def projunn_step(
 
     ``approx`` picks the low-rank method (see :func:`projunn_core.lowrank`), whose
     options (``oversample``, ``power_iters``) pass through. ``check=False`` skips the
-    finiteness checks, which synchronize a GPU with the host.
+    checks of values (finite inputs, a unitary A), which synchronize a GPU with the host.
     """
     if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not math.isfinite(lr):
         raise ValueError(f"lr must be a finite number, got {lr!r}")
