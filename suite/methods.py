@@ -28,6 +28,7 @@ import torch
 
 import baselines
 import projunn_core as pc
+from projunn_core.lowrank import LOWRANK_ALIASES, lowrank_method
 
 __all__ = [
     "CONV_WORKLOADS",
@@ -72,6 +73,18 @@ def _boolean(value):
 _boolean.allowed = "true | false"
 
 
+def _lowrank_name(value):
+    """A low-rank method name (aliases such as "lsi" become their canonical name)."""
+    try:
+        return lowrank_method("approx", value)
+    except ValueError:
+        names = pc.LOWRANK_METHODS + tuple(LOWRANK_ALIASES)
+        raise ValueError(f"must be one of {', '.join(names)}; got {value!r}") from None
+
+
+_lowrank_name.allowed = " | ".join(pc.LOWRANK_METHODS)
+
+
 def _capacity(value):
     if value is None or str(value).lower() == "none":
         return None
@@ -93,7 +106,7 @@ _positive.allowed = "an integer >= 1"
 
 OPTION_VALUES: Mapping[str, Callable[[Any], Any]] = MappingProxyType(
     {
-        "approx": _choice(*pc.LOWRANK_METHODS),
+        "approx": _lowrank_name,
         "check": _boolean,
         "capacity": _capacity,
         "orthogonal_map": _choice(*baselines.ORTHOGONAL_MAPS),

@@ -37,6 +37,7 @@ from typing import Any
 import torch
 
 from projunn_core import unitarity_error
+from projunn_core._checks import wide_dtype
 from projunn_core.conv import FrequencyLayout, initial_frequency_matrices, orthogonality_error
 from projunn_core.init import haar
 
@@ -199,7 +200,7 @@ def _reference(kind: str, case_key: tuple, seed: int):
     gen = _generator(torch.device(device), seed)
     A0 = haar(n, dtype, device, gen)
     G = make_gradient(n, dtype, device, gen)
-    wide = torch.complex128 if dtype.is_complex else torch.float64
+    wide = wide_dtype(dtype)
     A = A0.to(wide).cpu().numpy()
     D = -STEP_LR * G.to(wide).cpu().numpy()
     if kind == "expm":
@@ -286,7 +287,7 @@ def dist_to_exact(case: Case, *, seed: int = 0) -> Measurement | None:
         )
     A0, G, exact = _reference(spec.reference, (case.n, case.dtype, case.device), seed)
     A = spec.update(A0.clone(), G, STEP_LR, **case.method_options())
-    wide = torch.complex128 if A.is_complex() else torch.float64
+    wide = wide_dtype(A.dtype)
     ex = torch.from_numpy(exact)
     denom = torch.linalg.matrix_norm(ex - A0.to(wide).cpu())
     dist = torch.linalg.matrix_norm(A.to(wide).cpu() - ex) / denom
