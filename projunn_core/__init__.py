@@ -6,7 +6,7 @@
 True
 """
 
-from . import init, nn, optim
+from . import graph, init, nn, optim, syncfree
 from .kernels import projunn_d, projunn_t
 from .lowrank import LOWRANK_METHODS, lowrank
 from .protocol import OPTIMIZER_NAMES, UnitaryLayer, unitarity_error
@@ -17,6 +17,7 @@ __all__ = [
     "OPTIMIZER_NAMES",
     "VARIANTS",
     "UnitaryLayer",
+    "graph",
     "init",
     "lowrank",
     "nn",
@@ -25,5 +26,6 @@ __all__ = [
     "projunn_step",
     "projunn_t",
     "projunn_update",
+    "syncfree",
     "unitarity_error",
 ]

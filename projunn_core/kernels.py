@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import torch
 
+from . import syncfree
 from ._checks import check_finite, check_like, check_square
 
 __all__ = ["projunn_t", "projunn_d"]
@@ -82,6 +83,17 @@ def _apply(A: torch.Tensor, Q: torch.Tensor, E: torch.Tensor, check: bool) -> to
     return A
 
 
+def check_counter(skipped, A: torch.Tensor) -> None:
+    """``skipped`` must be ``None`` or a 0-dim int64 tensor on A's device."""
+    if skipped is not None and (
+        not isinstance(skipped, torch.Tensor)
+        or skipped.dtype != torch.int64
+        or skipped.shape != ()
+        or skipped.device != A.device
+    ):
+        raise TypeError(f"skipped must be a 0-dim int64 tensor on {A.device}")
+
+
 def _validate(A, a, b, check: bool) -> None:
     n = check_square("A", A)
     check_like("a", a, A, last=n)
@@ -101,18 +113,32 @@ def _validate(A, a, b, check: bool) -> None:
 
 @torch.no_grad()
 def projunn_t(
-    A: torch.Tensor, a: torch.Tensor, b: torch.Tensor, *, check: bool = True
+    A: torch.Tensor,
+    a: torch.Tensor,
+    b: torch.Tensor,
+    *,
+    check: bool = True,
+    sync_free: bool = False,
+    skipped: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """projUNN-T, in place: ``A <- A exp(skew(A^H a b^H))``; returns A.
 
     A (..., N, N) unitary; a, b (..., N, k) with the same dtype and device.
-    ``check=False`` skips the finiteness checks (no host synchronization).
+    ``check=False`` skips the finiteness checks (no host synchronization, but the small
+    eigenproblem still synchronizes a GPU).
+    ``sync_free=True``: the same step with no host synchronization
+    (:mod:`projunn_core.syncfree`, CUDA-graph capturable); ``check`` then leaves A
+    unchanged on the device instead of raising, counted in the int tensor ``skipped``.
 
     >>> import torch
     >>> A = torch.eye(3); a = torch.zeros(3, 1); b = torch.ones(3, 1)
     >>> torch.equal(projunn_t(A, a, b), torch.eye(3))
     True
     """
+    if sync_free:
+        _validate(A, a, b, False)
+        check_counter(skipped, A)
+        return syncfree.kernel(A, a, b, "T", guard=check, skipped=skipped)
     _validate(A, a, b, check)
     Q, pa, pb = _small_problem(A, a, b, check)
     M = 0.5 * (pa @ pb.mH - pb @ pa.mH)
@@ -121,12 +147,22 @@ def projunn_t(
 
 @torch.no_grad()
 def projunn_d(
-    A: torch.Tensor, a: torch.Tensor, b: torch.Tensor, *, check: bool = True
+    A: torch.Tensor,
+    a: torch.Tensor,
+    b: torch.Tensor,
+    *,
+    check: bool = True,
+    sync_free: bool = False,
+    skipped: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """projUNN-D, in place: ``A <-`` the closest unitary to ``A + a b^H``; returns A.
 
     A (..., N, N) unitary; a, b (..., N, k) with the same dtype and device.
-    ``check=False`` skips the finiteness checks (no host synchronization).
+    ``check=False`` skips the finiteness checks (no host synchronization, but the small
+    SVD still synchronizes a GPU).
+    ``sync_free=True``: the same step with no host synchronization
+    (:mod:`projunn_core.syncfree`, CUDA-graph capturable); ``check`` then leaves A
+    unchanged on the device instead of raising, counted in the int tensor ``skipped``.
 
     >>> import torch
     >>> A = torch.eye(2, dtype=torch.float64); a = torch.tensor([[1.0], [0.0]], dtype=A.dtype)
@@ -134,6 +170,10 @@ def projunn_d(
     tensor([[1., 0.],
             [0., 1.]], dtype=torch.float64)
     """
+    if sync_free:
+        _validate(A, a, b, False)
+        check_counter(skipped, A)
+        return syncfree.kernel(A, a, b, "D", guard=check, skipped=skipped)
     _validate(A, a, b, check)
     Q, pa, pb = _small_problem(A, a, b, check)
     m = Q.shape[-1]
