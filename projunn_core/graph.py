@@ -14,8 +14,9 @@ their generator is registered with the graph: the default CUDA generator always 
 and ``capture_step`` registers the optimizer's own ``generator`` and any in
 ``generators``; a seeded generator gives the same sketches eagerly and replayed.
 
-Without CUDA, or for a CPU step, ``capture_step`` warns and returns a
-:class:`CapturedStep` that runs the step eagerly, so that the same code runs anywhere.
+Without CUDA, or for a CPU step, ``capture_step`` warns, takes the same warm-up steps and
+returns a :class:`CapturedStep` that runs the step eagerly, so that the same code takes
+the same steps anywhere.
 
 >>> import warnings, torch, projunn_core as pc
 >>> W = torch.nn.Parameter(pc.init.haar(8))
@@ -111,8 +112,8 @@ def capture_step(
     too); its ``generator`` is registered and its parameters give the device.
     ``generators``: more CUDA generators the step draws from. ``device``: the step's
     device when no optimizer tells it (default: CUDA if available). ``warmup`` (>= 1)
-    eager calls come first (real steps). ``pool``: a memory pool shared with other
-    graphs (``torch.cuda.graph_pool_handle()``).
+    eager calls come first, also without CUDA: they are real steps. ``pool``: a memory
+    pool shared with other graphs (``torch.cuda.graph_pool_handle()``).
 
     Raises ``RuntimeError`` naming the likely cause when the capture fails (a host
     synchronization in the step, an unregistered generator).
@@ -131,6 +132,8 @@ def capture_step(
             RuntimeWarning,
             stacklevel=2,
         )
+        for _ in range(warmup):
+            fn()
         return CapturedStep(fn, reason=reason)
     gens = [opt.generator for opt in optimizers if getattr(opt, "generator", None) is not None]
     gens += [g for g in generators if g is not None]
