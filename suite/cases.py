@@ -26,6 +26,8 @@ from typing import Any
 
 import torch
 
+from projunn_core.graph import graph_unavailable
+
 from .methods import METHODS
 
 __all__ = [
@@ -182,6 +184,8 @@ class Case:
         reason = device_available(self.device)
         if reason:
             return reason
+        if spec.graphed and (reason := graph_unavailable(self.device)):
+            return f"{self.method} is replayed as a CUDA graph: {reason}"
         dev_type = torch.device(self.device).type
         if spec.cubic and self.n > CUBIC_CAP[dev_type]:
             return (

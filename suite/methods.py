@@ -104,7 +104,10 @@ class Method:
     ``pow2`` marks methods that need ``n`` to be a power of two; ``reference`` names the
     exact full-gradient step a rank-k result is compared with in the accuracy workload
     (``"expm"``: exponential retraction, ``"polar"``: closest unitary; ``None``: no such
-    comparison); ``unitary`` is False for the unconstrained reference layer.
+    comparison); ``unitary`` is False for the unconstrained reference layer; ``graphed``
+    methods have their update and training step captured in a CUDA graph
+    (:func:`projunn_core.graph.capture_step`) and timed as replays, so they need CUDA;
+    ``optimizer_options`` go to ``module.optimizer(...)`` (e.g. ``capturable=True``).
     """
 
     name: str
@@ -117,6 +120,8 @@ class Method:
     defaults: Mapping[str, Any] = field(default_factory=dict)
     reference: str | None = None
     unitary: bool = True
+    graphed: bool = False
+    optimizer_options: Mapping[str, Any] = field(default_factory=dict)
 
     def __call__(self, n: int, dtype=torch.float32, device="cpu", **options) -> torch.nn.Module:
         """Build the protocol module (``METHODS["svd"](8)`` is an 8x8 SVD-projected layer)."""
@@ -166,6 +171,13 @@ def _projunn_update(variant: str):
     return update
 
 
+def _projunn_sync_free_update(variant: str):
+    def update(A, G, lr, *, rank=1, approx="lsi"):
+        return pc.projunn_step(A, G, lr, rank=rank, variant=variant, approx=approx, sync_free=True)
+
+    return update
+
+
 def _baseline_build(cls_name: str, **fixed):
     def build(n, *, dtype, device, **options):
         return getattr(baselines, cls_name)(n, dtype=dtype, device=device, **fixed, **options)
@@ -191,6 +203,28 @@ _ENTRIES = [
         ranked=True,
         defaults={"approx": "lsi", "check": False},
         reference="polar",
+    ),
+    Method(
+        "projunn_t_graphed",
+        "projUNN-T without host synchronization, replayed as a CUDA graph (CUDA only)",
+        _projunn_build("T"),
+        _projunn_sync_free_update("T"),
+        ranked=True,
+        defaults={"approx": "lsi"},
+        reference="expm",
+        graphed=True,
+        optimizer_options={"capturable": True},
+    ),
+    Method(
+        "projunn_d_graphed",
+        "projUNN-D without host synchronization, replayed as a CUDA graph (CUDA only)",
+        _projunn_build("D"),
+        _projunn_sync_free_update("D"),
+        ranked=True,
+        defaults={"approx": "lsi"},
+        reference="polar",
+        graphed=True,
+        optimizer_options={"capturable": True},
     ),
     Method(
         "svd",

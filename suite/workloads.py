@@ -29,6 +29,7 @@ from typing import Any
 import torch
 
 from projunn_core import unitarity_error
+from projunn_core.graph import capture_step
 from projunn_core.init import haar
 
 from .cases import REFERENCE_CAP, Case
@@ -116,7 +117,7 @@ def _train_state(case: Case, batch: int, seed: int) -> dict[str, Any]:
     device = torch.device(case.device)
     torch.manual_seed(seed)  # module initializers use the global generator
     module = case.spec(case.n, dtype=case.torch_dtype, device=device, **case.method_options())
-    opt = module.optimizer(TRAIN_OPTIMIZER, lr=TRAIN_LR)
+    opt = module.optimizer(TRAIN_OPTIMIZER, lr=TRAIN_LR, **case.spec.optimizer_options)
     gen = _generator(device, seed + 1)
     x = torch.randn(batch, case.n, dtype=case.torch_dtype, device=device, generator=gen)
     y = torch.randn(batch, case.n, dtype=case.torch_dtype, device=device, generator=gen)
@@ -132,7 +133,11 @@ def _train_state(case: Case, batch: int, seed: int) -> dict[str, Any]:
 
 
 def prepare(case: Case, *, batch: int = 32, seed: int = 0) -> Prepared:
-    """Build ``case`` (update or train_step); raises ``NotImplementedError`` if skipped."""
+    """Build ``case`` (update or train_step); raises ``NotImplementedError`` if skipped.
+
+    For a ``graphed`` method the step is captured in a CUDA graph (after the capture's
+    warm-up steps) and ``step()`` replays it.
+    """
     case.require()
     device = torch.device(case.device)
     if case.workload == "update":
@@ -144,10 +149,16 @@ def prepare(case: Case, *, batch: int = 32, seed: int = 0) -> Prepared:
         def step():
             return update(A, G, STEP_LR, **opts)
 
-        return Prepared(case, step, device, {"A": A, "G": G})
+        state = {"A": A, "G": G}
+        if case.spec.graphed:
+            step = state["graph"] = capture_step(step, device=device)
+        return Prepared(case, step, device, state)
     if case.workload == "train_step":
         state = _train_state(case, batch, seed)
-        return Prepared(case, state.pop("step"), device, state)
+        step = state.pop("step")
+        if case.spec.graphed:
+            step = state["graph"] = capture_step(step, optimizer=state["optimizer"])
+        return Prepared(case, step, device, state)
     raise ValueError(f"prepare() builds update and train_step cases, not {case.workload!r}")
 
 

@@ -21,6 +21,8 @@ TINY = Settings(warmup=0, min_time=0.002, max_time=0.01, accuracy_steps=2, batch
 EXPECTED = {
     "projunn_t",
     "projunn_d",
+    "projunn_t_graphed",
+    "projunn_d_graphed",
     "svd",
     "expm",
     "cayley",
@@ -33,7 +35,16 @@ EXPECTED = {
 
 def test_registry_names_and_updates():
     assert set(METHODS) == EXPECTED
-    assert set(UPDATES) == {"projunn_t", "projunn_d", "svd", "expm", "cayley", "unconstrained"}
+    assert set(UPDATES) == {
+        "projunn_t",
+        "projunn_d",
+        "projunn_t_graphed",
+        "projunn_d_graphed",
+        "svd",
+        "expm",
+        "cayley",
+        "unconstrained",
+    }
     for m in METHODS.values():
         assert m.description and m.name == method(m.name).name
     with pytest.raises(KeyError, match="unknown method"):
@@ -42,8 +53,10 @@ def test_registry_names_and_updates():
         METHODS["svd"].options(rank=2)
 
 
-REGISTRY_CASES = [
-    c for c in iter_cases("tiny", sizes=[16], ranks=[2], dtypes=["float32", "complex64"])
+REGISTRY_CASES = [  # graphed methods need CUDA: see test_graphed_methods_skip_on_cpu
+    c
+    for c in iter_cases("tiny", sizes=[16], ranks=[2], dtypes=["float32", "complex64"])
+    if not c.spec.graphed
 ]
 
 
@@ -69,9 +82,23 @@ def test_every_method_runs_every_workload(case):
         assert metrics["host_peak_rss"].value > 0
 
 
+def test_graphed_methods_skip_on_cpu():
+    cases = iter_cases("tiny", methods=["projunn_t_graphed", "projunn_d_graphed"], ranks=[2])
+    assert {c.workload for c in cases} == {"update", "train_step", "accuracy"}
+    for case in cases:
+        rows = run_case(case, TINY)
+        assert [r.status for r in rows] == ["skipped"]
+        assert rows[0].reason == (
+            f"{case.method} is replayed as a CUDA graph: CUDA graphs capture CUDA work "
+            "only; the step runs on cpu"
+        )
+
+
 def test_every_method_is_covered_by_each_applicable_workload():
     seen = {(c.workload, c.method) for c in REGISTRY_CASES}
     for name, m in METHODS.items():
+        if m.graphed:
+            continue
         for wl in m.workloads:
             assert (wl, name) in seen
     assert ("update", "eunn") not in seen  # no functional update: not in the default list
