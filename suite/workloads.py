@@ -44,6 +44,7 @@ __all__ = [
     "dist_to_exact",
     "make_gradient",
     "prepare",
+    "train_state",
     "unitarity_metrics",
 ]
 
@@ -113,7 +114,10 @@ def _mse(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return (d * d.conj()).real.mean()
 
 
-def _train_state(case: Case, batch: int, seed: int) -> dict[str, Any]:
+def train_state(case: Case, batch: int = 32, seed: int = 0) -> dict[str, Any]:
+    """The pieces of an eager training step of ``case``: ``module``, ``optimizer`` (with the
+    method's ``optimizer_options``), batch ``x``, ``y``, ``loss()`` (forward and loss) and
+    ``step()`` (zero_grad, forward, backward, ``optimizer.step()``)."""
     device = torch.device(case.device)
     torch.manual_seed(seed)  # module initializers use the global generator
     module = case.spec(case.n, dtype=case.torch_dtype, device=device, **case.method_options())
@@ -122,14 +126,17 @@ def _train_state(case: Case, batch: int, seed: int) -> dict[str, Any]:
     x = torch.randn(batch, case.n, dtype=case.torch_dtype, device=device, generator=gen)
     y = torch.randn(batch, case.n, dtype=case.torch_dtype, device=device, generator=gen)
 
+    def loss():
+        return _mse(module(x), y)
+
     def step():
         opt.zero_grad(set_to_none=True)
-        loss = _mse(module(x), y)
-        loss.backward()
+        value = loss()
+        value.backward()
         opt.step()
-        return loss
+        return value
 
-    return {"module": module, "optimizer": opt, "x": x, "y": y, "step": step}
+    return {"module": module, "optimizer": opt, "x": x, "y": y, "loss": loss, "step": step}
 
 
 def prepare(case: Case, *, batch: int = 32, seed: int = 0) -> Prepared:
@@ -154,7 +161,7 @@ def prepare(case: Case, *, batch: int = 32, seed: int = 0) -> Prepared:
             step = state["graph"] = capture_step(step, device=device)
         return Prepared(case, step, device, state)
     if case.workload == "train_step":
-        state = _train_state(case, batch, seed)
+        state = train_state(case, batch, seed)
         step = state.pop("step")
         if case.spec.graphed:
             step = state["graph"] = capture_step(step, optimizer=state["optimizer"])
@@ -193,7 +200,7 @@ def unitarity_metrics(
     """``unitarity_init``, ``unitarity_after_1_step``, ``unitarity_after_{steps}_steps``:
     ``||W^H W - I||_F / sqrt(N)`` of the module's matrix while training it (train_step)."""
     case.require()
-    state = _train_state(case, batch, seed)
+    state = train_state(case, batch, seed)
     module, step = state["module"], state["step"]
     with torch.no_grad():
         out = [Measurement("unitarity_init", unitarity_error(module.matrix()), "1")]

@@ -32,3 +32,49 @@ def test_bench_core_rejects_bad_counts(args, capsys):
     with pytest.raises(SystemExit):
         _load().main(args)
     assert "must be positive" in capsys.readouterr().err
+
+
+GPU_CHECK = Path(__file__).resolve().parents[1] / "scripts" / "gpu_check.py"
+
+
+def _load_gpu_check():
+    spec = importlib.util.spec_from_file_location("gpu_check", GPU_CHECK)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_gpu_check_runs_its_cpu_parts(tmp_path, capsys):
+    """On a CPU the GPU script runs what a CPU can: the sweep and profile at a small N
+    (graphed methods and host-sync counts are skipped rows with their reason)."""
+    import csv
+
+    from suite.output import COLUMNS
+
+    args = ["--out", str(tmp_path), "--device", "cpu", "--budget", "60"]
+    args += ["--parts", "syncs", "sweep", "profile", "--sizes", "16", "--ranks", "2"]
+    assert _load_gpu_check().main(args) == 0
+    (folder,) = tmp_path.iterdir()
+    with open(folder / "results.csv", newline="") as f:
+        reader = csv.DictReader(f)
+        rows = list(reader)
+    assert tuple(reader.fieldnames) == COLUMNS
+    by = {(r["method"], r["metric"], r["status"]) for r in rows}
+    assert ("projunn_t", "time", "ok") in by and ("expm", "time", "ok") in by
+    assert ("byte_floor", "time", "ok") in by and ("copy", "copy_bandwidth", "ok") in by
+    assert ("projunn_t", "ops_per_step", "ok") in by  # the profile part
+    graphed = [r for r in rows if r["method"] == "projunn_t_graphed" and r["metric"] == ""]
+    assert graphed and all(r["status"] == "skipped" for r in graphed)
+    assert "replayed as a CUDA graph" in graphed[0]["reason"]
+    syncs = [r for r in rows if r["metric"] == "host_syncs_per_step"]
+    assert syncs and {r["reason"] for r in syncs} == {"host syncs are counted on CUDA only"}
+    summary = (folder / "summary.md").read_text()
+    assert "| 16 |" in summary and "(they need CUDA)" in summary
+    out = capsys.readouterr().out
+    assert out.index("# GPU check") < out.index("results:")  # the summary is printed last
+
+
+def test_gpu_check_rejects_bad_usage(tmp_path, capsys):
+    with pytest.raises(SystemExit) as e:
+        _load_gpu_check().main(["--out", str(tmp_path), "--budget", "0"])
+    assert e.value.code == 2 and "--budget must be positive" in capsys.readouterr().err
