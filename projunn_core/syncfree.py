@@ -71,6 +71,12 @@ to 1e15 (measured on 2 x 2 to 128 x 128 matrices)."""
 ORTH_PASSES = 2
 """Shifted CholeskyQR passes of :func:`orth_rows` (see the module docstring)."""
 
+BASIS = "cholesky"
+"""How :func:`orth_rows` builds bases: ``"cholesky"`` (shifted CholeskyQR, a few small
+cuSOLVER/cuBLAS calls per pass) or ``"householder"`` (``torch.linalg.qr``: exactly
+orthonormal, also sync-free and capturable; its kernel count grows with the width 2k).
+Both are exact; which is faster on a GPU is measured by ``scripts/gpu_check.py``."""
+
 _POLAR_TOL = 1e-10  # ||P^H P - I||_F above this after the iterations: not converged
 
 _CONSTANTS: dict = {}
@@ -93,6 +99,8 @@ def _constant(name: str, dtype: torch.dtype, device: torch.device, size: int = 0
         if name == "taylor":  # 1/j!, j = 1..p*q, as the (blocks, p) matrix
             j = torch.arange(1, _PS_BLOCK * _PS_BLOCKS + 1, dtype=torch.float64, device=device)
             value = torch.exp(-torch.lgamma(j + 1)).to(dtype).view(_PS_BLOCKS, _PS_BLOCK)
+        elif name == "tiny":  # the smallest normal number, 0-dim
+            value = torch.full((), torch.finfo(dtype).tiny, dtype=dtype, device=device)
         else:  # "eye"
             value = torch.eye(size, dtype=dtype, device=device)
         if not _capturing(device):
@@ -103,13 +111,14 @@ def _constant(name: str, dtype: torch.dtype, device: torch.device, size: int = 0
 # -- the exponential --------------------------------------------------------------------
 
 
-def expm1_skew(M: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """``exp(M) - I`` for skew-Hermitian M (B, m, m), and whether each ``|M|_F`` is in range.
+def expm1_skew(M: torch.Tensor, scale: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """``exp(scale M) - I`` for skew-Hermitian M (B, m, m), and whether each
+    ``|scale M|_F`` is in range.
 
-    Degree-25 Taylor polynomial of ``Z = M / 2^7`` by Paterson-Stockmeyer, then 7 squarings
-    ``E <- E (E + 2I)``: a fixed cost with no host decision. The squarings act on ``E``
-    rather than ``I + E``, so a small ``M`` keeps its relative accuracy. Exact to round-off
-    for ``|M|_F <= EXP_RANGE``.
+    Degree-25 Taylor polynomial of ``Z = scale M / 2^7`` by Paterson-Stockmeyer, then 7
+    squarings ``E <- E (E + 2I)``: a fixed cost with no host decision. The squarings act on
+    ``E`` rather than ``I + E``, so a small ``M`` keeps its relative accuracy. Exact to
+    round-off for ``|scale M|_F <= EXP_RANGE``.
 
     >>> M = torch.tensor([[[0.0, -1.0], [1.0, 0.0]]], dtype=torch.float64)
     >>> E, ok = expm1_skew(M)
@@ -119,7 +128,7 @@ def expm1_skew(M: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     B, m, _ = M.shape
     p = _PS_BLOCK
     powers = torch.empty(p, B, m, m, dtype=M.dtype, device=M.device)
-    torch.mul(M, 2.0**-_EXP_SQUARINGS, out=powers[0])
+    torch.mul(M, scale * 2.0**-_EXP_SQUARINGS, out=powers[0])
     for i in range(1, p):
         torch.bmm(powers[i - 1], powers[0], out=powers[i])
     coef = _constant("taylor", M.dtype, M.device)
@@ -130,7 +139,7 @@ def expm1_skew(M: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     two = 2 * _constant("eye", M.dtype, M.device, m)
     for _ in range(_EXP_SQUARINGS):
         E = torch.bmm(E, E + two)
-    in_range = torch.linalg.vector_norm(M, dim=(-2, -1)) <= EXP_RANGE
+    in_range = torch.linalg.vector_norm(powers[0], dim=(-2, -1)) <= _EXP_THETA
     return E, in_range
 
 
@@ -172,10 +181,10 @@ def _shift(n: int, m: int, dtype: torch.dtype) -> float:
 
 
 def orth_rows(
-    X: torch.Tensor, passes: int = ORTH_PASSES
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """``Q^H`` (B, m, n), ``R`` (B, m, m) upper triangular with ``X^H = Q R``, and the
-    Cholesky status (0 = fine) for the rows of X (B, m, n).
+    X: torch.Tensor, passes: int = ORTH_PASSES, *, want_r: bool = True
+) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+    """``Q^H`` (B, m, n), ``R`` (B, m, m) upper triangular with ``X^H = Q R`` (``None``
+    unless ``want_r``), and the Cholesky status (0 = fine) for the rows of X (B, m, n).
 
     Shifted CholeskyQR: each pass factors ``(X X^H + s diag) / (1 + s)`` (the shift keeps
     it positive definite, the division keeps rows of unit length) and solves with the
@@ -183,23 +192,37 @@ def orth_rows(
     ``Q Q^H`` projects onto a space that contains the rows of X); see the module docstring
     for how orthonormal the other directions end.
 
+    With ``BASIS = "householder"`` it is ``torch.linalg.qr`` of ``X^H`` instead (then Q has
+    ``min(m, n)`` columns and R that many rows).
+
     >>> X = torch.tensor([[[1.0, 1.0, 0.0], [2.0, 2.0, 0.0]]], dtype=torch.float64)
     >>> Qh, R, info = orth_rows(X)
     >>> bool(torch.allclose(R.mH @ Qh, X)), int(info)  # exact although the rows are dependent
     (True, 0)
     """
+    if BASIS == "householder":
+        Q, R = torch.linalg.qr(X.mH)
+        return (
+            Q.mH,
+            R if want_r else None,
+            torch.zeros(X.shape[0], dtype=torch.int32, device=X.device),
+        )
     B, m, n = X.shape
     shift = _shift(n, m, X.dtype)
-    tiny = torch.finfo(real_dtype(X.dtype)).tiny
+    tiny = _constant("tiny", real_dtype(X.dtype), X.device)
     L_all = status = None
-    for _ in range(passes):
-        gram = (X @ X.mH).mul_(1 / (1 + shift))
-        gram.diagonal(dim1=-2, dim2=-1).mul_(1 + shift).add_(tiny)
+    for i in range(passes):
+        gram = torch.empty(B, m, m, dtype=X.dtype, device=X.device)
+        gram = torch.baddbmm(gram, X, X.mH, beta=0, alpha=1 / (1 + shift))
+        d = gram.diagonal(dim1=-2, dim2=-1)
+        torch.add(tiny, d, alpha=1 + shift, out=d)  # the diagonal unscaled, plus tiny
         L, info = torch.linalg.cholesky_ex(gram)
-        X = torch.linalg.solve_triangular(L, X, upper=False)
-        L_all = L if L_all is None else L_all @ L
+        # the first pass keeps the caller's X; later ones overwrite our own rows
+        X = torch.linalg.solve_triangular(L, X, upper=False, out=X if i else None)
+        if want_r:
+            L_all = L if L_all is None else L_all @ L
         status = info if status is None else status | info
-    return X, L_all.mH, status
+    return X, None if L_all is None else L_all.mH, status
 
 
 # -- the step ---------------------------------------------------------------------------
@@ -213,18 +236,27 @@ def _as_batch(A: torch.Tensor) -> tuple[torch.Tensor, bool]:
         return A.reshape(-1, *A.shape[-2:]), True
 
 
+def _rows(blocks: list[torch.Tensor]) -> torch.Tensor:
+    """The row blocks stacked in double precision (one kernel: cat converts)."""
+    first = blocks[0]
+    shape = (first.shape[0], sum(b.shape[-2] for b in blocks), first.shape[-1])
+    out = torch.empty(shape, dtype=_wide(first.dtype), device=first.device)
+    return torch.cat(blocks, dim=-2, out=out)
+
+
 def _update(A3, X, k, variant, scale, guard, valid, skipped) -> None:
     """The projUNN update of A3 (B, N, N) in place for ``scale * a b^H``, given the rows
     ``X = [b^H; (A^H a)^H]`` (B, 2k, N) in double precision."""
     Qh, R, info = orth_rows(X)
     K = R[..., k:] @ R[..., :k].mH  # coordinates of (A^H a) b^H
     if variant == "T":
-        E, ok = expm1_skew((K - K.mH).mul_(0.5 * scale))
+        E, ok = expm1_skew(K - K.mH, 0.5 * scale)
     else:
         eye = _constant("eye", K.dtype, K.device, K.shape[-1])
         E, ok = polar_minus_identity(torch.add(eye, K, alpha=scale))
     if guard:
-        ok = ok & (info == 0) & torch.isfinite(Qh.sum(dim=(-2, -1)) + E.sum(dim=(-2, -1)))
+        # ok is already false where the small problem is not finite (NaN compares false)
+        ok = ok & (info == 0) & torch.isfinite(Qh.sum(dim=(-2, -1)))
         if valid is not None:
             ok = ok & valid.reshape(-1)
         if skipped is not None:
@@ -259,7 +291,7 @@ def kernel(
     n, k = A.shape[-1], a.shape[-1]
     A3, copied = _as_batch(A)
     ah = a.reshape(-1, n, k).mH
-    X = torch.cat([b.reshape(-1, n, k).mH, ah @ A3], dim=-2).to(_wide(A.dtype))
+    X = _rows([b.reshape(-1, n, k).mH, ah @ A3])
     _update(A3, X, k, variant, 1.0, guard, valid, skipped)
     return A.copy_(A3.view(A.shape)) if copied else A
 
@@ -274,9 +306,9 @@ def _range_rows(G3: torch.Tensor, k: int, generator, power_iters: int) -> torch.
     # single precision cannot see the ~1e-12 a third pass removes (module docstring)
     passes = ORTH_PASSES + (G3.dtype in (torch.float64, torch.complex128))
     for _ in range(power_iters):
-        Yh = orth_rows(Y.mH.to(_wide(G3.dtype)), passes)[0].to(G3.dtype)
+        Yh = orth_rows(Y.mH.to(_wide(G3.dtype)), passes, want_r=False)[0].to(G3.dtype)
         Y = G3 @ (G3.mH @ Yh.mH)
-    return orth_rows(Y.mH.to(_wide(G3.dtype)), passes)[0].to(G3.dtype)
+    return orth_rows(Y.mH.to(_wide(G3.dtype)), passes, want_r=False)[0].to(G3.dtype)
 
 
 @torch.no_grad()
@@ -302,6 +334,6 @@ def step(
     A3, copied = _as_batch(A)
     G3 = G.reshape(-1, n, n)
     ah = _range_rows(G3, rank, generator, power_iters)
-    X = torch.cat([ah @ G3, ah @ A3], dim=-2).to(_wide(A.dtype))  # rows b^H, (A^H a)^H
+    X = _rows([ah @ G3, ah @ A3])  # b^H, (A^H a)^H
     _update(A3, X, rank, variant, scale, guard, valid, skipped)
     return A.copy_(A3.view(A.shape)) if copied else A

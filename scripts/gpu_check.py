@@ -43,6 +43,7 @@ if str(ROOT) not in sys.path:  # run from a checkout without installing
 from suite import output  # noqa: E402
 from suite.cases import Case, Settings  # noqa: E402
 from suite.methods import METHODS  # noqa: E402
+from suite.profiling import SYNC_NOTE  # noqa: E402
 from suite.record import Recorder  # noqa: E402
 from suite.runner import rows_for  # noqa: E402
 from suite.timing import measure, measure_events, synchronize  # noqa: E402
@@ -59,7 +60,8 @@ SWEEP_METHODS = (
     "expm",
     "cayley",
 )
-PROFILE_SIZES = (256, 1024, 8192)
+PROFILE_SIZES = (1024, 8192)
+BASES = ("cholesky", "householder")  # projunn_core.syncfree.BASIS values compared
 SYNC_N, SYNC_K = 256, 4
 SYNC_METRIC = "host_syncs_per_step"
 NO_SYNCS = "host syncs are counted on CUDA only"
@@ -277,18 +279,31 @@ def part_sweep(ctx) -> None:
 
 
 def part_profile(ctx) -> None:
-    """Kernels and syncs per step: eager vs graphed projUNN-T."""
+    """Time, kernels and syncs per step: eager projUNN-T vs graphed projUNN-T with each
+    basis of the sync-free path (rows of the second basis carry ``options`` basis=...)."""
+    from projunn_core import syncfree
     from suite.profiling import profile_work
 
     sizes = [n for n in PROFILE_SIZES if n in ctx.sizes] or list(ctx.sizes[:1])
+    runs = [("projunn_t", None)] + [("projunn_t_graphed", basis) for basis in BASES]
+    default = syncfree.BASIS
     for n in sizes:
-        for name in ("projunn_t", "projunn_t_graphed"):
+        for name, basis in runs:
             for k in ctx.ranks:
                 case = Case("update", name, n, k, device=ctx.device)
 
-                def run(c=case):
-                    p = profile_work(prepare(c), steps=10, settings=TIMING)
-                    return rows_for(c, p.measurements(ops=False, timing=False))
+                def run(c=case, basis=basis):
+                    syncfree.BASIS = basis or default
+                    try:
+                        p = profile_work(prepare(c), steps=10, settings=TIMING)
+                    finally:
+                        syncfree.BASIS = default
+                    other = bool(basis) and basis != default  # the sweep timed the default
+                    rows = rows_for(c, p.measurements(ops=False, timing=other))
+                    if other:
+                        for r in rows:
+                            r["options"] = f"basis={basis}"
+                    return rows
 
                 ctx.add(_guarded(case, run))
 
@@ -296,10 +311,12 @@ def part_profile(ctx) -> None:
 # -- summary ----------------------------------------------------------------------------
 
 
-def _value(rows, method, n, k=None, metric=("time_cuda_events", "time")):
+def _value(rows, method, n, k=None, metric=("time_cuda_events", "time"), options=""):
+    """The first ok value of ``method`` at (n, k) for the first metric found."""
     for m in metric:
         for r in rows:
-            if (r["method"], r["n"], r["k"], r["metric"], r["status"]) == (method, n, k, m, "ok"):
+            key = (r["method"], r["n"], r["k"], r["metric"], r["status"], r["options"] or "")
+            if key == (method, n, k, m, "ok", options):
                 return r["value"]
     return None
 
@@ -347,15 +364,23 @@ def summary(rows, device: str, ranks) -> str:
     else:
         lines.append("- not measured: no graphed projUNN-T times (they need CUDA)")
     syncs = [r for r in rows if r["metric"] == SYNC_METRIC and r["status"] == "ok"]
+    syncs = [r for r in syncs if r["n"] == SYNC_N and r["reason"] != SYNC_NOTE]
     if syncs:
-        lines += ["", "## Host syncs per step (N = 256, sync debug mode)", ""]
+        lines += ["", f"## Host syncs per step (N = {SYNC_N}, sync debug mode)", ""]
         lines += [
             f"- {r['workload']} {r['method']}: {r['value']:.0f} ({r['reason']})" for r in syncs
         ]
     kernels = [r for r in rows if r["metric"] == "kernels_per_step" and r["status"] == "ok"]
     if kernels:
-        lines += ["", "## Kernels per step", ""]
-        lines += [f"- {r['method']} N={r['n']} k={r['k']}: {r['value']:.0f}" for r in kernels]
+        lines += ["", "## Kernels per step (update; time: wall ms)", ""]
+        for r in kernels:
+            opts = r["options"] or ""
+            t = _value(rows, r["method"], r["n"], r["k"], ("time",), opts)
+            extra = f" ({opts})" if opts else ""
+            lines.append(
+                f"- {r['method']}{extra} N={r['n']} k={r['k']}: {r['value']:.0f} kernels, "
+                f"{ms(t)} ms"
+            )
     return "\n".join(lines) + "\n"
 
 

@@ -257,3 +257,22 @@ def test_no_host_reads(variant, gen):
         sf.step(A, G, 3, variant, scale=-0.1, skipped=skipped)
         sf.kernel(A, a, b, variant, skipped=skipped, valid=torch.ones(2, dtype=torch.bool))
     assert mode.seen == []
+
+
+@pytest.mark.parametrize("variant", "TD")
+def test_householder_basis_gives_the_same_steps(variant, gen, monkeypatch):
+    """The alternative basis (torch.linalg.qr) is exact too, k = N included."""
+    monkeypatch.setattr(sf, "BASIS", "householder")
+    for n, k in [(12, 3), (7, 7)]:
+        A = haar(n, torch.complex128, batch=(2,), generator=gen)
+        a = 0.3 * randn(2, n, k, dtype=A.dtype, generator=gen)
+        b = randn(2, n, k, dtype=A.dtype, generator=gen)
+        expected = REFS[variant](A, a, b)
+        sf.kernel(A, a, b, variant)
+        assert max_abs(A, expected) < 1e-12 and pc.unitarity_error(A) < 1e-13
+    G = randn(20, 2, generator=gen) @ randn(2, 20, generator=gen)
+    A0 = haar(20, generator=gen)
+    A = A0.clone()
+    sf.step(A, G, 4, variant, scale=-0.1, generator=torch.Generator().manual_seed(0))
+    exact = REFS[variant](A0, -0.1 * G, torch.eye(20, dtype=torch.float64))
+    assert max_abs(A, exact) < 1e-13
