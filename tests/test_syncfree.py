@@ -42,12 +42,15 @@ def test_expm1_skew_is_exact_to_round_off(dtype, m, norm, gen):
     E, ok = sf.expm1_skew(M)
     ref = _expm1_reference(M)
     rel = torch.linalg.matrix_norm(E - ref) / torch.linalg.matrix_norm(ref)
+    # relative accuracy: small steps keep all their digits; a rotation by many radians
+    # is only as accurate as its angles (round-off times the norm)
+    tol = 1e-14 * max(1.0, norm)
     assert ok.all() and ok.shape == (3,)
-    assert rel.max() < 1e-13  # relative: small steps keep all their digits
+    assert rel.max() < tol
     U = E + torch.eye(m, dtype=dtype)
-    assert pc.unitarity_error(U) < 1e-13
+    assert pc.unitarity_error(U) < tol
     expm = np.stack([scipy.linalg.expm(x) for x in M.numpy()])
-    assert max_abs(U, expm) < 1e-12
+    assert max_abs(U, expm) < 10 * tol
 
 
 def test_expm1_skew_reports_out_of_range(gen):
