@@ -31,7 +31,6 @@ import re
 import subprocess
 import sys
 import time
-import warnings
 from pathlib import Path
 
 import torch
@@ -43,7 +42,7 @@ if str(ROOT) not in sys.path:  # run from a checkout without installing
 from suite import output  # noqa: E402
 from suite.cases import Case, Settings  # noqa: E402
 from suite.methods import METHODS  # noqa: E402
-from suite.profiling import SYNC_NOTE  # noqa: E402
+from suite.profiling import SYNC_NOTE, sync_sites  # noqa: E402
 from suite.record import Recorder  # noqa: E402
 from suite.runner import rows_for  # noqa: E402
 from suite.timing import measure, measure_events, synchronize  # noqa: E402
@@ -151,24 +150,15 @@ def part_tests(ctx) -> None:
 
 
 def _sync_sites(run) -> list[str]:
-    """``file:line`` of every host sync ``run()`` makes (sync debug mode "warn")."""
-    old = torch.cuda.get_sync_debug_mode()
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        torch.cuda.set_sync_debug_mode("warn")
-        try:
-            run()
-        finally:
-            torch.cuda.set_sync_debug_mode(old)
+    """``file:line`` (relative to the checkout) of every host sync ``run()`` makes."""
     sites = []
-    for w in caught:
-        if "synchroniz" in str(w.message):
-            path = Path(w.filename)
-            try:
-                path = path.resolve().relative_to(ROOT)
-            except ValueError:
-                path = Path(*path.parts[-3:])
-            sites.append(f"{path}:{w.lineno}")
+    for filename, line in sync_sites(run):
+        path = Path(filename)
+        try:
+            path = path.resolve().relative_to(ROOT)
+        except ValueError:
+            path = Path(*path.parts[-3:])
+        sites.append(f"{path}:{line}")
     return sites
 
 

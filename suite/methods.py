@@ -204,27 +204,19 @@ _ENTRIES = [
         defaults={"approx": "lsi", "check": False},
         reference="polar",
     ),
-    Method(
-        "projunn_t_graphed",
-        "projUNN-T without host synchronization, replayed as a CUDA graph (CUDA only)",
-        _projunn_build("T"),
-        _projunn_sync_free_update("T"),
-        ranked=True,
-        defaults={"approx": "lsi"},
-        reference="expm",
-        graphed=True,
-        optimizer_options={"capturable": True},
-    ),
-    Method(
-        "projunn_d_graphed",
-        "projUNN-D without host synchronization, replayed as a CUDA graph (CUDA only)",
-        _projunn_build("D"),
-        _projunn_sync_free_update("D"),
-        ranked=True,
-        defaults={"approx": "lsi"},
-        reference="polar",
-        graphed=True,
-        optimizer_options={"capturable": True},
+    *(
+        Method(
+            f"projunn_{variant.lower()}_graphed",
+            f"projUNN-{variant} without host synchronization, replayed as a CUDA graph (CUDA only)",
+            _projunn_build(variant),
+            _projunn_sync_free_update(variant),
+            ranked=True,
+            defaults={"approx": "lsi"},
+            reference=reference,
+            graphed=True,
+            optimizer_options={"capturable": True},
+        )
+        for variant, reference in (("T", "expm"), ("D", "polar"))
     ),
     Method(
         "svd",

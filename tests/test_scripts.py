@@ -8,8 +8,8 @@ import pytest
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "bench_core.py"
 
 
-def _load():
-    spec = importlib.util.spec_from_file_location("bench_core", SCRIPT)
+def _load(path=SCRIPT):
+    spec = importlib.util.spec_from_file_location(path.stem, path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -37,13 +37,6 @@ def test_bench_core_rejects_bad_counts(args, capsys):
 GPU_CHECK = Path(__file__).resolve().parents[1] / "scripts" / "gpu_check.py"
 
 
-def _load_gpu_check():
-    spec = importlib.util.spec_from_file_location("gpu_check", GPU_CHECK)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_gpu_check_runs_its_cpu_parts(tmp_path, capsys):
     """On a CPU the GPU script runs what a CPU can: the sweep and profile at a small N
     (graphed methods and host-sync counts are skipped rows with their reason)."""
@@ -53,7 +46,7 @@ def test_gpu_check_runs_its_cpu_parts(tmp_path, capsys):
 
     args = ["--out", str(tmp_path), "--device", "cpu", "--budget", "60"]
     args += ["--parts", "syncs", "sweep", "profile", "--sizes", "16", "--ranks", "2"]
-    assert _load_gpu_check().main(args) == 0
+    assert _load(GPU_CHECK).main(args) == 0
     (folder,) = tmp_path.iterdir()
     with open(folder / "results.csv", newline="") as f:
         reader = csv.DictReader(f)
@@ -76,5 +69,5 @@ def test_gpu_check_runs_its_cpu_parts(tmp_path, capsys):
 
 def test_gpu_check_rejects_bad_usage(tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
-        _load_gpu_check().main(["--out", str(tmp_path), "--budget", "0"])
+        _load(GPU_CHECK).main(["--out", str(tmp_path), "--budget", "0"])
     assert e.value.code == 2 and "--budget must be positive" in capsys.readouterr().err

@@ -35,16 +35,7 @@ EXPECTED = {
 
 def test_registry_names_and_updates():
     assert set(METHODS) == EXPECTED
-    assert set(UPDATES) == {
-        "projunn_t",
-        "projunn_d",
-        "projunn_t_graphed",
-        "projunn_d_graphed",
-        "svd",
-        "expm",
-        "cayley",
-        "unconstrained",
-    }
+    assert set(UPDATES) == EXPECTED - {"eunn", "eunn_fft", "torch_orthogonal"}
     for m in METHODS.values():
         assert m.description and m.name == method(m.name).name
     with pytest.raises(KeyError, match="unknown method"):
