@@ -116,8 +116,14 @@ def part_tests(ctx) -> None:
     timeout = max(10.0, min(150.0, ctx.budget.left() - 60))
     cmd = [sys.executable, "-m", "pytest", "-q", "-m", "cuda", "--benchmark-disable"]
     cmd += ["-p", "no:cacheprovider", str(ROOT / "tests")]
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+    }
     try:
-        done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+        done = subprocess.run(
+            cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout
+        )
         text, code = done.stdout + done.stderr, done.returncode
     except subprocess.TimeoutExpired as e:
         text = (e.stdout or b"").decode() if isinstance(e.stdout, bytes) else (e.stdout or "")
