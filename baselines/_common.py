@@ -16,7 +16,7 @@ from torch import nn
 
 from projunn_core._checks import SUPPORTED_DTYPES, real_dtype
 from projunn_core._checks import check_dtype as _check_dtype
-from projunn_core.init import haar
+from projunn_core.init import haar, initial_matrix
 from projunn_core.optim import make as make_optimizer
 
 __all__ = [
@@ -26,6 +26,7 @@ __all__ = [
     "check_n",
     "expm_skew",
     "haar_unitary",
+    "initial_unitary",
     "projected_optimizer",
     "real_dtype",
     "skew",
@@ -61,6 +62,17 @@ def haar_unitary(n: int, dtype=torch.float32, device=None, generator=None) -> to
     torch.Size([3, 3])
     """
     return haar(check_n(n), dtype=dtype, device=device, generator=generator)
+
+
+def initial_unitary(init: str, n: int, dtype=torch.float32, device=None) -> torch.Tensor:
+    """The ``n x n`` starting unitary named ``init`` ("haar", "identity", "henaff",
+    "cayley": :data:`projunn_core.init.INITS`), drawn from the global generator.
+
+    >>> initial_unitary("identity", 2)
+    tensor([[1., 0.],
+            [0., 1.]])
+    """
+    return initial_matrix(init, check_n(n), dtype=dtype, device=device)
 
 
 def skew(X: torch.Tensor) -> torch.Tensor:
@@ -169,6 +181,12 @@ class BaseUnitary(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x @ self.matrix().mT
+
+    def operator(self) -> Callable[[torch.Tensor], torch.Tensor]:
+        """``x -> x @ W.mT`` with ``W = matrix()`` built once, now (see
+        ``projunn_core.protocol.sequence_operator``); gradients flow through W."""
+        W = self.matrix()
+        return lambda x: x @ W.mT
 
     def optimizer(self, name: str = "sgd", lr: float = 1e-3, **kw) -> torch.optim.Optimizer:
         """Standard optimizer over the parameters (the parametrization keeps W unitary);

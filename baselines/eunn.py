@@ -20,6 +20,7 @@ The forward never builds W: each layer is ``v <- a * v + b * v[perm]`` on the la
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -134,12 +135,23 @@ class EUNN(BaseUnitary):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Apply W to the rows of ``x`` (``x @ W.mT``), layer by layer, in O(L n) per row."""
-        v = x
-        for a, b, perm in self._coefficients():
-            v = a * v + b * v.index_select(-1, perm)
+        return self.operator()(x)
+
+    def operator(self) -> Callable[[torch.Tensor], torch.Tensor]:
+        """The rotations as a function of ``x`` (rows), their coefficients computed once:
+        a sequence forward keeps applying rotations, W is never built."""
+        layers = self._coefficients()
+        phases = None
         if self.omega is not None:
-            v = v * torch.polar(torch.ones_like(self.omega), self.omega)
-        return v
+            phases = torch.polar(torch.ones_like(self.omega), self.omega)
+
+        def apply(x: torch.Tensor) -> torch.Tensor:
+            v = x
+            for a, b, perm in layers:
+                v = a * v + b * v.index_select(-1, perm)
+            return v if phases is None else v * phases
+
+        return apply
 
     def matrix(self) -> torch.Tensor:
         """W itself: the rows of the identity pushed through the layer give W^T."""

@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ._common import BaseUnitary, expm_skew, haar_unitary, projected_optimizer, skew
+from ._common import BaseUnitary, expm_skew, initial_unitary, projected_optimizer, skew
 
 __all__ = ["ExpmUnitary", "expm_step"]
 
@@ -36,9 +36,10 @@ def expm_step(A: torch.Tensor, G: torch.Tensor, lr: float) -> torch.Tensor:
 class ExpmUnitary(BaseUnitary):
     """``W = B exp(X - X^H)``; X trained by a standard optimizer, B a buffer.
 
-    Options: ``init`` ("haar": B Haar-random, the default; "identity": B = I) — X starts
-    at zero so W = B; ``change_base_every`` (None or int K >= 1: dynamic trivialization
-    every K optimizer steps, done inside the returned optimizer's ``step()``).
+    Options: ``init`` (B, a name of ``projunn_core.init.INITS``: "haar", the default,
+    "identity", "henaff", "cayley") — X starts at zero so W = B; ``change_base_every``
+    (None or int K >= 1: dynamic trivialization every K optimizer steps, done inside the
+    returned optimizer's ``step()``).
 
     >>> import torch
     >>> m = ExpmUnitary(4, init="identity")
@@ -56,18 +57,12 @@ class ExpmUnitary(BaseUnitary):
         change_base_every: int | None = None,
     ):
         super().__init__(n, dtype, device)
-        if init not in ("haar", "identity"):
-            raise ValueError(f"init must be 'haar' or 'identity', got {init!r}")
         K = change_base_every
         if K is not None and (isinstance(K, bool) or not isinstance(K, int) or K < 1):
             raise ValueError(f"change_base_every must be None or an integer >= 1, got {K!r}")
         self.change_base_every = K
         self._steps = 0
-        if init == "haar":
-            B = haar_unitary(self.n, self.dtype, self.device)
-        else:
-            B = torch.eye(self.n, dtype=self.dtype, device=self.device)
-        self.register_buffer("base", B)
+        self.register_buffer("base", initial_unitary(init, self.n, self.dtype, self.device))
         self.X = nn.Parameter(torch.zeros(self.n, self.n, dtype=self.dtype, device=self.device))
 
     def matrix(self) -> torch.Tensor:

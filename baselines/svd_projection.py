@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ._common import BaseUnitary, haar_unitary, projected_optimizer
+from ._common import BaseUnitary, initial_unitary, projected_optimizer
 
 __all__ = ["SVDProjection", "polar_unitary", "svd_step"]
 
@@ -40,7 +40,9 @@ def svd_step(A: torch.Tensor, G: torch.Tensor, lr: float) -> torch.Tensor:
 
 
 class SVDProjection(BaseUnitary):
-    """Weight ``W`` (Haar-initialised); ``optimizer().step()`` = plain step, then W <- U V^H.
+    """Weight ``W``; ``optimizer().step()`` = plain step, then W <- U V^H.
+
+    Option: ``init`` (a name of ``projunn_core.init.INITS``; default "haar").
 
     >>> import torch
     >>> m = SVDProjection(4)
@@ -51,9 +53,9 @@ class SVDProjection(BaseUnitary):
     True
     """
 
-    def __init__(self, n: int, dtype=torch.float32, device=None):
+    def __init__(self, n: int, dtype=torch.float32, device=None, *, init: str = "haar"):
         super().__init__(n, dtype, device)
-        self.weight = nn.Parameter(haar_unitary(self.n, self.dtype, self.device))
+        self.weight = nn.Parameter(initial_unitary(init, self.n, self.dtype, self.device))
 
     def matrix(self) -> torch.Tensor:
         return self.weight

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrizations
 
-from ._common import BaseUnitary, haar_unitary
+from ._common import BaseUnitary, initial_unitary
 
 __all__ = ["ORTHOGONAL_MAPS", "TorchOrthogonal"]
 
@@ -18,9 +18,10 @@ ORTHOGONAL_MAPS = ("matrix_exp", "cayley", "householder")
 
 
 class TorchOrthogonal(BaseUnitary):
-    """PyTorch's own orthogonal parametrization (Haar-initialised weight).
+    """PyTorch's own orthogonal parametrization.
 
-    Options: ``orthogonal_map`` (default "matrix_exp"), ``use_trivialization`` (passed on).
+    Options: ``orthogonal_map`` (default "matrix_exp"), ``use_trivialization`` (passed on),
+    ``init`` (the starting weight, a name of ``projunn_core.init.INITS``; default "haar").
 
     >>> import torch
     >>> m = TorchOrthogonal(4, orthogonal_map="cayley")
@@ -37,6 +38,7 @@ class TorchOrthogonal(BaseUnitary):
         *,
         orthogonal_map: str = "matrix_exp",
         use_trivialization: bool = True,
+        init: str = "haar",
     ):
         super().__init__(n, dtype, device)
         if orthogonal_map not in ORTHOGONAL_MAPS:
@@ -51,7 +53,7 @@ class TorchOrthogonal(BaseUnitary):
         self.orthogonal_map = orthogonal_map
         self.linear = nn.Linear(self.n, self.n, bias=False, dtype=self.dtype, device=self.device)
         with torch.no_grad():
-            self.linear.weight.copy_(haar_unitary(self.n, self.dtype, self.device))
+            self.linear.weight.copy_(initial_unitary(init, self.n, self.dtype, self.device))
         parametrizations.orthogonal(
             self.linear,
             "weight",

@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ._common import BaseUnitary, haar_unitary
+from ._common import BaseUnitary, initial_unitary
 
 __all__ = ["Unconstrained", "unconstrained_step"]
 
@@ -30,7 +30,8 @@ def unconstrained_step(A: torch.Tensor, G: torch.Tensor, lr: float) -> torch.Ten
 
 
 class Unconstrained(BaseUnitary):
-    """Square weight ``W`` (Haar init), ``m(x) = x @ W.mT``; the optimizer is plain.
+    """Square weight ``W``, ``m(x) = x @ W.mT``; the optimizer is plain. Option: ``init``
+    (the starting unitary, a name of ``projunn_core.init.INITS``; default "haar").
 
     ``matrix()`` returns W, which drifts away from unitarity as it trains.
 
@@ -40,9 +41,9 @@ class Unconstrained(BaseUnitary):
     torch.Size([1, 3])
     """
 
-    def __init__(self, n: int, dtype=torch.float32, device=None):
+    def __init__(self, n: int, dtype=torch.float32, device=None, *, init: str = "haar"):
         super().__init__(n, dtype, device)
-        self.weight = nn.Parameter(haar_unitary(self.n, self.dtype, self.device))
+        self.weight = nn.Parameter(initial_unitary(init, self.n, self.dtype, self.device))
 
     def matrix(self) -> torch.Tensor:
         return self.weight

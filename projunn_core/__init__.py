@@ -9,7 +9,7 @@ True
 from . import graph, init, nn, optim, syncfree
 from .kernels import projunn_d, projunn_t
 from .lowrank import LOWRANK_METHODS, lowrank
-from .protocol import OPTIMIZER_NAMES, UnitaryLayer, unitarity_error
+from .protocol import OPTIMIZER_NAMES, UnitaryLayer, sequence_operator, unitarity_error
 from .step import VARIANTS, projunn_step, projunn_update
 
 __all__ = [
@@ -26,6 +26,7 @@ __all__ = [
     "projunn_step",
     "projunn_t",
     "projunn_update",
+    "sequence_operator",
     "syncfree",
     "unitarity_error",
 ]

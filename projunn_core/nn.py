@@ -15,6 +15,7 @@ from torch import nn
 from . import optim
 from ._checks import check_dtype, real_dtype
 from .init import initial_matrix
+from .protocol import sequence_operator
 
 __all__ = ["UnitaryLinear", "ModReLU", "UnitaryRNNCell", "UnitaryRNN"]
 
@@ -56,6 +57,12 @@ class UnitaryLinear(nn.Module):
     def matrix(self) -> torch.Tensor:
         """The current unitary weight."""
         return self.weight
+
+    def operator(self):
+        """``x -> x @ W.mT`` for a sequence forward (W is the weight itself: nothing to
+        build; see ``projunn_core.protocol.sequence_operator``)."""
+        W = self.matrix()
+        return lambda x: x @ W.mT
 
     def optimizer(self, name: str = "sgd", lr: float = 1e-3, **kw) -> torch.optim.Optimizer:
         """A projUNN optimizer (``name``: sgd, rmsprop, adam) that keeps W unitary;
@@ -135,16 +142,24 @@ class UnitaryRNNCell(nn.Module):
         )
 
     def forward(self, x: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
-        return self.activation(self.recurrent(h) + self.input_map(x.to(self.dtype)))
+        return self.step(self.input_map(x.to(self.dtype)), h, self.recurrent)
+
+    def step(self, u: torch.Tensor, h: torch.Tensor, recurrent) -> torch.Tensor:
+        """``f(recurrent(h) + u)`` for an input term ``u = V x + c`` computed beforehand
+        and ``recurrent`` = ``sequence_operator(self.recurrent)`` (W built once)."""
+        return self.activation(recurrent(h) + u)
 
 
 class UnitaryRNN(nn.Module):
     """Sequence model: a :class:`UnitaryRNNCell` over time plus a real linear readout.
 
     ``forward(x)`` with x (batch, time, input_size) returns readouts of every step,
-    (batch, time, output_size) (complex hidden states are read as [Re h, Im h]).
+    (batch, time, output_size) (complex hidden states are read as [Re h, Im h]). One
+    forward builds the recurrent operator once (``sequence_operator``: W of a
+    parametrized layer is computed once per sequence, not once per time step) and the
+    input map of all steps in one product.
     :meth:`optimizer` steps the recurrent layer with its own unitary optimizer and all
-    other parameters with the standard one; ``recurrent_lr`` defaults to ``lr``.
+    other parameters with the standard one.
     """
 
     def __init__(
@@ -182,9 +197,14 @@ class UnitaryRNN(nn.Module):
             h = torch.zeros(
                 x.shape[0], self.cell.hidden_size, dtype=self.cell.dtype, device=x.device
             )
+        cell = self.cell
+        recurrent = sequence_operator(cell.recurrent)
+        inputs = cell.input_map(x.to(cell.dtype))  # every step's V x_t + c at once
         states = []
-        for t in range(x.shape[1]):
-            h = self.cell(x[:, t], h)
+        # unbind, not inputs[:, t]: its backward stacks T gradients once instead of
+        # writing each into a zero tensor of the whole sequence (O(T^2) memory traffic)
+        for u in inputs.unbind(1):
+            h = cell.step(u, h, recurrent)
             states.append(h)
         H = torch.stack(states, dim=1)
         if H.is_complex():
@@ -192,12 +212,36 @@ class UnitaryRNN(nn.Module):
         return self.readout(H)
 
     def optimizer(
-        self, name: str = "rmsprop", lr: float = 1e-3, recurrent_lr: float | None = None, **kw
+        self,
+        name: str = "rmsprop",
+        lr: float = 1e-3,
+        recurrent_lr: float | None = None,
+        *,
+        lr_divisor: float = 1.0,
+        **kw,
     ):
+        """The recurrent layer's own optimizer plus the standard one for the rest.
+
+        The recurrent layer learns at ``recurrent_lr``, by default ``lr / lr_divisor``
+        (the projUNN paper divides the unitary learning rate by 32). The projUNN options
+        ``rank``, ``variant`` and ``approx`` go to the recurrent layer's optimizer only;
+        every other option (``alpha``, ``momentum``, ``generator``, ...) to both.
+
+        >>> rnn = UnitaryRNN(1, 4, 1, rank=2)
+        >>> opt = rnn.optimizer("rmsprop", lr=1e-3, rank=3, lr_divisor=32)
+        >>> [(g["lr"], g["rank"]) for g in opt.param_groups][:1]
+        [(3.125e-05, 3)]
+        """
+        if not lr_divisor > 0:
+            raise ValueError(f"lr_divisor must be > 0, got {lr_divisor!r}")
+        if recurrent_lr is not None and lr_divisor != 1.0:
+            raise ValueError("give recurrent_lr or lr_divisor, not both")
+        unitary = {key: kw.pop(key) for key in optim.UNITARY_OPTIONS if key in kw}
         recurrent = self.cell.recurrent
         own = {id(p) for p in recurrent.parameters()}
         rest = [p for p in self.parameters() if id(p) not in own]
+        rlr = lr / lr_divisor if recurrent_lr is None else recurrent_lr
         return optim.Combined(
-            recurrent.optimizer(name, lr=lr if recurrent_lr is None else recurrent_lr, **kw),
+            recurrent.optimizer(name, lr=rlr, **unitary, **kw),
             optim.make(name, rest, lr=lr, **kw),
         )

@@ -41,9 +41,11 @@ from .lowrank import LOWRANK_METHODS
 from .protocol import check_optimizer_name
 from .step import SYNC_FREE_APPROX, VARIANTS, projunn_update
 
-__all__ = ["SGD", "RMSprop", "Adam", "Combined", "make"]
+__all__ = ["SGD", "RMSprop", "Adam", "Combined", "UNITARY_OPTIONS", "make"]
 
 UNITARY_DEFAULTS = {"unitary": False, "rank": 1, "variant": "T", "approx": "lsi"}
+UNITARY_OPTIONS = ("rank", "variant", "approx")
+"""The per-group options that only a unitary group takes."""
 
 
 class _ProjUNNMixin:
@@ -120,6 +122,16 @@ class _ProjUNNMixin:
                 "weight_decay must be 0 in a unitary group: it cannot change a unitary weight"
             )
 
+    def _torch_step(self) -> None:
+        """The torch algorithm's own step, without torch's step hooks: torch wraps a
+        class's ``step`` with the hook runner once an instance of that class exists, so
+        a plain ``torch.optim.SGD`` made anywhere in the process would otherwise run our
+        hooks twice per step, the first time before the unitary update."""
+        step = super().step
+        if getattr(step, "hooked", False):
+            step = step.__wrapped__.__get__(self)
+        step()
+
     @torch.no_grad()
     def step(self, closure=None):
         loss = None
@@ -145,7 +157,7 @@ class _ProjUNNMixin:
                         # additive update -lr * direction it wants to apply.
                         swapped.append((p, group, p.data))
                         p.data = torch.zeros_like(p.data)
-            super().step()
+            self._torch_step()
         except BaseException:
             for p, _, original in swapped:
                 p.data = original

@@ -15,6 +15,9 @@ Read it in this order; each module says what it holds:
    per command in :mod:`suite.commands`, the asv benchmarks :mod:`suite.benchmarks`
    (``asv.conf.json``: ``benchmark_dir: suite``) and pytest-benchmark
    (``tests/test_benchmarks.py``).
+6. :mod:`suite.tasks` — what the methods learn: training tasks (copy, adding, pdigits,
+   pmnist; one module each) behind ``projunn-bench task``, their learning curves, and
+   the asv ``Task*`` benchmarks of :mod:`suite.task_benchmarks`.
 
 Start with ``projunn-bench list`` and ``projunn-bench run --help``.
 

@@ -69,6 +69,7 @@ OPTION_VALUES: Mapping[str, Callable[[Any], Any]] = MappingProxyType(
         "check": _boolean,
         "capacity": _capacity,
         "orthogonal_map": _choice(*baselines.ORTHOGONAL_MAPS),
+        "init": _choice(*pc.init.INITS),
     }
 )
 """Option name -> check returning the value (normalized) or raising ``ValueError`` naming
@@ -104,8 +105,10 @@ class Method:
     ``pow2`` marks methods that need ``n`` to be a power of two; ``reference`` names the
     exact full-gradient step a rank-k result is compared with in the accuracy workload
     (``"expm"``: exponential retraction, ``"polar"``: closest unitary; ``None``: no such
-    comparison); ``unitary`` is False for the unconstrained reference layer; ``graphed``
-    methods have their update and training step captured in a CUDA graph
+    comparison); ``unitary`` is False for the unconstrained reference layer;
+    ``initializable`` marks methods whose ``build`` takes ``init``, the starting unitary by
+    name (``projunn_core.init.INITS``; Haar when not given); ``graphed`` methods have
+    their update and training step captured in a CUDA graph
     (:func:`projunn_core.graph.capture_step`) and timed as replays, so they need CUDA;
     ``optimizer_options`` go to ``module.optimizer(...)`` (e.g. ``capturable=True``).
     """
@@ -120,11 +123,23 @@ class Method:
     defaults: Mapping[str, Any] = field(default_factory=dict)
     reference: str | None = None
     unitary: bool = True
+    initializable: bool = False
     graphed: bool = False
     optimizer_options: Mapping[str, Any] = field(default_factory=dict)
 
-    def __call__(self, n: int, dtype=torch.float32, device="cpu", **options) -> torch.nn.Module:
-        """Build the protocol module (``METHODS["svd"](8)`` is an 8x8 SVD-projected layer)."""
+    def __call__(
+        self, n: int, dtype=torch.float32, device="cpu", *, init: str | None = None, **options
+    ) -> torch.nn.Module:
+        """Build the protocol module (``METHODS["svd"](8)`` is an 8x8 SVD-projected layer),
+        starting from the unitary named ``init`` where the method is ``initializable``.
+
+        >>> METHODS["expm"](4, init="identity").matrix().diagonal().tolist()
+        [1.0, 1.0, 1.0, 1.0]
+        """
+        if init is not None:
+            if not self.initializable:
+                raise ValueError(f"method {self.name!r} does not take a starting matrix (init)")
+            options = {**options, "init": init}
         return self.build(n, dtype=dtype, device=device, **self.options(**options))
 
     def options(self, **options) -> dict[str, Any]:
@@ -134,6 +149,7 @@ class Method:
         {'capacity': 4}
         """
         allowed = set(self.defaults) | ({"rank"} if self.ranked else set())
+        allowed |= {"init"} if self.initializable else set()
         unknown = sorted(set(options) - allowed)
         if unknown:
             raise ValueError(
@@ -155,10 +171,10 @@ class Method:
 
 
 def _projunn_build(variant: str):
-    def build(n, *, dtype, device, rank=1, approx="lsi", check=False):
+    def build(n, *, dtype, device, rank=1, approx="lsi", check=False, init="haar"):
         del check  # only used by the functional update
         return pc.nn.UnitaryLinear(
-            n, dtype=dtype, device=device, init="haar", rank=rank, variant=variant, approx=approx
+            n, dtype=dtype, device=device, init=init, rank=rank, variant=variant, approx=approx
         )
 
     return build
@@ -194,6 +210,7 @@ _ENTRIES = [
         ranked=True,
         defaults={"approx": "lsi", "check": False},
         reference="expm",
+        initializable=True,
     ),
     Method(
         "projunn_d",
@@ -203,6 +220,7 @@ _ENTRIES = [
         ranked=True,
         defaults={"approx": "lsi", "check": False},
         reference="polar",
+        initializable=True,
     ),
     *(
         Method(
@@ -213,6 +231,7 @@ _ENTRIES = [
             ranked=True,
             defaults={"approx": "lsi"},
             reference=reference,
+            initializable=True,
             graphed=True,
             optimizer_options={"capturable": True},
         )
@@ -224,6 +243,7 @@ _ENTRIES = [
         _baseline_build("SVDProjection"),
         baselines.UPDATES["svd"],
         cubic=True,
+        initializable=True,
     ),
     Method(
         "expm",
@@ -231,6 +251,7 @@ _ENTRIES = [
         _baseline_build("ExpmUnitary"),
         baselines.UPDATES["expm"],
         cubic=True,
+        initializable=True,
     ),
     Method(
         "cayley",
@@ -261,6 +282,7 @@ _ENTRIES = [
         None,
         cubic=True,
         defaults={"orthogonal_map": "matrix_exp"},
+        initializable=True,
     ),
     Method(
         "unconstrained",
@@ -268,6 +290,7 @@ _ENTRIES = [
         _baseline_build("Unconstrained"),
         baselines.UPDATES["unconstrained"],
         unitary=False,
+        initializable=True,
     ),
 ]
 

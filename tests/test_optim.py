@@ -18,6 +18,7 @@ CASES = [
     ("adam", pc.optim.Adam, torch.optim.Adam, {"betas": (0.8, 0.95)}),
     ("adam", pc.optim.Adam, torch.optim.Adam, {"amsgrad": True, "weight_decay": 0.01}),
 ]
+TORCH = {"sgd": torch.optim.SGD, "rmsprop": torch.optim.RMSprop, "adam": torch.optim.Adam}
 
 
 def _params(gen, dtype=torch.float64):
@@ -162,3 +163,19 @@ def test_closure_is_evaluated():
 
     assert float(opt.step(closure).detach()) == pytest.approx(27.0)  # 3 * 1 + 6 * 4
     assert pc.unitarity_error(W) < 1e-6
+
+
+@pytest.mark.parametrize("name", pc.OPTIMIZER_NAMES)
+def test_step_hooks_run_once_after_the_unitary_update(name, gen):
+    """torch hooks a class's step once any instance of it exists; a plain torch optimizer
+    made first must not make ours run its hooks twice (once on the zero stand-in)."""
+    plain = torch.nn.Parameter(torch.zeros(2))
+    pc.optim.make(name, [plain], lr=0.1)  # patches our class
+    TORCH[name]([plain], lr=0.1)  # patches torch's class
+    W = torch.nn.Parameter(pc.init.haar(6, dtype=torch.float64, generator=gen))
+    opt = pc.optim.make(name, [{"params": [W], "unitary": True, "rank": 2}], lr=0.01)
+    seen = []
+    opt.register_step_post_hook(lambda o, a, k: seen.append(pc.unitarity_error(W)))
+    W.grad = torch.randn(6, 6, dtype=torch.float64, generator=gen)
+    opt.step()
+    assert len(seen) == 1 and seen[0] < 1e-12

@@ -8,8 +8,8 @@ import pytest
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "bench_core.py"
 
 
-def _load(path=SCRIPT):
-    spec = importlib.util.spec_from_file_location(path.stem, path)
+def _load(script=SCRIPT):
+    spec = importlib.util.spec_from_file_location(script.stem, script)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -32,6 +32,14 @@ def test_bench_core_rejects_bad_counts(args, capsys):
     with pytest.raises(SystemExit):
         _load().main(args)
     assert "must be positive" in capsys.readouterr().err
+
+
+def test_bench_rnn_step_smoke(capsys):
+    script = SCRIPT.with_name("bench_rnn_step.py")
+    argv = ["--methods", "expm", "eunn", "--hidden", "8", "--T", "3", "--batch", "2"]
+    assert _load(script).main(argv + ["--repeat", "1", "--threads", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "| expm |" in out and "| eunn |" in out and "speed-up" in out
 
 
 GPU_CHECK = Path(__file__).resolve().parents[1] / "scripts" / "gpu_check.py"

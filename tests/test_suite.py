@@ -290,6 +290,9 @@ def test_asv_parameters_match_the_case_list(monkeypatch):
     assert b.case.k == 2 and b.case.dtype == "complex64"
 
 
+BENCHMARK_MODULES = ("suite.benchmarks", "suite.task_benchmarks")
+
+
 def test_no_stray_asv_names_outside_benchmarks():
     import importlib
     import pkgutil
@@ -297,11 +300,28 @@ def test_no_stray_asv_names_outside_benchmarks():
     import suite
 
     prefixes = ("time_", "peakmem_", "track_", "mem_", "timeraw_")
-    for info in pkgutil.iter_modules(suite.__path__, prefix="suite."):
-        if info.name == "suite.benchmarks":
+    for info in pkgutil.walk_packages(suite.__path__, prefix="suite."):
+        if info.name in BENCHMARK_MODULES:
             continue
         mod = importlib.import_module(info.name)
         for name, obj in vars(mod).items():
             assert not name.startswith(prefixes), (info.name, name)
             if isinstance(obj, type) and obj.__module__ == info.name:
                 assert not [a for a in vars(obj) if a.startswith(prefixes)], (info.name, name)
+
+
+def test_task_benchmarks_track_every_method_in_task_classes():
+    from suite import task_benchmarks as tb
+
+    classes = [c for n, c in vars(tb).items() if isinstance(c, type) and hasattr(c, "params")]
+    assert {c.__name__ for c in classes if c.__module__ == tb.__name__} >= {
+        "TaskCopy",
+        "TaskPdigits",
+    }
+    for cls in (tb.TaskCopy, tb.TaskPdigits):
+        assert cls.__name__.startswith("Task") and cls.task in ("copy", "pdigits")
+        (labels,) = cls.params
+        assert {cases_mod.parse_method_label(x)[0] for x in labels} == set(METHODS) | {"lstm"}
+        assert [a for a in vars(cls) | vars(tb._FinalLoss) if a.startswith("track_")]
+    with pytest.raises(NotImplementedError, match="power of two"):
+        tb.final_test_loss("copy", "eunn_fft", hidden=6)

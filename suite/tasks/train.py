@@ -1,0 +1,252 @@
+"""The training loop of ``projunn-bench task``: one method on one task, rows as it goes.
+
+:func:`train` trains one :class:`Run` and hands each measurement to a ``record``
+callback (so an interrupted run keeps what it measured). Every ``config.log_interval``
+steps (and at step 0, before training) it records ``train_loss`` (mean over the steps
+since the last row), the test metrics of the problem (``test_loss``, ``test_accuracy``)
+and ``wall_time``: seconds of training since the start, test evaluation excluded. At the
+end: ``parameters`` and, for a unitary RNN, ``unitarity`` of the recurrent matrix.
+
+Determinism: the model is initialised from ``torch.manual_seed(seed)``, batches come from
+a CPU generator seeded by ``seed`` (and the process rank), and the projUNN sketches from
+a generator seeded by ``seed`` alone, the same in every process. Under
+``torch.distributed`` (:class:`World`) the model is wrapped in DistributedDataParallel,
+each process draws ``batch / world size`` examples per step, gradients are averaged, and
+the replicas stay bit-identical.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from ..cases import Case, method_label
+from ..methods import METHODS
+from ..timing import timer
+from .base import LSTM, Config, Problem, Task, count_parameters
+
+__all__ = ["Run", "Trained", "World", "evaluate", "train"]
+
+EVAL_CHUNK = 500
+"""Test examples per forward of the evaluation."""
+
+
+@dataclass(frozen=True)
+class World:
+    """This process in a ``torch.distributed`` job: ``rank`` of ``size`` processes
+    (``size`` 1: no job), ``local_rank`` on this machine."""
+
+    rank: int = 0
+    size: int = 1
+    local_rank: int = 0
+
+    @property
+    def main(self) -> bool:
+        """Whether this process writes results and shows progress (rank 0)."""
+        return self.rank == 0
+
+    @classmethod
+    def from_env(cls) -> World:
+        """The job torchrun describes in ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``.
+
+        >>> World.from_env().size >= 1
+        True
+        """
+        env = os.environ
+        return cls(
+            int(env.get("RANK", 0)), int(env.get("WORLD_SIZE", 1)), int(env.get("LOCAL_RANK", 0))
+        )
+
+    def start(self, device: str) -> str:
+        """Join the process group (gloo on CPU, nccl on CUDA); returns this process's
+        device (``cuda:LOCAL_RANK`` for CUDA)."""
+        if self.size == 1:
+            return device
+        import torch.distributed as dist
+
+        cuda = torch.device(device).type == "cuda"
+        if cuda:
+            device = f"cuda:{self.local_rank}"
+            torch.cuda.set_device(device)
+        if not dist.is_initialized():
+            dist.init_process_group("nccl" if cuda else "gloo")
+        return device
+
+    def mean(self, value: torch.Tensor) -> torch.Tensor:
+        """``value`` averaged over the processes (itself when alone)."""
+        if self.size == 1:
+            return value
+        import torch.distributed as dist
+
+        value = value.clone()
+        dist.all_reduce(value)
+        return value / self.size
+
+
+@dataclass(frozen=True)
+class Run:
+    """One method (``rank`` for ranked methods, ``None`` otherwise) on one task."""
+
+    task: Task
+    method: str
+    rank: int | None
+    config: Config
+    preset: str = ""
+    seed: int = 0
+    device: str = "cpu"
+
+    @property
+    def label(self) -> str:
+        """``projunn_t-k1``, ``expm``, ``lstm``."""
+        return method_label(self.method, self.rank)
+
+    def skip_reason(self) -> str | None:
+        """Why this method cannot run with this configuration here (the suite's skip
+        rules: rank, size, power of two, device, O(N^3) cap), or ``None``."""
+        if self.method == LSTM:
+            return None if self.rank is None else "rank options do not apply to lstm"
+        cfg = self.config
+        return Case(
+            "train_step", self.method, cfg.hidden, self.rank, cfg.dtype, self.device
+        ).skip_reason()
+
+    def row(self) -> dict[str, Any]:
+        """The fields every row of this run shares (:data:`suite.output.COLUMNS`)."""
+        return {
+            "workload": self.task.name,
+            "method": self.method,
+            "n": self.config.hidden,
+            "k": self.rank,
+            "dtype": self.config.dtype,
+            "device": str(self.device),
+            "options": f"preset={self.preset};seed={self.seed};{self.config.describe()}",
+            "status": "ok",
+            "reason": "",
+        }
+
+
+Record = Callable[..., None]
+"""``record(metric, value, unit, step=None, status="ok", reason="")``."""
+
+
+@torch.no_grad()
+def evaluate(model: torch.nn.Module, problem: Problem) -> dict[str, float]:
+    """The problem's test metrics of ``model`` over its whole test set."""
+    x, y = problem.test
+    totals: dict[str, float] = {}
+    for start in range(0, len(y), EVAL_CHUNK):
+        xs, ys = x[start : start + EVAL_CHUNK], y[start : start + EVAL_CHUNK]
+        for name, value in problem.metrics(model(xs), ys).items():
+            totals[name] = totals.get(name, 0.0) + float(value) * len(ys)
+    return {name: total / len(y) for name, total in totals.items()}
+
+
+def _progress(run: Run, world: World, enabled: bool):
+    from tqdm import tqdm
+
+    return tqdm(
+        total=run.config.steps,
+        desc=run.label,
+        unit="step",
+        file=sys.stderr,
+        disable=not (enabled and world.main),
+        dynamic_ncols=True,
+    )
+
+
+@dataclass
+class Trained:
+    """The outcome of :func:`train`: ``status`` ("ok", or "error" when the training loss
+    stopped being finite) and the trained ``model``."""
+
+    status: str
+    model: torch.nn.Module
+
+
+def train(
+    run: Run,
+    problem: Problem,
+    record: Record,
+    *,
+    world: World | None = None,
+    progress: bool = False,
+) -> Trained:
+    """Train ``run`` on ``problem``, handing rows to ``record`` (in process rank 0)."""
+    world = world or World()
+    cfg, task = run.config, run.task
+    device = torch.device(run.device)
+    if cfg.batch % world.size:
+        raise ValueError(f"batch {cfg.batch} is not divisible by {world.size} processes")
+    torch.manual_seed(run.seed)
+    model = task.build(run.method, run.rank, problem, cfg, device)
+    sketches = torch.Generator(device).manual_seed(run.seed)  # the same on every rank
+    opt = task.optimizer(model, run.method, run.rank, cfg, sketches)
+    net = model
+    if world.size > 1:
+        from torch.nn.parallel import DistributedDataParallel
+
+        net = DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
+    batches = torch.Generator().manual_seed(1_000_003 * (run.seed + 1) + world.rank)
+    per_process = cfg.batch // world.size
+
+    def log(step: int, seconds: float, train_loss: float | None) -> None:
+        if not world.main:
+            return
+        if train_loss is not None:
+            record("train_loss", train_loss, problem.loss_unit, step)
+        for name, value in evaluate(model, problem).items():
+            record(name, value, problem.unit(name), step)
+        record("wall_time", seconds, "s", step)
+
+    log(0, 0.0, None)
+    status = "ok"
+    clock, running, count = 0.0, torch.zeros((), device=device), 0
+    bar = _progress(run, world, progress)
+    try:
+        start = timer(device)
+        for step in range(1, cfg.steps + 1):
+            x, y = problem.sample(per_process, batches)
+            opt.zero_grad(set_to_none=True)
+            loss = problem.loss(net(x), y)
+            loss.backward()
+            opt.step()
+            running += loss.detach()
+            count += 1
+            bar.update(1)
+            if step % cfg.log_interval and step != cfg.steps:
+                continue
+            clock += timer(device) - start
+            train_loss = float(world.mean(running)) / count
+            if not math.isfinite(train_loss):
+                if world.main:
+                    record("train_loss", None, problem.loss_unit, step, "error",
+                           f"training loss became non-finite by step {step}")  # fmt: skip
+                status = "error"
+                break
+            log(step, clock, train_loss)
+            bar.set_postfix(loss=f"{train_loss:.4g}", refresh=False)
+            running.zero_()
+            count = 0
+            start = timer(device)
+    finally:
+        bar.close()
+    if world.main:
+        record("parameters", float(count_parameters(model)), "count")
+        for name, value in task.final_metrics(model).items():
+            record(name, value, "1")
+    return Trained(status, model)
+
+
+def ranked(method: str) -> bool:
+    """Whether ``method`` takes a rank (projUNN).
+
+    >>> ranked("projunn_t"), ranked("lstm")
+    (True, False)
+    """
+    return method in METHODS and METHODS[method].ranked
