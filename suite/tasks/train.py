@@ -111,6 +111,9 @@ class Run:
         rules: rank, size, power of two, device, O(N^3) cap), or ``None``."""
         if self.method == LSTM:
             return None if self.rank is None else "rank options do not apply to lstm"
+        if METHODS[self.method].graphed:
+            eager = self.method.removesuffix("_graphed")
+            return f"{self.method} is a CUDA graph replay of one step; task runs train {eager}"
         cfg = self.config
         return Case(
             "train_step", self.method, cfg.hidden, self.rank, cfg.dtype, self.device
