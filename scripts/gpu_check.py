@@ -49,7 +49,7 @@ from suite.timing import measure, measure_events, synchronize  # noqa: E402
 from suite.workloads import Measurement, prepare, train_state  # noqa: E402
 
 PARTS = ("tests", "syncs", "sweep", "profile")
-SIZES = (128, 256, 512, 1024, 2048, 4096, 8192, 16384)
+SIZES = (256, 1024, 8192, 128, 4096, 16384, 512, 2048)  # the targets first, should time run out
 RANKS = (1, 16)
 SWEEP_METHODS = (
     "projunn_t_graphed",
