@@ -193,8 +193,8 @@ class _ProjUNNMixin:
                         continue
                     ok = None
                     if self.skip_nonfinite:
-                        ok = torch.isfinite(p.grad)
-                        ok = ok.flatten(-2).all(-1) if group["unitary"] else ok.all()
+                        # one flag per matrix of a unitary weight, one for a plain one
+                        ok = syncfree.finite(p.grad if group["unitary"] else p.grad.reshape(1, -1))
                         mask = ok.view(*ok.shape, 1, 1) if group["unitary"] else ok
                         zero = p.grad.new_zeros(())
                         torch.where(mask, p.grad, zero, out=p.grad)  # torch sees 0

@@ -107,11 +107,26 @@ def _constant(name: str, dtype: torch.dtype, device: torch.device, size: int = 0
             value = torch.exp(-torch.lgamma(j + 1)).to(dtype).view(_PS_BLOCKS, _PS_BLOCK)
         elif name == "tiny":  # the smallest normal number, 0-dim
             value = torch.full((), torch.finfo(dtype).tiny, dtype=dtype, device=device)
+        elif name == "zero":
+            value = torch.zeros((), dtype=dtype, device=device)
+        elif name == "two":  # 2 I
+            value = 2 * torch.eye(size, dtype=dtype, device=device)
         else:  # "eye"
             value = torch.eye(size, dtype=dtype, device=device)
         if not _capturing(device):
             _CONSTANTS[key] = value
     return value
+
+
+def finite(x: torch.Tensor) -> torch.Tensor:
+    """Whether each matrix of x (..., m, n) is finite: one reduction (the largest |entry|,
+    which is NaN or inf exactly when an entry is) and one comparison, no host read.
+
+    >>> finite(torch.tensor([[[1.0, 2.0]], [[float("nan"), 0.0]]])).tolist()
+    [True, False]
+    """
+    largest = torch.linalg.vector_norm(x, float("inf"), dim=(-2, -1))
+    return largest <= torch.finfo(largest.dtype).max
 
 
 # -- the exponential --------------------------------------------------------------------
@@ -142,7 +157,7 @@ def expm1_skew(M: torch.Tensor, scale: float = 1.0) -> tuple[torch.Tensor, torch
     E = blocks[-1]
     for i in range(_PS_BLOCKS - 2, -1, -1):  # Horner in Z^p
         E = blocks[i].baddbmm_(powers[p - 1], E)
-    two = 2 * _constant("eye", M.dtype, M.device, m)
+    two = _constant("two", M.dtype, M.device, m)
     for _ in range(_EXP_SQUARINGS):
         E = torch.bmm(E, E + two)
     in_range = torch.linalg.vector_norm(powers[0], dim=(-2, -1)) <= _EXP_THETA
@@ -193,8 +208,10 @@ def _shift(n: int, m: int, dtype: torch.dtype) -> float:
 def orth_rows(
     X: torch.Tensor, passes: int = ORTH_PASSES, *, want_r: bool = True
 ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
-    """``Q^H`` (B, m, n), ``R`` (B, m, m) upper triangular with ``X^H = Q R`` (``None``
-    unless ``want_r``), and the Cholesky status (0 = fine) for the rows of X (B, m, n).
+    """``Q^H`` (B, m, n), ``R`` (B, m, m) upper triangular with ``X^H = Q R``, and the
+    Cholesky status (0 = fine) for the rows of X (B, m, n); R and the status are ``None``
+    unless ``want_r`` (the range finder needs neither: a bad sketch basis would only make
+    a worse approximation, still applied exactly and unitarily).
 
     Shifted CholeskyQR: each pass factors ``(X X^H + s diag) / (1 + s)`` (the shift keeps
     it positive definite, the division keeps rows of unit length) and solves with the
@@ -212,11 +229,9 @@ def orth_rows(
     """
     if BASIS == "householder":
         Q, R = torch.linalg.qr(X.mH)
-        return (
-            Q.mH,
-            R if want_r else None,
-            torch.zeros(X.shape[0], dtype=torch.int32, device=X.device),
-        )
+        if not want_r:
+            return Q.mH, None, None
+        return Q.mH, R, torch.zeros(X.shape[0], dtype=torch.int32, device=X.device)
     B, m, n = X.shape
     shift = _shift(n, m, X.dtype)
     tiny = _constant("tiny", real_dtype(X.dtype), X.device)
@@ -231,7 +246,8 @@ def orth_rows(
         X = torch.linalg.solve_triangular(L, X, upper=False, out=X if i else None)
         if want_r:
             L_all = L if L_all is None else L_all @ L
-        status = info if status is None else status | info
+        if want_r:
+            status = info if status is None else status | info
     return X, None if L_all is None else L_all.mH, status
 
 
@@ -266,13 +282,13 @@ def _update(A3, X, k, variant, scale, guard, valid, skipped) -> None:
         E, ok = polar_minus_identity(torch.add(eye, K, alpha=scale))
     if guard:
         # ok is already false where the small problem is not finite (NaN compares false)
-        ok = ok & (info == 0) & torch.isfinite(Qh.sum(dim=(-2, -1)))
+        ok = ok & (info == 0) & finite(Qh)
         if valid is not None:
             ok = ok & valid.reshape(-1)
         if skipped is not None:
             skipped.add_(ok.logical_not().sum())
         ok = ok.view(-1, 1, 1)
-        zero = torch.zeros((), dtype=X.dtype, device=X.device)
+        zero = _constant("zero", X.dtype, X.device)
         Qh, E = torch.where(ok, Qh, zero), torch.where(ok, E, zero)
     Qh = Qh.to(A3.dtype)
     left = (A3 @ Qh.mH) @ E.to(A3.dtype)
