@@ -79,3 +79,31 @@ def test_gpu_check_rejects_bad_usage(tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
         _load(GPU_CHECK).main(["--out", str(tmp_path), "--budget", "0"])
     assert e.value.code == 2 and "--budget must be positive" in capsys.readouterr().err
+
+
+def test_gpu_check_summary_judges_the_targets():
+    """The summary's verdicts, from made-up GPU rows (the real ones need a GPU)."""
+    gpu_check = _load(GPU_CHECK)
+
+    def row(method, n, value, k=None, metric="time_cuda_events"):
+        return {
+            "method": method,
+            "n": n,
+            "k": k,
+            "metric": metric,
+            "value": value,
+            "status": "ok",
+            "options": "",
+            "workload": "update",
+            "reason": "",
+        }
+
+    rows = [row("byte_floor", n, 6 * n * n * 4 / 3e12, metric="time") for n in (256, 8192)]
+    rows += [row("projunn_t_graphed", 256, 8e-5, 1), row("projunn_t_graphed", 8192, 7e-4, 1)]
+    rows += [row("expm", 256, 4e-4), row("cayley", 256, 6e-5), row("expm", 8192, 0.07)]
+    rows += [row("projunn_t_graphed", 256, 9e-5, 1, metric="time")]  # wall: events win
+    text = gpu_check.summary(rows, "test GPU", [1])
+    assert "| 256 | 0.080 |" in text
+    assert "replayed step < 0.1 ms: met (max 0.080 ms)" in text
+    assert "within 1.5x the byte floor: 1.30x" in text
+    assert "faster than expm and Cayley at every N >= 128: not met: cayley at N=256" in text
