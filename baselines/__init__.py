@@ -1,7 +1,8 @@
 """Baseline unitary/orthogonal layers, all following ``projunn_core.protocol``.
 
 ``METHODS`` maps names to layer classes; ``UPDATES`` maps names to functional in-place
-updates ``(A, G, lr) -> A`` of an N x N unitary ``A`` from a gradient ``G``.
+updates ``(A, G, lr) -> A`` of an N x N unitary ``A`` from a gradient ``G``;
+``CONV_LAYERS`` maps names to orthogonal convolutions (:mod:`baselines.conv`).
 
 >>> import torch
 >>> m = METHODS["cayley"](4, torch.float64)
@@ -11,6 +12,7 @@ torch.Size([4, 4])
 
 from ._common import SUPPORTED_DTYPES, expm_skew, haar_unitary, skew
 from .cayley import CayleyUnitary, cayley_step
+from .conv import CONV_LAYERS, CayleyConv2d, ExpmConv2d, SOCConv2d, SVDConv2d, UnconstrainedConv2d
 from .eunn import EUNN
 from .expm import ExpmUnitary, expm_step
 from .rnn import LSTMReference, lstm_hidden_for_params, lstm_param_count, unitary_rnn
@@ -35,17 +37,23 @@ UPDATES = {
 }
 
 __all__ = [
+    "CONV_LAYERS",
     "EUNN",
     "METHODS",
     "ORTHOGONAL_MAPS",
     "SUPPORTED_DTYPES",
     "UPDATES",
+    "CayleyConv2d",
     "CayleyUnitary",
+    "ExpmConv2d",
     "ExpmUnitary",
     "LSTMReference",
+    "SOCConv2d",
+    "SVDConv2d",
     "SVDProjection",
     "TorchOrthogonal",
     "Unconstrained",
+    "UnconstrainedConv2d",
     "cayley_step",
     "expm_skew",
     "expm_step",

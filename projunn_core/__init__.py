@@ -6,7 +6,7 @@
 True
 """
 
-from . import graph, init, nn, optim, syncfree
+from . import conv, graph, init, nn, optim, syncfree
 from .kernels import projunn_d, projunn_t
 from .lowrank import LOWRANK_METHODS, lowrank
 from .protocol import OPTIMIZER_NAMES, UnitaryLayer, sequence_operator, unitarity_error
@@ -17,6 +17,7 @@ __all__ = [
     "OPTIMIZER_NAMES",
     "VARIANTS",
     "UnitaryLayer",
+    "conv",
     "graph",
     "init",
     "lowrank",

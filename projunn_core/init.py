@@ -28,14 +28,17 @@ def _uniform(shape, low, high, generator, device, dtype=torch.float64):
     return (low + (high - low) * u).to(device)
 
 
-def haar(n: int, dtype=torch.float32, device=None, generator=None) -> torch.Tensor:
-    """Haar-random unitary: QR of a Gaussian matrix with the phases of R's diagonal removed."""
+def haar(n: int, dtype=torch.float32, device=None, generator=None, *, batch=()) -> torch.Tensor:
+    """Haar-random unitary: QR of a Gaussian matrix with the phases of R's diagonal removed.
+
+    ``batch`` (a shape) draws that many independent ones, ``(*batch, n, n)``.
+    """
     _check(n, dtype)
     wide = torch.complex128 if dtype.is_complex else torch.float64
     where = generator.device if generator is not None else device
-    Z = torch.randn(n, n, dtype=wide, device=where, generator=generator)
+    Z = torch.randn(*batch, n, n, dtype=wide, device=where, generator=generator)
     Q, R = torch.linalg.qr(Z)
-    d = torch.diagonal(R)
+    d = torch.diagonal(R, dim1=-2, dim2=-1)
     Q = Q * torch.where(d == 0, torch.ones_like(d), d / d.abs()).unsqueeze(-2)
     return Q.to(dtype=dtype, device=device)
 

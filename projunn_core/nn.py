@@ -14,6 +14,7 @@ from torch import nn
 
 from . import optim
 from ._checks import check_dtype, real_dtype
+from .conv import OrthogonalConv2d as OrthogonalConv2d  # noqa: F401 (exported; see conv.py)
 from .init import initial_matrix
 from .protocol import sequence_operator
 
@@ -67,14 +68,7 @@ class UnitaryLinear(nn.Module):
     def optimizer(self, name: str = "sgd", lr: float = 1e-3, **kw) -> torch.optim.Optimizer:
         """A projUNN optimizer (``name``: sgd, rmsprop, adam) that keeps W unitary;
         ``rank``/``variant``/``approx`` in ``kw`` override the layer's."""
-        group = {
-            "params": [self.weight],
-            "unitary": True,
-            "rank": kw.pop("rank", self.rank),
-            "variant": kw.pop("variant", self.variant),
-            "approx": kw.pop("approx", self.approx),
-        }
-        return optim.make(name, [group], lr=lr, **kw)
+        return optim.make_unitary(name, [self.weight], lr, self, **kw)
 
     def extra_repr(self) -> str:
         return f"n={self.n}, dtype={self.weight.dtype}, rank={self.rank}, variant={self.variant}"

@@ -41,7 +41,7 @@ from .lowrank import LOWRANK_METHODS
 from .protocol import check_optimizer_name
 from .step import SYNC_FREE_APPROX, VARIANTS, projunn_update
 
-__all__ = ["SGD", "RMSprop", "Adam", "Combined", "UNITARY_OPTIONS", "make"]
+__all__ = ["SGD", "RMSprop", "Adam", "Combined", "UNITARY_OPTIONS", "make", "make_unitary"]
 
 UNITARY_DEFAULTS = {"unitary": False, "rank": 1, "variant": "T", "approx": "lsi"}
 UNITARY_OPTIONS = ("rank", "variant", "approx")
@@ -284,6 +284,16 @@ _CLASSES = {"sgd": SGD, "rmsprop": RMSprop, "adam": Adam}
 def make(name: str, params, lr: float, **kwargs) -> torch.optim.Optimizer:
     """The projUNN optimizer called ``name`` ("sgd", "rmsprop" or "adam")."""
     return _CLASSES[check_optimizer_name(name)](params, lr=lr, **kwargs)
+
+
+def make_unitary(name: str, params, lr: float, layer, **kwargs) -> torch.optim.Optimizer:
+    """:func:`make` with ``params`` in one unitary group whose ``rank``/``variant``/
+    ``approx`` are ``layer``'s attributes unless ``kwargs`` give them (a layer's
+    ``optimizer()``)."""
+    group = {"params": list(params), "unitary": True}
+    for key in ("rank", "variant", "approx"):
+        group[key] = kwargs.pop(key, getattr(layer, key))
+    return make(name, [group], lr=lr, **kwargs)
 
 
 class Combined:

@@ -15,6 +15,10 @@ once (and synchronizes) so that even a first sample is warm.
 * ``AccuracyOneStep`` / ``AccuracyManySteps``: ``track_unitarity_after_1_step`` /
   ``track_unitarity_after_many_steps``;
   ``DistToExact``: ``track_dist_to_exact`` (projUNN rank-k vs exact full-gradient step).
+* Convolutions, parameters method, channels, spatial (H = W), dtype (real), device:
+  ``ConvUpdate`` / ``ConvTrainStep``: ``time_*``, ``peakmem_*``;
+  ``ConvAccuracyOneStep`` / ``ConvAccuracyManySteps``: ``track_orthogonality_after_*``
+  (max |sigma - 1| over the frequency matrices).
 """
 
 from __future__ import annotations
@@ -26,7 +30,14 @@ import scipy.linalg  # noqa: F401
 import baselines  # noqa: F401
 import projunn_core.nn  # noqa: F401
 
-from .cases import Case, available_devices, current_grid, method_labels, parse_method_label
+from .cases import (
+    REAL_DTYPES,
+    Case,
+    available_devices,
+    current_grid,
+    method_labels,
+    parse_method_label,
+)
 from .timing import cuda_peak_bytes, reset_cuda_peak, synchronize
 from .timing import timer as _sync_timer
 from .workloads import dist_to_exact, prepare, unitarity_metrics
@@ -36,15 +47,24 @@ _SIZES = list(GRID.sizes)
 _DTYPES = list(GRID.dtypes)
 _DEVICES = list(available_devices())
 _PARAM_NAMES = ["method", "n", "dtype", "device"]
+_CONV_PARAM_NAMES = ["method", "channels", "spatial", "dtype", "device"]
+_CONV_DTYPES = [d for d in GRID.dtypes if d in REAL_DTYPES] or ["float32"]
 
 
 def _methods(workload: str, reference: bool = False) -> list[str]:
     return method_labels(workload, GRID.ranks, reference=reference)
 
 
-def _case(workload: str, label: str, n: int, dtype: str, device: str) -> Case:
+def _case(workload: str, label: str, n: int, *rest) -> Case:
+    """The case of asv parameters ``(label, n, dtype, device)`` or, for conv workloads,
+    ``(label, channels, spatial, dtype, device)``."""
     method, k = parse_method_label(label)
-    return Case(workload, method, n, k, dtype, device)
+    spatial, (dtype, device) = (rest[0], rest[1:]) if len(rest) == 3 else (None, rest)
+    return Case(workload, method, n, k, dtype, device, spatial=spatial)
+
+
+def _conv_params(workload: str) -> list:
+    return [_methods(workload), list(GRID.channels), list(GRID.spatial), _CONV_DTYPES, _DEVICES]
 
 
 class _Timed:
@@ -56,8 +76,8 @@ class _Timed:
     timeout = 600
     warmup_time = 0.1
 
-    def setup(self, method, n, dtype, device):
-        self.case = _case(self.workload, method, n, dtype, device)
+    def setup(self, *params):
+        self.case = _case(self.workload, *params)
         self.work = prepare(self.case, batch=GRID.settings.batch)
         self.work.step()  # warm: no sample pays for lazy initialization
         synchronize(self.work.device)
@@ -71,10 +91,10 @@ class _CudaMemory(_Timed):
 
     unit = "bytes"
 
-    def setup(self, method, n, dtype, device):
-        if not device.startswith("cuda"):
+    def setup(self, *params):
+        if not params[-1].startswith("cuda"):
             raise NotImplementedError("CUDA peak memory is measured on CUDA devices only")
-        super().setup(method, n, dtype, device)
+        super().setup(*params)
         reset_cuda_peak(self.work.device)
 
     def track_cuda_peak_memory(self, *params):
@@ -125,15 +145,17 @@ class TrainStepCudaMemory(_CudaMemory):
 class _Unitarity:
     """Unitarity ||W^H W - I||_F / sqrt(N) of the layer after ``steps`` training steps."""
 
+    workload = "accuracy"
+    metric = "unitarity"
     param_names = _PARAM_NAMES
     params = [_methods("accuracy"), _SIZES, _DTYPES, _DEVICES]
     timeout = 600
     steps = 1
 
-    def setup(self, method, n, dtype, device):
-        case = _case("accuracy", method, n, dtype, device)
+    def setup(self, *params):
+        case = _case(self.workload, *params)
         found = unitarity_metrics(case, steps=self.steps, batch=GRID.settings.batch)
-        self.value = found[-1].value
+        self.value = next(m.value for m in reversed(found) if m.metric.startswith(self.metric))
 
 
 class AccuracyOneStep(_Unitarity):
@@ -175,3 +197,48 @@ class DistToExact:
         return self.value
 
     track_dist_to_exact.unit = "relative distance"
+
+
+class ConvUpdate(Update):
+    """``update`` on the batch of free frequency matrices of a C-channel convolution."""
+
+    workload = "conv_update"
+    param_names = _CONV_PARAM_NAMES
+    params = _conv_params("conv_update")
+
+
+class ConvTrainStep(TrainStep):
+    """Forward + backward + optimizer step of an orthogonal convolution on a batch."""
+
+    workload = "conv_train_step"
+    param_names = _CONV_PARAM_NAMES
+    params = _conv_params("conv_train_step")
+
+
+class _ConvOrthogonality(_Unitarity):
+    """Orthogonality error max |sigma - 1| of the convolution after ``steps`` steps."""
+
+    workload = "conv_accuracy"
+    metric = "orthogonality"
+    param_names = _CONV_PARAM_NAMES
+    params = _conv_params("conv_accuracy")
+
+
+class ConvAccuracyOneStep(_ConvOrthogonality):
+    """Orthogonality error after one training step."""
+
+    def track_orthogonality_after_1_step(self, *params):
+        return self.value
+
+    track_orthogonality_after_1_step.unit = "max |sigma - 1|"
+
+
+class ConvAccuracyManySteps(_ConvOrthogonality):
+    """Orthogonality error after ``GRID.settings.accuracy_steps`` training steps."""
+
+    steps = max(2, GRID.settings.accuracy_steps)
+
+    def track_orthogonality_after_many_steps(self, *params):
+        return self.value
+
+    track_orthogonality_after_many_steps.unit = "max |sigma - 1|"

@@ -1,6 +1,7 @@
 """Benchmark cases, grids and the skip rules: the one place all three front ends share.
 
-A :class:`Case` names one measurement (workload, method, n, k, dtype, device, options).
+A :class:`Case` names one measurement (workload, method, n, k, dtype, device, options,
+spatial).
 :meth:`Case.skip_reason` returns why a case cannot run here (``None`` if it can); asv
 raises it as ``NotImplementedError`` in ``setup``, pytest calls ``pytest.skip`` with it and
 the CLI writes a row with status ``skipped`` and the reason.
@@ -15,6 +16,22 @@ by ``$PROJUNN_BENCH_GRID`` or the CLI's ``--grid/--quick/--full``.
 'rank k=16 exceeds n=8'
 >>> len(iter_cases("tiny", workloads=["update"], dtypes=["float32"])) > 0
 True
+
+**Convolutions.** The ``conv_*`` workloads measure a circular convolution with C channels
+on an H x W = ``spatial`` x ``spatial`` grid, trained as a batch of C x C frequency
+matrices. Their cases reuse the fields: ``n`` is C (the size of each unitary, so the rank
+rules apply unchanged), ``dtype`` the layer's real dtype (its frequency matrices are
+complex of the same precision), and the new field ``spatial`` is the grid side (``None``
+for dense cases). In the results table the grid is written first in ``options``
+(``height=16;width=16;...``), so conv rows are self-describing and sort beside the dense
+rows of the same method.
+
+>>> Case("conv_update", "svd", 64, spatial=16).id
+'conv_update-svd-n64-hw16-float32-cpu'
+>>> Case("conv_train_step", "soc", 16, spatial=8).as_dict()["options"]
+'height=8;width=8'
+>>> Case("conv_train_step", "soc", 16, dtype="complex64", spatial=8).skip_reason()
+'convolutions are real: dtype must be float32 or float64 (complex64 ...)'
 """
 
 from __future__ import annotations
@@ -28,9 +45,10 @@ import torch
 
 from projunn_core.graph import graph_unavailable
 
-from .methods import METHODS
+from .methods import CONV_WORKLOADS, DENSE_WORKLOADS, METHODS
 
 __all__ = [
+    "ACCURACY_WORKLOADS",
     "CUBIC_CAP",
     "DEVICES",
     "DTYPES",
@@ -51,9 +69,13 @@ __all__ = [
     "torch_dtype",
 ]
 
-WORKLOADS = ("update", "train_step", "accuracy")
+WORKLOADS = DENSE_WORKLOADS + CONV_WORKLOADS
 """update: one unitary update of an N x N weight from a given gradient; train_step: forward +
-backward + optimizer step on a batch; accuracy: unitarity and distance to the exact step."""
+backward + optimizer step on a batch; accuracy: unitarity and distance to the exact step.
+conv_update / conv_train_step / conv_accuracy: the same for a C-channel circular
+convolution on a spatial x spatial grid (its batch of C x C frequency matrices)."""
+ACCURACY_WORKLOADS = ("accuracy", "conv_accuracy")
+REAL_DTYPES = ("float32", "float64")
 
 DTYPES = {
     "float32": torch.float32,
@@ -125,7 +147,8 @@ def _available_memory(device: str) -> int | None:
 class Case:
     """One measurement: ``workload`` of ``method`` at size ``n`` (rank ``k`` for ranked
     methods, ``None`` otherwise), ``dtype`` name, ``device``, extra method ``options``
-    (a tuple of ``(name, value)`` pairs, so cases stay hashable)."""
+    (a tuple of ``(name, value)`` pairs, so cases stay hashable) and, for the ``conv_*``
+    workloads, the grid side ``spatial`` (H = W; n is then the channel count C)."""
 
     workload: str
     method: str
@@ -134,6 +157,7 @@ class Case:
     dtype: str = "float32"
     device: str = "cpu"
     options: tuple[tuple[str, Any], ...] = field(default=())
+    spatial: int | None = None
 
     def __post_init__(self):
         if self.workload not in WORKLOADS:
@@ -151,21 +175,32 @@ class Case:
     def torch_dtype(self) -> torch.dtype:
         return DTYPES[self.dtype]
 
+    @property
+    def conv(self) -> bool:
+        """Whether this is a convolution case (``conv_*`` workload)."""
+        return self.workload in CONV_WORKLOADS
+
+    @property
+    def frequencies(self) -> int:
+        """Frequency matrices in the rfft2 layout, ``H (W // 2 + 1)`` (1 for dense cases)."""
+        return self.spatial * (self.spatial // 2 + 1) if self.conv and self.spatial else 1
+
     def method_options(self) -> dict[str, Any]:
         """Options for the factory / update: the method's defaults, ``options``, ``rank=k``."""
         opts = dict(self.options)
         if self.spec.ranked and self.k is not None:
             opts["rank"] = self.k
-        return self.spec.options(**opts)
+        return self.spec.options_for(self.workload, **opts)
 
     def skip_reason(self) -> str | None:
         """Why this case cannot run here, or ``None``. The only skip rules in the suite."""
         spec = self.spec
         if self.workload not in spec.workloads:
-            return (
-                f"{self.method} has no functional update "
-                "(it is measured by train_step and accuracy)"
-            )
+            measured = spec.workloads
+            by = ", ".join(measured[:-1]) + " and " + measured[-1]
+            if self.workload in ("update", "conv_update") and spec.update is None:
+                return f"{self.method} has no functional update (it is measured by {by})"
+            return f"{self.method} does not apply to {self.workload} (it is measured by {by})"
         if spec.ranked and self.k is None:
             return f"{self.method} needs a rank k"
         if not spec.ranked and self.k is not None:
@@ -178,27 +213,56 @@ class Case:
             return f"rank k={self.k} exceeds n={self.n}"
         if spec.pow2 and self.n & (self.n - 1):
             return f"{self.method} needs n to be a power of two, got n={self.n}"
-        unknown = sorted({k for k, _ in self.options} - set(spec.defaults))
+        unknown = sorted({k for k, _ in self.options} - set(spec.defaults_for(self.workload)))
         if unknown:
             return f"{self.method} does not take option(s) {unknown}"
+        reason = self._conv_skip_reason()
+        if reason:
+            return reason
         reason = device_available(self.device)
         if reason:
             return reason
         if spec.graphed and (reason := graph_unavailable(self.device)):
             return f"{self.method} is replayed as a CUDA graph: {reason}"
         dev_type = torch.device(self.device).type
-        if spec.cubic and self.n > CUBIC_CAP[dev_type]:
+        # a batch of F matrices of size n costs like one of size F^(1/3) n
+        cubic_n = round(self.n * self.frequencies ** (1 / 3))
+        if spec.cubic and cubic_n > CUBIC_CAP[dev_type]:
+            size = f"N={self.n}" if not self.conv else f"{self.frequencies} x C={self.n}"
             return (
                 f"{self.method} costs O(N^3): skipped above N={CUBIC_CAP[dev_type]} "
-                f"on {dev_type} (suite.cases.CUBIC_CAP)"
+                f"on {dev_type} (suite.cases.CUBIC_CAP; {size} costs like N={cubic_n})"
             )
         mem = _available_memory(self.device)
-        need = MEMORY_FACTOR * self.n * self.n * self.torch_dtype.itemsize
+        itemsize = (
+            self.torch_dtype.to_complex().itemsize if self.conv else self.torch_dtype.itemsize
+        )
+        need = MEMORY_FACTOR * self.frequencies * self.n * self.n * itemsize
         if mem is not None and need > MEMORY_HEADROOM * mem:
             return (
                 f"needs ~{need / 2**30:.1f} GiB, {self.device} has {mem / 2**30:.1f} GiB "
                 f"available (suite.cases.MEMORY_HEADROOM={MEMORY_HEADROOM})"
             )
+        return None
+
+    def _conv_skip_reason(self) -> str | None:
+        if not self.conv:
+            if self.spatial is not None:
+                return f"spatial applies to the conv workloads only, not {self.workload}"
+            return None
+        if self.spatial is None:
+            return f"{self.workload} needs the grid side spatial (H = W)"
+        if self.spatial < 2:
+            return f"spatial={self.spatial} is too small (spatial >= 2)"
+        if self.dtype not in REAL_DTYPES:
+            real = str(self.torch_dtype.to_real()).removeprefix("torch.")
+            return (
+                f"convolutions are real: dtype must be float32 or float64 ({self.dtype} "
+                f"frequency matrices come with {real})"
+            )
+        kernel = self.method_options().get("kernel_size", 1)
+        if kernel > self.spatial:
+            return f"kernel_size={kernel} does not fit a {self.spatial} x {self.spatial} grid"
         return None
 
     def require(self) -> None:
@@ -217,14 +281,18 @@ class Case:
         parts = [self.workload, self.method, f"n{self.n}"]
         if self.k is not None:
             parts.append(f"k{self.k}")
+        if self.spatial is not None:
+            parts.append(f"hw{self.spatial}")
         parts += [self.dtype, self.device]
         parts += [f"{k}={v}" for k, v in self.options]
         return "-".join(parts)
 
     def as_dict(self) -> dict[str, Any]:
-        """Plain fields (``options`` as ``"name=value;..."``) for tables and extra_info."""
+        """Plain fields (``options`` as ``"name=value;..."``, led by ``height=H;width=W``
+        for conv cases) for tables and extra_info."""
         d = asdict(self)
-        d["options"] = ";".join(f"{k}={v}" for k, v in self.options)
+        grid = (("height", self.spatial), ("width", self.spatial)) if self.spatial else ()
+        d["options"] = ";".join(f"{k}={v}" for k, v in grid + self.options)
         return d
 
 
@@ -268,13 +336,16 @@ class Settings:
 @dataclass(frozen=True)
 class Grid:
     """A parameter grid (sizes, ranks, dtypes, workloads) and the :class:`Settings` its
-    cases are measured with; ``description`` is shown by ``projunn-bench list``."""
+    cases are measured with; ``description`` is shown by ``projunn-bench list``.
+    Conv workloads take ``channels`` (as n) x ``spatial`` (H = W) and the real dtypes."""
 
     name: str
     sizes: tuple[int, ...]
     ranks: tuple[int, ...]
     dtypes: tuple[str, ...] = ("float32", "complex64")
     workloads: tuple[str, ...] = WORKLOADS
+    channels: tuple[int, ...] = ()
+    spatial: tuple[int, ...] = ()
     settings: Settings = Settings()
     description: str = ""
 
@@ -284,6 +355,8 @@ GRIDS = {
         "tiny",
         sizes=(16,),
         ranks=(1, 4),
+        channels=(4,),
+        spatial=(4,),
         settings=Settings(warmup=0, min_time=0.005, max_time=0.02, accuracy_steps=3, batch=4),
         description="smoke test for CI / pytest (seconds)",
     ),
@@ -291,6 +364,8 @@ GRIDS = {
         "quick",
         sizes=(64, 256, 1024),
         ranks=(1, 4, 16),
+        channels=(16, 64),
+        spatial=(8,),
         settings=Settings(),
         description="the default: QUICK_TIME on 2 CPU cores",
     ),
@@ -298,6 +373,8 @@ GRIDS = {
         "full",
         sizes=(256, 1024, 2048, 4096, 8192, 16384),
         ranks=(1, 4, 16, 64),
+        channels=(16, 64, 256),
+        spatial=(8, 16, 32),
         settings=Settings(warmup=3, min_time=0.5, max_time=2.0, accuracy_steps=100, batch=128),
         description="for GPUs: N up to 16384 (O(N^3) methods capped, see CUBIC_CAP)",
     ),
@@ -327,6 +404,8 @@ def iter_cases(
     dtypes: Sequence[str] | None = None,
     devices: Sequence[str] = ("cpu",),
     options: Iterable[tuple[str, Any]] = (),
+    channels: Sequence[int] | None = None,
+    spatial: Sequence[int] | None = None,
 ) -> list[Case]:
     """The cases of ``grid`` (overridden per axis), in a stable order.
 
@@ -334,7 +413,9 @@ def iter_cases(
     an explicit ``methods`` list a workload only takes the methods it applies to (EUNN has
     no functional update); explicitly named methods are all kept, so an impossible
     combination shows up as a skipped case, never silently vanishes. ``options``
-    (``name=value`` pairs) go to the methods that accept them.
+    (``name=value`` pairs) go to the methods that accept them. Conv workloads take
+    ``channels`` x ``spatial`` instead of ``sizes``, and of the grid's dtypes only the real
+    ones (explicit ``dtypes`` are all kept).
     """
     g = GRIDS[grid] if isinstance(grid, str) else grid
     workloads = tuple(workloads or g.workloads)
@@ -342,21 +423,25 @@ def iter_cases(
     names = tuple(methods) if explicit else tuple(METHODS)
     sizes = tuple(sizes or g.sizes)
     ranks = tuple(ranks or g.ranks)
+    conv_dtypes = tuple(dtypes or (d for d in g.dtypes if d in REAL_DTYPES))
     dtypes = tuple(dtypes or g.dtypes)
     devices = tuple(devices)
     options = tuple(options)
+    conv_sizes = [(c, hw) for c in channels or g.channels for hw in spatial or g.spatial]
     out = []
     for wl in workloads:
+        conv = wl in CONV_WORKLOADS
         for name in names:
             spec = METHODS[name]
             if not explicit and wl not in spec.workloads:
                 continue
-            opts = tuple((k, v) for k, v in options if k in spec.defaults)
+            accepted = spec.defaults_for(wl)
+            opts = tuple((k, v) for k, v in options if k in accepted)
             for device in devices:
-                for dtype in dtypes:
-                    for n in sizes:
+                for dtype in conv_dtypes if conv else dtypes:
+                    for n, hw in conv_sizes if conv else [(n, None) for n in sizes]:
                         for k in ranks if spec.ranked else (None,):
-                            out.append(Case(wl, name, n, k, dtype, device, opts))
+                            out.append(Case(wl, name, n, k, dtype, device, opts, hw))
     return out
 
 

@@ -4,6 +4,8 @@
 (``m(x)``, ``m.matrix()``, ``m.optimizer(...)``, see ``projunn_core.protocol``);
 ``Method.update`` is the functional in-place update ``(A, G, lr, **options) -> A`` used by
 the *update* workload (``None`` for methods that only exist as parametrized layers).
+``Method.build_conv(channels, height, width)`` builds the method's orthogonal circular
+convolution (``Method.conv``; SOC exists only as one) for the ``conv_*`` workloads.
 Nothing downstream special-cases a method: workloads, skip rules and the three front ends
 read the fields of :class:`Method`.
 
@@ -11,6 +13,8 @@ read the fields of :class:`Method`.
 ['cayley', 'eunn', 'eunn_fft']
 >>> METHODS["projunn_t"].ranked, METHODS["svd"].cubic
 (True, True)
+>>> METHODS["soc"].workloads
+('conv_train_step', 'conv_accuracy')
 """
 
 from __future__ import annotations
@@ -25,7 +29,22 @@ import torch
 import baselines
 import projunn_core as pc
 
-__all__ = ["METHODS", "OPTION_VALUES", "UPDATES", "Method", "check_option", "method"]
+__all__ = [
+    "CONV_WORKLOADS",
+    "DENSE_WORKLOADS",
+    "METHODS",
+    "OPTION_VALUES",
+    "UPDATES",
+    "Method",
+    "check_option",
+    "method",
+]
+
+DENSE_WORKLOADS = ("update", "train_step", "accuracy")
+CONV_WORKLOADS = ("conv_update", "conv_train_step", "conv_accuracy")
+"""The convolution counterparts: ``conv_update`` runs the method's functional ``update`` on
+the batch of free frequency matrices of a C-channel H x W convolution; the other two
+train the method's convolution layer (``Method.conv``)."""
 
 
 # -- option values ---------------------------------------------------------------------
@@ -63,12 +82,24 @@ def _capacity(value):
 
 _capacity.allowed = "an integer >= 1, or None"
 
+
+def _positive(value):
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"must be an integer >= 1; got {value!r}")
+    return value
+
+
+_positive.allowed = "an integer >= 1"
+
 OPTION_VALUES: Mapping[str, Callable[[Any], Any]] = MappingProxyType(
     {
         "approx": _choice(*pc.LOWRANK_METHODS),
         "check": _boolean,
         "capacity": _capacity,
         "orthogonal_map": _choice(*baselines.ORTHOGONAL_MAPS),
+        "kernel_size": _positive,
+        "train_terms": _positive,
+        "eval_terms": _positive,
         "init": _choice(*pc.init.INITS),
     }
 )
@@ -111,11 +142,16 @@ class Method:
     their update and training step captured in a CUDA graph
     (:func:`projunn_core.graph.capture_step`) and timed as replays, so they need CUDA;
     ``optimizer_options`` go to ``module.optimizer(...)`` (e.g. ``capturable=True``).
+
+    Convolutions: ``conv(channels, height, width, dtype=..., device=..., **options)``
+    builds the method's orthogonal convolution (``None``: it has none), taking the options
+    in ``conv_defaults``. ``build`` is ``None`` for a method that exists only as a
+    convolution (SOC). ``conv_update`` uses ``update`` and ``defaults``.
     """
 
     name: str
     description: str
-    build: Callable[..., torch.nn.Module]
+    build: Callable[..., torch.nn.Module] | None
     update: Callable[..., torch.Tensor] | None = None
     ranked: bool = False
     cubic: bool = False
@@ -126,6 +162,8 @@ class Method:
     initializable: bool = False
     graphed: bool = False
     optimizer_options: Mapping[str, Any] = field(default_factory=dict)
+    conv: Callable[..., torch.nn.Module] | None = None
+    conv_defaults: Mapping[str, Any] = field(default_factory=dict)
 
     def __call__(
         self, n: int, dtype=torch.float32, device="cpu", *, init: str | None = None, **options
@@ -136,11 +174,27 @@ class Method:
         >>> METHODS["expm"](4, init="identity").matrix().diagonal().tolist()
         [1.0, 1.0, 1.0, 1.0]
         """
+        if self.build is None:
+            raise ValueError(f"method {self.name!r} exists only as a convolution (build_conv)")
         if init is not None:
             if not self.initializable:
                 raise ValueError(f"method {self.name!r} does not take a starting matrix (init)")
             options = {**options, "init": init}
         return self.build(n, dtype=dtype, device=device, **self.options(**options))
+
+    def build_conv(
+        self, channels: int, height: int, width: int, dtype=torch.float32, device="cpu", **options
+    ) -> torch.nn.Module:
+        """Build the method's convolution (``METHODS["cayley"].build_conv(16, 8, 8)``)."""
+        if self.conv is None:
+            raise ValueError(f"method {self.name!r} has no convolution layer")
+        opts = self.options_for("conv_train_step", **options)
+        return self.conv(channels, height, width, dtype=dtype, device=device, **opts)
+
+    def defaults_for(self, workload: str) -> Mapping[str, Any]:
+        """The options ``workload`` accepts: ``conv_defaults`` for the convolution layer's
+        workloads, ``defaults`` (those of ``build`` and ``update``) otherwise."""
+        return self.conv_defaults if workload in CONV_WORKLOADS[1:] else self.defaults
 
     def options(self, **options) -> dict[str, Any]:
         """The defaults overridden by ``options``; unknown option names raise ``ValueError``.
@@ -148,23 +202,38 @@ class Method:
         >>> METHODS["eunn"].options(capacity=4)
         {'capacity': 4}
         """
-        allowed = set(self.defaults) | ({"rank"} if self.ranked else set())
-        allowed |= {"init"} if self.initializable else set()
+        return self.options_for("update", **options)
+
+    def options_for(self, workload: str, **options) -> dict[str, Any]:
+        """:meth:`options` for ``workload`` (see :meth:`defaults_for`; ``init`` is a
+        dense-layer option).
+
+        >>> METHODS["cayley"].options_for("conv_train_step", kernel_size=5)
+        {'kernel_size': 5}
+        """
+        defaults = self.defaults_for(workload)
+        allowed = set(defaults) | ({"rank"} if self.ranked else set())
+        if self.initializable and workload not in CONV_WORKLOADS[1:]:
+            allowed.add("init")
         unknown = sorted(set(options) - allowed)
         if unknown:
             raise ValueError(
-                f"method {self.name!r} does not take option(s) {unknown}; "
-                f"it takes {sorted(self.defaults) or 'none'}"
+                f"method {self.name!r} does not take option(s) {unknown} in {workload}; "
+                f"it takes {sorted(defaults) or 'none'}"
             )
-        merged = dict(self.defaults)
+        merged = dict(defaults)
         merged.update({k: v if k == "rank" else check_option(k, v) for k, v in options.items()})
         return merged
 
     @property
     def workloads(self) -> tuple[str, ...]:
-        """Workloads this method takes part in (``update`` needs a functional update)."""
-        base = ("train_step", "accuracy")
-        return (("update",) + base) if self.update is not None else base
+        """Workloads this method takes part in (``update`` and ``conv_update`` need a
+        functional update, the others a layer: ``build`` or ``conv``)."""
+        out = ()
+        for layer, names in ((self.build, DENSE_WORKLOADS), (self.conv, CONV_WORKLOADS)):
+            if layer is not None:
+                out += names if self.update is not None else names[1:]
+        return out
 
 
 # -- factories -------------------------------------------------------------------------
@@ -201,6 +270,22 @@ def _baseline_build(cls_name: str, **fixed):
     return build
 
 
+def _projunn_conv(variant: str):
+    def conv(channels, height, width, *, dtype, device, rank=1, approx="lsi"):
+        return pc.nn.OrthogonalConv2d(
+            channels, height, width, dtype, device, rank=rank, variant=variant, approx=approx
+        )
+
+    return conv
+
+
+def _baseline_conv(name: str):
+    def conv(channels, height, width, *, dtype, device, **options):
+        return baselines.CONV_LAYERS[name](channels, height, width, dtype, device, **options)
+
+    return conv
+
+
 _ENTRIES = [
     Method(
         "projunn_t",
@@ -210,6 +295,8 @@ _ENTRIES = [
         ranked=True,
         defaults={"approx": "lsi", "check": False},
         reference="expm",
+        conv=_projunn_conv("T"),
+        conv_defaults={"approx": "lsi"},
         initializable=True,
     ),
     Method(
@@ -220,6 +307,8 @@ _ENTRIES = [
         ranked=True,
         defaults={"approx": "lsi", "check": False},
         reference="polar",
+        conv=_projunn_conv("D"),
+        conv_defaults={"approx": "lsi"},
         initializable=True,
     ),
     *(
@@ -243,6 +332,7 @@ _ENTRIES = [
         _baseline_build("SVDProjection"),
         baselines.UPDATES["svd"],
         cubic=True,
+        conv=_baseline_conv("svd"),
         initializable=True,
     ),
     Method(
@@ -251,14 +341,18 @@ _ENTRIES = [
         _baseline_build("ExpmUnitary"),
         baselines.UPDATES["expm"],
         cubic=True,
+        conv=_baseline_conv("expm"),
         initializable=True,
     ),
     Method(
         "cayley",
-        "Cayley retraction (scoRNN style), O(N^3)",
+        "Cayley retraction (scoRNN style), O(N^3); conv: Cayley transform of a k x k "
+        "kernel's FFT per frequency (Trockman & Kolter 2021)",
         _baseline_build("CayleyUnitary"),
         baselines.UPDATES["cayley"],
         cubic=True,
+        conv=_baseline_conv("cayley"),
+        conv_defaults={"kernel_size": 3},
     ),
     Method(
         "eunn",
@@ -290,6 +384,16 @@ _ENTRIES = [
         _baseline_build("Unconstrained"),
         baselines.UPDATES["unconstrained"],
         unitary=False,
+        conv=_baseline_conv("unconstrained"),
+    ),
+    Method(
+        "soc",
+        "skew-orthogonal convolution (Singla & Feizi 2021): truncated Taylor series of "
+        "exp(L), L a skew k x k convolution; orthogonal up to the truncation (measured)",
+        None,
+        None,
+        conv=_baseline_conv("soc"),
+        conv_defaults={"kernel_size": 3, "train_terms": 5, "eval_terms": 12},
         initializable=True,
     ),
 ]

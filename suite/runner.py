@@ -27,12 +27,12 @@ from typing import Any
 import torch
 
 from . import machine
-from .cases import Case, Settings
+from .cases import ACCURACY_WORKLOADS, Case, Settings
 from .record import Recorder
 from .timing import cuda_peak_bytes, measure, reset_cuda_peak, synchronize
 from .workloads import Measurement, accuracy, prepare
 
-_CASE_FIELDS = ("workload", "method", "n", "k", "dtype", "device", "options")
+_CASE_FIELDS = ("workload", "method", "n", "k", "dtype", "device", "options")  # + grid in options
 
 __all__ = ["Settings", "SweepResult", "rows_for", "run_case", "run_sweep"]
 
@@ -52,12 +52,13 @@ def run_case(case: Case, settings: Settings | None = None) -> list[Measurement]:
     ``cuda_peak_memory`` (bytes, CUDA devices: peak allocated during the steps, resident
     weight and gradient included) and, with ``settings.profile_steps``, the per-step
     figures of :meth:`suite.profiling.StepProfile.measurements` (after the timing, so the
-    profiler disturbs nothing else). accuracy: see :func:`suite.workloads.accuracy`.
+    profiler disturbs nothing else). accuracy and conv_accuracy: see
+    :func:`suite.workloads.accuracy`.
     """
     settings = settings or Settings()
     work = None
     try:
-        if case.workload == "accuracy":
+        if case.workload in ACCURACY_WORKLOADS:
             return accuracy(
                 case, steps=settings.accuracy_steps, batch=settings.batch, seed=settings.seed
             )

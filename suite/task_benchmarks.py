@@ -25,6 +25,8 @@ PRESET = "quick"
 def _labels() -> list[str]:
     out = []
     for name, spec in METHODS.items():
+        if spec.build is None:  # a convolution only (SOC): no recurrent matrix
+            continue
         out += [method_label(name, k) for k in RANKS] if spec.ranked else [name]
     return out + [LSTM]
 

@@ -1,4 +1,4 @@
-"""The three workloads, built from a :class:`suite.cases.Case` and the method registry.
+"""The workloads, built from a :class:`suite.cases.Case` and the method registry.
 
 * ``update``: one in-place unitary update of a Haar-random N x N weight ``A`` from a fixed
   gradient ``G`` (``Method.update(A, G, lr, **options)``); repeating it is valid (A stays
@@ -8,6 +8,14 @@
 * ``accuracy``: unitarity ``||W^H W - I||_F / sqrt(N)`` at initialization, after one and
   after ``steps`` training steps; for ranked methods with a ``reference``, the relative
   distance of the rank-k update from the exact full-gradient step (see :func:`accuracy`).
+* ``conv_update``: ``update`` on the free frequency matrices of a C-channel
+  ``spatial x spatial`` circular convolution, a real batch and a complex batch
+  (``projunn_core.conv.FrequencyLayout``), from fixed gradients of the same shapes.
+* ``conv_train_step``: ``train_step`` of the method's convolution layer on a batch of
+  ``(B, C, H, W)`` inputs.
+* ``conv_accuracy``: the operator's orthogonality error, ``max |sigma - 1|`` over its
+  frequency matrices, at initialization, after one and after ``steps`` training steps,
+  and the norm error ``max | ||m(x)|| / ||x|| - 1 |`` on fixed random inputs at the end.
 
 Every function takes the case and returns plain objects; no timing happens here
 (``suite.timing`` does that, ``suite.runner`` / ``suite.benchmarks`` / the pytest
@@ -29,6 +37,7 @@ from typing import Any
 import torch
 
 from projunn_core import unitarity_error
+from projunn_core.conv import FrequencyLayout, initial_frequency_matrices, orthogonality_error
 from projunn_core.graph import capture_step
 from projunn_core.init import haar
 
@@ -95,16 +104,18 @@ def _generator(device: torch.device, seed: int) -> torch.Generator:
     return torch.Generator(device=device).manual_seed(seed)
 
 
-def make_gradient(n: int, dtype: torch.dtype, device, generator=None) -> torch.Tensor:
+def make_gradient(n: int, dtype: torch.dtype, device, generator=None, *, batch=()) -> torch.Tensor:
     """A synthetic N x N gradient with a decaying spectrum, like real ones.
 
     ``G = P diag(s) Q^H`` with P, Q Gaussian N x r (r = min(n, GRADIENT_RANK), columns of
     norm ~1) and ``s_i = GRADIENT_DECAY**i``; so rank-k truncation error falls with k and
-    the top singular value is ~1. Costs O(r N^2), no O(N^3) setup.
+    the top singular value is ~1. Costs O(r N^2), no O(N^3) setup. ``batch`` (a shape)
+    draws independent ones, ``(*batch, n, n)``.
     """
     r = min(n, GRADIENT_RANK)
-    P = torch.randn(n, r, dtype=dtype, device=device, generator=generator) / math.sqrt(n)
-    Q = torch.randn(n, r, dtype=dtype, device=device, generator=generator) / math.sqrt(n)
+    shape = (*batch, n, r)
+    P = torch.randn(shape, dtype=dtype, device=device, generator=generator) / math.sqrt(n)
+    Q = torch.randn(shape, dtype=dtype, device=device, generator=generator) / math.sqrt(n)
     s = GRADIENT_DECAY ** torch.arange(r, device=device, dtype=torch.float64)
     return (P * s.to(P.real.dtype)) @ Q.mH
 
@@ -120,11 +131,18 @@ def train_state(case: Case, batch: int = 32, seed: int = 0) -> dict[str, Any]:
     ``step()`` (zero_grad, forward, backward, ``optimizer.step()``)."""
     device = torch.device(case.device)
     torch.manual_seed(seed)  # module initializers use the global generator
-    module = case.spec(case.n, dtype=case.torch_dtype, device=device, **case.method_options())
+    options = case.method_options()
+    if case.conv:
+        hw = case.spatial
+        module = case.spec.conv(case.n, hw, hw, dtype=case.torch_dtype, device=device, **options)
+        shape = (batch, case.n, hw, hw)
+    else:
+        module = case.spec(case.n, dtype=case.torch_dtype, device=device, **options)
+        shape = (batch, case.n)
     opt = module.optimizer(TRAIN_OPTIMIZER, lr=TRAIN_LR, **case.spec.optimizer_options)
     gen = _generator(device, seed + 1)
-    x = torch.randn(batch, case.n, dtype=case.torch_dtype, device=device, generator=gen)
-    y = torch.randn(batch, case.n, dtype=case.torch_dtype, device=device, generator=gen)
+    x = torch.randn(shape, dtype=case.torch_dtype, device=device, generator=gen)
+    y = torch.randn(shape, dtype=case.torch_dtype, device=device, generator=gen)
 
     def loss():
         return _mse(module(x), y)
@@ -139,14 +157,38 @@ def train_state(case: Case, batch: int = 32, seed: int = 0) -> dict[str, Any]:
     return {"module": module, "optimizer": opt, "x": x, "y": y, "loss": loss, "step": step}
 
 
+def _conv_update(case: Case, device: torch.device, seed: int) -> Prepared:
+    gen = _generator(device, seed)
+    layout = FrequencyLayout(case.spatial, case.spatial)
+    weights = initial_frequency_matrices(layout, case.n, "haar", case.torch_dtype, device, gen)
+    grads = [make_gradient(case.n, A.dtype, device, gen, batch=A.shape[:1]) for A in weights]
+    pairs = [(A, G) for A, G in zip(weights, grads, strict=True) if A.numel()]
+    update, opts = case.spec.update, case.method_options()
+
+    def step():
+        for A, G in pairs:
+            update(A, G, STEP_LR, **opts)
+
+    return Prepared(case, step, device, {"A": weights, "G": grads})
+
+
 def prepare(case: Case, *, batch: int = 32, seed: int = 0) -> Prepared:
-    """Build ``case`` (update or train_step); raises ``NotImplementedError`` if skipped.
+    """Build ``case`` (update, train_step or their conv forms); raises
+    ``NotImplementedError`` if skipped.
 
     For a ``graphed`` method the step is captured in a CUDA graph (after the capture's
     warm-up steps) and ``step()`` replays it.
     """
     case.require()
     device = torch.device(case.device)
+    if case.workload == "conv_update":
+        return _conv_update(case, device, seed)
+    if case.workload in ("train_step", "conv_train_step"):
+        state = train_state(case, batch, seed)
+        step = state.pop("step")
+        if case.spec.graphed:
+            step = state["graph"] = capture_step(step, optimizer=state["optimizer"])
+        return Prepared(case, step, device, state)
     if case.workload == "update":
         gen = _generator(device, seed)
         A = haar(case.n, case.torch_dtype, device, gen)
@@ -159,12 +201,6 @@ def prepare(case: Case, *, batch: int = 32, seed: int = 0) -> Prepared:
         state = {"A": A, "G": G}
         if case.spec.graphed:
             step = state["graph"] = capture_step(step, device=device)
-        return Prepared(case, step, device, state)
-    if case.workload == "train_step":
-        state = train_state(case, batch, seed)
-        step = state.pop("step")
-        if case.spec.graphed:
-            step = state["graph"] = capture_step(step, optimizer=state["optimizer"])
         return Prepared(case, step, device, state)
     raise ValueError(f"prepare() builds update and train_step cases, not {case.workload!r}")
 
@@ -198,20 +234,49 @@ def unitarity_metrics(
     case: Case, *, steps: int = 10, batch: int = 32, seed: int = 0
 ) -> list[Measurement]:
     """``unitarity_init``, ``unitarity_after_1_step``, ``unitarity_after_{steps}_steps``:
-    ``||W^H W - I||_F / sqrt(N)`` of the module's matrix while training it (train_step)."""
+    ``||W^H W - I||_F / sqrt(N)`` of the module's matrix while training it (train_step).
+
+    Conv cases: ``orthogonality_*`` (``max |sigma - 1|`` over the frequency matrices, see
+    :func:`projunn_core.conv.orthogonality_error`) at the same points, then
+    ``norm_error_after_{steps}_steps``: ``max | ||m(x)|| / ||x|| - 1 |`` over a batch of
+    fresh random inputs (what the operator's orthogonality means for a user).
+    """
     case.require()
     state = train_state(case, batch, seed)
     module, step = state["module"], state["step"]
+    prefix, error = (
+        ("orthogonality", orthogonality_error)
+        if case.conv
+        else (
+            "unitarity",
+            unitarity_error,
+        )
+    )
     with torch.no_grad():
-        out = [Measurement("unitarity_init", unitarity_error(module.matrix()), "1")]
+        out = [Measurement(f"{prefix}_init", error(module.matrix()), "1")]
     for i in range(1, steps + 1):
         step()
         if i == 1 or i == steps:
             with torch.no_grad():
                 W = module.matrix()
-            name = "unitarity_after_1_step" if i == 1 else f"unitarity_after_{steps}_steps"
-            out.append(Measurement(name, unitarity_error(W), "1"))
+            name = "after_1_step" if i == 1 else f"after_{steps}_steps"
+            out.append(Measurement(f"{prefix}_{name}", error(W), "1"))
+    if case.conv:
+        out.append(Measurement(f"norm_error_after_{steps}_steps", _norm_error(state, seed), "1"))
     return out
+
+
+@torch.no_grad()
+def _norm_error(state: dict[str, Any], seed: int) -> float:
+    x = state["x"]
+    probe = torch.randn(
+        x.shape, dtype=x.dtype, device=x.device, generator=_generator(x.device, seed + 2)
+    )
+    dims = tuple(range(1, x.dim()))
+    ratio = torch.linalg.vector_norm(state["module"](probe), dim=dims) / torch.linalg.vector_norm(
+        probe, dim=dims
+    )
+    return float((ratio.double() - 1).abs().max())
 
 
 def dist_to_exact(case: Case, *, seed: int = 0) -> Measurement | None:
@@ -225,7 +290,7 @@ def dist_to_exact(case: Case, *, seed: int = 0) -> Measurement | None:
     above ``REFERENCE_CAP``.
     """
     spec = case.spec
-    if spec.reference is None or spec.update is None:
+    if spec.reference is None or spec.update is None or case.conv:
         return None
     case.require()
     if case.n > REFERENCE_CAP:

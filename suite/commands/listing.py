@@ -44,6 +44,9 @@ def main(args, parser) -> int:
         flags = [f for f, on in (("O(N^3)", m.cubic), ("n power of 2", m.pow2)) if on]
         opt_text = ", ".join(f"{k}={v}" for k, v in opts.items()) or "-"
         print(f"  {m.name:<17} options: {opt_text}" + (f"  [{'; '.join(flags)}]" if flags else ""))
+        if m.conv is not None:
+            conv_opts = ", ".join(f"{k}={v}" for k, v in m.conv_defaults.items()) or "-"
+            print(" " * 19 + f"conv layer options: {conv_opts}")
         print(textwrap.indent(m.description, " " * 19))
         print(" " * 19 + "workloads: " + ", ".join(m.workloads))
     print("\nworkloads: " + ", ".join(cases_mod.WORKLOADS))
@@ -54,6 +57,7 @@ def main(args, parser) -> int:
         print(f"  {name}: {g.description}")
         st = g.settings
         print(f"    sizes={list(g.sizes)} ranks={list(g.ranks)} dtypes={list(g.dtypes)}")
+        print(f"    conv: channels={list(g.channels)} x spatial (H = W)={list(g.spatial)}")
         print(
             f"    timing {st.min_time}-{st.max_time}s per case, warmup={st.warmup}, "
             f"accuracy_steps={st.accuracy_steps}, batch={st.batch}"

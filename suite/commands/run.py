@@ -29,6 +29,7 @@ examples:
   projunn-bench run --full --device cuda     # the GPU grid, N up to 16384
   projunn-bench run --workloads update --methods projunn_t svd --sizes 1024 --ranks 1 16
   projunn-bench run --grid tiny --out /tmp/bench --no-progress
+  projunn-bench run --workloads conv_update conv_train_step --channels 64 --spatial 16
   projunn-bench run --workloads update --sizes 1024 --profile   # + per-step profile figures
   PROJUNN_BENCH_GRID=full projunn-bench run --device all
 
@@ -43,11 +44,15 @@ output (never overwritten; one new folder per run):
 metrics: time [s] (median of the samples, each the mean of a block of calls timed by
   torch.utils.benchmark; iqr = interquartile range; samples = the samples),
   host_peak_rss [bytes], cuda_peak_memory [bytes], unitarity_* [1] (||W^H W - I||_F /
-  sqrt(N)), dist_to_exact [1] (rank-k step vs exact full-gradient step, relative).
+  sqrt(N)), dist_to_exact [1] (rank-k step vs exact full-gradient step, relative),
+  orthogonality_* [1] (conv: max |sigma - 1| over the frequency matrices),
+  norm_error_* [1] (conv: max | ||m(x)|| / ||x|| - 1 | on random inputs).
   with --profile: profiled_time, ops_per_step, step_peak_memory, step_resident_memory,
   step_temporary_memory, group_self_cpu_time:GROUP and, on CUDA, kernels_per_step,
   memcpy_per_step, device_busy_time, device_busy_fraction, host_syncs_per_step (a lower
   bound), group_self_device_time:GROUP (see 'projunn-bench profile --help').
+convolutions (conv_* workloads): n = channels C, the grid side H = W is written first in
+  options (height=H;width=W), dtype = the layer's real dtype.
 exit status: 0 ok, 1 some case failed (status "error"), 2 bad usage (nothing ran),
   130 interrupted (Ctrl-C) or 143 terminated (SIGTERM): what was measured is written."""
 
@@ -57,9 +62,10 @@ def add_parser(sub) -> argparse.ArgumentParser:
     run = sub.add_parser(
         NAME,
         help="run a benchmark sweep and write a results table",
-        description="Run the benchmark sweep (update, train_step and accuracy workloads) "
-        "over a grid of methods, sizes N, ranks k, dtypes and devices. Cases that "
-        "cannot run here are written as 'skipped' rows with the reason.",
+        description="Run the benchmark sweep (update, train_step and accuracy workloads, "
+        "and their conv_* forms for orthogonal convolutions) over a grid of methods, "
+        "sizes N (conv: channels C x grid side H = W), ranks k, dtypes and devices. Cases "
+        "that cannot run here are written as 'skipped' rows with the reason.",
         epilog=EPILOG,
         formatter_class=fmt,
     )
@@ -112,6 +118,20 @@ def add_parser(sub) -> argparse.ArgumentParser:
         help="matrix sizes N (default: the grid's)",
     )
     run.add_argument(
+        "--channels",
+        nargs="+",
+        type=positive_int,
+        metavar="C",
+        help="channels C of the conv_* workloads (default: the grid's)",
+    )
+    run.add_argument(
+        "--spatial",
+        nargs="+",
+        type=positive_int,
+        metavar="HW",
+        help="grid side H = W of the conv_* workloads (default: the grid's)",
+    )
+    run.add_argument(
         "--ranks",
         nargs="+",
         type=positive_int,
@@ -123,7 +143,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
         nargs="+",
         choices=list(cases_mod.DTYPES),
         metavar="D",
-        help=f"dtypes, from {', '.join(cases_mod.DTYPES)} (default: float32 complex64)",
+        help=f"dtypes, from {', '.join(cases_mod.DTYPES)} (default: the grid's, "
+        "float32 complex64; conv workloads take the real ones)",
     )
     add_option_argument(run)
     run.add_argument(
@@ -205,6 +226,7 @@ def _summary(rows: list[dict[str, Any]]) -> str:
                 lines.append(
                     f"  {r['method'] + k:<20} {r['value'] * 1e3:10.3f} ms  "
                     f"(iqr {r['iqr'] * 1e3:.3f} ms, {r['repeat']} samples)  {r['device']}"
+                    + (f"  {r['options']}" if r["options"] else "")
                 )
     return "\n".join(lines)
 
@@ -227,6 +249,8 @@ def main(args, parser: argparse.ArgumentParser) -> int:
         dtypes=args.dtypes,
         devices=devices,
         options=args.options,
+        channels=args.channels,
+        spatial=args.spatial,
     )
     settings = grid.settings.with_overrides(
         min_time=args.min_time,

@@ -148,12 +148,13 @@ def add_parser(sub) -> argparse.ArgumentParser:
     return parser
 
 
-def _methods(names: list[str], parser) -> tuple[list[str], bool]:
-    """The method list (``all`` expanded) and whether it was given explicitly."""
+def _methods(names: list[str], parser, task=None) -> tuple[list[str], bool]:
+    """The method list (``all`` expanded: the ``task``'s methods) and whether it was
+    given explicitly."""
     if ALL in names:
         if len(names) > 1:
             parser.error(f"argument --method: {ALL!r} cannot be combined with other methods")
-        return list(METHOD_NAMES), False
+        return list(getattr(task, "methods", None) or METHOD_NAMES), False
     unknown = [n for n in names if n not in METHOD_NAMES]
     if unknown:
         parser.error(
@@ -184,7 +185,7 @@ def build_runs(args, parser) -> list:
         parser.error(str(e))
     except ValueError as e:
         parser.error(f"bad configuration: {e}")
-    names, explicit = _methods(args.method, parser)
+    names, explicit = _methods(args.method, parser, task)
     runs = []
     for name in names:
         for rank in args.rank if ranked(name) else [None]:

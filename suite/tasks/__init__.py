@@ -6,14 +6,16 @@ is cheap: data sets are read, and scikit-learn / torchvision imported, only when
 starts.
 
 >>> sorted(TASKS)
-['adding', 'copy', 'pdigits', 'pmnist']
+['adding', 'copy', 'digits-conv', 'pdigits', 'pmnist']
 >>> TASKS["copy"].preset("quick").T
 50
 """
 
-from . import adding, copying, pdigits, pmnist
+from . import adding, copying, digits_conv, pdigits, pmnist
 from .base import LSTM, Config, DataError, Problem, Task
 
 __all__ = ["LSTM", "TASKS", "Config", "DataError", "Problem", "Task"]
 
-TASKS: dict[str, Task] = {t.name: t for t in (copying.TASK, adding.TASK, pdigits.TASK, pmnist.TASK)}
+TASKS: dict[str, Task] = {
+    t.name: t for t in (copying.TASK, adding.TASK, pdigits.TASK, pmnist.TASK, digits_conv.TASK)
+}

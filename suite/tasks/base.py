@@ -21,6 +21,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..cases import Case
+
 __all__ = [
     "LSTM",
     "Config",
@@ -118,12 +120,14 @@ def synthetic_data(draw, config: Config, seed: int, device):
 class Task:
     """A training task: ``name``, ``description``, named ``presets`` (functions returning a
     :class:`Config`, each naming its source in its docstring), ``needs_data`` (reads
-    ``--data-dir``)."""
+    ``--data-dir``), ``methods`` (what ``--method all`` trains; ``None``: every registry
+    method and the LSTM)."""
 
     name: str = ""
     description: str = ""
     presets: Mapping[str, Callable[[], Config]] = {}
     needs_data: bool = False
+    methods: tuple[str, ...] | None = None
 
     def preset(self, name: str) -> Config:
         """The configuration of preset ``name``; ``KeyError`` lists the presets."""
@@ -144,6 +148,14 @@ class Task:
 
     def problem(self, config: Config, *, seed: int, device, data_dir: Path | None) -> Problem:
         raise NotImplementedError  # pragma: no cover - every task defines it
+
+    def skip_reason(self, method: str, rank: int | None, config: Config, device) -> str | None:
+        """Why ``method`` cannot train with ``config`` on ``device`` (default: the suite's
+        skip rules of its ``train_step`` case), or ``None``."""
+        if method == LSTM:
+            return None if rank is None else "rank options do not apply to lstm"
+        case = Case("train_step", method, config.hidden, rank, config.dtype, str(device))
+        return case.skip_reason()
 
     def build(
         self, method: str, rank: int | None, problem: Problem, config: Config, device
@@ -176,12 +188,15 @@ class Task:
 
 
 def count_parameters(model: nn.Module) -> int:
-    """Trainable real numbers of ``model`` (a complex parameter counts twice).
+    """Trainable real numbers of ``model`` (a complex parameter counts twice; frozen ones,
+    such as the fixed base of ``baselines.ExpmConv2d``, not at all).
 
     >>> count_parameters(torch.nn.Linear(3, 2))
     8
     """
-    return sum(p.numel() * (2 if p.is_complex() else 1) for p in model.parameters())
+    return sum(
+        p.numel() * (2 if p.is_complex() else 1) for p in model.parameters() if p.requires_grad
+    )
 
 
 def sequence_model(

@@ -26,10 +26,10 @@ from typing import Any
 
 import torch
 
-from ..cases import Case, method_label
+from ..cases import method_label
 from ..methods import METHODS
 from ..timing import timer
-from .base import LSTM, Config, Problem, Task, count_parameters
+from .base import Config, Problem, Task, count_parameters
 
 __all__ = ["Run", "Trained", "World", "evaluate", "train"]
 
@@ -109,15 +109,10 @@ class Run:
     def skip_reason(self) -> str | None:
         """Why this method cannot run with this configuration here (the suite's skip
         rules: rank, size, power of two, device, O(N^3) cap), or ``None``."""
-        if self.method == LSTM:
-            return None if self.rank is None else "rank options do not apply to lstm"
-        if METHODS[self.method].graphed:
+        if self.method in METHODS and METHODS[self.method].graphed:
             eager = self.method.removesuffix("_graphed")
             return f"{self.method} is a CUDA graph replay of one step; task runs train {eager}"
-        cfg = self.config
-        return Case(
-            "train_step", self.method, cfg.hidden, self.rank, cfg.dtype, self.device
-        ).skip_reason()
+        return self.task.skip_reason(self.method, self.rank, self.config, self.device)
 
     def row(self) -> dict[str, Any]:
         """The fields every row of this run shares (:data:`suite.output.COLUMNS`)."""
