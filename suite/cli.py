@@ -23,7 +23,7 @@ from . import check_layout
 
 __all__ = ["COMMANDS", "build_parser", "main"]
 
-COMMANDS = ("run", "profile", "task", "listing")
+COMMANDS = ("run", "profile", "task", "report", "compare", "listing")
 """Modules of :mod:`suite.commands`, in the order ``projunn-bench --help`` lists them."""
 
 

@@ -26,6 +26,7 @@ from torch.utils import benchmark
 
 __all__ = [
     "IQR_THRESHOLD",
+    "MIN_SAMPLES",
     "Timing",
     "cuda_peak_bytes",
     "measure",
@@ -37,6 +38,8 @@ __all__ = [
 
 IQR_THRESHOLD = 0.1
 """Sampling stops early once IQR / median of the samples falls below this."""
+MIN_SAMPLES = 3
+"""Samples a slow case still gets when one call takes longer than the time budget."""
 
 
 def _cuda(device: torch.device | str | None) -> torch.device | None:
@@ -85,24 +88,29 @@ def measure(
 ) -> Timing:
     """Time ``fn`` with ``torch.utils.benchmark`` (see the module docstring).
 
-    ``warmup`` untimed calls come first (the block-size estimate warms up too).
-    Sampling runs for at least ``min_time`` seconds and at least four samples, until
-    IQR / median < :data:`IQR_THRESHOLD`, and stops once ``max_time`` is spent (a call
-    slower than that gives a single sample). ``num_threads`` defaults to torch's current
-    thread count; ``device`` is accepted for symmetry (the Timer synchronizes CUDA).
+    ``warmup`` calls come first (the block-size estimate warms up too). Sampling runs for
+    at least ``min_time`` seconds and four samples, until IQR / median <
+    :data:`IQR_THRESHOLD`, and stops once ``max_time`` is spent; when the warm-up shows
+    that a call is too slow for :data:`MIN_SAMPLES` samples within ``max_time``, the budget
+    stretches to fit them. ``num_threads`` defaults to torch's current thread count;
+    ``device`` is the device whose warm-up calls are synchronized (torch's timer
+    synchronizes any CUDA device in use while sampling).
     """
     if not 0 < min_time <= max_time or warmup < 0:
         raise ValueError(
             f"need 0 < min_time <= max_time and warmup >= 0, got min_time={min_time}, "
             f"max_time={max_time}, warmup={warmup}"
         )
-    del device  # torch's timer synchronizes any CUDA device in use
+    call = 0.0
     for _ in range(warmup):
+        start = timer(device)
         fn()
+        call = timer(device) - start  # the last, warmest call
+    budget = max(max_time, (MIN_SAMPLES - 0.5) * call)
     threads = torch.get_num_threads() if num_threads is None else num_threads
     found = benchmark.Timer(stmt="fn()", globals={"fn": fn}, num_threads=threads)
     m = found.adaptive_autorange(
-        threshold=IQR_THRESHOLD, min_run_time=min_time, max_run_time=max_time
+        threshold=IQR_THRESHOLD, min_run_time=min_time, max_run_time=budget
     )
     samples = tuple(float(t) for t in m.times)
     return Timing(float(m.median), float(m.iqr), len(samples), int(m.number_per_run), samples)

@@ -242,6 +242,11 @@ def test_measure_times_a_known_duration_within_budget():
         measure(nap, min_time=0.5, max_time=0.1)
 
 
+def test_measure_stretches_the_budget_to_give_a_slow_call_three_samples():
+    t = measure(lambda: time.sleep(0.02), min_time=0.001, max_time=0.005, warmup=1)
+    assert t.repeat >= 3 and t.number == 1 and 0.019 < t.median < 0.2
+
+
 @pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_cuda_timing_synchronizes():

@@ -25,6 +25,7 @@ TINY_RUN = [
     "--grid",
     "tiny",
     "--no-progress",
+    "--no-report",  # the report has its own tests (tests/test_report.py)
     "--sizes",
     "16",
     "12",

@@ -23,6 +23,8 @@ from ..output import FORMATS, require_format
 __all__ = [
     "FORMATS",
     "add_option_argument",
+    "add_threads_argument",
+    "apply_threads",
     "method_label_arg",
     "method_option",
     "output_dir",
@@ -126,3 +128,24 @@ def add_option_argument(parser: argparse.ArgumentParser) -> None:
         help="method option for the methods that take it, e.g. approx=column, "
         "capacity=8, orthogonal_map=cayley (repeatable)",
     )
+
+
+def add_threads_argument(parser: argparse.ArgumentParser) -> None:
+    """``--threads T``: torch's thread count for the whole command (see :func:`apply_threads`)."""
+    parser.add_argument(
+        "--threads",
+        type=positive_int,
+        metavar="T",
+        help="torch CPU threads for the whole command (default: torch's, i.e. "
+        "$OMP_NUM_THREADS or the core count; 1 avoids thread-pool stalls on busy shared "
+        "cores). machine.json records the count used",
+    )
+
+
+def apply_threads(args) -> int:
+    """Set torch's thread count from ``args.threads`` (if given); return the count in use."""
+    import torch
+
+    if getattr(args, "threads", None):
+        torch.set_num_threads(args.threads)
+    return torch.get_num_threads()

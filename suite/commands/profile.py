@@ -16,6 +16,8 @@ from .. import cases as cases_mod
 from ..methods import METHODS
 from ._args import (
     add_option_argument,
+    add_threads_argument,
+    apply_threads,
     method_label_arg,
     output_dir,
     positive_float,
@@ -108,13 +110,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
             flag, type=kind, default=default, metavar=metavar, help=f"{text} ({default})"
         )
     add_option_argument(parser)
-    parser.add_argument(
-        "--threads",
-        type=positive_int,
-        metavar="T",
-        help="torch CPU threads (default: torch's choice; 1 avoids thread-pool stalls "
-        "on shared cores)",
-    )
+    add_threads_argument(parser)
     parser.add_argument(
         "--top", type=positive_int, default=15, help="operators in the printed table (15)"
     )
@@ -356,7 +352,6 @@ def plot_groups(labels: list[str], profiles: list, path, title: str) -> bool:
 
 
 def main(args, parser: argparse.ArgumentParser) -> int:
-    import torch
 
     from ..profiling import SYNC_NOTE, profile_work
     from ..record import Recorder
@@ -366,13 +361,11 @@ def main(args, parser: argparse.ArgumentParser) -> int:
     cases = _cases(args, parser)
     if args.min_time > args.max_time:
         parser.error(f"argument --min-time: {args.min_time} is above --max-time {args.max_time}")
-    if args.threads:
-        torch.set_num_threads(args.threads)
     settings = SETTINGS.with_overrides(
         warmup=args.warmup,
         min_time=args.min_time,
         max_time=args.max_time,
-        threads=torch.get_num_threads(),
+        threads=apply_threads(args),
         batch=args.batch,
     )
     notes = [f"host_syncs_per_step: {SYNC_NOTE}"] if args.device == "cuda" else []

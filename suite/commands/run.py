@@ -1,20 +1,23 @@
 """``projunn-bench run``: run a benchmark sweep into a new results folder.
 
 The sweep itself is :func:`suite.runner.run_sweep`; this module parses the options,
-builds the case list and prints the summary.
+builds the case list, prints the summary (:func:`suite.report.summary.run_summary`) and
+writes the run's report (:mod:`suite.report`) into the run folder.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any
 
 from .. import cases as cases_mod
 from ..methods import METHODS
+from ..report.summary import run_summary
 from ._args import (
     FORMATS,
     add_option_argument,
+    add_threads_argument,
+    apply_threads,
     output_dir,
     positive_float,
     positive_int,
@@ -41,6 +44,8 @@ output (never overwritten; one new folder per run):
   OUT/YYYYmmdd-HHMMSS/machine.json   CPU/GPU/RAM, versions, git commit, run settings,
                                      peak RSS, GPU power/clock samples, run status
                                      (running|complete|interrupted|terminated)
+  OUT/YYYYmmdd-HHMMSS/report/        report.html, report.md, figures (projunn-bench
+                                     report; needs the report extra; --no-report: none)
 metrics: time [s] (median of the samples, each the mean of a block of calls timed by
   torch.utils.benchmark; iqr = interquartile range; samples = the samples),
   host_peak_rss [bytes], cuda_peak_memory [bytes], unitarity_* [1] (||W^H W - I||_F /
@@ -160,13 +165,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
         metavar="S",
         help="most seconds of timed samples per case (default: the grid's)",
     )
-    run.add_argument(
-        "--threads",
-        type=positive_int,
-        metavar="T",
-        help="torch threads while timing (default: torch's, here "
-        "$OMP_NUM_THREADS or the core count)",
-    )
+    add_threads_argument(run)
     run.add_argument(
         "--accuracy-steps",
         type=positive_int,
@@ -205,30 +204,32 @@ def add_parser(sub) -> argparse.ArgumentParser:
         "syncs, busy fraction, temporaries, time by operator group) to the table",
     )
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
+    run.add_argument(
+        "--no-report",
+        action="store_true",
+        help="do not write the report (RUN/report/; needs the report extra)",
+    )
 
     return run
 
 
-def _summary(rows: list[dict[str, Any]]) -> str:
-    """Median times at the largest N of each workload (first dtype), as text."""
-    lines = []
-    timed = [r for r in rows if r["metric"] == "time" and r["status"] == "ok"]
-    for wl in cases_mod.WORKLOADS:
-        sel = [r for r in timed if r["workload"] == wl]
-        if not sel:
-            continue
-        n = max(r["n"] for r in sel)
-        dtype = sel[0]["dtype"]
-        lines.append(f"{wl}, n={n}, {dtype}, median time:")
-        for r in sel:
-            if r["n"] == n and r["dtype"] == dtype:
-                k = "" if r["k"] is None else f" k={r['k']}"
-                lines.append(
-                    f"  {r['method'] + k:<20} {r['value'] * 1e3:10.3f} ms  "
-                    f"(iqr {r['iqr'] * 1e3:.3f} ms, {r['repeat']} samples)  {r['device']}"
-                    + (f"  {r['options']}" if r["options"] else "")
-                )
-    return "\n".join(lines)
+def _write_report(folder) -> None:
+    """Write the run's report into ``folder/report`` and say where, or say why not."""
+    from ..report import missing_report_packages
+
+    missing = missing_report_packages()
+    if missing:
+        print(f"report: not written ({missing})")
+        return
+    try:
+        from ..report.build import build_report
+
+        command = f"projunn-bench report {folder}"
+        report = build_report([folder], folder / "report", command=command)
+    except Exception as e:  # the measurements are written; a report problem must not hide them
+        print(f"report: not written ({type(e).__name__}: {e})")
+        return
+    print(f"report: {report.html}\n        {report.markdown}")
 
 
 def main(args, parser: argparse.ArgumentParser) -> int:
@@ -255,7 +256,7 @@ def main(args, parser: argparse.ArgumentParser) -> int:
     settings = grid.settings.with_overrides(
         min_time=args.min_time,
         max_time=args.max_time,
-        threads=args.threads,
+        threads=apply_threads(args),
         accuracy_steps=args.accuracy_steps,
         batch=args.batch,
         profile_steps=args.profile,
@@ -268,7 +269,7 @@ def main(args, parser: argparse.ArgumentParser) -> int:
     result = runner.run_sweep(
         cases, settings, args.out, fmt=args.format, progress=not args.no_progress, info=info
     )
-    summary = _summary(result.rows)
+    summary = run_summary(result.rows)
     if summary:
         print(summary)
     counts = result.counts
@@ -277,6 +278,8 @@ def main(args, parser: argparse.ArgumentParser) -> int:
         f"{counts.get('error', 0)} error, {result.done}/{result.total} done"
     )
     print(f"results: {result.table}\nmachine: {result.machine}")
+    if not args.no_report:
+        _write_report(result.folder)
     if result.interrupted:
         print(f"{result.status}: partial results written", file=sys.stderr)
     return result.exit_code

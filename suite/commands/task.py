@@ -19,7 +19,7 @@ from projunn_core.init import INITS
 from ..cases import DTYPES
 from ..methods import METHODS
 from ..tasks import LSTM, TASKS
-from ._args import output_dir, positive_float, positive_int
+from ._args import add_threads_argument, apply_threads, output_dir, positive_float, positive_int
 
 NAME = "task"
 
@@ -129,12 +129,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
     parser.add_argument(
         "--device", default="cpu", choices=("cpu", "cuda"), help="device (default: cpu)"
     )
-    parser.add_argument(
-        "--threads",
-        type=positive_int,
-        metavar="N",
-        help="CPU threads of torch (default: torch's; 1 is fastest on busy shared cores)",
-    )
+    add_threads_argument(parser)
     parser.add_argument("--data-dir", type=Path, metavar="DIR", help="data folder (pmnist)")
     parser.add_argument(
         "--out",
@@ -229,10 +224,7 @@ def main(args, parser: argparse.ArgumentParser) -> int:
     from ..tasks.train import World
 
     runs = build_runs(args, parser)
-    if args.threads:
-        import torch
-
-        torch.set_num_threads(args.threads)
+    apply_threads(args)
     world = World.from_env()
     if world.size > 1 and (args.batch or runs[0].config.batch) % world.size:
         parser.error(f"--batch must be divisible by the {world.size} processes")

@@ -1,0 +1,360 @@
+"""Noise-aware comparison of the timings of two result sets (``projunn-bench compare``).
+
+A case (workload, method, k, N, dtype, device, options) present in both sets counts as a
+**regression** when its median time grew by more than ``factor`` *and* the spread of the
+measurements says the change is not noise; an **improvement** likewise when it shrank by
+more than ``factor``; anything else is **unchanged**. The noise test, per case:
+
+1. both sides have raw samples, enough for a two-sided Mann–Whitney U test to reach
+   ``alpha`` (e.g. 4 + 4 samples for alpha = 0.05): the rank test decides, p < alpha;
+2. otherwise the intervals must not overlap: the sample ranges [min, max] when samples
+   are stored, asv's 99 % confidence interval of the median for asv results, median ± IQR
+   for tables that keep only those;
+3. with no spread recorded at all (one sample) the factor alone decides.
+
+>>> a = {"value": 1.0, "samples": "1.0;1.01;0.99;1.02;0.98;1.0;1.01;0.99"}
+>>> b = {"value": 3.0, "samples": "3.0;3.03;2.97;3.06;2.94;3.0;3.03;2.97"}
+>>> significant(a, b, alpha=0.01)[0], significant(a, a, alpha=0.01)[0]
+(True, False)
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import series_label
+from .load import InputError, Source, load_one
+from .render import Table, fmt_ratio, fmt_seconds, markdown
+
+__all__ = [
+    "CaseChange",
+    "Comparison",
+    "compare",
+    "compare_frames",
+    "resolve_asv_commit",
+    "significant",
+]
+
+CASE_KEYS = ["workload", "method", "k", "n", "dtype", "device", "options"]
+DEFAULT_FACTOR = 1.1
+DEFAULT_ALPHA = 0.01
+
+
+def _samples(row: Mapping[str, Any]) -> list[float]:
+    text = row.get("samples")
+    if not isinstance(text, str) or not text.strip():
+        return []
+    try:
+        values = [float(s) for s in text.split(";") if s.strip()]
+    except ValueError:
+        return []
+    return [v for v in values if math.isfinite(v)]
+
+
+def _min_p(n1: int, n2: int) -> float:
+    """The smallest two-sided p-value a Mann–Whitney U test of n1 vs n2 samples can give."""
+    return min(1.0, 2 / math.comb(n1 + n2, n1))
+
+
+def _interval(row: Mapping[str, Any], samples: list[float]) -> tuple[float, float] | None:
+    if len(samples) >= 2:
+        return min(samples), max(samples)
+    lo, hi = row.get("ci_low"), row.get("ci_high")
+    if lo is not None and hi is not None and lo == lo and hi == hi:
+        return float(lo), float(hi)
+    iqr = row.get("iqr")
+    if iqr is not None and iqr == iqr and float(iqr) > 0:
+        v = float(row["value"])
+        return v - float(iqr), v + float(iqr)
+    return None
+
+
+def significant(
+    base: Mapping[str, Any], new: Mapping[str, Any], alpha: float = DEFAULT_ALPHA
+) -> tuple[bool, str]:
+    """Whether ``base`` and ``new`` (result rows) differ beyond their noise, and how that
+    was decided (see the module docstring)."""
+    a, b = _samples(base), _samples(new)
+    if len(a) >= 2 and len(b) >= 2 and _min_p(len(a), len(b)) < alpha:
+        from scipy.stats import mannwhitneyu
+
+        if a == b:
+            return False, "Mann–Whitney p=1"
+        p = float(mannwhitneyu(a, b, alternative="two-sided").pvalue)
+        return p < alpha, f"Mann–Whitney p={p:.2g}"
+    ia, ib = _interval(base, a), _interval(new, b)
+    if ia is None or ib is None:
+        return True, "ratio only (no spread recorded)"
+    apart = ia[1] < ib[0] or ib[1] < ia[0]
+    return apart, "intervals apart" if apart else "intervals overlap"
+
+
+@dataclass
+class CaseChange:
+    """One case in both sets: its medians, ``ratio`` = new / base, the noise test."""
+
+    case: str
+    base: float
+    new: float
+    ratio: float
+    test: str
+    significant: bool
+    kind: str  # "regressed", "improved" or "unchanged"
+    samples: str = ""
+
+
+@dataclass
+class Comparison:
+    """The outcome of :func:`compare_frames`."""
+
+    changes: list[CaseChange]
+    factor: float
+    alpha: float
+    only_base: list[str] = field(default_factory=list)
+    only_new: list[str] = field(default_factory=list)
+    base_label: str = "BASE"
+    new_label: str = "NEW"
+    notes: list[str] = field(default_factory=list)
+
+    def of_kind(self, kind: str) -> list[CaseChange]:
+        return [c for c in self.changes if c.kind == kind]
+
+    @property
+    def regressed(self) -> list[CaseChange]:
+        return self.of_kind("regressed")
+
+    @property
+    def improved(self) -> list[CaseChange]:
+        return self.of_kind("improved")
+
+    @property
+    def unchanged(self) -> list[CaseChange]:
+        return self.of_kind("unchanged")
+
+    def counts(self) -> str:
+        """``'1 regressed, 0 improved, 57 unchanged (of 58 cases in both; ...)'``."""
+        text = (
+            f"{len(self.regressed)} regressed, {len(self.improved)} improved, "
+            f"{len(self.unchanged)} unchanged (of {len(self.changes)} timed cases in both"
+        )
+        extra = [
+            f"{len(x)} only in {name}"
+            for x, name in ((self.only_base, "BASE"), (self.only_new, "NEW"))
+            if x
+        ]
+        return text + ("; " + ", ".join(extra) if extra else "") + ")"
+
+    def markdown(self) -> str:
+        """The comparison as markdown: counts, then regressions and improvements."""
+        from .render import Bullets, Heading, Text
+
+        blocks: list = [
+            Text(f"BASE: {self.base_label}  \nNEW: {self.new_label}"),
+            Text(
+                f"A case counts when its median time changed by more than a factor "
+                f"{self.factor:g} and the noise test says it is not noise (Mann–Whitney U, "
+                f"alpha {self.alpha:g}, on the stored samples; non-overlapping intervals "
+                "where there are too few)."
+            ),
+            Text(f"**{self.counts()}**"),
+        ]
+        if self.notes:
+            blocks.append(Bullets(list(self.notes)))
+        for kind, title in (("regressed", "Regressions"), ("improved", "Improvements")):
+            rows = sorted(self.of_kind(kind), key=lambda c: -abs(math.log(c.ratio)))
+            blocks.append(Heading(f"{title} ({len(rows)})"))
+            if rows:
+                blocks.append(
+                    Table(
+                        ["case", "BASE", "NEW", "NEW / BASE", "noise test", "samples"],
+                        [
+                            [
+                                c.case,
+                                fmt_seconds(c.base),
+                                fmt_seconds(c.new),
+                                fmt_ratio(c.ratio),
+                                c.test,
+                                c.samples,
+                            ]
+                            for c in rows
+                        ],
+                    )
+                )
+            else:
+                blocks.append(Text("None."))
+        noisy = [
+            c
+            for c in self.unchanged
+            if not c.significant and max(c.ratio, 1 / c.ratio) > self.factor
+        ]
+        if noisy:
+            blocks.append(Heading(f"Beyond the factor but within the noise ({len(noisy)})"))
+            blocks.append(
+                Table(
+                    ["case", "BASE", "NEW", "NEW / BASE", "noise test"],
+                    [
+                        [
+                            c.case,
+                            fmt_seconds(c.base),
+                            fmt_seconds(c.new),
+                            fmt_ratio(c.ratio),
+                            c.test,
+                        ]
+                        for c in noisy
+                    ],
+                )
+            )
+        return markdown(blocks, "projunn-bench compare")
+
+
+def _case_name(row: Mapping[str, Any]) -> str:
+    label = series_label(row["method"], row["k"], row["options"])
+    return f"{row['workload']} {label} N={row['n']} {row['dtype']} {row['device']}"
+
+
+def _timed(df):
+    t = df[(df["status"] == "ok") & (df["metric"] == "time") & df["step"].isna()]
+    t = t.assign(k=t["k"].astype("Int64").astype(object).where(t["k"].notna(), None))
+    return t.drop_duplicates(CASE_KEYS, keep="last")
+
+
+def compare_frames(
+    base,
+    new,
+    *,
+    factor: float = DEFAULT_FACTOR,
+    alpha: float = DEFAULT_ALPHA,
+    base_label: str = "BASE",
+    new_label: str = "NEW",
+) -> Comparison:
+    """Compare the ``time`` rows of two tidy frames case by case (see the module doc)."""
+    if not factor > 1:
+        raise ValueError(f"factor must be > 1, got {factor}")
+    b, n = _timed(base), _timed(new)
+    kb = {tuple(r[c] for c in CASE_KEYS): r for r in b.to_dict("records")}
+    kn = {tuple(r[c] for c in CASE_KEYS): r for r in n.to_dict("records")}
+    changes = []
+    for key in kb.keys() & kn.keys():
+        rb, rn = kb[key], kn[key]
+        ratio = rn["value"] / rb["value"] if rb["value"] > 0 else math.inf
+        sig, test = significant(rb, rn, alpha)
+        if sig and ratio > factor:
+            kind = "regressed"
+        elif sig and ratio < 1 / factor:
+            kind = "improved"
+        else:
+            kind = "unchanged"
+        counts = " / ".join(str(len(_samples(r)) or r.get("repeat") or "?") for r in (rb, rn))
+        changes.append(
+            CaseChange(_case_name(rb), rb["value"], rn["value"], ratio, test, sig, kind, counts)
+        )
+    changes.sort(key=lambda c: c.case)
+    comp = Comparison(
+        changes,
+        factor,
+        alpha,
+        only_base=sorted(_case_name(kb[k]) for k in kb.keys() - kn.keys()),
+        only_new=sorted(_case_name(kn[k]) for k in kn.keys() - kb.keys()),
+        base_label=base_label,
+        new_label=new_label,
+    )
+    pb, pn = set(b["platform"]), set(n["platform"])
+    if pb != pn:
+        comp.notes.append(
+            f"BASE ran on {', '.join(sorted(pb))}; NEW on {', '.join(sorted(pn))}: the "
+            "hardware differs too"
+        )
+    return comp
+
+
+_HASH = re.compile(r"^[0-9a-fA-F]{4,40}$")
+
+
+def resolve_asv_commit(results: str | Path, commit: str, machine: str | None = None) -> Path:
+    """The asv result file of ``commit`` (a hash prefix, 4+ hex digits) under the asv
+    results folder ``results`` (``.asv/results``), on ``machine`` if given. Raises
+    :class:`InputError` when none or several files match."""
+    results = Path(results)
+    if not results.is_dir():
+        raise InputError(results, "is not an asv results folder")
+    if not _HASH.match(commit):
+        raise InputError(results, f"{commit!r} is not a commit hash (4 to 40 hex digits)")
+    machines = sorted(p.parent for p in results.glob("*/machine.json"))
+    if machine is not None:
+        machines = [m for m in machines if m.name == machine]
+        if not machines:
+            raise InputError(results, f"has no results of machine {machine!r}")
+    found = []
+    for m in machines:
+        for f in sorted(m.glob(f"{commit[:8].lower()}*.json")):
+            if f.name == "machine.json":
+                continue
+            found.append(f)
+    if len(commit) > 8:  # file names carry 8 digits; check the full hash inside
+        import json
+
+        def full(p: Path) -> str:
+            try:
+                return str(json.loads(p.read_text(encoding="utf-8")).get("commit_hash", ""))
+            except (OSError, ValueError):
+                return ""
+
+        found = [f for f in found if full(f).startswith(commit.lower())]
+    if not found:
+        where = f" on machine {machine!r}" if machine else ""
+        raise InputError(results, f"no asv results of commit {commit}{where}")
+    if len(found) > 1:
+        names = ", ".join(str(f.relative_to(results)) for f in found)
+        raise InputError(
+            results,
+            f"commit {commit} has {len(found)} result files ({names}): "
+            "pick one with --machine, or pass the file",
+        )
+    return found[0]
+
+
+def _describe(source: Source) -> str:
+    parts = [f"`{source.label}`", f"{source.path}"]
+    if source.commit:
+        parts.append(f"commit {source.commit}")
+    if source.status and source.status != "complete":
+        parts.append(f"run {source.status}")
+    return ", ".join(parts)
+
+
+def compare(
+    base: str | Path,
+    new: str | Path,
+    *,
+    factor: float = DEFAULT_FACTOR,
+    alpha: float = DEFAULT_ALPHA,
+    asv: str | Path | None = None,
+    machine: str | None = None,
+) -> Comparison:
+    """Load ``base`` and ``new`` (run folders, result tables, asv result files, or with
+    ``asv`` commit hashes in that asv results folder) and compare them.
+
+    Raises :class:`InputError` naming the file when an input is unusable or the two
+    have no timed case in common."""
+    sides = []
+    for spec in (base, new):
+        path = resolve_asv_commit(asv, str(spec), machine) if asv is not None else Path(spec)
+        source, df = load_one(path)
+        sides.append((source, df))
+    (sb, db), (sn, dn) = sides
+    comp = compare_frames(
+        db, dn, factor=factor, alpha=alpha, base_label=_describe(sb), new_label=_describe(sn)
+    )
+    if not comp.changes:
+        raise InputError(
+            sn.path, f"has no timed case in common with {sb.path} (nothing to compare)"
+        )
+    for source in (sb, sn):
+        if source.status in ("interrupted", "terminated"):
+            comp.notes.append(f"{source.path}: the run was {source.status}; it is partial")
+    return comp

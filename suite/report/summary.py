@@ -1,0 +1,112 @@
+"""The end-of-run summary of ``projunn-bench run``: plain Python over the result rows, so
+that it needs neither pandas nor the ``report`` extra.
+
+For each workload, device and dtype: the median time of every method at every size, the
+fastest at each N marked with ``*``; then the methods absent from a workload and why, and
+the reasons of skipped and failed cases.
+
+>>> rows = [
+...     {"workload": "update", "method": m, "n": n, "k": None, "dtype": "float32",
+...      "device": "cpu", "options": "", "metric": "time", "value": t, "status": "ok",
+...      "reason": ""}
+...     for m, n, t in [("svd", 64, 2e-4), ("svd", 256, 5e-3), ("expm", 64, 1e-4)]
+... ]
+>>> text = run_summary(rows)
+>>> print(text[: text.index("absent")])  # doctest: +NORMALIZE_WHITESPACE
+update, cpu, float32: median time per call (* = fastest at that N)
+  method    N=64        N=256
+  svd       200 µs      5.00 ms*
+  expm      100 µs*     –
+<BLANKLINE>
+>>> "eunn, eunn_fft, torch_orthogonal: has no functional update" in " ".join(text.split())
+True
+"""
+
+from __future__ import annotations
+
+import textwrap
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from . import label_order, series_label
+from .render import fmt_seconds
+
+__all__ = ["absent_methods", "run_summary"]
+
+
+def _label(row: Mapping[str, Any]) -> str:
+    return series_label(row["method"], row.get("k"), row.get("options") or "")
+
+
+def _time_tables(rows: list[Mapping[str, Any]]) -> list[str]:
+    timed = [r for r in rows if r["status"] == "ok" and r["metric"] == "time" and not r.get("step")]
+    groups: dict[tuple, dict[str, dict[int, float]]] = defaultdict(lambda: defaultdict(dict))
+    for r in timed:
+        groups[(r["workload"], r["device"], r["dtype"])][_label(r)][int(r["n"])] = float(r["value"])
+    lines = []
+    for (wl, device, dtype), series in groups.items():
+        sizes = sorted({n for s in series.values() for n in s})
+        best = {n: min(s[n] for s in series.values() if n in s) for n in sizes}
+        width = max(len("method"), *(len(label) for label in series)) + 2
+        lines.append(f"{wl}, {device}, {dtype}: median time per call (* = fastest at that N)")
+        header = "method".ljust(width) + "".join(f"{'N=' + str(n):<12}" for n in sizes)
+        lines.append("  " + header.rstrip())
+        for label in sorted(series, key=label_order):
+            cells = []
+            for n in sizes:
+                t = series[label].get(n)
+                mark = "*" if t is not None and t == best[n] else ""
+                cells.append(f"{fmt_seconds(t) + mark:<12}")
+            lines.append("  " + label.ljust(width) + "".join(cells).rstrip())
+    return lines
+
+
+def absent_methods(rows: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, list[str]]]:
+    """Per workload of ``rows``, the registry methods with no row in it, grouped by why:
+    ``{workload: {reason: [methods]}}``. The reason is the skip rule's (e.g. "no
+    functional update") or "not selected" (left out by ``--methods``)."""
+    from ..cases import WORKLOADS, Case
+    from ..methods import METHODS
+
+    rows = list(rows)
+    out: dict[str, dict[str, list[str]]] = {}
+    for wl in dict.fromkeys(r["workload"] for r in rows if r["workload"] in WORKLOADS):
+        present = {r["method"] for r in rows if r["workload"] == wl}
+        why: dict[str, list[str]] = defaultdict(list)
+        for name, spec in METHODS.items():
+            if name in present:
+                continue
+            reason = "not selected"
+            if wl not in spec.workloads:
+                case = Case(wl, name, 16, 1 if spec.ranked else None)
+                reason = case.skip_reason().removeprefix(f"{name} ")
+            why[reason].append(name)
+        if why:
+            out[wl] = dict(why)
+    return out
+
+
+def _not_run(rows: list[Mapping[str, Any]]) -> list[str]:
+    groups: dict[tuple[str, str, str], list[str]] = defaultdict(list)
+    for r in rows:
+        if r["status"] in ("skipped", "error"):
+            case = f"{_label(r)} N={r['n']} {r['dtype']} {r['device']}"
+            groups[(r["status"], r["workload"], r["reason"])].append(case)
+    lines = []
+    for (status, wl, reason), cases in sorted(groups.items()):
+        shown = ", ".join(cases[:4]) + (f", ... ({len(cases)} cases)" if len(cases) > 4 else "")
+        lines.append(f"{status} in {wl}: {reason}: {shown}")
+    return lines
+
+
+def run_summary(rows: Iterable[Mapping[str, Any]]) -> str:
+    """The text summary of a run's rows (:data:`suite.output.COLUMNS` dicts)."""
+    rows = list(rows)
+    lines = _time_tables(rows)
+    for wl, why in absent_methods(rows).items():
+        parts = [f"{', '.join(names)}: {reason}" for reason, names in why.items()]
+        text = f"absent from {wl}: " + "; ".join(parts)
+        lines += textwrap.wrap(text, 88, subsequent_indent="  ")
+    lines += _not_run(rows)
+    return "\n".join(lines)

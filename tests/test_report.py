@@ -1,0 +1,640 @@
+"""projunn-bench report and compare: loading every input format, the analysis numbers on
+synthetic tables with known answers, the report files, bad inputs, exit codes."""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("pandas")
+
+from suite import output  # noqa: E402
+from suite.cli import main  # noqa: E402
+from suite.report import analysis as an  # noqa: E402
+from suite.report.compare import compare_frames, significant  # noqa: E402
+from suite.report.load import load, load_one  # noqa: E402
+from suite.report.summary import run_summary  # noqa: E402
+
+SIZES = (64, 128, 256, 512, 1024)
+# time = c * N^p: projUNN O(N^2), SVD and expm O(N^3). Crossovers: SVD / projunn_t-k1 =
+# 0.01 N > 1 from N = 128 on; expm / projunn_t-k1 = 0.005 N > 1 from N = 256 on.
+MODELS = {
+    ("projunn_t", 1): (1e-7, 2),
+    ("projunn_t", 4): (1.2e-7, 2),
+    ("projunn_d", 4): (1.1e-7, 2),
+    ("svd", None): (1e-9, 3),
+    ("expm", None): (0.5e-9, 3),
+}
+
+
+def _row(**kw):
+    base = {c: "" for c in output.COLUMNS}
+    base.update(options="", status="ok", reason="", k=None, step=None)
+    base.update(kw)
+    return base
+
+
+def _timed(workload, method, n, k, seconds, device="cpu", rng=None, repeat=10):
+    rng = rng or np.random.default_rng(0)
+    samples = seconds * (1 + 0.01 * rng.standard_normal(repeat))
+    q = np.percentile(samples, [25, 75])
+    return _row(
+        workload=workload,
+        method=method,
+        n=n,
+        k=k,
+        dtype="float32",
+        device=device,
+        metric="time",
+        value=float(np.median(samples)),
+        unit="s",
+        iqr=float(q[1] - q[0]),
+        repeat=repeat,
+        samples=";".join(repr(float(s)) for s in samples),
+    )
+
+
+def scaling_rows(device="cpu", seed=0):
+    """Update timings following MODELS, memory, accuracy, a skipped case."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for n in SIZES:
+        for (method, k), (c, p) in MODELS.items():
+            rows.append(_timed("update", method, n, k, c * n**p, device, rng))
+            rows.append(
+                _row(
+                    workload="update",
+                    method=method,
+                    n=n,
+                    k=k,
+                    dtype="float32",
+                    device=device,
+                    metric="host_peak_rss",
+                    value=3e8 + 8 * n * n,
+                    unit="bytes",
+                )
+            )
+    for method, k in (("projunn_t", 1), ("projunn_t", 4), ("svd", None)):
+        for metric, value in (("unitarity_init", 1e-7), ("unitarity_after_5_steps", 2e-6)):
+            rows.append(
+                _row(
+                    workload="accuracy",
+                    method=method,
+                    n=256,
+                    k=k,
+                    dtype="float32",
+                    device=device,
+                    metric=metric,
+                    value=value,
+                    unit="1",
+                )
+            )
+    for k, dist in ((1, 0.8), (4, 0.3)):
+        rows.append(
+            _row(
+                workload="accuracy",
+                method="projunn_t",
+                n=256,
+                k=k,
+                dtype="float32",
+                device=device,
+                metric="dist_to_exact",
+                value=dist,
+                unit="1",
+            )
+        )
+    rows.append(
+        _row(
+            workload="update",
+            method="eunn",
+            n=64,
+            dtype="float32",
+            device=device,
+            status="skipped",
+            reason="eunn has no functional update",
+        )
+    )
+    return rows
+
+
+def write_run(folder: Path, rows, *, status="complete", gpu="", date="2026-11-27T00:00:00+00:00"):
+    folder.mkdir(parents=True)
+    output.write_table(rows, folder / "results.csv")
+    machine = {
+        "cpu_model": "Test CPU",
+        "cpu_logical_cores": 2,
+        "gpu_name": gpu,
+        "git_commit": "0123456789abcdef",
+        "hostname": "testbox",
+        "run": {"status": status, "started": date},
+    }
+    output.write_json(folder / "machine.json", machine)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("runs")
+    cpu = write_run(root / "cpu", scaling_rows("cpu"))
+    gpu_rows = [r for r in scaling_rows("cuda", seed=1) if r["workload"] != "accuracy"]
+    gpu = write_run(root / "gpu", gpu_rows, gpu="Test GPU 80GB")
+    return cpu, gpu
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def test_load_runs_tables_and_old_tables_without_new_columns(runs, tmp_path):
+    cpu, gpu = runs
+    old = tmp_path / "old.csv"  # the H100 tables predate the step and samples columns
+    header = [c for c in output.COLUMNS if c not in ("step", "samples")]
+    old.write_text(",".join(header) + "\nupdate,svd,1024,,float32,cuda,,time,0.1,s,0.001,3,ok,\n")
+    (tmp_path / "old.machine.json").write_text(json.dumps({"gpu_name": "Old GPU"}))
+    loaded = load([cpu, gpu, old])
+    assert loaded.warnings == []
+    f = loaded.frame
+    assert set(f["platform"]) == {"CPU: Test CPU, 2 cores", "GPU: Test GPU 80GB", "GPU: Old GPU"}
+    assert set(f["run"]) == {"cpu", "gpu", "old"}
+    assert f.loc[f["run"] == "old", "value"].tolist() == [0.1]
+    assert f["k"].dtype == "Int64" and f["n"].dtype == "Int64"
+
+
+@pytest.mark.parametrize(
+    "name, text, problem",
+    [
+        ("truncated.csv", None, "partial"),
+        ("garbage.json", "{not json", "not valid JSON"),
+        ("badstatus.csv", "status", "status 'maybe'"),
+        ("columns.csv", "a,b\n1,2\n", "missing columns"),
+        ("empty.csv", "", "is empty"),
+    ],
+)
+def test_a_corrupt_input_is_named_and_the_others_still_read(runs, tmp_path, name, text, problem):
+    cpu, _ = runs
+    bad = tmp_path / name
+    good = (cpu / "results.csv").read_text()
+    if text is None:  # cut in the middle of a row, as a killed writer would leave it
+        bad.write_text(good[: good.index("\n", 400) - 20])
+    elif text == "status":
+        bad.write_text(good.replace(",ok,", ",maybe,", 1))
+    else:
+        bad.write_text(text)
+    loaded = load([cpu, bad])
+    assert len(loaded.warnings) == 1
+    assert str(bad) in loaded.warnings[0] and problem in loaded.warnings[0]
+    assert set(loaded.frame["run"]) == {"cpu"}
+
+
+def test_a_run_left_running_is_skipped_with_a_warning(runs, tmp_path):
+    killed = write_run(tmp_path / "killed", scaling_rows()[:10], status="running")
+    loaded = load([runs[0], killed])
+    assert set(loaded.frame["run"]) == {"cpu"}
+    assert "running" in loaded.warnings[0] and str(killed) in loaded.warnings[0]
+
+
+def _asv_results(root: Path, commit: str, samples: dict[str, list[float]]):
+    """Write asv results the way asv itself does (its Results class), one benchmark."""
+    asv_results = pytest.importorskip("asv.results")
+    from asv.runner import BenchmarkResult
+
+    machine = {
+        "machine": "box",
+        "arch": "x86_64",
+        "cpu": "Test CPU",
+        "num_cpu": "2",
+        "os": "Linux",
+        "ram": "1",
+    }
+    res = asv_results.Results(machine, {}, commit, 1795744264000, "3.11", "existing-py", {})
+    labels = list(samples)
+    bench = {
+        "name": "benchmarks.Update.time_update",
+        "version": "v1",
+        "params": [[repr(x) for x in labels], ["64"], ["'float32'"], ["'cpu'", "'cuda'"]],
+    }
+    values, sample_lists, numbers = [], [], []
+    for label in labels:
+        values += [statistics.median(samples[label]), math.nan]
+        sample_lists += [samples[label], None]
+        numbers += [1, None]
+    res.add_result(
+        bench, BenchmarkResult(values, sample_lists, numbers, None, "", None), record_samples=True
+    )
+    res.save(str(root))
+    (root / "box" / "machine.json").write_text(json.dumps({**machine, "version": 1}))
+    meta = {
+        "benchmarks.Update.time_update": {
+            "name": "benchmarks.Update.time_update",
+            "param_names": ["method", "n", "dtype", "device"],
+            "type": "time",
+            "unit": "seconds",
+        },
+        "version": 2,
+    }
+    (root / "benchmarks.json").write_text(json.dumps(meta))
+    return root
+
+
+def test_asv_results_in_asv_own_format(tmp_path):
+    root = _asv_results(
+        tmp_path,
+        "abcdef0123456789",
+        {
+            "projunn_t-k4": [1e-3, 1.1e-3, 0.9e-3],
+            "svd": [5e-3, 5.5e-3, 4.5e-3],
+        },
+    )
+    ((source, df),) = [load_one(p) for p in (root / "box").glob("abcdef01*.json")]
+    assert source.kind == "asv" and source.commit == "abcdef01"
+    ok = df[df["status"] == "ok"].set_index("method")
+    assert ok.loc["projunn_t", "k"] == 4 and ok.loc["projunn_t", "workload"] == "update"
+    assert ok.loc["svd", "metric"] == "time" and ok.loc["svd", "value"] == pytest.approx(5e-3)
+    assert ok.loc["svd", "samples"].count(";") == 2
+    assert ok.loc["svd", "ci_low"] <= 5e-3 <= ok.loc["svd", "ci_high"]
+    assert set(df.loc[df["device"] == "cuda", "status"]) == {"skipped"}
+
+
+def test_pytest_benchmark_json(tmp_path):
+    case = {
+        "workload": "update",
+        "method": "projunn_d",
+        "n": 32,
+        "k": 2,
+        "dtype": "float32",
+        "device": "cpu",
+        "options": "",
+        "gpu_name": "",
+    }
+    data = {
+        "machine_info": {"node": "box", "cpu": {"brand_raw": "Test CPU", "count": 2}},
+        "commit_info": {"id": "feedbeef00", "dirty": True},
+        "datetime": "2026-11-27T00:00:00",
+        "benchmarks": [
+            {
+                "name": "t",
+                "stats": {"median": 2e-4, "iqr": 1e-5, "rounds": 7, "data": [2e-4] * 7},
+                "extra_info": case,
+            },
+            {
+                "name": "a",
+                "stats": {"median": 0.1},
+                "extra_info": {
+                    **case,
+                    "workload": "accuracy",
+                    "dist_to_exact": 0.25,
+                    "unitarity_after_1_step": 3e-7,
+                },
+            },
+        ],
+    }
+    path = tmp_path / "bench.json"
+    path.write_text(json.dumps(data))
+    source, df = load_one(path)
+    assert source.commit == "feedbeef+dirty"
+    got = dict(zip(df["metric"], df["value"], strict=True))
+    assert got == {"time": 2e-4, "dist_to_exact": 0.25, "unitarity_after_1_step": 3e-7}
+
+
+# --------------------------------------------------------------------------- analysis
+
+
+def test_exponents_speedups_and_crossovers_have_the_known_values(runs):
+    frame = load(list(runs)).frame
+    times = an.timings(frame)
+    exps = an.exponents(times, min_n=128).set_index(["platform", "label"])
+    for platform in ("CPU: Test CPU, 2 cores", "GPU: Test GPU 80GB"):
+        for (method, k), (_, p) in MODELS.items():
+            label = method if k is None else f"{method}-k{k}"
+            row = exps.loc[(platform, label)]
+            assert abs(row["exponent"] - p) < 0.03 and 0 < row["se"] < 0.03
+            assert row["sizes"] == 4 and row["expected"] == p
+    cross = an.crossovers(an.speedups(times)).set_index(["platform", "projunn", "baseline"])
+    assert cross.loc[("GPU: Test GPU 80GB", "projunn_t-k1", "svd"), "crossover"] == 128
+    assert cross.loc[("CPU: Test CPU, 2 cores", "projunn_t-k1", "expm"), "crossover"] == 256
+    best = an.speedups(times, best_k=True)
+    at = best[(best["n"] == 1024) & (best["variant"] == "projunn_t") & (best["baseline"] == "svd")]
+    assert set(at["k"]) == {1}
+    assert at["speedup"].iloc[0] == pytest.approx(10.24, rel=0.03)
+
+
+def test_crossover_needs_projunn_faster_at_every_larger_n():
+    import pandas as pd
+
+    speed = pd.DataFrame(
+        {
+            "platform": "p",
+            "workload": "update",
+            "dtype": "float32",
+            "projunn": "projunn_t-k1",
+            "baseline": "expm",
+            "n": [64, 128, 256, 512],
+            "speedup": [2.0, 0.9, 1.5, 3.0],
+        }
+    )
+    (row,) = an.crossovers(speed).to_dict("records")
+    assert row["crossover"] == 256 and not row["faster_everywhere"]
+    never = an.crossovers(speed.assign(speedup=[2.0, 2.0, 2.0, 0.5]))
+    assert math.isnan(never["crossover"].iloc[0])
+
+
+def test_fit_error_comes_from_the_spread_with_two_sizes():
+    slope, se = an.fit_loglog([256, 1024], [1.0, 16.0], sigma_log=[0.1, 0.1])
+    assert slope == pytest.approx(2.0)
+    assert se == pytest.approx(math.sqrt(2) * 0.1 / math.log(4))
+    assert math.isnan(an.fit_loglog([256, 1024], [1.0, 16.0])[1])
+
+
+def test_run_summary_shows_every_size_and_why_methods_are_absent(runs):
+    import pandas as pd
+
+    rows = pd.read_csv(runs[0] / "results.csv", keep_default_na=False).to_dict("records")
+    text = run_summary(rows)
+    assert "N=64" in text and "N=1024" in text
+    assert "unconstrained" in text and "not selected" in text  # absent, named with why
+    assert "skipped in update: eunn has no functional update" in text
+
+
+# --------------------------------------------------------------------------- report
+
+
+@pytest.fixture(scope="module")
+def report(runs, tmp_path_factory):
+    root = tmp_path_factory.mktemp("report")
+    cpu, gpu = runs
+    extra = [
+        _row(
+            workload="copy",
+            method="projunn_t",
+            n=16,
+            k=1,
+            dtype="float32",
+            device="cpu",
+            metric=m,
+            value=v,
+            unit="1",
+            step=s,
+        )
+        for s in range(0, 60, 10)
+        for m, v in (
+            ("train_loss", 1.0 / (1 + s)),
+            ("test_loss", 1.2 / (1 + s)),
+            ("wall_time", 0.5 * s),
+        )
+    ] + [
+        _row(
+            workload="profile_update",
+            method="svd",
+            n=64,
+            dtype="float32",
+            device="cpu",
+            metric="self_cpu_time",
+            value=1.0,
+            unit="s",
+        ),
+        # a task's once-logged row, and a profile figure of a known workload
+        _row(
+            workload="copy",
+            method="baseline",
+            n=16,
+            dtype="float32",
+            device="cpu",
+            metric="baseline_loss",
+            value=0.3,
+            unit="nats",
+        ),
+        _row(
+            workload="update",
+            method="svd",
+            n=64,
+            dtype="float32",
+            device="cpu",
+            metric="op_calls:aten::mm",
+            value=3.0,
+            unit="1",
+        ),
+    ]
+    task = write_run(root / "task", extra)
+    out = root / "out"
+    argv = ["report", str(cpu), str(gpu), str(task), "--out", str(out), "--note", "busy box"]
+    assert main(argv) == 0
+    return out
+
+
+def test_report_files_exist_and_figures_are_png(report):
+    names = {p.name for p in report.iterdir()}
+    assert {"report.md", "report.html", "data.csv"} <= names
+    figs = sorted(report.glob("*.png"))
+    assert {
+        "fig1_time_update.png",
+        "fig2_exponents.png",
+        "fig3_speedup_update.png",
+        "fig4_memory_update.png",
+        "fig5_unitarity.png",
+        "fig5_dist_to_exact.png",
+        "fig6_learning_copy_task.png",
+    } <= {p.name for p in figs}
+    for p in figs:
+        assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    md = (report / "report.md").read_text()
+    for p in figs:
+        assert f"({p.name})" in md
+
+
+def test_report_markdown_has_the_tables_and_notes(report):
+    import re
+
+    md = (report / "report.md").read_text()
+    svd = r"\| CPU: Test CPU, 2 cores \| update \| float32 \| svd \| (2\.9\d|3\.0\d) ± 0\.0"
+    assert re.search(svd + r"\d* \| 256–1024 \(3\) \| 3 \|", md)
+    assert "GPU: Test GPU 80GB" in md
+    assert "| 128 |" in md or "| 128 " in md  # a crossover at N=128
+    assert "`profile_update` (1 rows): not known to the report" in md
+    assert "`copy` (" not in md  # a task: drawn as learning curves, its baseline tabled
+    assert "| baseline_loss |" in md or "baseline_loss |" in md
+    assert "metrics no figure shows" in md and "`op_calls` (1)" in md
+    assert "eunn has no functional update" in md
+    assert "testbox" in md and "0123456789ab"[:8] in md  # the machines
+    assert "**Note:** busy box" in md and "--note 'busy box'" in md  # and how it was made
+
+
+def test_report_html_is_self_contained(report):
+    import re
+
+    page = (report / "report.html").read_text()
+    assert "<script" not in page.lower() and "<link" not in page.lower()
+    assert not re.search(r"https?://|//[a-z0-9.-]+\.[a-z]{2,}/", page)
+    sources = re.findall(r'src="([^"]*)"', page)
+    assert sources and all(s.startswith("data:image/png;base64,") for s in sources)
+    assert len(sources) == len(list(report.glob("*.png")))
+
+
+def test_report_replaces_an_earlier_report_and_refuses_other_folders(runs, tmp_path, capsys):
+    cpu, _ = runs
+    out = tmp_path / "r"
+    out.mkdir()
+    (out / "report.md").write_text("old")
+    (out / "stale.png").write_bytes(b"x")
+    assert main(["report", str(cpu), "--out", str(out)]) == 0
+    assert not (out / "stale.png").exists() and (out / "report.md").read_text() != "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["r"]  # no temporary folders left
+    other = tmp_path / "mine"
+    other.mkdir()
+    (other / "notes.txt").write_text("keep")
+    assert main(["report", str(cpu), "--out", str(other)]) == 2
+    assert "not a report folder" in capsys.readouterr().err
+    assert (other / "notes.txt").read_text() == "keep"
+    assert main(["report", str(tmp_path / "missing"), "--out", str(tmp_path / "x")]) == 2
+    assert "missing: does not exist" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- compare
+
+
+def test_compare_a_run_with_itself_reports_nothing(runs, capsys, tmp_path):
+    out = tmp_path / "cmp.md"
+    assert main(["compare", str(runs[0]), str(runs[0]), "--out", str(out)]) == 0
+    text = out.read_text()
+    assert "0 regressed, 0 improved, 25 unchanged" in text
+    assert text == capsys.readouterr().out
+
+
+def test_compare_tripled_case_is_exactly_the_one_regression(runs, tmp_path, capsys):
+    import pandas as pd
+
+    cpu, _ = runs
+    rows = pd.read_csv(cpu / "results.csv", keep_default_na=False).to_dict("records")
+    target = next(
+        r for r in rows if r["method"] == "projunn_d" and r["n"] == 256 and r["metric"] == "time"
+    )
+    target["value"] = 3 * float(target["value"])
+    target["samples"] = ";".join(repr(3 * float(s)) for s in target["samples"].split(";"))
+    new = write_run(tmp_path / "new", rows)
+    assert main(["compare", str(cpu), str(new)]) == 1
+    out = capsys.readouterr().out
+    assert "1 regressed, 0 improved, 24 unchanged" in out
+    assert "| update projunn_d-k4 N=256 float32 cpu | " in out
+    assert out.count("| update ") == 1
+    assert main(["compare", str(new), str(cpu)]) == 0  # the other way: one improvement
+    assert "0 regressed, 1 improved" in capsys.readouterr().out
+
+
+def test_compare_unusable_inputs_exit_2_naming_the_file(runs, tmp_path, capsys):
+    cpu, _ = runs
+    corrupt = tmp_path / "corrupt.csv"
+    corrupt.write_text("workload,method\nupdate,svd\n")
+    killed = write_run(tmp_path / "killed", scaling_rows(), status="running")
+    other = write_run(tmp_path / "other", [_timed("update", "svd", 8, None, 1e-4)])
+    for bad, says in (
+        (tmp_path / "nope", "does not exist"),
+        (corrupt, "missing columns"),
+        (killed, '"running"'),
+        (other, "no timed case in common"),
+    ):
+        assert main(["compare", str(cpu), str(bad)]) == 2
+        err = capsys.readouterr().err
+        assert str(bad) in err and says in err
+
+
+def test_noise_decides_with_few_samples_and_with_spread():
+    base = {"value": 1.0, "samples": "0.9;1.0;1.1"}
+    apart = {"value": 3.0, "samples": "2.9;3.0;3.1"}
+    close = {"value": 1.2, "samples": "0.8;1.2;1.6"}
+    assert significant(base, apart) == (True, "intervals apart")
+    assert significant(base, close) == (False, "intervals overlap")
+    assert significant({"value": 1.0}, {"value": 2.0})[1].startswith("ratio only")
+    asv_like = {"value": 1.0, "ci_low": 0.5, "ci_high": 1.5}
+    assert not significant(asv_like, {"value": 1.4, "ci_low": 1.2, "ci_high": 1.6})[0]
+
+
+def test_compare_noisy_ratio_is_unchanged():
+    import pandas as pd
+
+    spread = np.linspace(0.5, 1.5, 10)  # +-50 % noise: a 1.3x shift is not significant
+    rows = [_timed("update", "svd", 64, None, 1.0) for _ in range(2)]
+    for r, scale in zip(rows, (1.0, 1.3), strict=True):
+        r["samples"] = ";".join(repr(float(scale * x)) for x in spread)
+        r["value"] = float(scale * np.median(spread))
+    frames = [pd.DataFrame([r]).assign(platform="p", step=pd.NA) for r in rows]
+    comp = compare_frames(frames[0], frames[1], factor=1.1)
+    (change,) = comp.changes
+    assert change.kind == "unchanged" and change.ratio == pytest.approx(1.3)
+    assert change.test.startswith("Mann–Whitney p=0.1")
+    assert "within the noise (1)" in comp.markdown()
+
+
+def test_compare_asv_commits(tmp_path, capsys):
+    fast = [1e-3 * (1 + 0.01 * i) for i in range(8)]
+    _asv_results(tmp_path, "aaaa111122223333", {"svd": fast, "expm": fast})
+    _asv_results(tmp_path, "bbbb111122223333", {"svd": [3 * x for x in fast], "expm": fast})
+    assert main(["compare", "--asv", str(tmp_path), "aaaa1111", "bbbb1111"]) == 1
+    out = capsys.readouterr().out
+    assert "1 regressed" in out and "update svd N=64 float32 cpu" in out
+    assert main(["compare", "--asv", str(tmp_path), "aaaa1111", "cccc1111"]) == 2
+    assert "no asv results of commit cccc1111" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- run
+
+
+TINY = [
+    "run",
+    "--grid",
+    "tiny",
+    "--no-progress",
+    "--workloads",
+    "update",
+    "--methods",
+    "projunn_t",
+    "svd",
+    "--sizes",
+    "16",
+    "32",
+    "--ranks",
+    "2",
+    "--dtypes",
+    "float32",
+]
+
+
+def test_run_writes_its_report_and_compares_with_itself(tmp_path, capsys):
+    assert main(TINY + ["--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    (run,) = tmp_path.iterdir()
+    html = run / "report" / "report.html"
+    assert f"report: {html}" in out and html.is_file()
+    assert (run / "report" / "fig1_time_update.png").read_bytes()[:4] == b"\x89PNG"
+    assert "N=16" in out and "N=32" in out  # the summary covers every size
+    assert main(["compare", str(run), str(run)]) == 0
+
+
+def test_run_without_the_report_extra_still_succeeds(tmp_path, capsys, monkeypatch):
+    import suite.report
+
+    monkeypatch.setattr(suite.report, "REPORT_PACKAGES", ("seaborn", "no_such_package_xyz"))
+    assert main(TINY + ["--sizes", "16", "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "report: not written (no_such_package_xyz missing: pip install" in out
+    assert '".[report]"' in out
+    (run,) = tmp_path.iterdir()
+    assert not (run / "report").exists()
+
+
+def test_report_modules_import_without_pandas_or_matplotlib():
+    """asv imports every module under suite/, and run works without the report extra."""
+    import subprocess
+    import sys
+
+    code = (
+        "import importlib, pkgutil, sys, suite.report as r\n"
+        "for m in pkgutil.walk_packages(r.__path__, 'suite.report.'):\n"
+        "    importlib.import_module(m.name)\n"
+        "import suite.commands.report, suite.commands.compare, suite.commands.run\n"
+        "print(sorted(m for m in ('pandas', 'matplotlib', 'seaborn') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
