@@ -93,7 +93,8 @@ def _release() -> None:
         torch.cuda.empty_cache()
 
 
-def _row(workload, method, metric, value, unit, *, n=None, k=None, status="ok", reason=""):
+def _row(workload, method, metric, value, unit, *, n, k=None, status="ok", reason=""):
+    """A table row that belongs to no registry case (the byte floor)."""
     m = Measurement(metric, value, unit, status=status, reason=reason)
     return {
         **dict.fromkeys(output.COLUMNS),
@@ -135,21 +136,7 @@ def part_tests(ctx) -> None:
     failed = sorted(set(re.findall(r"^(?:FAILED|ERROR) (\S+)", text, flags=re.M)))
     bad = code not in (0, 5) or counts.get("failed", 0) or counts.get("error", 0)
     ctx.failures += bool(bad)
-    reason = "; ".join(failed)[:2000] or ("" if not bad else f"pytest exit status {code}")
-    ctx.add(
-        [
-            _row(
-                "tests",
-                "pytest -m cuda",
-                word,
-                float(counts.get(word, 0)),
-                "1",
-                status="error" if bad else "ok",
-                reason=reason,
-            )
-            for word in ("passed", "failed", "skipped", "error")
-        ]
-    )
+    ctx.note("tests", {**counts, "exit_status": code, "failing": failed, "output": "tests.txt"})
 
 
 # -- host syncs -------------------------------------------------------------------------
@@ -258,7 +245,7 @@ def part_sweep(ctx) -> None:
     """The update workload over N and k, with the byte floor."""
     bw = copy_bandwidth(ctx.device)
     note = f"6*N^2*4 bytes / copy bandwidth {bw / 1e9:.0f} GB/s ({ctx.device})"
-    ctx.add([_row("device", "copy", "copy_bandwidth", bw, "B/s", reason=note)])
+    ctx.note("copy_bandwidth_bytes_per_s", bw)
     for n in ctx.sizes:
         ctx.add([_row("update", "byte_floor", "time", 6 * n * n * 4 / bw, "s", n=n, reason=note)])
         for name in SWEEP_METHODS:
@@ -317,7 +304,7 @@ def _value(rows, method, n, k=None, metric=("time_cuda_events", "time"), options
     return None
 
 
-def summary(rows, device: str, ranks) -> str:
+def summary(rows, device: str, ranks, notes=None) -> str:
     """Markdown: time per update by N (ms, CUDA events where measured) and the targets."""
     ms = lambda v: "–" if v is None else f"{v * 1e3:.3f}"  # noqa: E731
     timed = [r for r in rows if r["metric"] == "time" and r["status"] == "ok"]
@@ -336,6 +323,22 @@ def summary(rows, device: str, ranks) -> str:
     for n in sizes:
         cells = [ms(_value(rows, method, n, k)) for _, method, k in cols]
         lines.append(f"| {n} | " + " | ".join(cells) + " |")
+    notes = notes or {}
+    if "tests" in notes:
+        t = notes["tests"]
+        counts = ", ".join(f"{t.get(w, 0)} {w}" for w in ("passed", "failed", "skipped", "error"))
+        failed = f" (failing: {', '.join(t['failing'])})" if t.get("failing") else ""
+        lines += ["", f"pytest -m cuda: {counts}{failed}; output in tests.txt"]
+    if "copy_bandwidth_bytes_per_s" in notes:
+        bw = notes["copy_bandwidth_bytes_per_s"]
+        lines += ["", f"copy bandwidth {bw / 1e9:.0f} GB/s (byte floor = 6 N^2 4 B / it)"]
+    failures = [
+        f"- part {k.removesuffix('_failed')} failed: {v}"
+        for k, v in notes.items()
+        if k.endswith("_failed")
+    ]
+    if failures:
+        lines += ["", *failures]
     lines += ["", "## Targets (issue 11)", ""]
     small = [_value(rows, "projunn_t_graphed", n, k) for n in sizes if n <= 1024 for k in ranks]
     small = [v for v in small if v is not None]
@@ -391,6 +394,11 @@ class Context:
         self.budget = Budget(args.budget)
         self.reserve = min(40.0, 0.15 * args.budget)  # kept for the profile part
         self.failures = 0
+        self.notes = rec.info.setdefault("gpu_check", {})  # written into machine.json
+
+    def note(self, key: str, value) -> None:
+        """A result that is not a case row (tests, bandwidth, a part's failure)."""
+        self.notes[key] = value
 
     def add(self, rows) -> None:
         for r in rows:
@@ -447,21 +455,9 @@ def main(argv=None) -> int:
                     PART_FUNCS[part](ctx)
                 except Exception as e:
                     ctx.failures += 1
-                    ctx.add(
-                        [
-                            _row(
-                                part,
-                                "gpu_check",
-                                "",
-                                None,
-                                "",
-                                status="error",
-                                reason=f"{type(e).__name__}: {e}"[:1000],
-                            )
-                        ]
-                    )
+                    ctx.note(f"{part}_failed", f"{type(e).__name__}: {e}"[:1000])
             name = torch.cuda.get_device_name() if args.device == "cuda" else "cpu"
-            text = summary(rec.rows, name, ctx.ranks)
+            text = summary(rec.rows, name, ctx.ranks, ctx.notes)
             output.atomic_write_text(rec.folder / "summary.md", text)
     finally:
         faulthandler.cancel_dump_traceback_later()

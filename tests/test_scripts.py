@@ -49,6 +49,7 @@ def test_gpu_check_runs_its_cpu_parts(tmp_path, capsys):
     """On a CPU the GPU script runs what a CPU can: the sweep and profile at a small N
     (graphed methods and host-sync counts are skipped rows with their reason)."""
     import csv
+    import json
 
     from suite.output import COLUMNS
 
@@ -62,7 +63,9 @@ def test_gpu_check_runs_its_cpu_parts(tmp_path, capsys):
     assert tuple(reader.fieldnames) == COLUMNS
     by = {(r["method"], r["metric"], r["status"]) for r in rows}
     assert ("projunn_t", "time", "ok") in by and ("expm", "time", "ok") in by
-    assert ("byte_floor", "time", "ok") in by and ("copy", "copy_bandwidth", "ok") in by
+    assert ("byte_floor", "time", "ok") in by
+    notes = json.loads((folder / "machine.json").read_text())["run"]["gpu_check"]
+    assert notes["copy_bandwidth_bytes_per_s"] > 0
     assert ("projunn_t", "ops_per_step", "ok") in by  # the profile part
     graphed = [r for r in rows if r["method"] == "projunn_t_graphed" and r["metric"] == ""]
     assert graphed and all(r["status"] == "skipped" for r in graphed)
@@ -73,6 +76,10 @@ def test_gpu_check_runs_its_cpu_parts(tmp_path, capsys):
     assert "| 16 |" in summary and "(they need CUDA)" in summary
     out = capsys.readouterr().out
     assert out.index("# GPU check") < out.index("results:")  # the summary is printed last
+    from suite.report.load import load_one
+
+    _, frame = load_one(folder)  # the report reads the folder as it is
+    assert len(frame) == len(rows)
 
 
 def test_gpu_check_rejects_bad_usage(tmp_path, capsys):
