@@ -6,8 +6,10 @@ that cannot run here raise ``NotImplementedError`` in ``setup`` (asv records the
 skipped) with the reason from :meth:`suite.cases.Case.skip_reason`. Parameters: method
 (ranked methods carry their rank: ``projunn_t-k4``, see :func:`suite.cases.method_label`),
 n, dtype, device. ``asv.conf.json`` sets ``launch_method: forkserver``, so each parameter
-combination forks from a process that has already imported torch. ``setup`` runs the step
-once (and synchronizes) so that even a first sample is warm.
+combination forks from a process that has already imported torch. ``setup`` sets the grid's
+torch thread count (``Settings.threads``; the ``gate`` grid runs on one thread and times
+CPU time, ``Settings.clock``) and runs the step once (and synchronizes) so that even a
+first sample is warm.
 
 * ``Update`` / ``TrainStep``: ``time_*`` (timer synchronizes CUDA), ``peakmem_*`` (host);
 * ``UpdateCudaMemory`` / ``TrainStepCudaMemory``: ``track_cuda_peak_memory`` (bytes,
@@ -26,6 +28,7 @@ from __future__ import annotations
 # The heavy imports happen here, so asv's forkserver holds them and every forked
 # parameter combination starts warm.
 import scipy.linalg  # noqa: F401
+import torch
 
 import baselines  # noqa: F401
 import projunn_core.nn  # noqa: F401
@@ -38,7 +41,7 @@ from .cases import (
     method_labels,
     parse_method_label,
 )
-from .timing import cuda_peak_bytes, reset_cuda_peak, synchronize
+from .timing import CLOCKS, cuda_peak_bytes, reset_cuda_peak, synchronize
 from .timing import timer as _sync_timer
 from .workloads import dist_to_exact, prepare, unitarity_metrics
 
@@ -72,11 +75,17 @@ class _Timed:
 
     workload = ""
     param_names = _PARAM_NAMES
-    timer = staticmethod(_sync_timer)
+    timer = staticmethod(CLOCKS["cpu"] if GRID.settings.clock == "cpu" else _sync_timer)
+    rounds = GRID.asv_rounds
     timeout = 600
     warmup_time = 0.1
 
     def setup(self, *params):
+        device = params[-1]
+        if GRID.settings.clock == "cpu" and not device.startswith("cpu"):
+            raise NotImplementedError(f"grid {GRID.name} times CPU time, blind to {device}")
+        if GRID.settings.threads is not None:  # each combination is its own forked process
+            torch.set_num_threads(GRID.settings.threads)
         self.case = _case(self.workload, *params)
         self.work = prepare(self.case, batch=GRID.settings.batch)
         self.work.step()  # warm: no sample pays for lazy initialization

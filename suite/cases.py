@@ -7,7 +7,8 @@ raises it as ``NotImplementedError`` in ``setup``, pytest calls ``pytest.skip`` 
 the CLI writes a row with status ``skipped`` and the reason.
 
 A :class:`Grid` is a parameter grid plus the :class:`Settings` its cases are measured
-with: ``tiny`` (tests), ``quick`` (2 CPU cores, the default) and ``full`` (GPUs), selected
+with: ``tiny`` (tests), ``quick`` (2 CPU cores, the default), ``gate`` (the pull-request
+gate, see :mod:`suite.gate`) and ``full`` (GPUs), selected
 by ``$PROJUNN_BENCH_GRID`` or the CLI's ``--grid/--quick/--full``.
 
 >>> Case("update", "eunn_fft", 12).skip_reason()
@@ -300,7 +301,8 @@ class Case:
 class Settings:
     """How each case is measured (see :func:`suite.timing.measure`): ``warmup`` untimed
     calls; sampling for at least ``min_time`` and at most ``max_time`` seconds;
-    ``threads`` torch threads (``None``: torch's current count); ``accuracy_steps``
+    ``threads`` torch threads (``None``: torch's current count); ``clock`` "wall" or
+    "cpu" (see :data:`suite.timing.CLOCKS`; "cpu" only for CPU cases); ``accuracy_steps``
     training steps of the accuracy workload; ``batch`` rows per training batch; ``seed``;
     ``profile_steps`` steps profiled per update / train_step case for the per-step figures
     of :mod:`suite.profiling` (0: none; ``projunn-bench run --profile``)."""
@@ -309,6 +311,7 @@ class Settings:
     min_time: float = 0.05
     max_time: float = 0.25
     threads: int | None = None
+    clock: str = "wall"
     accuracy_steps: int = 5
     batch: int = 32
     seed: int = 0
@@ -319,6 +322,8 @@ class Settings:
             raise ValueError(
                 f"need 0 < min_time <= max_time, got {self.min_time} and {self.max_time}"
             )
+        if self.clock not in ("wall", "cpu"):
+            raise ValueError(f"clock must be 'wall' or 'cpu', got {self.clock!r}")
 
     def with_overrides(self, **overrides: Any) -> Settings:
         """A copy with the ``None``-valued overrides ignored; ``min_time`` shrinks to a
@@ -336,7 +341,9 @@ class Settings:
 @dataclass(frozen=True)
 class Grid:
     """A parameter grid (sizes, ranks, dtypes, workloads) and the :class:`Settings` its
-    cases are measured with; ``description`` is shown by ``projunn-bench list``.
+    cases are measured with; ``description`` is shown by ``projunn-bench list``;
+    ``asv_rounds``: rounds of asv's timed benchmarks (each a fresh process; two commits'
+    rounds alternate under ``--interleave-rounds``).
     Conv workloads take ``channels`` (as n) x ``spatial`` (H = W) and the real dtypes."""
 
     name: str
@@ -348,6 +355,7 @@ class Grid:
     spatial: tuple[int, ...] = ()
     settings: Settings = Settings()
     description: str = ""
+    asv_rounds: int = 2
 
 
 GRIDS = {
@@ -368,6 +376,18 @@ GRIDS = {
         spatial=(8,),
         settings=Settings(),
         description="the default: QUICK_TIME on 2 CPU cores",
+    ),
+    "gate": Grid(
+        "gate",
+        sizes=(64, 256, 1024),
+        ranks=(1, 16),
+        dtypes=("float32",),
+        workloads=("update", "train_step", "conv_train_step"),
+        channels=(16,),
+        spatial=(8,),
+        settings=Settings(threads=1, clock="cpu"),
+        description="the pull-request gate (suite/gate.py): one thread, CPU time, "
+        "float32, timed workloads; N=1024 is where projUNN's O(kN^2) shows",
     ),
     "full": Grid(
         "full",

@@ -73,6 +73,8 @@ def run_case(case: Case, settings: Settings | None = None) -> list[Measurement]:
             max_time=settings.max_time,
             warmup=settings.warmup,
             num_threads=settings.threads,
+            device=work.device,
+            clock=settings.clock,
         )
         out = [
             Measurement.timing("time", t),

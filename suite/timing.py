@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import statistics
 import time
+import timeit
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -25,6 +26,7 @@ import torch
 from torch.utils import benchmark
 
 __all__ = [
+    "CLOCKS",
     "IQR_THRESHOLD",
     "MIN_SAMPLES",
     "Timing",
@@ -40,6 +42,11 @@ IQR_THRESHOLD = 0.1
 """Sampling stops early once IQR / median of the samples falls below this."""
 MIN_SAMPLES = 3
 """Samples a slow case still gets when one call takes longer than the time budget."""
+
+CLOCKS = {"wall": timeit.default_timer, "cpu": time.process_time}
+"""What a sample measures. ``wall``: elapsed time (any device). ``cpu``: the CPU time of
+this process, which does not grow while other processes hold the cores: steadier on a
+shared machine for single-threaded CPU work, blind to device (CUDA) work and to waiting."""
 
 
 def _cuda(device: torch.device | str | None) -> torch.device | None:
@@ -85,6 +92,7 @@ def measure(
     warmup: int = 1,
     num_threads: int | None = None,
     device: torch.device | str | None = None,
+    clock: str = "wall",
 ) -> Timing:
     """Time ``fn`` with ``torch.utils.benchmark`` (see the module docstring).
 
@@ -94,13 +102,18 @@ def measure(
     that a call is too slow for :data:`MIN_SAMPLES` samples within ``max_time``, the budget
     stretches to fit them. ``num_threads`` defaults to torch's current thread count;
     ``device`` is the device whose warm-up calls are synchronized (torch's timer
-    synchronizes any CUDA device in use while sampling).
+    synchronizes any CUDA device in use while sampling); ``clock`` is a :data:`CLOCKS`
+    name ("cpu" refuses a CUDA ``device``).
     """
     if not 0 < min_time <= max_time or warmup < 0:
         raise ValueError(
             f"need 0 < min_time <= max_time and warmup >= 0, got min_time={min_time}, "
             f"max_time={max_time}, warmup={warmup}"
         )
+    if clock not in CLOCKS:
+        raise ValueError(f"unknown clock {clock!r}; choose from {sorted(CLOCKS)}")
+    if clock == "cpu" and _cuda(device) is not None:
+        raise ValueError("the cpu clock does not see CUDA work: time CUDA with clock='wall'")
     call = 0.0
     for _ in range(warmup):
         start = timer(device)
@@ -108,7 +121,9 @@ def measure(
         call = timer(device) - start  # the last, warmest call
     budget = max(max_time, (MIN_SAMPLES - 0.5) * call)
     threads = torch.get_num_threads() if num_threads is None else num_threads
-    found = benchmark.Timer(stmt="fn()", globals={"fn": fn}, num_threads=threads)
+    found = benchmark.Timer(
+        stmt="fn()", globals={"fn": fn}, num_threads=threads, timer=CLOCKS[clock]
+    )
     m = found.adaptive_autorange(
         threshold=IQR_THRESHOLD, min_run_time=min_time, max_run_time=budget
     )

@@ -1,5 +1,6 @@
-"""Shared test helpers: fresh random inputs and float64 references."""
+"""Shared test helpers: fresh random inputs, float64 references, the scripts as modules."""
 
+import importlib.util
 import os
 import shutil
 import subprocess
@@ -25,6 +26,20 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(old)
+
+
+@pytest.fixture(scope="session")
+def script():
+    """``script("gate")`` imports ``scripts/gate.py`` as a module."""
+
+    def load(name):
+        spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module  # dataclasses look their module up there
+        spec.loader.exec_module(module)
+        return module
+
+    return load
 
 
 @pytest.fixture

@@ -1,25 +1,12 @@
 """The measurement script behind the core figures runs and writes its report atomically."""
 
-import importlib.util
-from pathlib import Path
-
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "bench_core.py"
 
-
-def _load(script=SCRIPT):
-    spec = importlib.util.spec_from_file_location(script.stem, script)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_bench_core_smoke(tmp_path, capsys):
+def test_bench_core_smoke(tmp_path, capsys, script):
     out = tmp_path / "core.md"
-    assert (
-        _load().main(["--quick", "--time", "0.001", "--drift-steps", "2", "--out", str(out)]) == 0
-    )
+    argv = ["--quick", "--time", "0.001", "--drift-steps", "2", "--out", str(out)]
+    assert script("bench_core").main(argv) == 0
     text = out.read_text()
     assert text == capsys.readouterr().out
     for heading in ("N = 2048, k = 8", "k = 1 vs expm", "Scaling, k = 8", "float32 drift"):
@@ -28,16 +15,15 @@ def test_bench_core_smoke(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("args", [["--time", "0"], ["--drift-steps", "-1"]])
-def test_bench_core_rejects_bad_counts(args, capsys):
+def test_bench_core_rejects_bad_counts(args, capsys, script):
     with pytest.raises(SystemExit):
-        _load().main(args)
+        script("bench_core").main(args)
     assert "must be positive" in capsys.readouterr().err
 
 
-def test_bench_rnn_step_smoke(capsys):
-    script = SCRIPT.with_name("bench_rnn_step.py")
+def test_bench_rnn_step_smoke(capsys, script):
     argv = ["--methods", "expm", "eunn", "--hidden", "8", "--T", "3", "--batch", "2"]
-    assert _load(script).main(argv + ["--repeat", "1", "--threads", "1"]) == 0
+    assert script("bench_rnn_step").main(argv + ["--repeat", "1", "--threads", "1"]) == 0
     out = capsys.readouterr().out
     assert "| expm |" in out and "| eunn |" in out and "speed-up" in out
 

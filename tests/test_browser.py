@@ -1,0 +1,136 @@
+"""Real pages in a real browser (headless Chromium): the offline asv dashboard and the
+self-contained report.html.
+
+Marked ``browser``: ``.ci/run`` leaves them out; run them with ``python -m pytest -m
+browser``. They skip, saying why, without Chromium (Debian: ``apt-get install chromium``)
+or without the dashboard's npm packages in ``.asv/npm-cache`` (fetched once by
+``python scripts/asv_offline.py HTML_DIR``; the tests never use the network).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+from conftest import run_asv
+
+ROOT = Path(__file__).resolve().parents[1]
+CACHE = ROOT / ".asv" / "npm-cache"
+
+pytestmark = pytest.mark.browser
+
+
+@pytest.fixture(scope="module")
+def chromium(script):
+    browser_check = script("browser_check")
+    if browser_check.find_chromium() is None:
+        pytest.skip("Chromium is not installed (Debian: apt-get install chromium)")
+    return browser_check
+
+
+def _asv(conf: Path, *args: str) -> None:
+    found = run_asv("--config", str(conf), *args, PROJUNN_BENCH_GRID="tiny", OMP_NUM_THREADS="1")
+    assert found.returncode == 0, found.stdout[-3000:] + found.stderr[-3000:]
+
+
+@pytest.fixture(scope="module")
+def dashboard(tmp_path_factory, chromium, script):
+    """``asv publish`` of two real (tiny) asv runs, made offline by scripts/asv_offline.py."""
+    asv_offline = script("asv_offline")
+    missing = [
+        spec
+        for spec in {s for s, _ in asv_offline.ASSETS.values()}
+        if not (CACHE / "{}-{}.tgz".format(*spec.rsplit("@", 1))).exists()
+    ]
+    if missing:
+        pytest.skip(f"no vendored assets {missing} in {CACHE}: run scripts/asv_offline.py once")
+    import json5
+
+    work = tmp_path_factory.mktemp("asv")
+    conf = json5.loads((ROOT / "asv.conf.json").read_text())
+    conf.update(
+        repo=str(ROOT),
+        benchmark_dir=str(ROOT / "suite"),
+        results_dir=str(work / "results"),
+        html_dir=str(work / "html"),
+        env_dir=str(work / "env"),
+    )
+    (work / "asv.conf.json").write_text(json.dumps(conf))
+    _asv(work / "asv.conf.json", "machine", "--yes", "--machine", "browser-test")
+    bench = r"^benchmarks\.Update\.time_update\('(svd|unconstrained)', 16, 'float32'"
+    for commit in ("HEAD~1", "HEAD"):
+        sha = subprocess.run(
+            ["git", "rev-parse", commit], cwd=ROOT, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        _asv(
+            work / "asv.conf.json",
+            "run", "--python=same", f"--set-commit-hash={sha}", "--bench", bench,
+            "--machine", "browser-test",
+        )  # fmt: skip
+    _asv(work / "asv.conf.json", "publish")
+    assert asv_offline.main([str(work / "html"), "--cache", str(CACHE)]) == 0
+    return work / "html"
+
+
+def test_dashboard_benchmark_list_renders_offline(chromium, dashboard, tmp_path):
+    with chromium.serve(dashboard) as url:
+        page = chromium.render(url + "index.html#/summarylist", screenshot=tmp_path / "list.png")
+    assert chromium.check(page, ["benchmarks.Update.time_update", "Benchmark list"]) == []
+    assert "continental origin of swallow" not in page.dom
+    assert page.dom.count("benchmarks.Update.time_update") >= 2  # one row per parameter set
+
+
+def test_dashboard_graph_renders_offline(chromium, dashboard, tmp_path):
+    graph = "index.html#benchmarks.Update.time_update?p-method='svd'&p-n=16&p-dtype='float32'"
+    with chromium.serve(dashboard) as url:
+        page = chromium.render(url + graph, screenshot=tmp_path / "graph.png")
+    # flot draws the plot on canvases and writes the axis ticks as text
+    assert chromium.check(page, ['class="flot-base"', 'class="flot-overlay"']) == []
+    assert page.dom.count("flot-tick-label") >= 3
+    assert (tmp_path / "graph.png").stat().st_size > 10_000
+
+
+_PROBE = """<script>
+window.addEventListener("load", function () {
+  var sizes = Array.prototype.map.call(document.images, function (img) {
+    return img.complete ? img.naturalWidth + "x" + img.naturalHeight : "pending";
+  });
+  document.body.setAttribute("data-figures", sizes.join(" "));
+  document.body.setAttribute("data-rows", document.querySelectorAll("tbody tr").length);
+});
+</script>
+"""
+
+
+@pytest.fixture(scope="module")
+def report_html(tmp_path_factory):
+    """``projunn-bench report`` of the committed tables (CPU and the H100's)."""
+    from suite.cli import main
+
+    out = tmp_path_factory.mktemp("report") / "report"
+    assert main(["report", str(ROOT / "results" / "data"), "--out", str(out)]) == 0
+    return out / "report.html"
+
+
+def test_report_html_is_self_contained(report_html):
+    html = report_html.read_text()
+    refs = re.findall(r"""<(?:img|script|link|iframe)\b[^>]*(?:src|href)=["']([^"']+)""", html)
+    assert refs and all(r.startswith("data:image/png;base64,") for r in refs), refs[:5]
+
+
+def test_report_html_figures_and_tables_render(chromium, report_html, tmp_path):
+    probed = tmp_path / "probed.html"
+    probed.write_text(report_html.read_text().replace("</body>", _PROBE + "</body>"))
+    page = chromium.render(probed.as_uri())
+    assert page.console == ()
+    figures = re.search(r'data-figures="([^"]*)"', page.dom).group(1).split()
+    assert len(figures) == report_html.read_text().count("<img") >= 3
+    for size in figures:  # decoded by the browser: a real width and height
+        width, height = map(int, size.split("x"))
+        assert width > 100 and height > 100, size
+    assert int(re.search(r'data-rows="(\d+)"', page.dom).group(1)) > 10
+    shot = chromium.render(report_html.as_uri(), screenshot=tmp_path / "report.png")
+    assert shot.console == () and (tmp_path / "report.png").stat().st_size > 10_000
