@@ -28,10 +28,7 @@ def test_bench_rnn_step_smoke(capsys, script):
     assert "| expm |" in out and "| eunn |" in out and "speed-up" in out
 
 
-GPU_CHECK = Path(__file__).resolve().parents[1] / "scripts" / "gpu_check.py"
-
-
-def test_gpu_check_runs_its_cpu_parts(tmp_path, capsys):
+def test_gpu_check_runs_its_cpu_parts(tmp_path, capsys, script):
     """On a CPU the GPU script runs what a CPU can: the sweep and profile at a small N
     (graphed methods and host-sync counts are skipped rows with their reason)."""
     import csv
@@ -41,7 +38,7 @@ def test_gpu_check_runs_its_cpu_parts(tmp_path, capsys):
 
     args = ["--out", str(tmp_path), "--device", "cpu", "--budget", "60"]
     args += ["--parts", "syncs", "sweep", "profile", "--sizes", "16", "--ranks", "2"]
-    assert _load(GPU_CHECK).main(args) == 0
+    assert script("gpu_check").main(args) == 0
     (folder,) = tmp_path.iterdir()
     with open(folder / "results.csv", newline="") as f:
         reader = csv.DictReader(f)
@@ -68,15 +65,15 @@ def test_gpu_check_runs_its_cpu_parts(tmp_path, capsys):
     assert len(frame) == len(rows)
 
 
-def test_gpu_check_rejects_bad_usage(tmp_path, capsys):
+def test_gpu_check_rejects_bad_usage(tmp_path, capsys, script):
     with pytest.raises(SystemExit) as e:
-        _load(GPU_CHECK).main(["--out", str(tmp_path), "--budget", "0"])
+        script("gpu_check").main(["--out", str(tmp_path), "--budget", "0"])
     assert e.value.code == 2 and "--budget must be positive" in capsys.readouterr().err
 
 
-def test_gpu_check_summary_judges_the_targets():
+def test_gpu_check_summary_judges_the_targets(script):
     """The summary's verdicts, from made-up GPU rows (the real ones need a GPU)."""
-    gpu_check = _load(GPU_CHECK)
+    gpu_check = script("gpu_check")
 
     def row(method, n, value, k=None, metric="time_cuda_events"):
         return {
