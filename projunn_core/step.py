@@ -13,10 +13,10 @@ import math
 
 import torch
 
-from . import syncfree
 from ._checks import check_choice, check_finite, check_like, check_rank, check_square
 from .kernels import check_counter, projunn_d, projunn_t
 from .lowrank import LOWRANK_METHODS, lowrank
+from .syncfree import step as sync_free_step
 
 __all__ = ["projunn_step", "projunn_update", "SYNC_FREE_APPROX", "VARIANTS"]
 
@@ -74,7 +74,7 @@ def _update(
     _check_options(rank, variant, approx, n)
     if sync_free:
         power_iters = check_sync_free(A, approx, generator, skipped, approx_options)
-        return syncfree.step(
+        return sync_free_step(
             A,
             delta,
             rank,
