@@ -14,16 +14,14 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from projunn_core._checks import SUPPORTED_DTYPES, real_dtype
-from projunn_core._checks import check_dtype as _check_dtype
+from projunn_core._checks import SUPPORTED_DTYPES, check_dtype, check_size, real_dtype
 from projunn_core.init import haar, initial_matrix
 from projunn_core.optim import make as make_optimizer
 
 __all__ = [
     "SUPPORTED_DTYPES",
+    "MIN_N",
     "BaseUnitary",
-    "check_dtype",
-    "check_n",
     "expm_skew",
     "haar_unitary",
     "initial_unitary",
@@ -33,25 +31,11 @@ __all__ = [
 ]
 
 
-def check_n(n) -> int:
-    """Return ``n`` as an int, or raise ``ValueError`` unless it is an integer >= 2.
-
-    >>> check_n(4)
-    4
-    """
-    if isinstance(n, bool) or not isinstance(n, int) or n < 2:
-        raise ValueError(f"n must be an integer >= 2, got {n!r}")
-    return n
-
-
-def check_dtype(dtype) -> torch.dtype:
-    """Return ``dtype``, or raise ``TypeError`` unless it is float32/64 or complex64/128.
-
-    >>> check_dtype(torch.complex64)
-    torch.complex64
-    """
-    _check_dtype("dtype", dtype)
-    return dtype
+MIN_N = 2
+"""Smallest size of a baseline layer. projunn_core accepts n = 1, but a 1 x 1 real
+orthogonal matrix is +1 or -1, which no parametrization can train (EUNN has no pair to
+rotate, Cayley's and expRNN's skew matrix is 0), and a 1 x 1 complex one is only a phase;
+the baselines are compared on genuine matrices."""
 
 
 def haar_unitary(n: int, dtype=torch.float32, device=None, generator=None) -> torch.Tensor:
@@ -61,7 +45,7 @@ def haar_unitary(n: int, dtype=torch.float32, device=None, generator=None) -> to
     >>> haar_unitary(3, torch.complex128).shape
     torch.Size([3, 3])
     """
-    return haar(check_n(n), dtype=dtype, device=device, generator=generator)
+    return haar(check_size("n", n, minimum=MIN_N), dtype=dtype, device=device, generator=generator)
 
 
 def initial_unitary(init: str, n: int, dtype=torch.float32, device=None) -> torch.Tensor:
@@ -72,7 +56,7 @@ def initial_unitary(init: str, n: int, dtype=torch.float32, device=None) -> torc
     tensor([[1., 0.],
             [0., 1.]])
     """
-    return initial_matrix(init, check_n(n), dtype=dtype, device=device)
+    return initial_matrix(init, check_size("n", n, minimum=MIN_N), dtype=dtype, device=device)
 
 
 def skew(X: torch.Tensor) -> torch.Tensor:
@@ -121,8 +105,8 @@ def expm_skew(M: torch.Tensor) -> torch.Tensor:
     Single precision uses ``torch.linalg.matrix_exp``. Double precision uses our own
     scaling-and-squaring Taylor exponential followed by one Newton–Schulz polish
     ``E (3I - E^H E) / 2``: torch's float64 ``matrix_exp`` is off by up to ~1e-12 for
-    ``||M||_1`` around 0.01-0.05 (exactly the size of a small gradient step; DESIGN.md
-    pitfall 1), which ``scipy.linalg.expm`` comparisons expose.
+    ``||M||_1`` around 0.01-0.05 (exactly the size of a small gradient step; see
+    docs/design.md), which ``scipy.linalg.expm`` comparisons expose.
 
     >>> import math
     >>> M = torch.tensor([[0.0, -0.03], [0.03, 0.0]], dtype=torch.float64)
@@ -168,8 +152,8 @@ class BaseUnitary(nn.Module):
 
     def __init__(self, n: int, dtype=torch.float32, device=None):
         super().__init__()
-        self.n = check_n(n)
-        self.dtype = check_dtype(dtype)
+        self.n = check_size("n", n, minimum=MIN_N)
+        self.dtype = check_dtype("dtype", dtype)
         self.device = torch.device(device) if device is not None else torch.device("cpu")
 
     @property

@@ -38,6 +38,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from projunn_core._checks import check_size
 from projunn_core.conv import FourierConv2d, StoredFrequencyConv2d
 
 from ._common import expm_skew, projected_optimizer
@@ -213,8 +214,7 @@ class SOCConv2d(_KernelConv2d):
             ("init_iters", init_iters),
             ("update_every", update_every),
         ):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive int, got {value!r}")
+            check_size(name, value)
         if not 0 < correction <= 1:
             raise ValueError(f"correction must be in (0, 1], got {correction!r}")
         self.train_terms, self.eval_terms, self.correction = train_terms, eval_terms, correction

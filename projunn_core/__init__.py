@@ -10,6 +10,7 @@ from . import conv, graph, init, nn, optim, syncfree
 from .kernels import projunn_d, projunn_t
 from .lowrank import LOWRANK_METHODS, lowrank
 from .protocol import OPTIMIZER_NAMES, UnitaryLayer, sequence_operator, unitarity_error
+from .repair import reorthogonalize
 from .step import VARIANTS, projunn_step, projunn_update
 
 __all__ = [
@@ -27,6 +28,7 @@ __all__ = [
     "projunn_step",
     "projunn_t",
     "projunn_update",
+    "reorthogonalize",
     "sequence_operator",
     "syncfree",
     "unitarity_error",

@@ -37,6 +37,7 @@ import torch
 from torch import nn
 
 from . import optim
+from ._checks import check_size, wide_dtype
 from .init import haar
 
 __all__ = [
@@ -54,12 +55,6 @@ CONV_INITS = ("haar", "identity")
 REAL_DTYPES = (torch.float32, torch.float64)
 
 
-def _positive_int(name: str, value) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
-    return value
-
-
 class FrequencyLayout:
     """Which ``rfft2`` frequencies of an H x W grid are free, and how to rebuild the rest.
 
@@ -75,8 +70,8 @@ class FrequencyLayout:
     """
 
     def __init__(self, height: int, width: int):
-        self.height = _positive_int("height", height)
-        self.width = _positive_int("width", width)
+        self.height = check_size("height", height)
+        self.width = check_size("width", width)
         self.half_width = width // 2 + 1
         real, free, conjugate_of = [], [], {}
         for v in range(self.half_width):
@@ -181,7 +176,7 @@ def orthogonality_error(matrices: torch.Tensor) -> float:
     0.5
     """
     M = matrices.detach()
-    M = M.to(torch.complex128 if M.is_complex() else torch.float64)
+    M = M.to(wide_dtype(M.dtype))
     return float((torch.linalg.svdvals(M) - 1).abs().max())
 
 
@@ -197,7 +192,7 @@ class FourierConv2d(nn.Module):
 
     def __init__(self, channels: int, height: int, width: int, dtype=torch.float32, device=None):
         super().__init__()
-        self.channels = _positive_int("channels", channels)
+        self.channels = check_size("channels", channels)
         if dtype not in REAL_DTYPES:
             raise TypeError(
                 f"dtype must be torch.float32 or torch.float64 (the convolution is real; "
@@ -305,7 +300,7 @@ class OrthogonalConv2d(StoredFrequencyConv2d):
         *,
         rank: int = 1,
         variant: str = "T",
-        approx: str = "lsi",
+        approx: str = "range",
         init: str = "haar",
         generator=None,
     ):

@@ -12,14 +12,13 @@ import math
 
 import torch
 
-from ._checks import check_dtype
+from ._checks import check_dtype, check_size, wide_dtype
 
 __all__ = ["haar", "identity", "henaff", "cayley", "INITS", "initial_matrix"]
 
 
 def _check(n: int, dtype: torch.dtype) -> None:
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise ValueError(f"n must be a positive int, got {n!r}")
+    check_size("n", n)
     check_dtype("dtype", dtype)
 
 
@@ -34,9 +33,8 @@ def haar(n: int, dtype=torch.float32, device=None, generator=None, *, batch=()) 
     ``batch`` (a shape) draws that many independent ones, ``(*batch, n, n)``.
     """
     _check(n, dtype)
-    wide = torch.complex128 if dtype.is_complex else torch.float64
     where = generator.device if generator is not None else device
-    Z = torch.randn(*batch, n, n, dtype=wide, device=where, generator=generator)
+    Z = torch.randn(*batch, n, n, dtype=wide_dtype(dtype), device=where, generator=generator)
     Q, R = torch.linalg.qr(Z)
     d = torch.diagonal(R, dim1=-2, dim2=-1)
     Q = Q * torch.where(d == 0, torch.ones_like(d), d / d.abs()).unsqueeze(-2)

@@ -10,6 +10,7 @@ projUNN-D: ``E = P - I`` with ``P`` the polar factor of ``I + p_a p_b^H``, becau
 ``A + a b^H = A (I + Q p_a p_b^H Q^H)`` and A is unitary.
 Here ``p_a = Q^H A^H a`` and ``p_b = Q^H b`` are read off the R factor of the QR
 decomposition of ``[b, A^H a]``. The small problem is solved in double precision.
+The math, the checks and the host synchronizations: docs/design.md.
 
 >>> import torch, projunn_core as pc
 >>> A = torch.eye(4, dtype=torch.float64)
@@ -20,27 +21,45 @@ decomposition of ``[b, A^H a]``. The small problem is solved in double precision
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from . import syncfree
-from ._checks import check_finite, check_like, check_square
+from ._checks import (
+    check_finite,
+    check_has_data,
+    check_like,
+    check_no_overlap,
+    check_square,
+    real_dtype,
+    wide_dtype,
+)
 
-__all__ = ["projunn_t", "projunn_d"]
-
-
-def _wide(dtype: torch.dtype) -> torch.dtype:
-    return torch.complex128 if dtype.is_complex else torch.float64
+__all__ = ["projunn_t", "projunn_d", "unitarity_tolerance"]
 
 
 def _exp_skew_minus_identity(M: torch.Tensor) -> torch.Tensor:
-    """``exp(M) - I`` for skew-Hermitian M, unitary to round-off (eigh of ``iM``).
+    """``exp(M) - I`` (complex) for skew-Hermitian M, unitary to round-off (eigh of ``iM``).
 
-    ``exp(-i lam) - 1 = -2 sin^2(lam / 2) - i sin(lam)`` avoids cancellation.
+    ``exp(-i lam) - 1 = -2 sin^2(lam / 2) - i sin(lam)`` avoids cancellation. For real M
+    the imaginary part is round-off, to be dropped (see :func:`_check_real_rotation`).
     """
-    lam, V = torch.linalg.eigh(1j * M if M.is_complex() else 1j * M.to(_wide(torch.complex64)))
+    lam, V = torch.linalg.eigh(1j * (M if M.is_complex() else M.to(torch.complex128)))
     d = torch.complex(-2 * torch.sin(lam / 2) ** 2, -torch.sin(lam))
-    E = (V * d.unsqueeze(-2)) @ V.mH
-    return E if M.is_complex() else E.real
+    return (V * d.unsqueeze(-2)) @ V.mH
+
+
+def _check_real_rotation(M: torch.Tensor, E: torch.Tensor, dtype: torch.dtype) -> None:
+    """For real A, dropping ``Im E`` leaves ``Re(E + I)`` orthogonal up to ``|Im E|^2``;
+    ``Im E`` is round-off unless the rotation angles are so large (around 1e8 rad and
+    beyond) that double precision cannot resolve them."""
+    if E.numel() and float(E.imag.abs().max()) > math.sqrt(torch.finfo(dtype).eps):
+        angle = float(torch.linalg.matrix_norm(M, ord=2).max())
+        raise ValueError(
+            f"the update rotates by up to {angle:.3g} rad, too much to compute accurately "
+            "(exp's real part would not be orthogonal): scale it down; A was left unchanged"
+        )
 
 
 def _polar_minus_identity(C: torch.Tensor) -> torch.Tensor:
@@ -53,13 +72,58 @@ def _polar_minus_identity(C: torch.Tensor) -> torch.Tensor:
     return P - torch.eye(C.shape[-1], dtype=C.dtype, device=C.device)
 
 
+def unitarity_tolerance(dtype: torch.dtype, n: int) -> float:
+    """The largest ``| ||A^H v|| / ||v|| - 1 |`` the kernels' check accepts: ``sqrt(n eps)``.
+
+    Since ``| ||A^H v|| / ||v|| - 1 | <= ||A^H A - I||_2 <= ||A^H A - I||_F``, every A with
+    ``||A^H A - I||_F / sqrt(n) < sqrt(eps)`` passes (3.5e-4 in float32: drifted weights
+    pass), while a matrix that is not unitary fails in the directions it distorts.
+
+    >>> round(unitarity_tolerance(torch.float32, 64), 4)
+    0.0028
+    """
+    return math.sqrt(n * torch.finfo(real_dtype(dtype)).eps)
+
+
+def _probe(A: torch.Tensor) -> torch.Tensor:
+    """A fixed spread-out direction (..., N, 1) (a Weyl sequence: no random state used)."""
+    n = A.shape[-1]
+    x = torch.arange(1, n + 1, dtype=torch.float64, device=A.device)
+    x = (x * 0.6180339887498949).frac_().sub_(0.5).to(A.dtype)
+    return x.unsqueeze(-1).expand(*A.shape[:-2], n, 1)
+
+
+def _checked_adjoint_product(A: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+    """``A^H a``, after checking that A^H keeps the norms of a's columns and of a probe.
+
+    The probe rides along in the same pass over A; one host synchronization.
+    """
+    k = a.shape[-1]
+    v = torch.cat([a, _probe(A)], dim=-1)
+    w = A.mH @ v  # one pass over A
+    wide = wide_dtype(A.dtype)
+    nv = torch.linalg.vector_norm(v, dim=-2, dtype=wide)
+    nw = torch.linalg.vector_norm(w, dim=-2, dtype=wide)
+    gaps = torch.where(nv > 0, (nw - nv).abs() / nv, 0.0)
+    gap = float(gaps.max()) if gaps.numel() else 0.0  # an empty batch has nothing to check
+    if not math.isfinite(gap):
+        check_finite("A^H a (a too large for the dtype?)", w)
+    tol = unitarity_tolerance(A.dtype, A.shape[-1])
+    if gap > tol:
+        raise ValueError(
+            f"A is not unitary: | ||A^H v|| / ||v|| - 1 | = {gap:.3g} for a tested v, above "
+            f"the tolerance {tol:.2g} for {A.dtype} at N = {A.shape[-1]}; replace A by the "
+            "closest unitary with projunn_core.reorthogonalize(A), or skip the checks with "
+            "check=False; A was left unchanged"
+        )
+    return w[..., :k]
+
+
 def _small_problem(A: torch.Tensor, a: torch.Tensor, b: torch.Tensor, check: bool):
     """Basis Q (A's dtype), and p_a, p_b in double precision."""
     k = a.shape[-1]
-    a_hat = A.mH @ a  # one pass over A
-    if check:
-        check_finite("A^H a (a too large for the dtype?)", a_hat)
-    X = torch.cat([b, a_hat], dim=-1).to(_wide(A.dtype))
+    a_hat = _checked_adjoint_product(A, a) if check else A.mH @ a  # one pass over A
+    X = torch.cat([b, a_hat], dim=-1).to(wide_dtype(A.dtype))
     Q, R = torch.linalg.qr(X)  # exact: X = Q R, so b and a_hat lie in span Q
     return Q, R[..., :, k:], R[..., :, :k]
 
@@ -106,7 +170,9 @@ def _validate(A, a, b, check: bool) -> None:
         raise ValueError(
             f"the rank k (last dimension of a and b) must be in [1, {n}], got {a.shape[-1]}"
         )
+    check_no_overlap("A", A)
     if check:
+        check_has_data("A", A)
         check_finite("a", a)
         check_finite("b", b)
 
@@ -124,11 +190,14 @@ def projunn_t(
     """projUNN-T, in place: ``A <- A exp(skew(A^H a b^H))``; returns A.
 
     A (..., N, N) unitary; a, b (..., N, k) with the same dtype and device.
-    ``check=False`` skips the finiteness checks (no host synchronization, but the small
-    eigenproblem still synchronizes a GPU).
+    ``check=True`` refuses non-finite inputs, an A that is not unitary (see
+    :func:`unitarity_tolerance`) and, for real A, rotations too large to compute in
+    double precision; ``check=False`` skips these checks (but the small eigenproblem
+    still synchronizes a GPU).
     ``sync_free=True``: the same step with no host synchronization
     (:mod:`projunn_core.syncfree`, CUDA-graph capturable); ``check`` then leaves A
-    unchanged on the device instead of raising, counted in the int tensor ``skipped``.
+    unchanged on the device instead of raising (non-finite or out-of-range steps; A is
+    assumed unitary), counted in the 0-dim int64 tensor ``skipped``.
 
     >>> import torch
     >>> A = torch.eye(3); a = torch.zeros(3, 1); b = torch.ones(3, 1)
@@ -142,7 +211,12 @@ def projunn_t(
     _validate(A, a, b, check)
     Q, pa, pb = _small_problem(A, a, b, check)
     M = 0.5 * (pa @ pb.mH - pb @ pa.mH)
-    return _apply(A, Q, _exp_skew_minus_identity(M), check)
+    E = _exp_skew_minus_identity(M)
+    if A.is_complex():
+        return _apply(A, Q, E, check)
+    if check:
+        _check_real_rotation(M, E, A.dtype)
+    return _apply(A, Q, E.real, check)
 
 
 @torch.no_grad()
@@ -157,12 +231,8 @@ def projunn_d(
 ) -> torch.Tensor:
     """projUNN-D, in place: ``A <-`` the closest unitary to ``A + a b^H``; returns A.
 
-    A (..., N, N) unitary; a, b (..., N, k) with the same dtype and device.
-    ``check=False`` skips the finiteness checks (no host synchronization, but the small
-    SVD still synchronizes a GPU).
-    ``sync_free=True``: the same step with no host synchronization
-    (:mod:`projunn_core.syncfree`, CUDA-graph capturable); ``check`` then leaves A
-    unchanged on the device instead of raising, counted in the int tensor ``skipped``.
+    Arguments, checks and ``sync_free`` as for :func:`projunn_t` (here the small SVD
+    synchronizes a GPU even with ``check=False``).
 
     >>> import torch
     >>> A = torch.eye(2, dtype=torch.float64); a = torch.tensor([[1.0], [0.0]], dtype=A.dtype)

@@ -2,9 +2,13 @@
 
 Methods:
 
-* ``"lsi"`` -- randomized subspace projection (the paper's LSI): ``Y = G Omega`` for a
-  Gaussian ``Omega`` (optionally refined by power iterations), ``a = orth(Y)``,
-  ``b = G^H a``. Exact whenever ``rank(G) <= k``.
+* ``"range"`` -- randomized range finder of the column space (Halko, Martinsson & Tropp
+  2011): ``Y = G Omega`` for a Gaussian ``Omega`` (optionally refined by power
+  iterations), ``a = orth(Y)``, ``b = G^H a``, so ``a b^H = a a^H G``. Exact whenever
+  ``rank(G) <= k``. ``"lsi"`` is accepted as its historical name: the original projUNN
+  code's LSI sketches the row space instead (``G ~ G v v^H``, v from an SVD of the
+  sketch ``R^H G``); that is this method applied to ``G^H``, with the same error
+  distribution for a Gaussian sketch (see docs/design.md).
 * ``"column"`` -- column sampling (Drineas, Kannan, Mahoney): draw ``c = oversample * k``
   columns with probability proportional to their squared norm, rescale, keep the top-k
   left singular directions ``U_k`` of the sample; ``a = U_k``, ``b = G^H U_k``.
@@ -21,11 +25,23 @@ from __future__ import annotations
 
 import torch
 
-from ._checks import check_choice, check_dtype, check_finite, check_rank, real_dtype
+from ._checks import check_choice, check_finite, check_matrix, check_rank, real_dtype, wide_dtype
 
-__all__ = ["lowrank", "LOWRANK_METHODS"]
+__all__ = ["lowrank", "lowrank_method", "LOWRANK_ALIASES", "LOWRANK_METHODS"]
 
-LOWRANK_METHODS = ("lsi", "column", "exact")
+LOWRANK_METHODS = ("range", "column", "exact")
+LOWRANK_ALIASES = {"lsi": "range"}
+"""Other accepted names: ``"lsi"``, the method's name in earlier versions."""
+
+
+def lowrank_method(name: str, value) -> str:
+    """The canonical name of low-rank method ``value`` (an alias is resolved).
+
+    >>> lowrank_method("approx", "lsi")
+    'range'
+    """
+    check_choice(name, value, LOWRANK_METHODS + tuple(LOWRANK_ALIASES))
+    return LOWRANK_ALIASES.get(value, value)
 
 
 def _gaussian(shape, like: torch.Tensor, generator) -> torch.Tensor:
@@ -33,7 +49,7 @@ def _gaussian(shape, like: torch.Tensor, generator) -> torch.Tensor:
     return torch.randn(shape, dtype=like.dtype, device=device, generator=generator).to(like.device)
 
 
-def _lsi(G, k, generator, power_iters):
+def _range(G, k, generator, power_iters):
     Y = G @ _gaussian((*G.shape[:-2], G.shape[-1], k), G, generator)
     for _ in range(power_iters):
         Y = torch.linalg.qr(Y)[0]
@@ -45,9 +61,9 @@ def _lsi(G, k, generator, power_iters):
 def _column(G, k, generator, oversample):
     n_cols = G.shape[-1]
     c = max(k, int(round(oversample * k)))
-    norms = torch.linalg.vector_norm(G, dim=-2)
+    norms = torch.linalg.vector_norm(G, dim=-2, dtype=wide_dtype(G.dtype))  # cannot overflow
     check_finite("G", norms)
-    weights = norms.reshape(-1, n_cols).to(torch.float64) ** 2
+    weights = norms.reshape(-1, n_cols) ** 2
     totals = weights.sum(dim=-1, keepdim=True)
     zero = totals.squeeze(-1) == 0
     probs = torch.where(zero.unsqueeze(-1), torch.ones_like(weights), weights / totals)
@@ -74,7 +90,7 @@ def _exact(G, k):
 def lowrank(
     G: torch.Tensor,
     k: int,
-    method: str = "lsi",
+    method: str = "range",
     *,
     generator: torch.Generator | None = None,
     oversample: float = 4.0,
@@ -82,9 +98,9 @@ def lowrank(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Factors ``a`` (..., M, k) and ``b`` (..., N, k) with ``G ~ a b^H`` for G (..., M, N).
 
-    Non-finite entries in G give non-finite factors ("lsi") or a ``ValueError``.
+    Non-finite entries in G give non-finite factors ("range") or a ``ValueError``.
     ``generator`` seeds the randomized methods; ``oversample`` (column sampling) sets
-    the number of sampled columns to ``oversample * k``; ``power_iters`` (lsi) sharpens
+    the number of sampled columns to ``oversample * k``; ``power_iters`` (range) sharpens
     the subspace on gradients with a slowly decaying spectrum.
 
     >>> import torch
@@ -92,19 +108,15 @@ def lowrank(
     >>> a.shape, b.shape
     (torch.Size([4, 1]), torch.Size([4, 1]))
     """
-    if not isinstance(G, torch.Tensor):
-        raise TypeError(f"G must be a torch.Tensor, got {type(G).__name__}")
-    if G.dim() < 2:
-        raise ValueError(f"G must have shape (..., M, N), got {tuple(G.shape)}")
-    check_dtype("G", G.dtype)
+    check_matrix("G", G)
     check_rank("k", k, min(G.shape[-2:]))
-    check_choice("method", method, LOWRANK_METHODS)
+    method = lowrank_method("method", method)
     if oversample < 1:
         raise ValueError(f"oversample must be >= 1, got {oversample}")
     if isinstance(power_iters, bool) or not isinstance(power_iters, int) or power_iters < 0:
         raise ValueError(f"power_iters must be a non-negative int, got {power_iters!r}")
-    if method == "lsi":
-        return _lsi(G, k, generator, power_iters)
+    if method == "range":
+        return _range(G, k, generator, power_iters)
     if method == "column":
         return _column(G, k, generator, oversample)
     return _exact(G, k)

@@ -37,12 +37,10 @@ class UnitaryLinear(nn.Module):
         init: str = "haar",
         rank: int = 1,
         variant: str = "T",
-        approx: str = "lsi",
+        approx: str = "range",
         generator=None,
     ):
         super().__init__()
-        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-            raise ValueError(f"n must be a positive int, got {n!r}")
         self.n, self.rank, self.variant, self.approx = n, rank, variant, approx
         W = initial_matrix(init, n, dtype=dtype, device=device, generator=generator)
         self.weight = nn.Parameter(W)
@@ -67,7 +65,8 @@ class UnitaryLinear(nn.Module):
 
     def optimizer(self, name: str = "sgd", lr: float = 1e-3, **kw) -> torch.optim.Optimizer:
         """A projUNN optimizer (``name``: sgd, rmsprop, adam) that keeps W unitary;
-        ``rank``/``variant``/``approx`` in ``kw`` override the layer's."""
+        ``rank``/``variant``/``approx``/``reorthogonalize_every`` in ``kw`` override the
+        layer's (see :mod:`projunn_core.optim`)."""
         return optim.make_unitary(name, [self.weight], lr, self, **kw)
 
     def extra_repr(self) -> str:
@@ -218,8 +217,9 @@ class UnitaryRNN(nn.Module):
 
         The recurrent layer learns at ``recurrent_lr``, by default ``lr / lr_divisor``
         (the projUNN paper divides the unitary learning rate by 32). The projUNN options
-        ``rank``, ``variant`` and ``approx`` go to the recurrent layer's optimizer only;
-        every other option (``alpha``, ``momentum``, ``generator``, ...) to both.
+        ``rank``, ``variant``, ``approx`` and ``reorthogonalize_every`` go to the recurrent
+        layer's optimizer only; every other option (``alpha``, ``momentum``,
+        ``generator``, ...) to both.
 
         >>> rnn = UnitaryRNN(1, 4, 1, rank=2)
         >>> opt = rnn.optimizer("rmsprop", lr=1e-3, rank=3, lr_divisor=32)

@@ -1,8 +1,11 @@
 """Optimizers that keep unitary parameters unitary through projUNN.
 
-Each optimizer is the matching ``torch.optim`` optimizer with four extra per-group
-options: ``unitary`` (bool), ``rank``, ``variant`` ("T" or "D") and ``approx`` (see
-:func:`projunn_core.lowrank`). Non-unitary groups are updated by ``torch.optim`` itself.
+Each optimizer is the matching ``torch.optim`` optimizer with five extra per-group
+options: ``unitary`` (bool), ``rank``, ``variant`` ("T" or "D"), ``approx`` (see
+:func:`projunn_core.lowrank`) and ``reorthogonalize_every`` (None, the default, or M:
+every M-th update of a parameter ends with :func:`projunn_core.reorthogonalize`, which
+removes the float32 round-off drift). Non-unitary groups are updated by ``torch.optim``
+itself.
 For a unitary parameter the torch algorithm computes the additive update it wants
 (momentum, RMS scaling, Adam moments included) and projUNN applies its rank-k
 approximation unitarily. Parameters whose ``projunn_unitary`` attribute is true (as
@@ -16,7 +19,7 @@ also removes the host synchronization of the check).
 ``capturable=True`` (like ``torch.optim``'s option) makes ``step()`` free of host
 synchronization, so that a CUDA graph can capture it (see :mod:`projunn_core.graph`):
 unitary parameters take the sync-free projUNN step (:mod:`projunn_core.syncfree`; the
-range finder, ``approx="lsi"``), torch's own update runs with its ``capturable`` flag,
+range finder, ``approx="range"``), torch's own update runs with its ``capturable`` flag,
 and a non-finite gradient is handled on the device: the weight (or the one matrix of a
 batched weight) is left bit-for-bit unchanged and counted on the device, while moment
 buffers take a step with a zero gradient. Reading ``skipped_steps`` then synchronizes
@@ -36,15 +39,22 @@ from __future__ import annotations
 import torch
 
 from . import syncfree
-from ._checks import all_finite, check_choice, check_square
-from .lowrank import LOWRANK_METHODS
+from ._checks import all_finite, check_choice, check_rank, check_size, check_square
+from .lowrank import lowrank_method
 from .protocol import check_optimizer_name
+from .repair import reorthogonalize
 from .step import SYNC_FREE_APPROX, VARIANTS, projunn_update
 
 __all__ = ["SGD", "RMSprop", "Adam", "Combined", "UNITARY_OPTIONS", "make", "make_unitary"]
 
-UNITARY_DEFAULTS = {"unitary": False, "rank": 1, "variant": "T", "approx": "lsi"}
-UNITARY_OPTIONS = ("rank", "variant", "approx")
+UNITARY_DEFAULTS = {
+    "unitary": False,
+    "rank": 1,
+    "variant": "T",
+    "approx": "range",
+    "reorthogonalize_every": None,
+}
+UNITARY_OPTIONS = ("rank", "variant", "approx", "reorthogonalize_every")
 """The per-group options that only a unitary group takes."""
 
 
@@ -92,10 +102,15 @@ class _ProjUNNMixin:
                     )
 
     def _check_capturable_group(self, group: dict) -> None:
-        if group["approx"] not in SYNC_FREE_APPROX:
+        if lowrank_method("approx", group["approx"]) not in SYNC_FREE_APPROX:
             raise ValueError(
-                f"capturable=True needs approx in {SYNC_FREE_APPROX} (the range finder); "
-                f"approx={group['approx']!r} synchronizes the host"
+                f"capturable=True needs approx in {SYNC_FREE_APPROX} (the range finder, "
+                f"also called lsi); approx={group['approx']!r} synchronizes the host"
+            )
+        if group.get("reorthogonalize_every") is not None:
+            raise ValueError(
+                "capturable=True cannot reorthogonalize_every (reorthogonalize synchronizes "
+                "the host): call projunn_core.reorthogonalize on the weight between replays"
             )
         gen = self.generator
         params = group["params"]
@@ -109,14 +124,12 @@ class _ProjUNNMixin:
     @staticmethod
     def _check_unitary_group(group: dict) -> None:
         check_choice("variant", group["variant"], tuple(VARIANTS))
-        check_choice("approx", group["approx"], LOWRANK_METHODS)
+        lowrank_method("approx", group["approx"])
+        if group.get("reorthogonalize_every") is not None:
+            check_size("reorthogonalize_every", group["reorthogonalize_every"])
         params = group["params"]
         for p in [params] if isinstance(params, torch.Tensor) else params:
-            n = check_square("a unitary parameter", p)
-            if isinstance(group["rank"], bool) or not isinstance(group["rank"], int):
-                raise TypeError(f"rank must be an int, got {group['rank']!r}")
-            if not 1 <= group["rank"] <= n:
-                raise ValueError(f"rank must be in [1, {n}] for a {n}x{n} parameter")
+            check_rank("rank", group["rank"], check_square("a unitary parameter", p))
         if group.get("weight_decay", 0):
             raise ValueError(
                 "weight_decay must be 0 in a unitary group: it cannot change a unitary weight"
@@ -180,6 +193,12 @@ class _ProjUNNMixin:
                 check=False,
                 generator=self.generator,
             )
+            every = group.get("reorthogonalize_every")  # absent from older state dicts
+            if every is not None:
+                state = self.state[p]
+                state["projunn_updates"] = state.get("projunn_updates", 0) + 1
+                if state["projunn_updates"] % every == 0:
+                    reorthogonalize(p.data)
         return loss
 
     def _capturable_step(self) -> None:
@@ -287,12 +306,12 @@ def make(name: str, params, lr: float, **kwargs) -> torch.optim.Optimizer:
 
 
 def make_unitary(name: str, params, lr: float, layer, **kwargs) -> torch.optim.Optimizer:
-    """:func:`make` with ``params`` in one unitary group whose ``rank``/``variant``/
-    ``approx`` are ``layer``'s attributes unless ``kwargs`` give them (a layer's
-    ``optimizer()``)."""
+    """:func:`make` with ``params`` in one unitary group whose :data:`UNITARY_OPTIONS`
+    are ``layer``'s attributes (the defaults where it has none) unless ``kwargs`` give
+    them (a layer's ``optimizer()``)."""
     group = {"params": list(params), "unitary": True}
-    for key in ("rank", "variant", "approx"):
-        group[key] = kwargs.pop(key, getattr(layer, key))
+    for key in UNITARY_OPTIONS:
+        group[key] = kwargs.pop(key, getattr(layer, key, UNITARY_DEFAULTS[key]))
     return make(name, [group], lr=lr, **kwargs)
 
 

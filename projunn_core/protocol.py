@@ -24,6 +24,8 @@ from typing import Protocol, runtime_checkable
 
 import torch
 
+from ._checks import wide_dtype
+
 OPTIMIZER_NAMES = ("sgd", "rmsprop", "adam")
 
 
@@ -69,7 +71,7 @@ def unitarity_error(W: torch.Tensor) -> float:
     Batched inputs ``(..., N, N)`` give the largest error over the batch.
     """
     W = W.detach()
-    W = W.to(torch.complex128 if W.is_complex() else torch.float64)
+    W = W.to(wide_dtype(W.dtype))
     n = W.shape[-1]
     eye = torch.eye(n, dtype=W.dtype, device=W.device)
     err = torch.linalg.matrix_norm(W.mH @ W - eye) / math.sqrt(n)

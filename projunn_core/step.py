@@ -13,32 +13,40 @@ import math
 
 import torch
 
-from ._checks import check_choice, check_finite, check_like, check_rank, check_square
+from ._checks import (
+    all_finite,
+    check_choice,
+    check_finite,
+    check_has_data,
+    check_like,
+    check_rank,
+    check_square,
+)
 from .kernels import check_counter, projunn_d, projunn_t
-from .lowrank import LOWRANK_METHODS, lowrank
+from .lowrank import lowrank, lowrank_method
 from .syncfree import step as sync_free_step
 
 __all__ = ["projunn_step", "projunn_update", "SYNC_FREE_APPROX", "VARIANTS"]
 
 VARIANTS = {"T": projunn_t, "D": projunn_d}
 
-SYNC_FREE_APPROX = ("lsi",)
-"""Low-rank methods of the sync-free path (``sync_free=True``): the range finder; column
-sampling and the truncated SVD synchronize the host."""
+SYNC_FREE_APPROX = ("range",)
+"""Low-rank methods of the sync-free path (``sync_free=True``): the range finder (alias
+"lsi"); column sampling and the truncated SVD synchronize the host."""
 
 
 def _check_options(rank, variant, approx, n) -> None:
     check_rank("rank", rank, n)
     check_choice("variant", variant, tuple(VARIANTS))
-    check_choice("approx", approx, LOWRANK_METHODS)
+    lowrank_method("approx", approx)
 
 
 def check_sync_free(A, approx, generator, skipped, approx_options) -> int:
     """Check the arguments of a sync-free step (host metadata only); return power_iters."""
-    if approx not in SYNC_FREE_APPROX:
+    if lowrank_method("approx", approx) not in SYNC_FREE_APPROX:
         raise ValueError(
-            f"sync_free=True needs approx in {SYNC_FREE_APPROX} (the range finder); "
-            f"approx={approx!r} synchronizes the host"
+            f"sync_free=True needs approx in {SYNC_FREE_APPROX} (the range finder, also "
+            f"called lsi); approx={approx!r} synchronizes the host"
         )
     if generator is not None and generator.device.type != A.device.type:
         raise ValueError(f"sync_free=True needs a generator on {A.device}, got {generator.device}")
@@ -85,12 +93,20 @@ def _update(
             guard=check,
             skipped=skipped,
         )
+    if check:
+        check_has_data("A", A)
     a, b = lowrank(delta, rank, approx, generator=generator, **approx_options)
-    if check:  # b = delta^H a is non-finite wherever delta is: O(Nk) instead of O(N^2)
-        check_finite(name, a)
-        check_finite(name, b)
     if scale != 1.0:
         a = a * scale
+    # b = delta^H a is non-finite wherever delta is: O(Nk) instead of O(N^2)
+    if check and not (all_finite(a) and all_finite(b)):
+        check_finite(name, delta)  # only now read all of delta, to say which it was
+        what = name if scale == 1.0 else f"-lr * {name}"
+        raise ValueError(
+            f"the rank-{rank} factors of {what} overflowed {A.dtype} (largest |{name}| = "
+            f"{float(delta.abs().max()):.3g}, finite): scale {name} down or use double "
+            "precision; A was left unchanged"
+        )
     return VARIANTS[variant](A, a, b, check=check)
 
 
@@ -100,7 +116,7 @@ def projunn_update(
     *,
     rank: int = 1,
     variant: str = "T",
-    approx: str = "lsi",
+    approx: str = "range",
     check: bool = True,
     generator: torch.Generator | None = None,
     sync_free: bool = False,
@@ -137,7 +153,7 @@ def projunn_step(
     lr: float,
     rank: int = 1,
     variant: str = "T",
-    approx: str = "lsi",
+    approx: str = "range",
     *,
     check: bool = True,
     generator: torch.Generator | None = None,
@@ -150,11 +166,11 @@ def projunn_step(
 
     ``approx`` picks the low-rank method (see :func:`projunn_core.lowrank`), whose
     options (``oversample``, ``power_iters``) pass through. ``check=False`` skips the
-    finiteness checks, which synchronize a GPU with the host.
+    checks of values (finite inputs, a unitary A), which synchronize a GPU with the host.
 
     ``sync_free=True`` takes the step with no host synchronization at all, so that a
     CUDA graph can capture it (:mod:`projunn_core.syncfree`; the range finder
-    ``approx="lsi"`` only, ``generator`` on A's device). ``check`` then works on the
+    ``approx="range"`` only, ``generator`` on A's device). ``check`` then works on the
     device: a matrix whose step is not finite (or out of the exponential's range, or
     not converged) is left unchanged and counted into ``skipped`` (a 0-dim int64 tensor
     on A's device), instead of raising. A seed gives the same sketch as the eager path.

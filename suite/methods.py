@@ -240,7 +240,7 @@ class Method:
 
 
 def _projunn_build(variant: str):
-    def build(n, *, dtype, device, rank=1, approx="lsi", check=False, init="haar"):
+    def build(n, *, dtype, device, rank=1, approx="range", check=False, init="haar"):
         del check  # only used by the functional update
         return pc.nn.UnitaryLinear(
             n, dtype=dtype, device=device, init=init, rank=rank, variant=variant, approx=approx
@@ -250,14 +250,14 @@ def _projunn_build(variant: str):
 
 
 def _projunn_update(variant: str):
-    def update(A, G, lr, *, rank=1, approx="lsi", check=False):
+    def update(A, G, lr, *, rank=1, approx="range", check=False):
         return pc.projunn_step(A, G, lr, rank=rank, variant=variant, approx=approx, check=check)
 
     return update
 
 
 def _projunn_sync_free_update(variant: str):
-    def update(A, G, lr, *, rank=1, approx="lsi"):
+    def update(A, G, lr, *, rank=1, approx="range"):
         return pc.projunn_step(A, G, lr, rank=rank, variant=variant, approx=approx, sync_free=True)
 
     return update
@@ -271,7 +271,7 @@ def _baseline_build(cls_name: str, **fixed):
 
 
 def _projunn_conv(variant: str):
-    def conv(channels, height, width, *, dtype, device, rank=1, approx="lsi"):
+    def conv(channels, height, width, *, dtype, device, rank=1, approx="range"):
         return pc.nn.OrthogonalConv2d(
             channels, height, width, dtype, device, rank=rank, variant=variant, approx=approx
         )
@@ -293,10 +293,10 @@ _ENTRIES = [
         _projunn_build("T"),
         _projunn_update("T"),
         ranked=True,
-        defaults={"approx": "lsi", "check": False},
+        defaults={"approx": "range", "check": False},
         reference="expm",
         conv=_projunn_conv("T"),
-        conv_defaults={"approx": "lsi"},
+        conv_defaults={"approx": "range"},
         initializable=True,
     ),
     Method(
@@ -305,10 +305,10 @@ _ENTRIES = [
         _projunn_build("D"),
         _projunn_update("D"),
         ranked=True,
-        defaults={"approx": "lsi", "check": False},
+        defaults={"approx": "range", "check": False},
         reference="polar",
         conv=_projunn_conv("D"),
-        conv_defaults={"approx": "lsi"},
+        conv_defaults={"approx": "range"},
         initializable=True,
     ),
     *(
@@ -318,7 +318,7 @@ _ENTRIES = [
             _projunn_build(variant),
             _projunn_sync_free_update(variant),
             ranked=True,
-            defaults={"approx": "lsi"},
+            defaults={"approx": "range"},
             reference=reference,
             initializable=True,
             graphed=True,

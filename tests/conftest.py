@@ -1,21 +1,11 @@
-"""Shared test helpers: fresh random inputs, float64 references, the scripts as modules."""
+"""Test fixtures and pytest hooks (shared helpers that are not fixtures live in helpers.py)."""
 
 import importlib.util
-import os
-import shutil
-import subprocess
 import sys
-from pathlib import Path
 
-import numpy as np
 import pytest
-import scipy.linalg
 import torch
-
-REAL = (torch.float32, torch.float64)
-COMPLEX = (torch.complex64, torch.complex128)
-ALL_DTYPES = REAL + COMPLEX
-DOUBLE = (torch.float64, torch.complex128)
+from helpers import ROOT
 
 
 @pytest.fixture(scope="module")
@@ -48,73 +38,6 @@ def gen():
     g = torch.Generator()
     g.seed()
     return g
-
-
-def randn(*shape, dtype=torch.float64, generator=None):
-    return torch.randn(*shape, dtype=dtype, generator=generator)
-
-
-def haar(n, dtype=torch.float64, batch=(), generator=None):
-    """Batched Haar unitaries built independently of projunn_core.init."""
-    wide = torch.complex128 if dtype.is_complex else torch.float64
-    Q, R = torch.linalg.qr(torch.randn(*batch, n, n, dtype=wide, generator=generator))
-    d = torch.diagonal(R, dim1=-2, dim2=-1)
-    return (Q * (d / d.abs()).unsqueeze(-2)).to(dtype)
-
-
-def _batched_reference(step):
-    """Apply ``step(A, a, b)`` (2-D NumPy, float64/complex128) over the batch dimensions."""
-
-    def reference(A, a, b):
-        A, a, b = (
-            np.asarray(t.detach().to(torch.complex128 if t.is_complex() else torch.float64))
-            for t in (A, a, b)
-        )
-        out = np.empty_like(A)
-        for idx in np.ndindex(A.shape[:-2]):
-            out[idx] = step(A[idx], a[idx], b[idx])
-        return out
-
-    reference.__doc__ = step.__doc__
-    return reference
-
-
-@_batched_reference
-def ref_expm_step(A, a, b):
-    """float64 SciPy reference of projUNN-T: A expm(skew(A^H a b^H)), batched."""
-    X = A.conj().T @ a @ b.conj().T
-    return A @ scipy.linalg.expm((X - X.conj().T) / 2)
-
-
-@_batched_reference
-def ref_polar_step(A, a, b):
-    """float64 SciPy reference of projUNN-D: polar factor of A + a b^H, batched."""
-    return scipy.linalg.polar(A + a @ b.conj().T)[0]
-
-
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def run_asv(*args: str, **env: str) -> subprocess.CompletedProcess:
-    """Run ``asv ARGS`` in the repository (this venv's asv; the test is skipped without
-    one) with ``env`` added to the environment; returns the finished process."""
-    exe = shutil.which(
-        "asv", path=os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
-    )
-    if exe is None:
-        pytest.skip("asv is not installed")
-    return subprocess.run(
-        [exe, *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={**os.environ, **env},
-    )
-
-
-def max_abs(x, y):
-    return float(np.max(np.abs(np.asarray(x) - np.asarray(y))))
 
 
 def pytest_benchmark_update_machine_info(config, machine_info):

@@ -140,7 +140,7 @@ def test_bad_options_give_clear_errors():
         baselines.CayleyConv2d(2, 4, 4, kernel_size=2)
     with pytest.raises(ValueError, match="does not fit the 4 x 4 grid"):
         baselines.SOCConv2d(2, 4, 4, kernel_size=5)
-    with pytest.raises(ValueError, match="train_terms must be a positive int"):
+    with pytest.raises(ValueError, match="train_terms must be an integer >= 1"):
         baselines.SOCConv2d(2, 4, 4, train_terms=0)
     with pytest.raises(ValueError, match="init must be one of"):
         baselines.ExpmConv2d(2, 4, 4, init="henaff")

@@ -243,8 +243,9 @@ def test_functional_update_with_zero_and_rank_one_gradients():
 
 @pytest.mark.parametrize("dtype", COMPLEX, ids=["real", "complex"])
 def test_expm_skew_accuracy_vs_scipy(dtype):
-    # DESIGN.md pitfall 1: torch's float64 matrix_exp is off by ~1e-12 for ||M||_1 around
-    # 0.01-0.05 (the size of a small gradient step); expm_skew must match SciPy there too.
+    # docs/design.md (our own float64 exponential): torch's float64 matrix_exp is off by
+    # ~1e-12 for ||M||_1 around 0.01-0.05 (the size of a small gradient step); expm_skew
+    # must match SciPy there too.
     torch.manual_seed(0)
     for n in (2, 6, 17):
         for norm in (0.0, 1e-3, 0.01, 0.03, 0.05, 0.5, 5.0, 50.0):

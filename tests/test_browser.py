@@ -15,7 +15,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import run_asv
+from helpers import run_asv
 
 ROOT = Path(__file__).resolve().parents[1]
 CACHE = ROOT / ".asv" / "npm-cache"

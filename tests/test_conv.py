@@ -114,13 +114,13 @@ def test_bad_shapes_and_options_give_clear_errors():
         conv(torch.randn(3, 20))
     with pytest.raises(TypeError, match="layer computes in torch.float32"):
         conv(torch.randn(2, 3, 4, 5, dtype=torch.float64))
-    with pytest.raises(ValueError, match="channels must be a positive int"):
+    with pytest.raises(ValueError, match="channels must be an integer >= 1"):
         pc.nn.OrthogonalConv2d(0, 4, 4)
-    with pytest.raises(ValueError, match="height must be a positive int"):
+    with pytest.raises(ValueError, match="height must be an integer >= 1"):
         pc.nn.OrthogonalConv2d(2, 4.0, 4)
     with pytest.raises(TypeError, match="dtype must be torch.float32 or torch.float64"):
         pc.nn.OrthogonalConv2d(2, 4, 4, dtype=torch.complex64)
-    with pytest.raises(ValueError, match="rank must be in"):
+    with pytest.raises(ValueError, match="rank must satisfy"):
         pc.nn.OrthogonalConv2d(2, 4, 4, rank=3)
     with pytest.raises(ValueError, match="variant must be one of"):
         pc.nn.OrthogonalConv2d(2, 4, 4, variant="X")

@@ -2,7 +2,7 @@
 
 import pytest
 import torch
-from conftest import ALL_DTYPES, DOUBLE, haar, max_abs, randn, ref_expm_step, ref_polar_step
+from helpers import ALL_DTYPES, DOUBLE, haar, max_abs, randn, ref_expm_step, ref_polar_step
 
 import projunn_core as pc
 
@@ -180,3 +180,100 @@ def test_requires_grad_parameter_is_updated_in_place(dtype):
     W = torch.nn.Parameter(torch.eye(4, dtype=dtype))
     pc.projunn_t(W, torch.ones(4, 1, dtype=dtype), torch.ones(4, 1, dtype=dtype))
     assert W.requires_grad and pc.unitarity_error(W) < 1e-6
+
+
+# ---------------------------------------------------------------- hardening
+
+
+def _drifted(n, drift, dtype, gen):
+    """A float64-built unitary times exp(E/2), E symmetric with ||E||_F / sqrt(n) = drift,
+    cast to ``dtype``: ||A^H A - I||_F / sqrt(n) is about ``drift``."""
+    E = randn(n, n, generator=gen)
+    E = (E + E.T) * (drift * n**0.5 / torch.linalg.matrix_norm(E + E.T))
+    return (haar(n, generator=gen) @ torch.linalg.matrix_exp(E / 2)).to(dtype)
+
+
+@pytest.mark.parametrize("kernel", [pc.projunn_t, pc.projunn_d])
+@pytest.mark.parametrize("n", [8, 64, 256])
+def test_drifted_float32_weights_pass_the_unitarity_check(kernel, n, gen):
+    for drift in (1e-4, 3e-4):
+        A = _drifted(n, drift, torch.float32, gen)
+        assert pc.unitarity_error(A) == pytest.approx(drift, rel=0.05)
+        kernel(A, 0.1 * torch.randn(n, 2, generator=gen), torch.randn(n, 2, generator=gen))
+
+
+@pytest.mark.parametrize("kernel", [pc.projunn_t, pc.projunn_d])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.complex128])
+def test_non_unitary_A_is_refused_and_left_untouched(kernel, dtype, gen):
+    n = 16
+    tol = pc.kernels.unitarity_tolerance(dtype, n)
+    U = haar(n, dtype, generator=gen)
+    stretch = torch.ones(n, dtype=dtype)
+    stretch[3] = 1.05
+    zero, x = torch.zeros(n, 1, dtype=dtype), torch.randn(n, 1, dtype=dtype)
+    cases = {  # name: (A, the a to try); the probe finds distortions in every direction
+        "(1 + 10 tol) * unitary, a = 0": ((1 + 10 * tol) * U, zero),
+        "(1 + 10 tol) * unitary": ((1 + 10 * tol) * U, x),
+        "Gaussian, a = 0": (torch.randn(n, n, dtype=dtype), zero),
+        "one column 5 % long, a along it": (U * stretch, U[:, 3:4]),
+    }
+    for name, (A, a) in cases.items():
+        before = A.clone()
+        with pytest.raises(ValueError, match="A is not unitary: .* = [0-9.e+-]+ for"):
+            kernel(A, a, x)
+        assert torch.equal(A, before), name
+    kernel(A, a, a, check=False)  # documented: check=False does not look
+
+
+def test_unitarity_tolerance_scales_with_dtype_and_n():
+    tol = pc.kernels.unitarity_tolerance
+    assert tol(torch.float32, 64) == pytest.approx((64 * 2.0**-23) ** 0.5)
+    assert tol(torch.complex64, 64) == tol(torch.float32, 64)
+    assert tol(torch.float64, 1024) == pytest.approx(4 * tol(torch.float64, 64))
+    assert tol(torch.float32, 64) > 1e-3 > tol(torch.float64, 10**6)
+
+
+@pytest.mark.parametrize("kernel", [pc.projunn_t, pc.projunn_d])
+@pytest.mark.parametrize("check", [True, False])
+def test_self_overlapping_A_is_refused(kernel, check):
+    A = torch.eye(8).expand(3, 8, 8)
+    a = torch.ones(3, 8, 1)
+    with pytest.raises(ValueError, match=r"A has elements that share memory .*A\.clone\(\)"):
+        kernel(A, a, a, check=check)
+    assert torch.equal(A[1], torch.eye(8))
+    kernel(A.clone(), a, a, check=check)  # the clone is fine
+
+
+def test_empty_A_is_named():
+    for shape in [(0, 0), (2, 0, 0)]:
+        A = torch.zeros(shape)
+        with pytest.raises(ValueError, match=r"A is empty \(shape"):
+            pc.projunn_t(A, torch.zeros(*shape[:-1], 1), torch.zeros(*shape[:-1], 1))
+        with pytest.raises(ValueError, match=r"A is empty"):
+            pc.projunn_step(A, torch.zeros(shape), 0.1)
+    A = torch.zeros(0, 4, 4)  # an empty batch of 4 x 4 matrices: nothing to do
+    assert pc.projunn_d(A, torch.zeros(0, 4, 1), torch.zeros(0, 4, 1)) is A
+
+
+def test_meta_tensors_are_refused_up_front_with_check_and_traced_without():
+    A, a = torch.eye(4, device="meta"), torch.ones(4, 1, device="meta")
+    with pytest.raises(ValueError, match="A is a meta tensor .*check=False"):
+        pc.projunn_t(A, a, a)
+    with pytest.raises(ValueError, match="A is a meta tensor"):
+        pc.projunn_step(A, torch.ones(4, 4, device="meta"), 0.1)
+    out = pc.projunn_d(A, a, a, check=False)
+    assert out.shape == (4, 4) and out.is_meta
+
+
+def test_absurdly_large_real_rotation_is_refused(gen):
+    A = haar(6, torch.float32, generator=gen)
+    before = A.clone()
+    a, b = torch.randn(6, 2, generator=gen), 1e30 * torch.randn(6, 2, generator=gen)
+    with pytest.raises(ValueError, match="the update rotates by up to .*e\\+30 rad"):
+        pc.projunn_t(A, a, b)
+    assert torch.equal(A, before)
+    pc.projunn_d(A, a, b)  # the closest unitary is still well defined
+    assert pc.unitarity_error(A) < 1e-5
+    C = haar(6, torch.complex64, generator=gen)  # complex: exp stays unitary at any angle
+    pc.projunn_t(C, a.to(C.dtype), b.to(C.dtype))
+    assert pc.unitarity_error(C) < 1e-5

@@ -1,10 +1,12 @@
 """Low-rank approximations and the full projunn_step."""
 
+import inspect
+
 import numpy as np
 import pytest
 import scipy.linalg
 import torch
-from conftest import ALL_DTYPES, DOUBLE, haar, max_abs, randn, ref_expm_step, ref_polar_step
+from helpers import ALL_DTYPES, DOUBLE, haar, max_abs, randn, ref_expm_step, ref_polar_step
 
 import projunn_core as pc
 
@@ -45,7 +47,7 @@ def test_exact_is_best_and_randomized_close(gen):
         a, b = pc.lowrank(G, 6, method, generator=gen, oversample=4)
         errors[method] = float(torch.linalg.matrix_norm(G - a @ b.mH))
     assert errors["exact"] == pytest.approx(best, rel=1e-10)
-    assert best <= errors["lsi"] < 1.6 * best
+    assert best <= errors["range"] < 1.6 * best
     assert best <= errors["column"] < 1.6 * best
 
 
@@ -60,7 +62,7 @@ def test_column_sampling_keeps_the_top_directions(gen):
 
 def test_generator_makes_it_reproducible():
     G = torch.randn(16, 16)
-    for method in ("lsi", "column"):
+    for method in ("range", "column"):
         x = pc.lowrank(G, 3, method, generator=torch.Generator().manual_seed(5))
         y = pc.lowrank(G, 3, method, generator=torch.Generator().manual_seed(5))
         assert torch.equal(x[0], y[0]) and torch.equal(x[1], y[1])
@@ -74,7 +76,7 @@ def test_zero_gradient_gives_zero_update():
 
 def test_power_iterations_do_not_hurt(gen):
     G = randn(50, 50, generator=gen)
-    a, b = pc.lowrank(G, 5, "lsi", generator=gen, power_iters=2)
+    a, b = pc.lowrank(G, 5, "range", generator=gen, power_iters=2)
     s = np.linalg.svd(G.numpy(), compute_uv=False)
     assert float(torch.linalg.matrix_norm(G - a @ b.mH)) < 1.15 * np.sqrt((s[5:] ** 2).sum())
 
@@ -187,3 +189,40 @@ def test_unitarity_error_matches_definition(gen):
     expected = np.linalg.norm(W.numpy().T @ W.numpy() - np.eye(7)) / np.sqrt(7)
     assert pc.unitarity_error(W) == pytest.approx(expected, rel=1e-12)
     assert scipy.linalg.norm(np.eye(3)) > 0  # SciPy present for the references
+
+
+def test_lsi_is_the_historical_name_of_range(gen):
+    assert "lsi" not in pc.LOWRANK_METHODS
+    assert inspect.signature(pc.lowrank).parameters["method"].default == "range"
+    G = randn(12, 12, generator=gen)
+    seed = int(torch.randint(0, 2**31, (1,), generator=gen))
+    x = pc.lowrank(G, 3, "lsi", generator=torch.Generator().manual_seed(seed))
+    y = pc.lowrank(G, 3, "range", generator=torch.Generator().manual_seed(seed))
+    assert torch.equal(x[0], y[0]) and torch.equal(x[1], y[1])
+    # the range finder's a spans the sketched column space: a a^H G = a b^H
+    assert max_abs(x[0] @ (x[0].mH @ G), x[0] @ x[1].mH) < 1e-12
+    A = haar(12, generator=gen)
+    pc.projunn_step(A, G, 0.1, rank=3, approx="lsi", generator=gen)
+    assert pc.unitarity_error(A) < 1e-13
+
+
+def test_empty_or_meta_G_is_named():
+    with pytest.raises(ValueError, match=r"G is empty \(shape \(3, 0\)\)"):
+        pc.lowrank(torch.zeros(3, 0), 1)
+    with pytest.raises(ValueError, match="G is a meta tensor"):
+        pc.lowrank(torch.ones(4, 4, device="meta"), 1, "column")
+
+
+@pytest.mark.parametrize("approx", pc.LOWRANK_METHODS)
+def test_huge_finite_gradient_is_not_called_non_finite(approx, gen):
+    A = haar(8, torch.float32, generator=gen)
+    before = A.clone()
+    G = 1e38 * torch.randn(8, 8, generator=gen).sign()  # finite, but sums of it overflow
+    with pytest.raises(ValueError) as info:
+        pc.projunn_step(A, G, 1e-2, rank=2, approx=approx, generator=gen)
+    message = str(info.value)
+    assert "non-finite" not in message and torch.equal(A, before)
+    if approx == "column":  # a = orthonormal columns, b = G^H a ~ 1e38 stays finite
+        assert "the update rotates by up to" in message
+    else:
+        assert "factors of -lr * G overflowed torch.float32 (largest |G| = 1e+38" in message

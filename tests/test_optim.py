@@ -4,7 +4,7 @@ import copy
 
 import pytest
 import torch
-from conftest import haar, max_abs, ref_polar_step
+from helpers import haar, max_abs, ref_polar_step
 
 import projunn_core as pc
 
@@ -125,8 +125,8 @@ def test_state_dict_round_trip(gen):
 @pytest.mark.parametrize(
     "group,error,match",
     [
-        ({"rank": 0}, ValueError, "rank must be in"),
-        ({"rank": 9}, ValueError, "rank must be in"),
+        ({"rank": 0}, ValueError, "rank must satisfy"),
+        ({"rank": 9}, ValueError, "rank must satisfy"),
         ({"rank": 2.0}, TypeError, "rank must be an int"),
         ({"variant": "Q"}, ValueError, "variant must be one of"),
         ({"approx": "svd"}, ValueError, "approx must be one of"),

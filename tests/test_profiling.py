@@ -12,7 +12,7 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from conftest import run_asv
+from helpers import run_asv
 from torch.autograd import DeviceType
 
 from suite import profiling

@@ -28,6 +28,28 @@ def test_bench_rnn_step_smoke(capsys, script):
     assert "| expm |" in out and "| eunn |" in out and "speed-up" in out
 
 
+def test_drift_smoke(tmp_path, capsys, script):
+    report = tmp_path / "drift.md"
+    args = ["--sizes", "8:20", "--every", "5", "--max-time", "0.01", "--jobs", "1"]
+    assert script("drift").main([*args, "--out", str(tmp_path), "--report", str(report)]) == 0
+    text = report.read_text()
+    assert text == capsys.readouterr().out
+    assert "## N = 8, 20 updates" in text and "projunn_t repair every 5" in text
+    assert "| 20 |" in text and "## Cost" in text and "python scripts/drift.py --sizes" in text
+    (run,) = [p for p in tmp_path.iterdir() if p.is_dir()]
+    rows = (run / "results.csv").read_text().splitlines()
+    assert rows[0].startswith("workload,method,n,k")
+    assert len(rows) == 1 + 4 * 6 + 5  # 2 variants x 2 runs x (start + 5 checkpoints), costs
+    assert (run / "machine.json").exists() and not list(tmp_path.rglob("*.tmp"))
+
+
+@pytest.mark.parametrize("args", [["--sizes", "8"], ["--every", "0"], ["--sizes", "2:5"]])
+def test_drift_rejects_bad_arguments(args, capsys, script):
+    with pytest.raises(SystemExit) as info:
+        script("drift").main(args)
+    assert info.value.code == 2 and "error" in capsys.readouterr().err
+
+
 def test_gpu_check_runs_its_cpu_parts(tmp_path, capsys, script):
     """On a CPU the GPU script runs what a CPU can: the sweep and profile at a small N
     (graphed methods and host-sync counts are skipped rows with their reason)."""

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import run_asv
+from helpers import run_asv
 
 from suite import machine, output, runner
 from suite.cases import Case
@@ -122,7 +122,7 @@ def test_cli_list(capsys):
         (["run", "--min-time", "soon"], "--min-time"),
         (["run", "--threads", "0"], "--threads"),
         (["run", "--format", "xlsx"], "--format"),
-        (["run", "--option", "approx=bogus"], "lsi"),
+        (["run", "--option", "approx=bogus"], "range"),
         (["run", "--option", "capacity=0"], ">= 1"),
         (["run", "--option", "orthogonal_map=bogus"], "householder"),
         (["run", "--option", "check=maybe"], "true or false"),

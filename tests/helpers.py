@@ -1,0 +1,85 @@
+"""Shared test helpers: fresh random inputs, float64 references and dtype lists.
+
+Fixtures live in conftest.py; everything else the tests share is imported from here.
+"""
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import scipy.linalg
+import torch
+
+from projunn_core._checks import wide_dtype
+
+REAL = (torch.float32, torch.float64)
+COMPLEX = (torch.complex64, torch.complex128)
+ALL_DTYPES = REAL + COMPLEX
+DOUBLE = (torch.float64, torch.complex128)
+
+
+def randn(*shape, dtype=torch.float64, generator=None):
+    return torch.randn(*shape, dtype=dtype, generator=generator)
+
+
+def haar(n, dtype=torch.float64, batch=(), generator=None):
+    """Batched Haar unitaries built independently of projunn_core.init."""
+    Q, R = torch.linalg.qr(torch.randn(*batch, n, n, dtype=wide_dtype(dtype), generator=generator))
+    d = torch.diagonal(R, dim1=-2, dim2=-1)
+    return (Q * (d / d.abs()).unsqueeze(-2)).to(dtype)
+
+
+def _batched_reference(step):
+    """Apply ``step(A, a, b)`` (2-D NumPy, float64/complex128) over the batch dimensions."""
+
+    def reference(A, a, b):
+        A, a, b = (np.asarray(t.detach().to(wide_dtype(t.dtype))) for t in (A, a, b))
+        out = np.empty_like(A)
+        for idx in np.ndindex(A.shape[:-2]):
+            out[idx] = step(A[idx], a[idx], b[idx])
+        return out
+
+    reference.__doc__ = step.__doc__
+    return reference
+
+
+@_batched_reference
+def ref_expm_step(A, a, b):
+    """float64 SciPy reference of projUNN-T: A expm(skew(A^H a b^H)), batched."""
+    X = A.conj().T @ a @ b.conj().T
+    return A @ scipy.linalg.expm((X - X.conj().T) / 2)
+
+
+@_batched_reference
+def ref_polar_step(A, a, b):
+    """float64 SciPy reference of projUNN-D: polar factor of A + a b^H, batched."""
+    return scipy.linalg.polar(A + a @ b.conj().T)[0]
+
+
+def max_abs(x, y):
+    return float(np.max(np.abs(np.asarray(x) - np.asarray(y))))
+
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run_asv(*args: str, **env: str) -> subprocess.CompletedProcess:
+    """Run ``asv ARGS`` in the repository (this venv's asv; the test is skipped without
+    one) with ``env`` added to the environment; returns the finished process."""
+    exe = shutil.which(
+        "asv", path=os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+    )
+    if exe is None:
+        pytest.skip("asv is not installed")
+    return subprocess.run(
+        [exe, *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, **env},
+    )
