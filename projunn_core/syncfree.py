@@ -47,7 +47,7 @@ from __future__ import annotations
 
 import torch
 
-from ._checks import real_dtype
+from ._checks import real_dtype, wide_dtype
 
 __all__ = [
     "EXP_RANGE",
@@ -86,10 +86,6 @@ Both are exact; which is faster on a GPU is measured by ``scripts/gpu_check.py``
 _POLAR_TOL = 1e-10  # ||P^H P - I||_F above this after the iterations: not converged
 
 _CONSTANTS: dict = {}
-
-
-def _wide(dtype: torch.dtype) -> torch.dtype:
-    return torch.complex128 if dtype.is_complex else torch.float64
 
 
 def _capturing(device: torch.device) -> bool:
@@ -266,7 +262,7 @@ def _rows(blocks: list[torch.Tensor]) -> torch.Tensor:
     """The row blocks stacked in double precision (one kernel: cat converts)."""
     first = blocks[0]
     shape = (first.shape[0], sum(b.shape[-2] for b in blocks), first.shape[-1])
-    out = torch.empty(shape, dtype=_wide(first.dtype), device=first.device)
+    out = torch.empty(shape, dtype=wide_dtype(first.dtype), device=first.device)
     return torch.cat(blocks, dim=-2, out=out)
 
 
@@ -332,9 +328,9 @@ def _range_rows(G3: torch.Tensor, k: int, generator, power_iters: int) -> torch.
     # single precision cannot see the ~1e-12 a third pass removes (module docstring)
     passes = ORTH_PASSES + (G3.dtype in (torch.float64, torch.complex128))
     for _ in range(power_iters):
-        Yh = orth_rows(Y.mH.to(_wide(G3.dtype)), passes, want_r=False)[0].to(G3.dtype)
+        Yh = orth_rows(Y.mH.to(wide_dtype(G3.dtype)), passes, want_r=False)[0].to(G3.dtype)
         Y = G3 @ (G3.mH @ Yh.mH)
-    return orth_rows(Y.mH.to(_wide(G3.dtype)), passes, want_r=False)[0].to(G3.dtype)
+    return orth_rows(Y.mH.to(wide_dtype(G3.dtype)), passes, want_r=False)[0].to(G3.dtype)
 
 
 @torch.no_grad()

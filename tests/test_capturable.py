@@ -9,7 +9,7 @@ import warnings
 
 import pytest
 import torch
-from conftest import haar, max_abs, randn
+from helpers import haar, max_abs, randn
 
 import projunn_core as pc
 

@@ -3,7 +3,7 @@ exactly what the eager steps do (skipped without CUDA; scripts/gpu_check.py runs
 
 import pytest
 import torch
-from conftest import max_abs
+from helpers import max_abs
 
 import projunn_core as pc
 

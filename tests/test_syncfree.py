@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import scipy.linalg
 import torch
-from conftest import DOUBLE, haar, max_abs, randn, ref_expm_step, ref_polar_step
+from helpers import DOUBLE, haar, max_abs, randn, ref_expm_step, ref_polar_step
 from torch.utils._python_dispatch import TorchDispatchMode
 
 import projunn_core as pc
