@@ -25,6 +25,7 @@ import math
 
 import torch
 
+from . import syncfree
 from ._checks import (
     check_finite,
     check_has_data,
@@ -146,6 +147,17 @@ def _apply(A: torch.Tensor, Q: torch.Tensor, E: torch.Tensor, check: bool) -> to
     return A
 
 
+def check_counter(skipped, A: torch.Tensor) -> None:
+    """``skipped`` must be ``None`` or a 0-dim int64 tensor on A's device."""
+    if skipped is not None and (
+        not isinstance(skipped, torch.Tensor)
+        or skipped.dtype != torch.int64
+        or skipped.shape != ()
+        or skipped.device != A.device
+    ):
+        raise TypeError(f"skipped must be a 0-dim int64 tensor on {A.device}")
+
+
 def _validate(A, a, b, check: bool) -> None:
     n = check_square("A", A)
     check_like("a", a, A, last=n)
@@ -167,20 +179,35 @@ def _validate(A, a, b, check: bool) -> None:
 
 @torch.no_grad()
 def projunn_t(
-    A: torch.Tensor, a: torch.Tensor, b: torch.Tensor, *, check: bool = True
+    A: torch.Tensor,
+    a: torch.Tensor,
+    b: torch.Tensor,
+    *,
+    check: bool = True,
+    sync_free: bool = False,
+    skipped: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """projUNN-T, in place: ``A <- A exp(skew(A^H a b^H))``; returns A.
 
     A (..., N, N) unitary; a, b (..., N, k) with the same dtype and device.
     ``check=True`` refuses non-finite inputs, an A that is not unitary (see
     :func:`unitarity_tolerance`) and, for real A, rotations too large to compute in
-    double precision; ``check=False`` skips these (no host synchronization).
+    double precision; ``check=False`` skips these checks (but the small eigenproblem
+    still synchronizes a GPU).
+    ``sync_free=True``: the same step with no host synchronization
+    (:mod:`projunn_core.syncfree`, CUDA-graph capturable); ``check`` then leaves A
+    unchanged on the device instead of raising (non-finite or out-of-range steps; A is
+    assumed unitary), counted in the 0-dim int64 tensor ``skipped``.
 
     >>> import torch
     >>> A = torch.eye(3); a = torch.zeros(3, 1); b = torch.ones(3, 1)
     >>> torch.equal(projunn_t(A, a, b), torch.eye(3))
     True
     """
+    if sync_free:
+        _validate(A, a, b, False)
+        check_counter(skipped, A)
+        return syncfree.kernel(A, a, b, "T", guard=check, skipped=skipped)
     _validate(A, a, b, check)
     Q, pa, pb = _small_problem(A, a, b, check)
     M = 0.5 * (pa @ pb.mH - pb @ pa.mH)
@@ -194,11 +221,18 @@ def projunn_t(
 
 @torch.no_grad()
 def projunn_d(
-    A: torch.Tensor, a: torch.Tensor, b: torch.Tensor, *, check: bool = True
+    A: torch.Tensor,
+    a: torch.Tensor,
+    b: torch.Tensor,
+    *,
+    check: bool = True,
+    sync_free: bool = False,
+    skipped: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """projUNN-D, in place: ``A <-`` the closest unitary to ``A + a b^H``; returns A.
 
-    Arguments and checks as for :func:`projunn_t`.
+    Arguments, checks and ``sync_free`` as for :func:`projunn_t` (here the small SVD
+    synchronizes a GPU even with ``check=False``).
 
     >>> import torch
     >>> A = torch.eye(2, dtype=torch.float64); a = torch.tensor([[1.0], [0.0]], dtype=A.dtype)
@@ -206,6 +240,10 @@ def projunn_d(
     tensor([[1., 0.],
             [0., 1.]], dtype=torch.float64)
     """
+    if sync_free:
+        _validate(A, a, b, False)
+        check_counter(skipped, A)
+        return syncfree.kernel(A, a, b, "D", guard=check, skipped=skipped)
     _validate(A, a, b, check)
     Q, pa, pb = _small_problem(A, a, b, check)
     m = Q.shape[-1]

@@ -16,6 +16,16 @@ A parameter whose gradient is not finite is skipped, bit-for-bit unchanged, and
 counted in ``optimizer.skipped_steps`` (disable with ``skip_nonfinite=False``, which
 also removes the host synchronization of the check).
 
+``capturable=True`` (like ``torch.optim``'s option) makes ``step()`` free of host
+synchronization, so that a CUDA graph can capture it (see :mod:`projunn_core.graph`):
+unitary parameters take the sync-free projUNN step (:mod:`projunn_core.syncfree`; the
+range finder, ``approx="range"``), torch's own update runs with its ``capturable`` flag,
+and a non-finite gradient is handled on the device: the weight (or the one matrix of a
+batched weight) is left bit-for-bit unchanged and counted on the device, while moment
+buffers take a step with a zero gradient. Reading ``skipped_steps`` then synchronizes
+once. The randomized sketch draws from ``generator`` (or the device's default
+generator); a seeded CUDA generator gives the same sketches on every process.
+
 >>> import torch, projunn_core as pc
 >>> W = torch.nn.Parameter(pc.init.haar(6))
 >>> opt = pc.optim.RMSprop([{"params": [W], "unitary": True, "rank": 2}], lr=1e-2)
@@ -28,11 +38,12 @@ from __future__ import annotations
 
 import torch
 
+from . import syncfree
 from ._checks import all_finite, check_choice, check_rank, check_size, check_square
 from .lowrank import lowrank_method
 from .protocol import check_optimizer_name
 from .repair import reorthogonalize
-from .step import VARIANTS, projunn_update
+from .step import SYNC_FREE_APPROX, VARIANTS, projunn_update
 
 __all__ = ["SGD", "RMSprop", "Adam", "Combined", "UNITARY_OPTIONS", "make", "make_unitary"]
 
@@ -50,10 +61,20 @@ UNITARY_OPTIONS = ("rank", "variant", "approx", "reorthogonalize_every")
 class _ProjUNNMixin:
     """Adds unitary parameter groups to a ``torch.optim`` optimizer (mixed in first)."""
 
-    def _setup(self, generator, skip_nonfinite) -> None:
+    def _setup(self, generator, skip_nonfinite, capturable=False) -> None:
         self.generator = generator
         self.skip_nonfinite = skip_nonfinite
-        self.skipped_steps = 0
+        self.capturable = bool(capturable)
+        self._skipped = 0
+        self._skipped_on_device = {}  # device -> int64 counter (capturable steps)
+        self._standins = {}  # unitary parameter -> buffer torch's update writes into
+
+    @property
+    def skipped_steps(self) -> int:
+        """Parameters (matrices of a batched unitary parameter) skipped so far for a
+        non-finite gradient or update (reading the device counters of capturable steps
+        synchronizes)."""
+        return self._skipped + sum(int(c) for c in self._skipped_on_device.values())
 
     def add_param_group(self, param_group: dict) -> None:
         if "unitary" not in param_group:
@@ -70,7 +91,35 @@ class _ProjUNNMixin:
             param_group.setdefault(key, value)
         if param_group["unitary"]:
             self._check_unitary_group(param_group)
+            if self.capturable:
+                self._check_capturable_group(param_group)
         super().add_param_group(param_group)
+        if self.capturable:  # counters exist before any capture (a graph only replays)
+            for p in self.param_groups[-1]["params"]:
+                if p.device not in self._skipped_on_device:
+                    self._skipped_on_device[p.device] = torch.zeros(
+                        (), dtype=torch.int64, device=p.device
+                    )
+
+    def _check_capturable_group(self, group: dict) -> None:
+        if lowrank_method("approx", group["approx"]) not in SYNC_FREE_APPROX:
+            raise ValueError(
+                f"capturable=True needs approx in {SYNC_FREE_APPROX} (the range finder, "
+                f"also called lsi); approx={group['approx']!r} synchronizes the host"
+            )
+        if group.get("reorthogonalize_every") is not None:
+            raise ValueError(
+                "capturable=True cannot reorthogonalize_every (reorthogonalize synchronizes "
+                "the host): call projunn_core.reorthogonalize on the weight between replays"
+            )
+        gen = self.generator
+        params = group["params"]
+        for p in [params] if isinstance(params, torch.Tensor) else params:
+            if gen is not None and gen.device.type != p.device.type:
+                raise ValueError(
+                    f"capturable=True needs the generator on the parameters' device "
+                    f"({p.device}), got a {gen.device} generator"
+                )
 
     @staticmethod
     def _check_unitary_group(group: dict) -> None:
@@ -102,6 +151,9 @@ class _ProjUNNMixin:
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
+        if self.capturable:
+            self._capturable_step()
+            return loss
         held = []  # (param, grad) hidden from torch because the gradient is not finite
         swapped = []  # (param, group, original data) of unitary parameters
         try:
@@ -112,7 +164,7 @@ class _ProjUNNMixin:
                     if self.skip_nonfinite and not all_finite(p.grad):
                         held.append((p, p.grad))
                         p.grad = None
-                        self.skipped_steps += 1
+                        self._skipped += 1
                     elif group["unitary"]:
                         # torch updates a zero stand-in, which then holds exactly the
                         # additive update -lr * direction it wants to apply.
@@ -130,7 +182,7 @@ class _ProjUNNMixin:
             delta = p.data
             p.data = original
             if self.skip_nonfinite and not all_finite(delta):
-                self.skipped_steps += 1
+                self._skipped += 1
                 continue
             projunn_update(
                 p.data,
@@ -149,28 +201,99 @@ class _ProjUNNMixin:
                     reorthogonalize(p.data)
         return loss
 
+    def _capturable_step(self) -> None:
+        """``step()`` with no host synchronization (``capturable=True``)."""
+        swapped = []  # (param, group, original data, finite flags) of unitary parameters
+        plain = []  # (param, copy before the step, finite flag) of plain parameters
+        try:
+            for group in self.param_groups:
+                for p in group["params"]:
+                    if p.grad is None:
+                        continue
+                    ok = None
+                    if self.skip_nonfinite:
+                        # one flag per matrix of a unitary weight, one for a plain one
+                        ok = syncfree.finite(p.grad if group["unitary"] else p.grad.reshape(1, -1))
+                        mask = ok.view(*ok.shape, 1, 1) if group["unitary"] else ok
+                        zero = p.grad.new_zeros(())
+                        torch.where(mask, p.grad, zero, out=p.grad)  # torch sees 0
+                    if group["unitary"]:
+                        standin = self._standins.get(p)
+                        if standin is None:
+                            standin = self._standins[p] = torch.zeros_like(p.data)
+                        swapped.append((p, group, p.data, ok))
+                        p.data = standin.zero_()
+                    elif ok is not None:
+                        plain.append((p, p.detach().clone(), ok))
+            super().step()
+        finally:
+            deltas = []
+            for p, _, original, _ in swapped:
+                deltas.append(p.data)
+                p.data = original
+        for (p, group, original, ok), delta in zip(swapped, deltas, strict=True):
+            syncfree.step(
+                original,
+                delta,
+                group["rank"],
+                group["variant"],
+                generator=self.generator,
+                guard=self.skip_nonfinite,
+                valid=ok,
+                skipped=self._skipped_on_device[p.device],
+            )
+        for p, before, ok in plain:
+            torch.where(ok, p.data, before, out=p.data)
+            self._skipped_on_device[p.device].add_(ok.logical_not())
+
+
+def _base_options(base, capturable: bool, params: list) -> dict:
+    """``capturable`` for the torch base class: only where torch takes it (not SGD) and
+    only on CUDA (torch refuses it for CPU parameters)."""
+    if not capturable or "capturable" not in base.__init__.__code__.co_varnames:
+        return {}
+    tensors = [t for g in params for t in (g["params"] if isinstance(g, dict) else [g])]
+    tensors = [t for ts in tensors for t in ([ts] if isinstance(ts, torch.Tensor) else ts)]
+    return {"capturable": any(t.is_cuda for t in tensors)}
+
+
+def _as_list(params) -> list:
+    return [params] if isinstance(params, torch.Tensor) else list(params)
+
 
 class SGD(_ProjUNNMixin, torch.optim.SGD):
     """``torch.optim.SGD`` (momentum, Nesterov) with projUNN for unitary groups."""
 
-    def __init__(self, params, lr=1e-3, *, generator=None, skip_nonfinite=True, **kwargs):
-        self._setup(generator, skip_nonfinite)
+    def __init__(
+        self, params, lr=1e-3, *, generator=None, skip_nonfinite=True, capturable=False, **kwargs
+    ):
+        self._setup(generator, skip_nonfinite, capturable)
+        params = _as_list(params)
+        kwargs.update(_base_options(torch.optim.SGD, capturable, params))
         super().__init__(params, lr=lr, **kwargs)
 
 
 class RMSprop(_ProjUNNMixin, torch.optim.RMSprop):
     """``torch.optim.RMSprop`` with projUNN for unitary groups."""
 
-    def __init__(self, params, lr=1e-2, *, generator=None, skip_nonfinite=True, **kwargs):
-        self._setup(generator, skip_nonfinite)
+    def __init__(
+        self, params, lr=1e-2, *, generator=None, skip_nonfinite=True, capturable=False, **kwargs
+    ):
+        self._setup(generator, skip_nonfinite, capturable)
+        params = _as_list(params)
+        kwargs.update(_base_options(torch.optim.RMSprop, capturable, params))
         super().__init__(params, lr=lr, **kwargs)
 
 
 class Adam(_ProjUNNMixin, torch.optim.Adam):
     """``torch.optim.Adam`` with projUNN for unitary groups."""
 
-    def __init__(self, params, lr=1e-3, *, generator=None, skip_nonfinite=True, **kwargs):
-        self._setup(generator, skip_nonfinite)
+    def __init__(
+        self, params, lr=1e-3, *, generator=None, skip_nonfinite=True, capturable=False, **kwargs
+    ):
+        self._setup(generator, skip_nonfinite, capturable)
+        params = _as_list(params)
+        kwargs.update(_base_options(torch.optim.Adam, capturable, params))
         super().__init__(params, lr=lr, **kwargs)
 
 

@@ -22,12 +22,17 @@ from ._checks import (
     check_rank,
     check_square,
 )
-from .kernels import projunn_d, projunn_t
+from .kernels import check_counter, projunn_d, projunn_t
 from .lowrank import lowrank, lowrank_method
+from .syncfree import step as sync_free_step
 
-__all__ = ["projunn_step", "projunn_update", "VARIANTS"]
+__all__ = ["projunn_step", "projunn_update", "SYNC_FREE_APPROX", "VARIANTS"]
 
 VARIANTS = {"T": projunn_t, "D": projunn_d}
+
+SYNC_FREE_APPROX = ("range",)
+"""Low-rank methods of the sync-free path (``sync_free=True``): the range finder (alias
+"lsi"); column sampling and the truncated SVD synchronize the host."""
 
 
 def _check_options(rank, variant, approx, n) -> None:
@@ -36,13 +41,58 @@ def _check_options(rank, variant, approx, n) -> None:
     lowrank_method("approx", approx)
 
 
+def check_sync_free(A, approx, generator, skipped, approx_options) -> int:
+    """Check the arguments of a sync-free step (host metadata only); return power_iters."""
+    if lowrank_method("approx", approx) not in SYNC_FREE_APPROX:
+        raise ValueError(
+            f"sync_free=True needs approx in {SYNC_FREE_APPROX} (the range finder, also "
+            f"called lsi); approx={approx!r} synchronizes the host"
+        )
+    if generator is not None and generator.device.type != A.device.type:
+        raise ValueError(f"sync_free=True needs a generator on {A.device}, got {generator.device}")
+    check_counter(skipped, A)
+    unknown = sorted(set(approx_options) - {"oversample", "power_iters"})
+    if unknown:
+        raise TypeError(f"unknown approximation option(s) {unknown}")
+    power_iters = approx_options.get("power_iters", 0)
+    if isinstance(power_iters, bool) or not isinstance(power_iters, int) or power_iters < 0:
+        raise ValueError(f"power_iters must be a non-negative int, got {power_iters!r}")
+    return power_iters
+
+
 @torch.no_grad()
-def _update(A, delta, name, rank, variant, approx, scale, check, generator, approx_options):
+def _update(
+    A,
+    delta,
+    name,
+    rank,
+    variant,
+    approx,
+    scale,
+    check,
+    generator,
+    approx_options,
+    sync_free,
+    skipped,
+):
     n = check_square("A", A)
     check_like(name, delta, A, last=n)
     if delta.shape != A.shape:
         raise ValueError(f"{name} must have A's shape {tuple(A.shape)}, got {tuple(delta.shape)}")
     _check_options(rank, variant, approx, n)
+    if sync_free:
+        power_iters = check_sync_free(A, approx, generator, skipped, approx_options)
+        return sync_free_step(
+            A,
+            delta,
+            rank,
+            variant,
+            scale=scale,
+            generator=generator,
+            power_iters=power_iters,
+            guard=check,
+            skipped=skipped,
+        )
     if check:
         check_has_data("A", A)
     a, b = lowrank(delta, rank, approx, generator=generator, **approx_options)
@@ -69,16 +119,32 @@ def projunn_update(
     approx: str = "range",
     check: bool = True,
     generator: torch.Generator | None = None,
+    sync_free: bool = False,
+    skipped: torch.Tensor | None = None,
     **approx_options,
 ) -> torch.Tensor:
     """Move unitary A, in place, by the additive update ``delta`` (N x N) applied
     through its rank-``rank`` approximation; returns A. (What an optimizer calls.)
+    ``sync_free`` and ``skipped`` as in :func:`projunn_step`.
 
     >>> import torch
     >>> A = torch.eye(4); projunn_update(A, torch.zeros(4, 4)).equal(torch.eye(4))
     True
     """
-    return _update(A, delta, "delta", rank, variant, approx, 1.0, check, generator, approx_options)
+    return _update(
+        A,
+        delta,
+        "delta",
+        rank,
+        variant,
+        approx,
+        1.0,
+        check,
+        generator,
+        approx_options,
+        sync_free,
+        skipped,
+    )
 
 
 def projunn_step(
@@ -91,6 +157,8 @@ def projunn_step(
     *,
     check: bool = True,
     generator: torch.Generator | None = None,
+    sync_free: bool = False,
+    skipped: torch.Tensor | None = None,
     **approx_options,
 ) -> torch.Tensor:
     """Move unitary A, in place, by the additive update ``-lr * G`` through its rank-k
@@ -99,7 +167,35 @@ def projunn_step(
     ``approx`` picks the low-rank method (see :func:`projunn_core.lowrank`), whose
     options (``oversample``, ``power_iters``) pass through. ``check=False`` skips the
     checks of values (finite inputs, a unitary A), which synchronize a GPU with the host.
+
+    ``sync_free=True`` takes the step with no host synchronization at all, so that a
+    CUDA graph can capture it (:mod:`projunn_core.syncfree`; the range finder
+    ``approx="range"`` only, ``generator`` on A's device). ``check`` then works on the
+    device: a matrix whose step is not finite (or out of the exponential's range, or
+    not converged) is left unchanged and counted into ``skipped`` (a 0-dim int64 tensor
+    on A's device), instead of raising. A seed gives the same sketch as the eager path.
+
+    >>> import torch, projunn_core as pc
+    >>> A, G = pc.init.haar(6), torch.randn(6, 6)
+    >>> B = A.clone()
+    >>> _ = projunn_step(A, G, 0.1, 2, generator=torch.Generator().manual_seed(0))
+    >>> _ = projunn_step(B, G, 0.1, 2, generator=torch.Generator().manual_seed(0), sync_free=True)
+    >>> bool(torch.allclose(A, B, atol=1e-6))
+    True
     """
     if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not math.isfinite(lr):
         raise ValueError(f"lr must be a finite number, got {lr!r}")
-    return _update(A, G, "G", rank, variant, approx, -float(lr), check, generator, approx_options)
+    return _update(
+        A,
+        G,
+        "G",
+        rank,
+        variant,
+        approx,
+        -float(lr),
+        check,
+        generator,
+        approx_options,
+        sync_free,
+        skipped,
+    )

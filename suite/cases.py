@@ -44,6 +44,8 @@ from typing import Any
 
 import torch
 
+from projunn_core.graph import graph_unavailable
+
 from .methods import CONV_WORKLOADS, DENSE_WORKLOADS, METHODS
 
 __all__ = [
@@ -221,6 +223,8 @@ class Case:
         reason = device_available(self.device)
         if reason:
             return reason
+        if spec.graphed and (reason := graph_unavailable(self.device)):
+            return f"{self.method} is replayed as a CUDA graph: {reason}"
         dev_type = torch.device(self.device).type
         # a batch of F matrices of size n costs like one of size F^(1/3) n
         cubic_n = round(self.n * self.frequencies ** (1 / 3))

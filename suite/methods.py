@@ -151,7 +151,10 @@ class Method:
     (``"expm"``: exponential retraction, ``"polar"``: closest unitary; ``None``: no such
     comparison); ``unitary`` is False for the unconstrained reference layer;
     ``initializable`` marks methods whose ``build`` takes ``init``, the starting unitary by
-    name (``projunn_core.init.INITS``; Haar when not given).
+    name (``projunn_core.init.INITS``; Haar when not given); ``graphed`` methods have
+    their update and training step captured in a CUDA graph
+    (:func:`projunn_core.graph.capture_step`) and timed as replays, so they need CUDA;
+    ``optimizer_options`` go to ``module.optimizer(...)`` (e.g. ``capturable=True``).
 
     Convolutions: ``conv(channels, height, width, dtype=..., device=..., **options)``
     builds the method's orthogonal convolution (``None``: it has none), taking the options
@@ -170,6 +173,8 @@ class Method:
     reference: str | None = None
     unitary: bool = True
     initializable: bool = False
+    graphed: bool = False
+    optimizer_options: Mapping[str, Any] = field(default_factory=dict)
     conv: Callable[..., torch.nn.Module] | None = None
     conv_defaults: Mapping[str, Any] = field(default_factory=dict)
 
@@ -264,6 +269,13 @@ def _projunn_update(variant: str):
     return update
 
 
+def _projunn_sync_free_update(variant: str):
+    def update(A, G, lr, *, rank=1, approx="range"):
+        return pc.projunn_step(A, G, lr, rank=rank, variant=variant, approx=approx, sync_free=True)
+
+    return update
+
+
 def _baseline_build(cls_name: str, **fixed):
     def build(n, *, dtype, device, **options):
         return getattr(baselines, cls_name)(n, dtype=dtype, device=device, **fixed, **options)
@@ -311,6 +323,21 @@ _ENTRIES = [
         conv=_projunn_conv("D"),
         conv_defaults={"approx": "range"},
         initializable=True,
+    ),
+    *(
+        Method(
+            f"projunn_{variant.lower()}_graphed",
+            f"projUNN-{variant} without host synchronization, replayed as a CUDA graph (CUDA only)",
+            _projunn_build(variant),
+            _projunn_sync_free_update(variant),
+            ranked=True,
+            defaults={"approx": "range"},
+            reference=reference,
+            initializable=True,
+            graphed=True,
+            optimizer_options={"capturable": True},
+        )
+        for variant, reference in (("T", "expm"), ("D", "polar"))
     ),
     Method(
         "svd",

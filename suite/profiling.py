@@ -66,6 +66,7 @@ __all__ = [
     "StepProfile",
     "WAIT_RANGE",
     "count_syncs",
+    "sync_sites",
     "device_activity",
     "operator_group",
     "peak_allocation",
@@ -322,8 +323,9 @@ def device_activity(events: Iterable[tuple[str, float, float]]) -> tuple[int, in
     return kernels, copies, busy
 
 
-def count_syncs(run: Callable[[], Any]) -> int:
-    """Host synchronizations ``run()`` makes, seen by the CUDA sync debug mode.
+def sync_sites(run: Callable[[], Any]) -> list[tuple[str, int]]:
+    """``(file, line)`` of the Python code behind each host synchronization ``run()``
+    makes, seen by the CUDA sync debug mode.
 
     Sets ``torch.cuda.set_sync_debug_mode("warn")``, records every warning (none is
     folded into a "once" filter) and restores the previous mode. A lower bound (see
@@ -337,7 +339,12 @@ def count_syncs(run: Callable[[], Any]) -> int:
             run()
         finally:
             torch.cuda.set_sync_debug_mode(old)
-    return sum(SYNC_WARNING in str(w.message) for w in caught)
+    return [(w.filename, w.lineno) for w in caught if SYNC_WARNING in str(w.message)]
+
+
+def count_syncs(run: Callable[[], Any]) -> int:
+    """The number of :func:`sync_sites` of ``run()``."""
+    return len(sync_sites(run))
 
 
 def _tensors(obj: Any) -> Iterator[torch.Tensor]:

@@ -5,7 +5,8 @@ calls run in blocks, the clock (and, on CUDA, a device synchronization) is read 
 block, never per call, so sub-millisecond CUDA steps are not inflated by a host sync per
 sample; sampling stops once the spread is small or the time budget is spent. The
 thread count is explicit. :func:`timer` is the synchronizing clock asv uses (asv times
-single calls itself).
+single calls itself). :func:`measure_events` reads CUDA events instead: the time the
+device's stream spends per call, with no host clock involved.
 
 >>> import torch
 >>> t = measure(lambda: torch.ones(8).sum(), min_time=0.001, max_time=0.01)
@@ -15,6 +16,7 @@ True
 
 from __future__ import annotations
 
+import statistics
 import time
 import timeit
 from collections.abc import Callable
@@ -30,6 +32,7 @@ __all__ = [
     "Timing",
     "cuda_peak_bytes",
     "measure",
+    "measure_events",
     "reset_cuda_peak",
     "synchronize",
     "timer",
@@ -126,6 +129,43 @@ def measure(
     )
     samples = tuple(float(t) for t in m.times)
     return Timing(float(m.median), float(m.iqr), len(samples), int(m.number_per_run), samples)
+
+
+def measure_events(
+    fn: Callable[[], object],
+    *,
+    device: torch.device | str = "cuda",
+    blocks: int = 7,
+    block_time: float = 0.02,
+) -> Timing:
+    """Seconds per call between CUDA events: ``blocks`` blocks of back-to-back calls (as
+    many as fill about ``block_time`` seconds), each block between two events recorded on
+    the current stream, one synchronization at the end. Where the host cannot keep the
+    device busy the idle gaps count too, as they do in wall time.
+    """
+    dev = _cuda(device)
+    if dev is None:
+        raise ValueError(f"measure_events needs an available CUDA device, got {device!r}")
+    if blocks < 1 or not block_time > 0:
+        raise ValueError(f"need blocks >= 1 and block_time > 0, got {blocks}, {block_time}")
+    torch.cuda.synchronize(dev)
+    start = time.perf_counter()
+    fn()
+    torch.cuda.synchronize(dev)
+    number = max(1, min(10_000, int(block_time / max(time.perf_counter() - start, 1e-7))))
+    marks = [
+        (torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True))
+        for _ in range(blocks)
+    ]
+    for begin, end in marks:
+        begin.record()
+        for _ in range(number):
+            fn()
+        end.record()
+    torch.cuda.synchronize(dev)
+    samples = tuple(begin.elapsed_time(end) * 1e-3 / number for begin, end in marks)
+    qs = statistics.quantiles(samples, n=4) if blocks > 1 else [samples[0]] * 3
+    return Timing(statistics.median(samples), qs[2] - qs[0], blocks, number, samples)
 
 
 def reset_cuda_peak(device: torch.device | str | None) -> bool:

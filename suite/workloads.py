@@ -39,6 +39,7 @@ import torch
 from projunn_core import unitarity_error
 from projunn_core._checks import wide_dtype
 from projunn_core.conv import FrequencyLayout, initial_frequency_matrices, orthogonality_error
+from projunn_core.graph import capture_step
 from projunn_core.init import haar
 
 from .cases import REFERENCE_CAP, Case
@@ -53,6 +54,7 @@ __all__ = [
     "dist_to_exact",
     "make_gradient",
     "prepare",
+    "train_state",
     "unitarity_metrics",
 ]
 
@@ -124,7 +126,10 @@ def _mse(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return (d * d.conj()).real.mean()
 
 
-def _train_state(case: Case, batch: int, seed: int) -> dict[str, Any]:
+def train_state(case: Case, batch: int = 32, seed: int = 0) -> dict[str, Any]:
+    """The pieces of an eager training step of ``case``: ``module``, ``optimizer`` (with the
+    method's ``optimizer_options``), batch ``x``, ``y``, ``loss()`` (forward and loss) and
+    ``step()`` (zero_grad, forward, backward, ``optimizer.step()``)."""
     device = torch.device(case.device)
     torch.manual_seed(seed)  # module initializers use the global generator
     options = case.method_options()
@@ -135,19 +140,22 @@ def _train_state(case: Case, batch: int, seed: int) -> dict[str, Any]:
     else:
         module = case.spec(case.n, dtype=case.torch_dtype, device=device, **options)
         shape = (batch, case.n)
-    opt = module.optimizer(TRAIN_OPTIMIZER, lr=TRAIN_LR)
+    opt = module.optimizer(TRAIN_OPTIMIZER, lr=TRAIN_LR, **case.spec.optimizer_options)
     gen = _generator(device, seed + 1)
     x = torch.randn(shape, dtype=case.torch_dtype, device=device, generator=gen)
     y = torch.randn(shape, dtype=case.torch_dtype, device=device, generator=gen)
 
+    def loss():
+        return _mse(module(x), y)
+
     def step():
         opt.zero_grad(set_to_none=True)
-        loss = _mse(module(x), y)
-        loss.backward()
+        value = loss()
+        value.backward()
         opt.step()
-        return loss
+        return value
 
-    return {"module": module, "optimizer": opt, "x": x, "y": y, "step": step}
+    return {"module": module, "optimizer": opt, "x": x, "y": y, "loss": loss, "step": step}
 
 
 def _conv_update(case: Case, device: torch.device, seed: int) -> Prepared:
@@ -167,14 +175,21 @@ def _conv_update(case: Case, device: torch.device, seed: int) -> Prepared:
 
 def prepare(case: Case, *, batch: int = 32, seed: int = 0) -> Prepared:
     """Build ``case`` (update, train_step or their conv forms); raises
-    ``NotImplementedError`` if skipped."""
+    ``NotImplementedError`` if skipped.
+
+    For a ``graphed`` method the step is captured in a CUDA graph (after the capture's
+    warm-up steps) and ``step()`` replays it.
+    """
     case.require()
     device = torch.device(case.device)
     if case.workload == "conv_update":
         return _conv_update(case, device, seed)
     if case.workload in ("train_step", "conv_train_step"):
-        state = _train_state(case, batch, seed)
-        return Prepared(case, state.pop("step"), device, state)
+        state = train_state(case, batch, seed)
+        step = state.pop("step")
+        if case.spec.graphed:
+            step = state["graph"] = capture_step(step, optimizer=state["optimizer"])
+        return Prepared(case, step, device, state)
     if case.workload == "update":
         gen = _generator(device, seed)
         A = haar(case.n, case.torch_dtype, device, gen)
@@ -184,7 +199,10 @@ def prepare(case: Case, *, batch: int = 32, seed: int = 0) -> Prepared:
         def step():
             return update(A, G, STEP_LR, **opts)
 
-        return Prepared(case, step, device, {"A": A, "G": G})
+        state = {"A": A, "G": G}
+        if case.spec.graphed:
+            step = state["graph"] = capture_step(step, device=device)
+        return Prepared(case, step, device, state)
     raise ValueError(f"prepare() builds update and train_step cases, not {case.workload!r}")
 
 
@@ -225,7 +243,7 @@ def unitarity_metrics(
     fresh random inputs (what the operator's orthogonality means for a user).
     """
     case.require()
-    state = _train_state(case, batch, seed)
+    state = train_state(case, batch, seed)
     module, step = state["module"], state["step"]
     prefix, error = (
         ("orthogonality", orthogonality_error)

@@ -48,3 +48,74 @@ def test_drift_rejects_bad_arguments(args, capsys, script):
     with pytest.raises(SystemExit) as info:
         script("drift").main(args)
     assert info.value.code == 2 and "error" in capsys.readouterr().err
+
+
+def test_gpu_check_runs_its_cpu_parts(tmp_path, capsys, script):
+    """On a CPU the GPU script runs what a CPU can: the sweep and profile at a small N
+    (graphed methods and host-sync counts are skipped rows with their reason)."""
+    import csv
+    import json
+
+    from suite.output import COLUMNS
+
+    args = ["--out", str(tmp_path), "--device", "cpu", "--budget", "60"]
+    args += ["--parts", "syncs", "sweep", "profile", "--sizes", "16", "--ranks", "2"]
+    assert script("gpu_check").main(args) == 0
+    (folder,) = tmp_path.iterdir()
+    with open(folder / "results.csv", newline="") as f:
+        reader = csv.DictReader(f)
+        rows = list(reader)
+    assert tuple(reader.fieldnames) == COLUMNS
+    by = {(r["method"], r["metric"], r["status"]) for r in rows}
+    assert ("projunn_t", "time", "ok") in by and ("expm", "time", "ok") in by
+    assert ("byte_floor", "time", "ok") in by
+    notes = json.loads((folder / "machine.json").read_text())["run"]["gpu_check"]
+    assert notes["copy_bandwidth_bytes_per_s"] > 0
+    assert ("projunn_t", "ops_per_step", "ok") in by  # the profile part
+    graphed = [r for r in rows if r["method"] == "projunn_t_graphed" and r["metric"] == ""]
+    assert graphed and all(r["status"] == "skipped" for r in graphed)
+    assert "replayed as a CUDA graph" in graphed[0]["reason"]
+    syncs = [r for r in rows if r["metric"] == "host_syncs_per_step"]
+    assert syncs and {r["reason"] for r in syncs} == {"host syncs are counted on CUDA only"}
+    summary = (folder / "summary.md").read_text()
+    assert "| 16 |" in summary and "(they need CUDA)" in summary
+    out = capsys.readouterr().out
+    assert out.index("# GPU check") < out.index("results:")  # the summary is printed last
+    from suite.report.load import load_one
+
+    _, frame = load_one(folder)  # the report reads the folder as it is
+    assert len(frame) == len(rows)
+
+
+def test_gpu_check_rejects_bad_usage(tmp_path, capsys, script):
+    with pytest.raises(SystemExit) as e:
+        script("gpu_check").main(["--out", str(tmp_path), "--budget", "0"])
+    assert e.value.code == 2 and "--budget must be positive" in capsys.readouterr().err
+
+
+def test_gpu_check_summary_judges_the_targets(script):
+    """The summary's verdicts, from made-up GPU rows (the real ones need a GPU)."""
+    gpu_check = script("gpu_check")
+
+    def row(method, n, value, k=None, metric="time_cuda_events"):
+        return {
+            "method": method,
+            "n": n,
+            "k": k,
+            "metric": metric,
+            "value": value,
+            "status": "ok",
+            "options": "",
+            "workload": "update",
+            "reason": "",
+        }
+
+    rows = [row("byte_floor", n, 6 * n * n * 4 / 3e12, metric="time") for n in (256, 8192)]
+    rows += [row("projunn_t_graphed", 256, 8e-5, 1), row("projunn_t_graphed", 8192, 7e-4, 1)]
+    rows += [row("expm", 256, 4e-4), row("cayley", 256, 6e-5), row("expm", 8192, 0.07)]
+    rows += [row("projunn_t_graphed", 256, 9e-5, 1, metric="time")]  # wall: events win
+    text = gpu_check.summary(rows, "test GPU", [1])
+    assert "| 256 | 0.080 |" in text
+    assert "replayed step < 0.1 ms: met (max 0.080 ms)" in text
+    assert "within 1.5x the byte floor: 1.30x" in text
+    assert "faster than expm and Cayley at every N >= 128: not met: cayley at N=256" in text

@@ -21,6 +21,8 @@ TINY = Settings(warmup=0, min_time=0.002, max_time=0.01, accuracy_steps=2, batch
 EXPECTED = {
     "projunn_t",
     "projunn_d",
+    "projunn_t_graphed",
+    "projunn_d_graphed",
     "svd",
     "expm",
     "cayley",
@@ -34,7 +36,7 @@ EXPECTED = {
 
 def test_registry_names_and_updates():
     assert set(METHODS) == EXPECTED
-    assert set(UPDATES) == {"projunn_t", "projunn_d", "svd", "expm", "cayley", "unconstrained"}
+    assert set(UPDATES) == EXPECTED - {"eunn", "eunn_fft", "torch_orthogonal", "soc"}
     for m in METHODS.values():
         assert m.description and m.name == method(m.name).name
     with pytest.raises(KeyError, match="unknown method"):
@@ -43,9 +45,14 @@ def test_registry_names_and_updates():
         METHODS["svd"].options(rank=2)
 
 
-REGISTRY_CASES = iter_cases(
-    "tiny", workloads=DENSE_WORKLOADS, sizes=[16], ranks=[2], dtypes=["float32", "complex64"]
-) + iter_cases("tiny", workloads=CONV_WORKLOADS, ranks=[2])
+REGISTRY_CASES = [  # graphed methods need CUDA: see test_graphed_methods_skip_on_cpu
+    c
+    for c in iter_cases(
+        "tiny", workloads=DENSE_WORKLOADS, sizes=[16], ranks=[2], dtypes=["float32", "complex64"]
+    )
+    + iter_cases("tiny", workloads=CONV_WORKLOADS, ranks=[2])
+    if not c.spec.graphed
+]
 
 
 @pytest.mark.parametrize("case", REGISTRY_CASES, ids=lambda c: c.id)
@@ -70,9 +77,24 @@ def test_every_method_runs_every_workload(case):
         assert metrics["host_peak_rss"].value > 0
 
 
+def test_graphed_methods_skip_on_cpu():
+    graphed = ["projunn_t_graphed", "projunn_d_graphed"]
+    cases = iter_cases("tiny", workloads=DENSE_WORKLOADS, methods=graphed, ranks=[2])
+    assert {c.workload for c in cases} == set(DENSE_WORKLOADS)
+    for case in cases:
+        assert case.skip_reason() == (
+            f"{case.method} is replayed as a CUDA graph: CUDA graphs capture CUDA work "
+            "only; the step runs on cpu"
+        )
+    rows = run_case(cases[0], TINY)
+    assert [r.status for r in rows] == ["skipped"] and rows[0].reason == cases[0].skip_reason()
+
+
 def test_every_method_is_covered_by_each_applicable_workload():
     seen = {(c.workload, c.method) for c in REGISTRY_CASES}
     for name, m in METHODS.items():
+        if m.graphed:
+            continue
         for wl in m.workloads:
             assert (wl, name) in seen
     assert ("update", "eunn") not in seen  # no functional update: not in the default list

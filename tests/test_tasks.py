@@ -202,6 +202,9 @@ def test_method_all_skips_what_cannot_run_and_keeps_going(tmp_path, monkeypatch)
     assert status["projunn_t-k1"] == status["lstm"] == "ok"
     assert any("power of two" in r["reason"] for r in rows if r["method"] == "eunn_fft")
     assert any("boom" in r["reason"] for r in rows if r["method"] == "svd")
+    assert status["projunn_t_graphed-k1"] == "skipped"
+    graphed = [r["reason"] for r in rows if r["method"] == "projunn_t_graphed"]
+    assert graphed[0].endswith("task runs train projunn_t")
 
 
 def test_interrupt_writes_what_was_measured(tmp_path, monkeypatch, capsys):
@@ -256,6 +259,7 @@ def test_diverging_loss_is_an_error_row(tmp_path, monkeypatch):
         (["pmnist", "--method", "expm"], "--data-dir"),
         (["copy", "--method", "projunn_t", "--rank", "9", "--hidden", "8"], "exceeds n=8"),
         (["copy", "--method", "eunn_fft", "--hidden", "12"], "power of two"),
+        (["copy", "--method", "projunn_d_graphed"], "task runs train projunn_d"),
         (["copy", "--steps", "0"], "not positive"),
         (["copy", "--lr", "-1"], "not positive"),
         (["copy", "--seed", "-1"], "--seed"),

@@ -109,6 +109,9 @@ class Run:
     def skip_reason(self) -> str | None:
         """Why this method cannot run with this configuration here (the suite's skip
         rules: rank, size, power of two, device, O(N^3) cap), or ``None``."""
+        if self.method in METHODS and METHODS[self.method].graphed:
+            eager = self.method.removesuffix("_graphed")
+            return f"{self.method} is a CUDA graph replay of one step; task runs train {eager}"
         return self.task.skip_reason(self.method, self.rank, self.config, self.device)
 
     def row(self) -> dict[str, Any]:
