@@ -35,6 +35,7 @@ from ._checks import (
     real_dtype,
     wide_dtype,
 )
+from ._products import adjoint_times, times
 
 __all__ = ["projunn_t", "projunn_d", "unitarity_tolerance"]
 
@@ -100,7 +101,7 @@ def _checked_adjoint_product(A: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
     """
     k = a.shape[-1]
     v = torch.cat([a, _probe(A)], dim=-1)
-    w = A.mH @ v  # one pass over A
+    w = adjoint_times(A, v)  # one pass over A
     wide = wide_dtype(A.dtype)
     nv = torch.linalg.vector_norm(v, dim=-2, dtype=wide)
     nw = torch.linalg.vector_norm(w, dim=-2, dtype=wide)
@@ -122,7 +123,7 @@ def _checked_adjoint_product(A: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
 def _small_problem(A: torch.Tensor, a: torch.Tensor, b: torch.Tensor, check: bool):
     """Basis Q (A's dtype), and p_a, p_b in double precision."""
     k = a.shape[-1]
-    a_hat = _checked_adjoint_product(A, a) if check else A.mH @ a  # one pass over A
+    a_hat = _checked_adjoint_product(A, a) if check else adjoint_times(A, a)
     X = torch.cat([b, a_hat], dim=-1).to(wide_dtype(A.dtype))
     Q, R = torch.linalg.qr(X)  # exact: X = Q R, so b and a_hat lie in span Q
     return Q, R[..., :, k:], R[..., :, :k]
@@ -134,7 +135,7 @@ def _apply(A: torch.Tensor, Q: torch.Tensor, E: torch.Tensor, check: bool) -> to
         check_finite("the small update matrix (inputs too large?)", E)
     Qw = Q.to(A.dtype)
     E = E.to(A.dtype)
-    left = (A @ Qw) @ E  # one pass over A
+    left = times(A, Qw) @ E  # one pass over A
     right = Qw.mH
     if A.dim() == 2:
         A.addmm_(left, right)

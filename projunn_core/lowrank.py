@@ -26,6 +26,7 @@ from __future__ import annotations
 import torch
 
 from ._checks import check_choice, check_finite, check_matrix, check_rank, real_dtype, wide_dtype
+from ._products import adjoint_times, times
 
 __all__ = ["lowrank", "lowrank_method", "LOWRANK_ALIASES", "LOWRANK_METHODS"]
 
@@ -50,12 +51,12 @@ def _gaussian(shape, like: torch.Tensor, generator) -> torch.Tensor:
 
 
 def _range(G, k, generator, power_iters):
-    Y = G @ _gaussian((*G.shape[:-2], G.shape[-1], k), G, generator)
+    Y = times(G, _gaussian((*G.shape[:-2], G.shape[-1], k), G, generator))
     for _ in range(power_iters):
         Y = torch.linalg.qr(Y)[0]
-        Y = G @ (G.mH @ Y)
+        Y = times(G, adjoint_times(G, Y))
     a = torch.linalg.qr(Y)[0]
-    return a, G.mH @ a
+    return a, adjoint_times(G, a)
 
 
 def _column(G, k, generator, oversample):
@@ -75,7 +76,7 @@ def _column(G, k, generator, oversample):
     C = G.gather(-1, idx) / torch.sqrt(c * p).to(real_dtype(G.dtype))
     U = torch.linalg.svd(C, full_matrices=False)[0][..., :k]  # descending: the top k
     a = U
-    b = G.mH @ a
+    b = adjoint_times(G, a)
     return a, b
 
 

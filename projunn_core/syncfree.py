@@ -48,6 +48,7 @@ from __future__ import annotations
 import torch
 
 from ._checks import real_dtype, wide_dtype
+from ._products import times
 
 __all__ = [
     "EXP_RANGE",
@@ -287,7 +288,7 @@ def _update(A3, X, k, variant, scale, guard, valid, skipped) -> None:
         zero = _constant("zero", X.dtype, X.device)
         Qh, E = torch.where(ok, Qh, zero), torch.where(ok, E, zero)
     Qh = Qh.to(A3.dtype)
-    left = (A3 @ Qh.mH) @ E.to(A3.dtype)
+    left = times(A3, Qh.mH) @ E.to(A3.dtype)
     A3.baddbmm_(left, Qh)
 
 

@@ -277,3 +277,17 @@ def test_absurdly_large_real_rotation_is_refused(gen):
     C = haar(6, torch.complex64, generator=gen)  # complex: exp stays unitary at any angle
     pc.projunn_t(C, a.to(C.dtype), b.to(C.dtype))
     assert pc.unitarity_error(C) < 1e-5
+
+
+@pytest.mark.parametrize("dtype", ALL_DTYPES)
+def test_skinny_products_match_plain_matmul(dtype, gen):
+    """The BLAS-friendly rewrites of A^H x and A x (projunn_core._products) are the same
+    numbers, for batched, transposed and conjugated operands alike."""
+    from projunn_core._products import adjoint_times, times
+
+    A = randn(3, 40, 40, dtype=dtype, generator=gen)
+    for x in (randn(3, 40, 4, dtype=dtype, generator=gen), randn(3, 4, 40, dtype=dtype).mH):
+        for big in (A, A.mT, A.conj()):
+            tol = 1e-4 if dtype in (torch.float32, torch.complex64) else 1e-12
+            assert max_abs(adjoint_times(big, x), big.mH @ x) < tol
+            assert max_abs(times(big, x), big @ x) < tol

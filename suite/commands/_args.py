@@ -23,6 +23,7 @@ from ..output import FORMATS, require_format
 __all__ = [
     "FORMATS",
     "add_option_argument",
+    "add_out_argument",
     "add_threads_argument",
     "apply_threads",
     "method_label_arg",
@@ -127,6 +128,17 @@ def add_option_argument(parser: argparse.ArgumentParser) -> None:
         metavar="NAME=VALUE",
         help="method option for the methods that take it, e.g. approx=column, "
         "capacity=8, orthogonal_map=cayley (repeatable)",
+    )
+
+
+def add_out_argument(parser: argparse.ArgumentParser, default: str = "results/runs") -> None:
+    """``--out DIR``: the parent folder of the command's new timestamped output folder."""
+    parser.add_argument(
+        "--out",
+        type=output_dir,
+        default=default,
+        metavar="DIR",
+        help=f"parent folder; each run makes a new timestamped subfolder (default: {default})",
     )
 
 

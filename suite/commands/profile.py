@@ -16,10 +16,10 @@ from .. import cases as cases_mod
 from ..methods import METHODS
 from ._args import (
     add_option_argument,
+    add_out_argument,
     add_threads_argument,
     apply_threads,
     method_label_arg,
-    output_dir,
     positive_float,
     positive_int,
 )
@@ -114,13 +114,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
     parser.add_argument(
         "--top", type=positive_int, default=15, help="operators in the printed table (15)"
     )
-    parser.add_argument(
-        "--out",
-        type=output_dir,
-        default="results/profiles",
-        metavar="DIR",
-        help="parent folder of the new timestamped output folder (default: results/profiles)",
-    )
+    add_out_argument(parser, "results/profiles")
     return parser
 
 

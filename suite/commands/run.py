@@ -16,9 +16,9 @@ from ..report.summary import run_summary
 from ._args import (
     FORMATS,
     add_option_argument,
+    add_out_argument,
     add_threads_argument,
     apply_threads,
-    output_dir,
     positive_float,
     positive_int,
     table_format,
@@ -178,13 +178,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
         metavar="B",
         help="rows per training batch of train_step and accuracy (default: the grid's)",
     )
-    run.add_argument(
-        "--out",
-        type=output_dir,
-        default="results/runs",
-        metavar="DIR",
-        help="parent folder; each run makes a new timestamped subfolder (default: results/runs)",
-    )
+    add_out_argument(run)
     run.add_argument(
         "--format",
         type=table_format,

@@ -19,7 +19,13 @@ from projunn_core.init import INITS
 from ..cases import DTYPES
 from ..methods import METHODS
 from ..tasks import LSTM, TASKS
-from ._args import add_threads_argument, apply_threads, output_dir, positive_float, positive_int
+from ._args import (
+    add_out_argument,
+    add_threads_argument,
+    apply_threads,
+    positive_float,
+    positive_int,
+)
 
 NAME = "task"
 
@@ -131,13 +137,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
     )
     add_threads_argument(parser)
     parser.add_argument("--data-dir", type=Path, metavar="DIR", help="data folder (pmnist)")
-    parser.add_argument(
-        "--out",
-        type=output_dir,
-        default="results/runs",
-        metavar="DIR",
-        help="parent folder; each run makes a new timestamped subfolder (default: results/runs)",
-    )
+    add_out_argument(parser)
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--no-figure", action="store_true", help="do not draw curves.png")
     return parser
