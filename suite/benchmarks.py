@@ -55,7 +55,7 @@ _CONV_DTYPES = [d for d in GRID.dtypes if d in REAL_DTYPES] or ["float32"]
 
 
 def _methods(workload: str, reference: bool = False) -> list[str]:
-    return method_labels(workload, GRID.ranks, reference=reference)
+    return method_labels(workload, GRID.ranks, reference=reference, devices=_DEVICES)
 
 
 def _case(workload: str, label: str, n: int, *rest) -> Case:

@@ -431,7 +431,8 @@ def iter_cases(
 
     Ranked methods get one case per rank, the others one case with ``k=None``. Without
     an explicit ``methods`` list a workload only takes the methods it applies to (EUNN has
-    no functional update); explicitly named methods are all kept, so an impossible
+    no functional update, and a CUDA-graph method no CPU device); explicitly named methods
+    are all kept, so an impossible
     combination shows up as a skipped case, never silently vanishes. ``options``
     (``name=value`` pairs) go to the methods that accept them. Conv workloads take
     ``channels`` x ``spatial`` instead of ``sizes``, and of the grid's dtypes only the real
@@ -458,6 +459,8 @@ def iter_cases(
             accepted = spec.defaults_for(wl)
             opts = tuple((k, v) for k, v in options if k in accepted)
             for device in devices:
+                if not explicit and spec.graphed and torch.device(device).type != "cuda":
+                    continue  # CUDA graphs: not a CPU method unless asked for by name
                 for dtype in conv_dtypes if conv else dtypes:
                     for n, hw in conv_sizes if conv else [(n, None) for n in sizes]:
                         for k in ranks if spec.ranked else (None,):
@@ -482,12 +485,21 @@ def parse_method_label(label: str) -> tuple[str, int | None]:
     return label, None
 
 
-def method_labels(workload: str, ranks: Sequence[int], reference: bool = False) -> list[str]:
+def method_labels(
+    workload: str,
+    ranks: Sequence[int],
+    reference: bool = False,
+    devices: Sequence[str] = ("cpu", "cuda"),
+) -> list[str]:
     """Method labels (one per rank for ranked methods) of the methods ``workload`` applies
-    to; with ``reference`` only those with an exact reference step (asv parameters)."""
+    to; with ``reference`` only those with an exact reference step (asv parameters); the
+    CUDA-graph methods only when ``devices`` has a CUDA device."""
+    cuda = any(torch.device(d).type == "cuda" for d in devices)
     out = []
     for name, m in METHODS.items():
         if workload not in m.workloads or (reference and m.reference is None):
+            continue
+        if m.graphed and not cuda:
             continue
         out += [method_label(name, k) for k in ranks] if m.ranked else [name]
     return out

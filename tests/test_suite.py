@@ -336,3 +336,29 @@ def test_task_benchmarks_track_every_method_in_task_classes():
         assert [a for a in vars(cls) | vars(tb._FinalLoss) if a.startswith("track_")]
     with pytest.raises(NotImplementedError, match="power of two"):
         tb.final_test_loss("copy", "eunn_fft", hidden=6)
+
+
+def test_cuda_graph_methods_are_cuda_cases_unless_named():
+    """The graphed methods are CUDA-only: a default CPU sweep and the asv parameters of a
+    CPU machine leave them out (the summary says why), a CUDA sweep keeps them, and
+    naming them on CPU gives skipped cases with the reason."""
+    from suite.report.summary import absent_methods
+
+    graphed = {name for name, spec in METHODS.items() if spec.graphed}
+    assert graphed
+    assert not {c.method for c in iter_cases("tiny", devices=["cpu"])} & graphed
+    assert graphed <= {c.method for c in iter_cases("tiny", devices=["cuda"])}
+    named = iter_cases("tiny", workloads=["update"], methods=sorted(graphed), devices=["cpu"])
+    assert named and all("CUDA graph" in c.skip_reason() for c in named)
+    cpu_labels = cases_mod.method_labels("update", [1], devices=["cpu"])
+    all_labels = cases_mod.method_labels("update", [1], devices=["cpu", "cuda"])
+    assert set(all_labels) - set(cpu_labels) == {f"{name}-k1" for name in graphed}
+    rows = [{"workload": "update", "method": "projunn_t", "device": "cpu", "status": "ok"}]
+    why = absent_methods(rows)["update"]
+    assert sorted(why["runs on CUDA only (a CUDA graph replay)"]) == sorted(graphed)
+    rows.append({"workload": "update", "method": "svd", "device": "cuda", "status": "ok"})
+    assert sorted(absent_methods(rows)["update"]["not selected"]) == sorted(
+        set(METHODS)
+        - {"projunn_t", "svd"}
+        - {n for n, s in METHODS.items() if "update" not in s.workloads}
+    )

@@ -65,7 +65,8 @@ def _time_tables(rows: list[Mapping[str, Any]]) -> list[str]:
 def absent_methods(rows: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, list[str]]]:
     """Per workload of ``rows``, the registry methods with no row in it, grouped by why:
     ``{workload: {reason: [methods]}}``. The reason is the skip rule's (e.g. "no
-    functional update") or "not selected" (left out by ``--methods``)."""
+    functional update"), "runs on CUDA only" for the CUDA-graph methods of a run without
+    CUDA rows, or "not selected" (left out by ``--methods``)."""
     from ..cases import WORKLOADS, Case
     from ..methods import METHODS
 
@@ -73,6 +74,7 @@ def absent_methods(rows: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, lis
     out: dict[str, dict[str, list[str]]] = {}
     for wl in dict.fromkeys(r["workload"] for r in rows if r["workload"] in WORKLOADS):
         present = {r["method"] for r in rows if r["workload"] == wl}
+        on_cuda = any(str(r["device"]).startswith("cuda") for r in rows if r["workload"] == wl)
         why: dict[str, list[str]] = defaultdict(list)
         for name, spec in METHODS.items():
             if name in present:
@@ -81,6 +83,8 @@ def absent_methods(rows: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, lis
             if wl not in spec.workloads:
                 case = Case(wl, name, 16, 1 if spec.ranked else None)
                 reason = case.skip_reason().removeprefix(f"{name} ")
+            elif spec.graphed and not on_cuda:
+                reason = "runs on CUDA only (a CUDA graph replay)"
             why[reason].append(name)
         if why:
             out[wl] = dict(why)
