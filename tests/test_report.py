@@ -418,6 +418,11 @@ def report(runs, tmp_path_factory):
             unit="1",
         ),
     ]
+    extra += [  # a conv workload: its crossovers get a table of their own
+        {**_timed("conv_update", method, n, k, c * n**2), "options": "height=8;width=8"}
+        for method, k, c in (("projunn_t", 1, 1e-7), ("cayley", None, 1e-8))
+        for n in (16, 64, 256)
+    ]
     task = write_run(root / "task", extra)
     out = root / "out"
     argv = ["report", str(cpu), str(gpu), str(task), "--out", str(out), "--note", "busy box"]
@@ -460,6 +465,17 @@ def test_report_markdown_has_the_tables_and_notes(report):
     assert "eunn has no functional update" in md
     assert "testbox" in md and "0123456789ab"[:8] in md  # the machines
     assert "**Note:** busy box" in md and "--note 'busy box'" in md  # and how it was made
+
+
+def test_crossovers_of_dense_and_conv_workloads_are_separate_tables(report):
+    md = (report / "report.md").read_text()
+    section = md[md.index("### Crossover N") : md.index("## 4. Memory")]
+    headers = [line for line in section.splitlines() if line.startswith("| platform |")]
+    assert len(headers) == 2
+    dense, conv = headers
+    assert "projunn_t-k1 |" in dense and "[height=8;width=8]" not in dense
+    assert "projunn_t-k1 [height=8;width=8]" in conv and "projunn_t-k4" not in conv
+    assert "| conv_update | float32 | cayley [height=8;width=8] | none ≤ 256 |" in section
 
 
 def test_report_html_is_self_contained(report):
@@ -638,3 +654,14 @@ def test_report_modules_import_without_pandas_or_matplotlib():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_every_method_has_its_own_colour_in_every_figure():
+    from suite.methods import METHODS
+    from suite.report.figures import _palette
+
+    everything = _palette([*METHODS, "lstm", "other"])
+    assert len(set(everything.values())) == len(everything)  # no two methods share one
+    assert _palette(["unconstrained", "svd"]) == {
+        m: everything[m] for m in ("svd", "unconstrained")
+    }

@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..methods import CONV_WORKLOADS
 from . import analysis as an
 from . import figures as fg
 from . import label_order
@@ -269,16 +270,20 @@ def _speedup_section(doc: _Doc, times) -> None:
     cross = an.crossovers(speed)
     cross = cross.assign(text=[_crossover_text(r) for _, r in cross.iterrows()])
     index = ["platform", "workload", "dtype", "baseline"]
-    wide = _wide(cross, index, "projunn", "text", order=label_order)
     doc.add(
         Heading("Crossover N", 3),
         Text(
             "The smallest measured N from which projUNN is faster than the baseline at "
             "every larger measured N: “≤ N” = already faster at the smallest N measured "
-            "on both, “none ≤ N” = still slower at the largest."
+            "on both, “none ≤ N” = still slower at the largest. Dense and convolution "
+            "workloads (N = channels) in separate tables."
         ),
-        frame_table(_ordered(wide, "baseline")),
     )
+    conv = cross["workload"].isin(CONV_WORKLOADS)
+    for part in (cross[~conv], cross[conv]):
+        if not part.empty:
+            wide = _wide(part, index, "projunn", "text", order=label_order)
+            doc.add(frame_table(_ordered(wide, "baseline")))
 
 
 def _memory_section(doc: _Doc, frame) -> None:

@@ -38,13 +38,20 @@ def _libs():
 
 
 def _palette(methods) -> dict[str, tuple]:
-    """One colour per method, in registry order, the same in every figure."""
+    """One colour per method, the same in every figure: the registry's methods take
+    tab10's ten colours in order, a CUDA-graph method the lighter shade of its eager
+    method, and names the registry does not know distinct husl colours."""
     _, sns = _libs()
+    own = [m for m in METHODS if not METHODS[m].graphed]
+    fixed = dict(zip(own, sns.color_palette("tab10", max(10, len(own))), strict=False))
+    for name, spec in METHODS.items():
+        eager = name.removesuffix("_graphed")
+        if spec.graphed and eager in fixed:
+            fixed[name] = tuple(0.55 * c + 0.45 for c in fixed[eager])
     order = [m for m in METHODS if m in set(methods)] + sorted(set(methods) - set(METHODS))
-    colors = sns.color_palette("tab10", max(len(METHODS), len(order)))
-    fixed = {m: colors[i] for i, m in enumerate(METHODS)}
-    extra = iter(colors[len(METHODS) :] if len(colors) > len(METHODS) else colors)
-    return {m: fixed.get(m) or next(extra) for m in order}
+    unknown = [m for m in order if m not in fixed]
+    fixed.update(zip(unknown, sns.color_palette("husl", len(unknown)), strict=True))
+    return {m: fixed[m] for m in order}
 
 
 def _label_palette(labels) -> dict[str, tuple]:
