@@ -50,6 +50,7 @@ from suite.workloads import Measurement, prepare, train_state  # noqa: E402
 
 PARTS = ("tests", "syncs", "sweep", "profile")
 SIZES = (256, 1024, 8192, 128, 4096, 16384, 512, 2048)  # the targets first, should time run out
+CPU_SIZES = (256, 1024, 128, 512)  # --device cpu without --sizes: what 2 cores do in minutes
 RANKS = (1, 16)
 SWEEP_METHODS = (
     "projunn_t_graphed",
@@ -69,8 +70,9 @@ GRACE = 60.0  # seconds the watchdog waits beyond the budget before it ends the 
 
 EPILOG = """\
 examples:
-  python scripts/gpu_check.py --out results/gpu                # everything (~4 min on an H100)
+  python scripts/gpu_check.py --out results/gpu                # everything, within --budget
   python scripts/gpu_check.py --out /tmp/g --parts syncs sweep --sizes 1024 8192 --ranks 1
+  python scripts/gpu_check.py --out /tmp/g --device cpu      # the CPU-safe parts (~2 min)
   python scripts/gpu_check.py --out /tmp/g --budget 20 --sizes 64   # CPU smoke run
 
 exit status: 0 every part ran and every test passed; 1 a part failed or a test failed;
@@ -217,13 +219,13 @@ def _guarded(case: Case, measure_case, metric: str = "") -> list[dict]:
 
 def copy_bandwidth(device: str) -> float:
     """Bytes per second of a large device copy (read + write counted)."""
-    n = (256 << 20) // 4 if device == "cuda" else (16 << 20) // 4
+    n = (256 << 20) // 4  # 256 MiB: beyond any cache, so the bandwidth is memory's
     src = torch.ones(n, device=device)
     dst = torch.empty_like(src)
     if device == "cuda":
         t = measure_events(lambda: dst.copy_(src), device=device, blocks=5, block_time=0.05)
     else:
-        t = measure(lambda: dst.copy_(src), min_time=0.05, max_time=0.2)
+        t = measure(lambda: dst.copy_(src), min_time=0.2, max_time=0.5)
     return 2 * src.numel() * 4 / t.median
 
 
@@ -241,6 +243,10 @@ def _time_case(case: Case) -> list[Measurement]:
         del work
 
 
+def _budget_spent() -> Measurement:
+    return Measurement("", None, "", status="skipped", reason="gpu_check budget spent")
+
+
 def part_sweep(ctx) -> None:
     """The update workload over N and k, with the byte floor."""
     bw = copy_bandwidth(ctx.device)
@@ -252,8 +258,7 @@ def part_sweep(ctx) -> None:
             for k in ctx.ranks if METHODS[name].ranked else (None,):
                 case = Case("update", name, n, k, device=ctx.device)
                 if ctx.budget.left() < ctx.reserve:
-                    m = Measurement("", None, "", status="skipped", reason="gpu_check budget spent")
-                    ctx.add(rows_for(case, [m]))
+                    ctx.add(rows_for(case, [_budget_spent()]))
                     continue
                 ctx.add(_guarded(case, lambda c=case: rows_for(c, _time_case(c))))
 
@@ -274,6 +279,9 @@ def part_profile(ctx) -> None:
         for name, basis in runs:
             for k in ctx.ranks:
                 case = Case("update", name, n, k, device=ctx.device)
+                if ctx.budget.left() <= 0:
+                    ctx.add(rows_for(case, [_budget_spent()]))
+                    continue
 
                 def run(c=case, basis=basis):
                     syncfree.BASIS = basis or default
@@ -425,7 +433,14 @@ def _parser() -> argparse.ArgumentParser:
         metavar="S",
         help="seconds for the whole run (default 270); the sweep stops early to keep it",
     )
-    parser.add_argument("--sizes", nargs="+", type=int, default=list(SIZES), metavar="N")
+    parser.add_argument(
+        "--sizes",
+        nargs="+",
+        type=int,
+        metavar="N",
+        help=f"matrix sizes (default: {' '.join(map(str, SIZES))} on cuda, "
+        f"{' '.join(map(str, CPU_SIZES))} on cpu)",
+    )
     parser.add_argument("--ranks", nargs="+", type=int, default=list(RANKS), metavar="K")
     parser.add_argument(
         "--device",
@@ -439,6 +454,7 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
+    args.sizes = args.sizes or list(SIZES if args.device == "cuda" else CPU_SIZES)
     if args.budget <= 0 or min(args.sizes) < 2 or min(args.ranks) < 1:
         parser.error("--budget must be positive, --sizes >= 2 and --ranks >= 1")
     if args.device == "cuda" and not torch.cuda.is_available():
@@ -450,6 +466,10 @@ def main(argv=None) -> int:
         with Recorder(args.out, info=info) as rec:
             ctx = Context(rec, args)
             for part in args.parts:
+                if ctx.budget.left() <= 0 and part != "tests":
+                    print(f"gpu_check: {part} skipped, the budget is spent", file=sys.stderr)
+                    ctx.note(f"{part}_skipped", "gpu_check budget spent")
+                    continue
                 print(f"gpu_check: {part} ({ctx.budget.left():.0f} s left)", file=sys.stderr)
                 try:
                     PART_FUNCS[part](ctx)

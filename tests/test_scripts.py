@@ -87,6 +87,26 @@ def test_gpu_check_runs_its_cpu_parts(tmp_path, capsys, script):
     assert len(frame) == len(rows)
 
 
+def test_gpu_check_stops_at_its_budget_and_sizes_itself_to_a_cpu(
+    tmp_path, capsys, script, monkeypatch
+):
+    """Once the budget is spent the remaining parts are skipped and noted (nothing runs
+    past it), and without --sizes a CPU run takes the CPU sizes, not N = 16384."""
+    import json
+
+    gpu_check = script("gpu_check")
+    monkeypatch.setattr(gpu_check.Budget, "left", lambda self: -1.0)
+    args = ["--out", str(tmp_path), "--device", "cpu", "--parts", "sweep", "profile"]
+    assert gpu_check.main(args) == 0
+    (folder,) = tmp_path.iterdir()
+    notes = json.loads((folder / "machine.json").read_text())["run"]["gpu_check"]
+    assert notes["sweep_skipped"] == notes["profile_skipped"] == "gpu_check budget spent"
+    assert "sweep skipped, the budget is spent" in capsys.readouterr().err
+    parsed = gpu_check._parser().parse_args(["--out", "x", "--device", "cpu"])
+    assert parsed.sizes is None  # main() fills in CPU_SIZES
+    assert max(gpu_check.CPU_SIZES) <= 1024 < max(gpu_check.SIZES)
+
+
 def test_gpu_check_rejects_bad_usage(tmp_path, capsys, script):
     with pytest.raises(SystemExit) as e:
         script("gpu_check").main(["--out", str(tmp_path), "--budget", "0"])
