@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import shlex
+import shutil
 import subprocess
 import sys
 import time
@@ -74,6 +75,13 @@ def _git_hash(name: str) -> str | None:
         text=True,
     )
     return found.stdout.strip() or None
+
+
+def asv_executable() -> str | None:
+    """The ``asv`` of this Python's environment (also when it is not activated), else
+    the one on PATH, else ``None``."""
+    beside = Path(sys.executable).with_name("asv")
+    return str(beside) if beside.exists() else shutil.which("asv")
 
 
 def _run(cmd: list[str], env: dict[str, str], log) -> tuple[int, str]:
@@ -150,15 +158,24 @@ def main(argv: list[str] | None = None) -> int:
     if args.dry_run:
         print(shlex.join(cmd))
         return 0
+    asv = asv_executable()
+    if asv is None:
+        print(
+            "gate: asv is not installed here; install the test extra "
+            '(pip install -e ".[test]") or asv itself',
+            file=sys.stderr,
+        )
+        return 2
+    cmd[0] = asv
     args.out.mkdir(parents=True, exist_ok=True)
     env = gate.environment()
     start = time.monotonic()
     with open(args.out / "gate.log", "w") as log:
         if not (Path.home() / ".asv-machine.json").exists():
-            _run(["asv", "machine", "--yes"], env, log)
+            _run([asv, "machine", "--yes"], env, log)
         status, output = _run(cmd, env, log)
         compare = [
-            "asv", "compare", "--factor", str(args.factor), "--split", "--sort", "ratio",
+            asv, "compare", "--factor", str(args.factor), "--split", "--sort", "ratio",
             args.base, args.head,
         ]  # fmt: skip
         cstatus, table = _run(compare, env, log)

@@ -312,6 +312,14 @@ def main(argv: list[str] | None = None) -> int:
         planted = run_gate(repo, "planted", "planted", args.factor, data)
         runs: list[GateRun] = []
         for i in range(args.runs + 1):
+            last = runs[-1] if runs else planted
+            if last.status not in (0, 1):  # the gate could not run: nothing was measured
+                print(
+                    f"gate_noise: the gate run {last.label!r} failed (exit {last.status}); "
+                    f"see {data / last.label / 'gate.log'}",
+                    file=sys.stderr,
+                )
+                return 2
             write(planted, runs, head)
             if i < args.runs:
                 runs.append(run_gate(repo, "aa", f"aa-{i + 1}", args.factor, data))

@@ -112,6 +112,31 @@ def test_gate_script_dry_run_and_bad_input(script, capsys, tmp_path):
     assert gate_py.summary("a", "b", 1.5, 0, "| t |", 60).startswith(gate_py.MARKER)
 
 
+def test_gate_script_without_asv_says_so(script, capsys, tmp_path, monkeypatch):
+    gate_py = script("gate")
+    assert gate_py.asv_executable()  # the test extra's asv, found without activation
+    monkeypatch.setattr(gate_py, "asv_executable", lambda: None)
+    assert gate_py.main(["HEAD", "--out", str(tmp_path / "g")]) == 2
+    assert "asv is not installed here" in capsys.readouterr().err
+    assert not (tmp_path / "g").exists()  # nothing was started
+
+
+def test_gate_noise_stops_when_a_gate_run_cannot_run(script, tmp_path, monkeypatch, capsys):
+    noise = script("gate_noise")
+    calls = []
+
+    def failed_run(repo, head, label, factor, data):
+        calls.append(label)
+        return noise.GateRun(label, 2, 1.0, (0.0, 0.0))
+
+    monkeypatch.setattr(noise, "make_clone", lambda work, n: (work, "0" * 40))
+    monkeypatch.setattr(noise, "run_gate", failed_run)
+    out = tmp_path / "noise.md"
+    assert noise.main(["--out", str(out), "--work", str(tmp_path)]) == 2
+    assert calls == ["planted"] and not out.exists()  # no A/A runs, no empty summary
+    assert "the gate run 'planted' failed (exit 2)" in capsys.readouterr().err
+
+
 COMPARE = """
 | Change   | Before [b4ec1a6d] <base>   | After [8f3c9a5b] <planted>   |   Ratio | Benchmark (Parameter)   |
 |----------|----------------------------|------------------------------|---------|-------------------------|
