@@ -288,8 +288,9 @@ def main(argv: list[str] | None = None) -> int:
         shown = data.relative_to(ROOT) if data.is_relative_to(ROOT) else data
         header = (
             f"# The pull-request gate's noise ({today})\n\n"
-            f"Commit {head[:10]}, {platform.node()}: {os.cpu_count()} cores shared with "
-            f"other jobs (see the load averages), factor {args.factor}. Reproduce: "
+            f"Commit {head[:10]}, {platform.node()}: {os.cpu_count()} cores (the load "
+            f"average of each run is beside it; the gate itself keeps one core busy), "
+            f"factor {args.factor}. Reproduce: "
             f"`python scripts/gate_noise.py --runs {args.runs} --factor {args.factor} "
             f"--plant-n {args.plant_n}`. Each run's table: `{shown}/`.\n\n"
         )
