@@ -13,8 +13,8 @@ step, and the error is recorded just before it (the worst point of each period).
     python scripts/drift.py --quick                      # 10^4 and 10^3 steps (about a minute)
     python scripts/drift.py --sizes 256:20000 --every 100 --variants T
 
-The full run takes one to two hours on 2 shared cores (one worker process per run, see
---jobs). The tidy table (suite.output.COLUMNS, ``step`` = update count) and machine.json
+The full run takes about 7 minutes on 2 quiet cores with --jobs 2 (one worker process
+per run). The tidy table (suite.output.COLUMNS, ``step`` = update count) and machine.json
 go to a new folder under --out; the markdown report to stdout and, atomically, --report.
 """
 
@@ -179,7 +179,8 @@ def report(rows: list[dict], args, command: str) -> str:
         "# float32 drift of projUNN updates, and the reorthogonalize repair",
         "",
         f"Reproduce: `{command}` (torch {torch.__version__}, one thread per run, "
-        "a CPU shared with other jobs: timings are medians and noisy).",
+        f"{args.jobs} worker process(es) side by side: timings are medians "
+        "and include that contention).",
         "",
         f"Inputs: rank-{args.k} factor pairs a = {args.scale}·orth(Gaussian), "
         f"b = orth(Gaussian), drawn at random from a pool of {args.pool} precomputed ones "
