@@ -40,7 +40,7 @@ def _libs():
 def _palette(methods) -> dict[str, tuple]:
     """One colour per method, the same in every figure: the registry's methods take
     tab10's ten colours in order, a CUDA-graph method the lighter shade of its eager
-    method, and names the registry does not know distinct husl colours."""
+    method, and names the registry does not know (the LSTM reference) black to dark grey."""
     _, sns = _libs()
     own = [m for m in METHODS if not METHODS[m].graphed]
     fixed = dict(zip(own, sns.color_palette("tab10", max(10, len(own))), strict=False))
@@ -49,13 +49,15 @@ def _palette(methods) -> dict[str, tuple]:
         if spec.graphed and eager in fixed:
             fixed[name] = tuple(0.55 * c + 0.45 for c in fixed[eager])
     order = [m for m in METHODS if m in set(methods)] + sorted(set(methods) - set(METHODS))
-    unknown = [m for m in order if m not in fixed]
-    fixed.update(zip(unknown, sns.color_palette("husl", len(unknown)), strict=True))
+    unknown = [m for m in order if m not in fixed]  # references such as lstm: dark greys
+    greys = [(g, g, g) for g in (0.35 * i / max(1, len(unknown) - 1) for i in range(len(unknown)))]
+    fixed.update(zip(unknown, greys, strict=True))
     return {m: fixed[m] for m in order}
 
 
-def _label_palette(labels) -> dict[str, tuple]:
-    """Each method label in the colour of its method."""
+def label_colors(labels) -> dict[str, tuple]:
+    """Each method label (``"projunn_t-k4"``, ``"svd [height=8;width=8]"``) in the colour of
+    its method, the same in the report and in the task figures."""
     from ..cases import parse_method_label
 
     labels = sorted(set(labels))
@@ -223,7 +225,7 @@ def plot_speedups(best, workload: str, path: Path):
     if df.empty:
         return None
     df = df.assign(variant=[f"{v} (fastest k)" for v in df["variant"]])
-    palette = _label_palette(df["baseline"])
+    palette = label_colors(df["baseline"])
     return _facets(
         df,
         "n",

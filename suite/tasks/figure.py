@@ -65,6 +65,8 @@ def learning_curves(rows: Iterable[Mapping[str, Any]], path: str | Path) -> Path
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
         import seaborn as sns
+
+        from ..report.figures import label_colors
     except ImportError as e:
         print(f"no figure: {e.name} is not installed (pip install -e '.[report]')", file=sys.stderr)
         return None
@@ -84,7 +86,11 @@ def learning_curves(rows: Iterable[Mapping[str, Any]], path: str | Path) -> Path
         len(panels), 2, figsize=(11, 3.6 * len(panels)), squeeze=False, constrained_layout=True
     )
     labels = sorted(data["label"].unique())
-    palette = sns.color_palette("tab10" if len(labels) <= 10 else "husl", n_colors=len(labels))
+    colors = label_colors(labels)  # each method in its report colour ...
+    if len(set(colors.values())) == len(labels):
+        palette = [colors[label] for label in labels]
+    else:  # ... unless several ranks of one method share it
+        palette = sns.color_palette("husl", n_colors=len(labels))
     for (metric, title), pair in zip(panels, axes, strict=True):
         sel = data.dropna(subset=[metric])
         for ax, x, xlabel in zip(
