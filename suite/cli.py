@@ -38,7 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in COMMANDS:
         module = importlib.import_module(f"suite.commands.{name}")
-        module.add_parser(sub).set_defaults(handler=module.main)
+        command = module.add_parser(sub)
+        command.set_defaults(handler=module.main, command_parser=command)
     return parser
 
 
@@ -50,7 +51,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)
     try:
-        return args.handler(args, parser)
+        return args.handler(args, args.command_parser)  # its errors name the command
     except BrokenPipeError:  # e.g. `projunn-bench list | head`: the reader left, not an error
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0

@@ -140,6 +140,22 @@ def test_bad_options_exit_with_message(argv, fragment, capsys):
     assert fragment in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["profile", "--method", "projunn_t", "--n", "8", "--k", "9"],
+        ["task", "copy", "--method", "all", "lstm"],
+    ],
+)
+def test_errors_found_after_parsing_name_their_command(argv, capsys):
+    """A command's own checks (after argparse) print that command's usage and prefix."""
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    err = capsys.readouterr().err
+    assert exc.value.code == 2
+    assert f"projunn-bench {argv[0]}: error:" in err and f"usage: projunn-bench {argv[0]}" in err
+
+
 def test_parquet_without_pyarrow_is_a_clear_error(monkeypatch, tmp_path, capsys):
     monkeypatch.setattr(output, "have_parquet", lambda: False)
     with pytest.raises(SystemExit):
