@@ -63,7 +63,7 @@ def method_option(text: str) -> tuple[str, Any]:
     key, sep, raw = text.partition("=")
     if not sep or not key:
         raise argparse.ArgumentTypeError(f"{text!r} is not NAME=VALUE")
-    known = {k for m in METHODS.values() for k in m.defaults}
+    known = {k for m in METHODS.values() for k in (*m.defaults, *m.conv_defaults)}
     if key not in known:
         raise argparse.ArgumentTypeError(f"unknown option {key!r}; known: {sorted(known)}")
     try:

@@ -247,10 +247,11 @@ def main(args, parser: argparse.ArgumentParser) -> int:
         channels=args.channels,
         spatial=args.spatial,
     )
+    apply_threads(args)
     settings = grid.settings.with_overrides(
         min_time=args.min_time,
         max_time=args.max_time,
-        threads=apply_threads(args),
+        threads=args.threads,  # None keeps the grid's own (the gate grid: 1)
         accuracy_steps=args.accuracy_steps,
         batch=args.batch,
         profile_steps=args.profile,
