@@ -332,3 +332,29 @@ def test_pytest_benchmark_json_groups_entries_and_records_versions_once(tmp_path
     groups = {b["group"] for b in data["benchmarks"]}
     assert {"update n=16 cpu", "train_step n=16 cpu", "accuracy n=16 cpu"} <= groups
     assert all("gpu_name" not in b["extra_info"] for b in data["benchmarks"])
+
+
+@pytest.mark.parametrize("extra, threads", [([], 1), (["--threads", "2"], 2)])
+def test_run_keeps_the_grid_threads_unless_told(extra, threads, monkeypatch, tmp_path):
+    """Without --threads a grid's own count holds (the gate grid times one thread)."""
+    seen = {}
+
+    def fake_sweep(cases, settings, out, **kw):
+        seen["threads"] = settings.threads
+        raise SystemExit(0)
+
+    monkeypatch.setattr(runner, "run_sweep", fake_sweep)
+    monkeypatch.setattr(torch, "set_num_threads", lambda n: None)  # leave the test's pool
+    argv = ["run", "--grid", "gate", "--workloads", "update", "--methods", "unconstrained"]
+    with pytest.raises(SystemExit):
+        main([*argv, "--no-report", "--out", str(tmp_path), *extra])
+    assert seen["threads"] == threads
+
+
+def test_conv_options_are_known_to_option(tmp_path):
+    assert main(["run", "--workloads", "conv_train_step", "--methods", "cayley", "--channels", "4",
+                 "--spatial", "4", "--option", "kernel_size=5", "--no-report", "--no-progress",
+                 "--out", str(tmp_path)]) == 0  # fmt: skip
+    (run,) = tmp_path.iterdir()
+    rows = list(csv.DictReader(open(run / "results.csv")))
+    assert rows and {r["options"] for r in rows} >= {"height=4;kernel_size=5;width=4"}
