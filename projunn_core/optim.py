@@ -79,7 +79,7 @@ class _ProjUNNMixin:
     def add_param_group(self, param_group: dict) -> None:
         if "unitary" not in param_group:
             params = param_group["params"]
-            params = [params] if isinstance(params, torch.Tensor) else list(params)
+            params = _as_list(params)
             marked = [p for p in params if getattr(p, "projunn_unitary", False)]
             if marked and len(marked) < len(params):  # split into plain and unitary groups
                 rest = [p for p in params if not getattr(p, "projunn_unitary", False)]
@@ -114,7 +114,7 @@ class _ProjUNNMixin:
             )
         gen = self.generator
         params = group["params"]
-        for p in [params] if isinstance(params, torch.Tensor) else params:
+        for p in _as_list(params):
             if gen is not None and gen.device.type != p.device.type:
                 raise ValueError(
                     f"capturable=True needs the generator on the parameters' device "
@@ -128,7 +128,7 @@ class _ProjUNNMixin:
         if group.get("reorthogonalize_every") is not None:
             check_size("reorthogonalize_every", group["reorthogonalize_every"])
         params = group["params"]
-        for p in [params] if isinstance(params, torch.Tensor) else params:
+        for p in _as_list(params):
             check_rank("rank", group["rank"], check_square("a unitary parameter", p))
         if group.get("weight_decay", 0):
             raise ValueError(
@@ -215,7 +215,7 @@ class _ProjUNNMixin:
                         # one flag per matrix of a unitary weight, one for a plain one
                         ok = syncfree.finite(p.grad if group["unitary"] else p.grad.reshape(1, -1))
                         mask = ok.view(*ok.shape, 1, 1) if group["unitary"] else ok
-                        zero = p.grad.new_zeros(())
+                        zero = syncfree._constant("zero", p.grad.dtype, p.grad.device)
                         torch.where(mask, p.grad, zero, out=p.grad)  # torch sees 0
                     if group["unitary"]:
                         standin = self._standins.get(p)
@@ -225,7 +225,7 @@ class _ProjUNNMixin:
                         p.data = standin.zero_()
                     elif ok is not None:
                         plain.append((p, p.detach().clone(), ok))
-            super().step()
+            self._torch_step()
         finally:
             deltas = []
             for p, _, original, _ in swapped:

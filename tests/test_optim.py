@@ -165,15 +165,17 @@ def test_closure_is_evaluated():
     assert pc.unitarity_error(W) < 1e-6
 
 
+@pytest.mark.parametrize("capturable", [False, True])
 @pytest.mark.parametrize("name", pc.OPTIMIZER_NAMES)
-def test_step_hooks_run_once_after_the_unitary_update(name, gen):
+def test_step_hooks_run_once_after_the_unitary_update(name, capturable, gen):
     """torch hooks a class's step once any instance of it exists; a plain torch optimizer
     made first must not make ours run its hooks twice (once on the zero stand-in)."""
     plain = torch.nn.Parameter(torch.zeros(2))
     pc.optim.make(name, [plain], lr=0.1)  # patches our class
     TORCH[name]([plain], lr=0.1)  # patches torch's class
     W = torch.nn.Parameter(pc.init.haar(6, dtype=torch.float64, generator=gen))
-    opt = pc.optim.make(name, [{"params": [W], "unitary": True, "rank": 2}], lr=0.01)
+    group = {"params": [W], "unitary": True, "rank": 2}
+    opt = pc.optim.make(name, [group], lr=0.01, capturable=capturable)
     seen = []
     opt.register_step_post_hook(lambda o, a, k: seen.append(pc.unitarity_error(W)))
     W.grad = torch.randn(6, 6, dtype=torch.float64, generator=gen)
