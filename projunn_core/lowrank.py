@@ -45,6 +45,13 @@ def lowrank_method(name: str, value) -> str:
     return LOWRANK_ALIASES.get(value, value)
 
 
+def check_power_iters(power_iters) -> int:
+    """``power_iters`` of the range finder: a non-negative int (not a bool)."""
+    if isinstance(power_iters, bool) or not isinstance(power_iters, int) or power_iters < 0:
+        raise ValueError(f"power_iters must be a non-negative int, got {power_iters!r}")
+    return power_iters
+
+
 def _gaussian(shape, like: torch.Tensor, generator) -> torch.Tensor:
     device = generator.device if generator is not None else like.device
     return torch.randn(shape, dtype=like.dtype, device=device, generator=generator).to(like.device)
@@ -114,8 +121,7 @@ def lowrank(
     method = lowrank_method("method", method)
     if oversample < 1:
         raise ValueError(f"oversample must be >= 1, got {oversample}")
-    if isinstance(power_iters, bool) or not isinstance(power_iters, int) or power_iters < 0:
-        raise ValueError(f"power_iters must be a non-negative int, got {power_iters!r}")
+    check_power_iters(power_iters)
     if method == "range":
         return _range(G, k, generator, power_iters)
     if method == "column":

@@ -43,7 +43,7 @@ from ._checks import all_finite, check_choice, check_rank, check_size, check_squ
 from .lowrank import lowrank_method
 from .protocol import check_optimizer_name
 from .repair import reorthogonalize
-from .step import SYNC_FREE_APPROX, VARIANTS, projunn_update
+from .step import VARIANTS, check_sync_free_setup, projunn_update
 
 __all__ = ["SGD", "RMSprop", "Adam", "Combined", "UNITARY_OPTIONS", "make", "make_unitary"]
 
@@ -102,24 +102,16 @@ class _ProjUNNMixin:
                     )
 
     def _check_capturable_group(self, group: dict) -> None:
-        if lowrank_method("approx", group["approx"]) not in SYNC_FREE_APPROX:
-            raise ValueError(
-                f"capturable=True needs approx in {SYNC_FREE_APPROX} (the range finder, "
-                f"also called lsi); approx={group['approx']!r} synchronizes the host"
-            )
         if group.get("reorthogonalize_every") is not None:
             raise ValueError(
                 "capturable=True cannot reorthogonalize_every (reorthogonalize synchronizes "
                 "the host): call projunn_core.reorthogonalize on the weight between replays"
             )
-        gen = self.generator
-        params = group["params"]
-        for p in _as_list(params):
-            if gen is not None and gen.device.type != p.device.type:
-                raise ValueError(
-                    f"capturable=True needs the generator on the parameters' device "
-                    f"({p.device}), got a {gen.device} generator"
-                )
+        who = "capturable=True"
+        check_sync_free_setup(group["approx"], None, None, who=who)
+        for p in _as_list(group["params"]):
+            where = f"the parameters' device ({p.device})"
+            check_sync_free_setup(group["approx"], self.generator, p.device, who=who, where=where)
 
     @staticmethod
     def _check_unitary_group(group: dict) -> None:

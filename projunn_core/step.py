@@ -19,11 +19,12 @@ from ._checks import (
     check_finite,
     check_has_data,
     check_like,
+    check_no_overlap,
     check_rank,
     check_square,
 )
 from .kernels import check_counter, projunn_d, projunn_t
-from .lowrank import lowrank, lowrank_method
+from .lowrank import check_power_iters, lowrank, lowrank_method
 from .syncfree import step as sync_free_step
 
 __all__ = ["projunn_step", "projunn_update", "SYNC_FREE_APPROX", "VARIANTS"]
@@ -41,23 +42,28 @@ def _check_options(rank, variant, approx, n) -> None:
     lowrank_method("approx", approx)
 
 
-def check_sync_free(A, approx, generator, skipped, approx_options) -> int:
-    """Check the arguments of a sync-free step (host metadata only); return power_iters."""
+def check_sync_free_setup(approx, generator, device, who="sync_free=True", where=None):
+    """The low-rank method and generator of a sync-free step, on ``device`` (also the
+    capturable optimizers' check; ``who`` and ``where`` word the message)."""
     if lowrank_method("approx", approx) not in SYNC_FREE_APPROX:
         raise ValueError(
-            f"sync_free=True needs approx in {SYNC_FREE_APPROX} (the range finder, also "
-            f"called lsi); approx={approx!r} synchronizes the host"
+            f"{who} needs approx in {SYNC_FREE_APPROX} (the range finder, also called "
+            f"lsi); approx={approx!r} synchronizes the host"
         )
-    if generator is not None and generator.device.type != A.device.type:
-        raise ValueError(f"sync_free=True needs a generator on {A.device}, got {generator.device}")
+    if generator is not None and generator.device.type != device.type:
+        raise ValueError(
+            f"{who} needs a generator on {where or device}, got a {generator.device} generator"
+        )
+
+
+def check_sync_free(A, approx, generator, skipped, approx_options) -> int:
+    """Check the arguments of a sync-free step (host metadata only); return power_iters."""
+    check_sync_free_setup(approx, generator, A.device)
     check_counter(skipped, A)
     unknown = sorted(set(approx_options) - {"oversample", "power_iters"})
     if unknown:
         raise TypeError(f"unknown approximation option(s) {unknown}")
-    power_iters = approx_options.get("power_iters", 0)
-    if isinstance(power_iters, bool) or not isinstance(power_iters, int) or power_iters < 0:
-        raise ValueError(f"power_iters must be a non-negative int, got {power_iters!r}")
-    return power_iters
+    return check_power_iters(approx_options.get("power_iters", 0))
 
 
 @torch.no_grad()
@@ -76,6 +82,7 @@ def _update(
     skipped,
 ):
     n = check_square("A", A)
+    check_no_overlap("A", A)  # both paths write A in place
     check_like(name, delta, A, last=n)
     if delta.shape != A.shape:
         raise ValueError(f"{name} must have A's shape {tuple(A.shape)}, got {tuple(delta.shape)}")

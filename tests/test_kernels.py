@@ -291,3 +291,13 @@ def test_skinny_products_match_plain_matmul(dtype, gen):
             tol = 1e-4 if dtype in (torch.float32, torch.complex64) else 1e-12
             assert max_abs(adjoint_times(big, x), big.mH @ x) < tol
             assert max_abs(times(big, x), big @ x) < tol
+
+
+@pytest.mark.parametrize("sync_free", [False, True])
+def test_self_overlapping_A_is_refused_by_the_steps_too(sync_free):
+    """projunn_step/projunn_update check overlap once for both paths (the sync-free one
+    does not go through the kernels' own check)."""
+    A = torch.eye(8).expand(3, 8, 8)
+    with pytest.raises(ValueError, match="A has elements that share memory"):
+        pc.projunn_step(A, torch.ones(3, 8, 8), 0.1, sync_free=sync_free)
+    assert torch.equal(A[1], torch.eye(8))
