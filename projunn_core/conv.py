@@ -37,7 +37,7 @@ import torch
 from torch import nn
 
 from . import optim
-from ._checks import check_size, wide_dtype
+from ._checks import check_choice, check_size, wide_dtype
 from .init import haar
 
 __all__ = [
@@ -138,8 +138,7 @@ def initial_frequency_matrices(
     ``init``: "haar" (every free matrix Haar-random: the Haar measure on orthogonal
     convolutions) or "identity" (the identity map). ``dtype`` is the real dtype.
     """
-    if init not in CONV_INITS:
-        raise ValueError(f"init must be one of {CONV_INITS}, got {init!r}")
+    check_choice("init", init, CONV_INITS)
     cdtype = dtype.to_complex()
     shapes = ((layout.n_real, dtype), (layout.n_complex, cdtype))
     if init == "identity":
@@ -200,7 +199,6 @@ class FourierConv2d(nn.Module):
             )
         self.layout = FrequencyLayout(height, width)
         self.height, self.width, self.dtype = height, width, dtype
-        self.complex_dtype = dtype.to_complex()
 
     def frequency_matrices(self) -> torch.Tensor:  # pragma: no cover - abstract
         """The ``(H, W // 2 + 1, C, C)`` complex frequency matrices of the convolution."""

@@ -26,10 +26,9 @@ NEWTON_SCHULZ_LIMIT = 0.5
 the polar factor comes from an SVD."""
 
 
-def _newton_schulz(W: torch.Tensor, E: torch.Tensor, err: float, target: float):
+def _newton_schulz(W: torch.Tensor, E: torch.Tensor, eye, err: float, target: float):
     """Newton-Schulz polar steps ``W <- W (I - E / 2)``, ``E = W^H W - I``, until the bound
     ``err' <= 3/4 err^2 + 1/4 err^3`` on ``||E||_F`` falls to ``target``."""
-    eye = torch.eye(W.shape[-1], dtype=W.dtype, device=W.device)
     while err > target:
         W = W - 0.5 * (W @ E)
         err = 0.75 * err**2 + 0.25 * err**3
@@ -57,17 +56,17 @@ def reorthogonalize(A: torch.Tensor) -> torch.Tensor:
     check_square("A", A)
     check_no_overlap("A", A)
     check_has_data("A", A, "reorthogonalize reads its values")
+    if A.numel() == 0:  # an empty batch
+        return A
     W = A.to(wide_dtype(A.dtype))
     eye = torch.eye(W.shape[-1], dtype=W.dtype, device=W.device)
     E = W.mH @ W - eye
-    if A.numel() == 0:  # an empty batch
-        return A
     err = float(torch.linalg.matrix_norm(E).max())
     if not math.isfinite(err):
         check_finite("A", A)  # names a non-finite A; otherwise A^H A overflowed
         raise ValueError("A^H A overflowed: A is far from unitary; A was left unchanged")
     if err < NEWTON_SCHULZ_LIMIT:
-        W = _newton_schulz(W, E, err, torch.finfo(A.dtype).eps)
+        W = _newton_schulz(W, E, eye, err, torch.finfo(A.dtype).eps)
     else:
         U, _, Vh = torch.linalg.svd(W)
         W = U @ Vh

@@ -235,7 +235,7 @@ def orth_rows(
     L_all = status = None
     for i in range(passes):
         gram = torch.empty(B, m, m, dtype=X.dtype, device=X.device)
-        gram = torch.baddbmm(gram, X, X.mH, beta=0, alpha=1 / (1 + shift))
+        gram.baddbmm_(X, X.mH, beta=0, alpha=1 / (1 + shift))  # beta=0: empty is not read
         d = gram.diagonal(dim1=-2, dim2=-1)
         torch.add(tiny, d, alpha=1 + shift, out=d)  # the diagonal unscaled, plus tiny
         L, info = torch.linalg.cholesky_ex(gram)
@@ -243,7 +243,6 @@ def orth_rows(
         X = torch.linalg.solve_triangular(L, X, upper=False, out=X if i else None)
         if want_r:
             L_all = L if L_all is None else L_all @ L
-        if want_r:
             status = info if status is None else status | info
     return X, None if L_all is None else L_all.mH, status
 
