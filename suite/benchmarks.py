@@ -34,7 +34,6 @@ import baselines  # noqa: F401
 import projunn_core.nn  # noqa: F401
 
 from .cases import (
-    REAL_DTYPES,
     Case,
     available_devices,
     current_grid,
@@ -51,7 +50,7 @@ _DTYPES = list(GRID.dtypes)
 _DEVICES = list(available_devices())
 _PARAM_NAMES = ["method", "n", "dtype", "device"]
 _CONV_PARAM_NAMES = ["method", "channels", "spatial", "dtype", "device"]
-_CONV_DTYPES = [d for d in GRID.dtypes if d in REAL_DTYPES] or ["float32"]
+_CONV_DTYPES = list(GRID.conv_dtypes)
 
 
 def _methods(workload: str, reference: bool = False) -> list[str]:

@@ -47,6 +47,7 @@ import torch
 from projunn_core.graph import graph_unavailable
 
 from .methods import CONV_WORKLOADS, DENSE_WORKLOADS, METHODS
+from .timing import CLOCKS
 
 __all__ = [
     "ACCURACY_WORKLOADS",
@@ -322,8 +323,8 @@ class Settings:
             raise ValueError(
                 f"need 0 < min_time <= max_time, got {self.min_time} and {self.max_time}"
             )
-        if self.clock not in ("wall", "cpu"):
-            raise ValueError(f"clock must be 'wall' or 'cpu', got {self.clock!r}")
+        if self.clock not in CLOCKS:
+            raise ValueError(f"clock must be one of {sorted(CLOCKS)}, got {self.clock!r}")
 
     def with_overrides(self, **overrides: Any) -> Settings:
         """A copy with the ``None``-valued overrides ignored; ``min_time`` shrinks to a
@@ -356,6 +357,11 @@ class Grid:
     settings: Settings = Settings()
     description: str = ""
     asv_rounds: int = 2
+
+    @property
+    def conv_dtypes(self) -> tuple[str, ...]:
+        """The dtypes of the conv workloads: the grid's real ones."""
+        return tuple(d for d in self.dtypes if d in REAL_DTYPES)
 
 
 GRIDS = {
@@ -444,7 +450,7 @@ def iter_cases(
     names = tuple(methods) if explicit else tuple(METHODS)
     sizes = tuple(sizes or g.sizes)
     ranks = tuple(ranks or g.ranks)
-    conv_dtypes = tuple(dtypes or (d for d in g.dtypes if d in REAL_DTYPES))
+    conv_dtypes = tuple(dtypes or g.conv_dtypes)
     dtypes = tuple(dtypes or g.dtypes)
     devices = tuple(devices)
     options = tuple(options)

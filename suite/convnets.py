@@ -41,9 +41,6 @@ def orthogonal_conv(method: str, rank: int | None, channels: int, size: int, dty
     """The registry ``method``'s convolution, ``channels`` channels on a ``size`` x ``size``
     grid (``rank`` for ranked methods)."""
     spec = METHODS[method]
-    if spec.conv is None:
-        convs = sorted(m.name for m in METHODS.values() if m.conv is not None)
-        raise ValueError(f"method {method!r} has no convolution layer; choose from {convs}")
     options = {"rank": rank} if spec.ranked and rank is not None else {}
     return spec.build_conv(channels, size, size, dtype=dtype, device=device, **options)
 

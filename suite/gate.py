@@ -40,7 +40,7 @@ import os
 import re
 from collections.abc import Mapping, Sequence
 
-from .cases import GRID_ENV, GRIDS, method_label
+from .cases import GRID_ENV, GRIDS, method_labels, parse_method_label
 from .methods import METHODS
 
 __all__ = [
@@ -98,20 +98,13 @@ def bench_regexes(device: str = "cpu") -> list[str]:
     out = []
     for workload in grid.workloads:
         conv = workload.startswith("conv_")
-        labels = {
-            name: [method_label(name, k) for k in grid.ranks] if m.ranked else [name]
-            for name, m in METHODS.items()
-            if workload in m.workloads
-        }
+        labels = method_labels(workload, grid.ranks, devices=[device])  # as asv lists them
         for sizes, cubic_too in (
             ([n for n in (grid.channels if conv else grid.sizes) if n <= CUBIC_MAX_N], True),
             ([n for n in (grid.channels if conv else grid.sizes) if n > CUBIC_MAX_N], False),
         ):
             methods = [
-                lab
-                for name, labs in labels.items()
-                if cubic_too or not METHODS[name].cubic
-                for lab in labs
+                lab for lab in labels if cubic_too or not METHODS[parse_method_label(lab)[0]].cubic
             ]
             if not sizes or not methods:
                 continue

@@ -200,7 +200,8 @@ class Method:
     ) -> torch.nn.Module:
         """Build the method's convolution (``METHODS["cayley"].build_conv(16, 8, 8)``)."""
         if self.conv is None:
-            raise ValueError(f"method {self.name!r} has no convolution layer")
+            convs = sorted(m.name for m in METHODS.values() if m.conv is not None)
+            raise ValueError(f"method {self.name!r} has no convolution layer; choose from {convs}")
         opts = self.options_for("conv_train_step", **options)
         return self.conv(channels, height, width, dtype=dtype, device=device, **opts)
 

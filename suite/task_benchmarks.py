@@ -10,8 +10,7 @@ pull-request gate leaves them out by name (``--bench`` excluding ``Task``)::
 
 from __future__ import annotations
 
-from .cases import method_label
-from .methods import METHODS
+from .cases import method_labels
 from .tasks import LSTM, TASKS
 
 __all__ = ["RANKS", "TaskCopy", "TaskPdigits", "final_test_loss"]
@@ -23,12 +22,9 @@ PRESET = "quick"
 
 
 def _labels() -> list[str]:
-    out = []
-    for name, spec in METHODS.items():
-        if spec.build is None:  # a convolution only (SOC): no recurrent matrix
-            continue
-        out += [method_label(name, k) for k in RANKS] if spec.ranked else [name]
-    return out + [LSTM]
+    """The methods that can be a recurrent matrix (the train_step ones; not the CUDA-graph
+    replays, which a task trains eagerly anyway), and the LSTM reference."""
+    return [*method_labels("train_step", RANKS, devices=("cpu",)), LSTM]
 
 
 def final_test_loss(task: str, label: str, **overrides) -> float:

@@ -148,11 +148,9 @@ def measure_events(
         raise ValueError(f"measure_events needs an available CUDA device, got {device!r}")
     if blocks < 1 or not block_time > 0:
         raise ValueError(f"need blocks >= 1 and block_time > 0, got {blocks}, {block_time}")
-    torch.cuda.synchronize(dev)
-    start = time.perf_counter()
+    start = timer(dev)
     fn()
-    torch.cuda.synchronize(dev)
-    number = max(1, min(10_000, int(block_time / max(time.perf_counter() - start, 1e-7))))
+    number = max(1, min(10_000, int(block_time / max(timer(dev) - start, 1e-7))))
     marks = [
         (torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True))
         for _ in range(blocks)
