@@ -17,7 +17,6 @@ class entropy of the test set. At the end a run records ``orthogonality``: the l
 
 from __future__ import annotations
 
-import math
 import pickle
 from pathlib import Path
 
@@ -29,6 +28,7 @@ from ..convnets import ResNet9, SmallConvNet
 from ..methods import METHODS
 from . import pdigits
 from .base import LSTM, Config, DataError, Problem, Task
+from .pixels import classification
 
 __all__ = ["CIFAR_FOLDER", "TASK", "ConvImages", "load_cifar10", "load_digits"]
 
@@ -148,33 +148,16 @@ class ConvImages(Task):
             std = torch.tensor(CIFAR_STD).view(1, 3, 1, 1)
             train_x, test_x = ((x.float() / 255 - mean) / std for x in (train_x, test_x))
             augment = _augment
-        train_x, train_y = train_x.to(device), train_y.to(device)
-        n = min(config.test_size, len(test_y))
-        test = (test_x[:n].to(device), test_y[:n].to(device))
-
-        def sample(batch, generator):
-            index = torch.randint(0, len(train_y), (batch,), generator=generator).to(device)
-            x = train_x[index]
-            return (augment(x, generator) if augment else x), train_y[index]
-
-        def metrics(out, y):
-            right = out.argmax(-1) == y
-            return {
-                "test_loss": F.cross_entropy(out, y),
-                "test_accuracy": 100 * right.float().mean(),
-            }
-
-        share = torch.bincount(test[1].cpu(), minlength=10).double() / n
-        entropy = -sum(float(p) * math.log(float(p)) for p in share if p > 0)
-        return Problem(
+        return classification(
+            train_x,
+            train_y,
+            test_x,
+            test_y,
+            config=config,
+            device=device,
+            classes=10,
             input_size=train_x.shape[1],
-            output_size=10,
-            sample=sample,
-            test=test,
-            loss=F.cross_entropy,
-            metrics=metrics,
-            loss_unit="nats",
-            baselines={"baseline_loss": entropy, "baseline_accuracy": 100 * float(share.max())},
+            augment=augment,
         )
 
     def build(self, method, rank, problem, config, device):
