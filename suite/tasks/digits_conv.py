@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 from torch.nn import functional as F
 
-from ..cases import Case
+from ..cases import Case, torch_dtype
 from ..convnets import ResNet9, SmallConvNet
 from ..methods import METHODS
 from . import pdigits
@@ -126,15 +126,7 @@ class ConvImages(Task):
         if config.T not in (8, 32):
             raise ValueError(f"T is the image side: 8 (digits) or 32 (CIFAR-10), got {config.T}")
         if config.T == 8:
-            try:
-                import sklearn.datasets  # noqa: F401
-            except ImportError:
-                raise ValueError(
-                    "digits-conv needs scikit-learn: pip install scikit-learn "
-                    "(or pip install -e '.[tasks]')"
-                ) from None
-            if config.test_size >= 1797:
-                raise ValueError(f"test_size must be < 1797 (the digits), got {config.test_size}")
+            pdigits.check_digits(config, "digits-conv")
         else:
             cifar_folder(data_dir)
 
@@ -161,7 +153,7 @@ class ConvImages(Task):
         )
 
     def build(self, method, rank, problem, config, device):
-        dtype = {"float32": torch.float32, "float64": torch.float64}[config.dtype]
+        dtype = torch_dtype(config.dtype)
         if config.T == 32:
             return ResNet9(method, rank, dtype=dtype, device=device)
         return SmallConvNet(
