@@ -168,25 +168,7 @@ class Comparison:
         for kind, title in (("regressed", "Regressions"), ("improved", "Improvements")):
             rows = sorted(self.of_kind(kind), key=lambda c: -abs(math.log(c.ratio)))
             blocks.append(Heading(f"{title} ({len(rows)})"))
-            if rows:
-                blocks.append(
-                    Table(
-                        ["case", "BASE", "NEW", "NEW / BASE", "noise test", "samples"],
-                        [
-                            [
-                                c.case,
-                                fmt_seconds(c.base),
-                                fmt_seconds(c.new),
-                                fmt_ratio(c.ratio),
-                                c.test,
-                                c.samples,
-                            ]
-                            for c in rows
-                        ],
-                    )
-                )
-            else:
-                blocks.append(Text("None."))
+            blocks.append(_change_table(rows, samples=True) if rows else Text("None."))
         noisy = [
             c
             for c in self.unchanged
@@ -194,22 +176,20 @@ class Comparison:
         ]
         if noisy:
             blocks.append(Heading(f"Beyond the factor but within the noise ({len(noisy)})"))
-            blocks.append(
-                Table(
-                    ["case", "BASE", "NEW", "NEW / BASE", "noise test"],
-                    [
-                        [
-                            c.case,
-                            fmt_seconds(c.base),
-                            fmt_seconds(c.new),
-                            fmt_ratio(c.ratio),
-                            c.test,
-                        ]
-                        for c in noisy
-                    ],
-                )
-            )
+            blocks.append(_change_table(noisy, samples=False))
         return markdown(blocks, "projunn-bench compare")
+
+
+def _change_table(changes: list[CaseChange], samples: bool) -> Table:
+    """The table of ``changes``: case, both medians, their ratio, the noise test and,
+    with ``samples``, the sample counts."""
+    columns = ["case", "BASE", "NEW", "NEW / BASE", "noise test"]
+    rows = [
+        [c.case, fmt_seconds(c.base), fmt_seconds(c.new), fmt_ratio(c.ratio), c.test]
+        + ([c.samples] if samples else [])
+        for c in changes
+    ]
+    return Table(columns + (["samples"] if samples else []), rows)
 
 
 def _case_name(row: Mapping[str, Any]) -> str:
