@@ -79,7 +79,13 @@ def significant(
 ) -> tuple[bool, str]:
     """Whether ``base`` and ``new`` (result rows) differ beyond their noise, and how that
     was decided (see the module docstring)."""
-    a, b = _samples(base), _samples(new)
+    return _significant(base, new, _samples(base), _samples(new), alpha)
+
+
+def _significant(
+    base: Mapping[str, Any], new: Mapping[str, Any], a: list[float], b: list[float], alpha: float
+) -> tuple[bool, str]:
+    """:func:`significant` given the parsed samples ``a`` of ``base`` and ``b`` of ``new``."""
     if len(a) >= 2 and len(b) >= 2 and _min_p(len(a), len(b)) < alpha:
         from scipy.stats import mannwhitneyu
 
@@ -222,14 +228,17 @@ def compare_frames(
     for key in kb.keys() & kn.keys():
         rb, rn = kb[key], kn[key]
         ratio = rn["value"] / rb["value"] if rb["value"] > 0 else math.inf
-        sig, test = significant(rb, rn, alpha)
+        samples = _samples(rb), _samples(rn)
+        sig, test = _significant(rb, rn, *samples, alpha)
         if sig and ratio > factor:
             kind = "regressed"
         elif sig and ratio < 1 / factor:
             kind = "improved"
         else:
             kind = "unchanged"
-        counts = " / ".join(str(len(_samples(r)) or r.get("repeat") or "?") for r in (rb, rn))
+        counts = " / ".join(
+            str(len(x) or r.get("repeat") or "?") for x, r in zip(samples, (rb, rn), strict=True)
+        )
         changes.append(
             CaseChange(_case_name(rb), rb["value"], rn["value"], ratio, test, sig, kind, counts)
         )
