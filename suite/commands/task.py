@@ -16,7 +16,7 @@ from typing import Any
 
 from projunn_core.init import INITS
 
-from ..cases import DTYPES
+from ..cases import DTYPES, method_label
 from ..methods import METHODS
 from ..tasks import LSTM, TASKS
 from ._args import (
@@ -204,12 +204,12 @@ def _summary(rows: list[dict[str, Any]]) -> tuple[str, list[dict[str, Any]]]:
         if r["step"] >= entry.get("step", -1):
             entry["step"] = r["step"]
         entry[r["metric"]] = r["value"]
-    metrics = [m for m in ("train_loss", "test_loss", "test_accuracy", "wall_time")]
+    metrics = ("train_loss", "test_loss", "test_accuracy", "wall_time")
     present = [m for m in metrics if any(m in e for e in last.values())]
     head = "| method | steps | " + " | ".join(present) + " | below baseline |"
     lines = [head, "|" + "---|" * (len(present) + 3)]
     for e in last.values():
-        label = e["method"] + ("" if e["k"] is None else f"-k{e['k']}")
+        label = method_label(e["method"], e["k"])
         cells = [f"{e[m]:.4g}" if m in e else "-" for m in present]
         below = "-"
         if "test_loss" in e and "baseline_loss" in baseline:
@@ -226,7 +226,7 @@ def main(args, parser: argparse.ArgumentParser) -> int:
     runs = build_runs(args, parser)
     apply_threads(args)
     world = World.from_env()
-    if world.size > 1 and (args.batch or runs[0].config.batch) % world.size:
+    if world.size > 1 and runs[0].config.batch % world.size:
         parser.error(f"--batch must be divisible by the {world.size} processes")
     device = world.start(args.device)
     if device != args.device:

@@ -54,15 +54,27 @@ def series_label(method: str, k=None, options: str = "") -> str:
     return f"{text} [{options}]" if options else text
 
 
+def parse_series_label(label: str) -> tuple[str, int | None, str]:
+    """Inverse of :func:`series_label`: ``(method, k, options)``.
+
+    >>> parse_series_label("projunn_t-k4"), parse_series_label("eunn [capacity=8]")
+    (('projunn_t', 4, ''), ('eunn', None, 'capacity=8'))
+    """
+    from ..cases import parse_method_label
+
+    text, _, options = label.partition(" [")
+    method, k = parse_method_label(text)
+    return method, k, options.removesuffix("]")
+
+
 def label_order(label: str) -> tuple[int, int, str]:
     """Sort key of a :func:`series_label`: registry position, rank, then the text.
 
     >>> sorted(["projunn_t-k16", "svd", "projunn_t-k4"], key=label_order)
     ['projunn_t-k4', 'projunn_t-k16', 'svd']
     """
-    from ..cases import parse_method_label
     from ..methods import METHODS
 
-    method, k = parse_method_label(label.split(" [")[0])
+    method, k, _ = parse_series_label(label)
     names = list(METHODS)
     return (names.index(method) if method in names else len(names), k or 0, label)

@@ -21,7 +21,7 @@ import math
 import re
 from collections.abc import Sequence
 
-from ..cases import ACCURACY_WORKLOADS, WORKLOADS, method_label
+from ..cases import ACCURACY_WORKLOADS, WORKLOADS
 from ..methods import METHODS
 from . import series_label
 
@@ -309,7 +309,7 @@ def not_measured(frame):
     bad = frame[frame["status"] != "ok"]
     rows = []
     for key, g in bad.groupby(["platform", "workload", "status", "reason"], sort=True):
-        labels = sorted({method_label(m, None) for m in g["method"]})
+        labels = sorted(set(g["method"]))
         rows.append(
             {
                 **dict(zip(["platform", "workload", "status", "reason"], key, strict=True)),

@@ -79,7 +79,13 @@ def significant(
 ) -> tuple[bool, str]:
     """Whether ``base`` and ``new`` (result rows) differ beyond their noise, and how that
     was decided (see the module docstring)."""
-    a, b = _samples(base), _samples(new)
+    return _significant(base, new, _samples(base), _samples(new), alpha)
+
+
+def _significant(
+    base: Mapping[str, Any], new: Mapping[str, Any], a: list[float], b: list[float], alpha: float
+) -> tuple[bool, str]:
+    """:func:`significant` given the parsed samples ``a`` of ``base`` and ``b`` of ``new``."""
     if len(a) >= 2 and len(b) >= 2 and _min_p(len(a), len(b)) < alpha:
         from scipy.stats import mannwhitneyu
 
@@ -168,25 +174,7 @@ class Comparison:
         for kind, title in (("regressed", "Regressions"), ("improved", "Improvements")):
             rows = sorted(self.of_kind(kind), key=lambda c: -abs(math.log(c.ratio)))
             blocks.append(Heading(f"{title} ({len(rows)})"))
-            if rows:
-                blocks.append(
-                    Table(
-                        ["case", "BASE", "NEW", "NEW / BASE", "noise test", "samples"],
-                        [
-                            [
-                                c.case,
-                                fmt_seconds(c.base),
-                                fmt_seconds(c.new),
-                                fmt_ratio(c.ratio),
-                                c.test,
-                                c.samples,
-                            ]
-                            for c in rows
-                        ],
-                    )
-                )
-            else:
-                blocks.append(Text("None."))
+            blocks.append(_change_table(rows, samples=True) if rows else Text("None."))
         noisy = [
             c
             for c in self.unchanged
@@ -194,22 +182,20 @@ class Comparison:
         ]
         if noisy:
             blocks.append(Heading(f"Beyond the factor but within the noise ({len(noisy)})"))
-            blocks.append(
-                Table(
-                    ["case", "BASE", "NEW", "NEW / BASE", "noise test"],
-                    [
-                        [
-                            c.case,
-                            fmt_seconds(c.base),
-                            fmt_seconds(c.new),
-                            fmt_ratio(c.ratio),
-                            c.test,
-                        ]
-                        for c in noisy
-                    ],
-                )
-            )
+            blocks.append(_change_table(noisy, samples=False))
         return markdown(blocks, "projunn-bench compare")
+
+
+def _change_table(changes: list[CaseChange], samples: bool) -> Table:
+    """The table of ``changes``: case, both medians, their ratio, the noise test and,
+    with ``samples``, the sample counts."""
+    columns = ["case", "BASE", "NEW", "NEW / BASE", "noise test"]
+    rows = [
+        [c.case, fmt_seconds(c.base), fmt_seconds(c.new), fmt_ratio(c.ratio), c.test]
+        + ([c.samples] if samples else [])
+        for c in changes
+    ]
+    return Table(columns + (["samples"] if samples else []), rows)
 
 
 def _case_name(row: Mapping[str, Any]) -> str:
@@ -242,14 +228,17 @@ def compare_frames(
     for key in kb.keys() & kn.keys():
         rb, rn = kb[key], kn[key]
         ratio = rn["value"] / rb["value"] if rb["value"] > 0 else math.inf
-        sig, test = significant(rb, rn, alpha)
+        samples = _samples(rb), _samples(rn)
+        sig, test = _significant(rb, rn, *samples, alpha)
         if sig and ratio > factor:
             kind = "regressed"
         elif sig and ratio < 1 / factor:
             kind = "improved"
         else:
             kind = "unchanged"
-        counts = " / ".join(str(len(_samples(r)) or r.get("repeat") or "?") for r in (rb, rn))
+        counts = " / ".join(
+            str(len(x) or r.get("repeat") or "?") for x, r in zip(samples, (rb, rn), strict=True)
+        )
         changes.append(
             CaseChange(_case_name(rb), rb["value"], rn["value"], ratio, test, sig, kind, counts)
         )

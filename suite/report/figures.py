@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..methods import METHODS
-from . import label_order
+from . import label_order, parse_series_label
 
 __all__ = [
     "plot_distance",
@@ -58,10 +58,8 @@ def _palette(methods) -> dict[str, tuple]:
 def label_colors(labels) -> dict[str, tuple]:
     """Each method label (``"projunn_t-k4"``, ``"svd [height=8;width=8]"``) in the colour of
     its method, the same in the report and in the task figures."""
-    from ..cases import parse_method_label
-
     labels = sorted(set(labels))
-    methods = {lab: parse_method_label(lab.split(" [")[0])[0] for lab in labels}
+    methods = {lab: parse_series_label(lab)[0] for lab in labels}
     colors = _palette(methods.values())
     return {lab: colors[m] for lab, m in methods.items()}
 

@@ -110,7 +110,14 @@ def platform_label(device: str, machine: dict[str, Any]) -> str:
 # --------------------------------------------------------------------------- discovery
 
 
-def _read_json(path: Path) -> Any:
+JsonCache = dict[Path, Any]
+"""Parsed JSON by path, kept for one :func:`load` / :func:`load_one` call, so that a file
+read to classify it (or shared by several result files) is parsed once."""
+
+
+def _read_json(path: Path, cache: JsonCache | None = None) -> Any:
+    if cache is not None and path in cache:
+        return cache[path]
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as e:
@@ -118,10 +125,13 @@ def _read_json(path: Path) -> Any:
     except UnicodeDecodeError:
         raise InputError(path, "is not UTF-8 text (corrupt?)") from None
     try:
-        return json.loads(text)
+        data = json.loads(text)
     except json.JSONDecodeError as e:
         problem = f"is not valid JSON ({e.msg}, line {e.lineno}): corrupt or partial?"
         raise InputError(path, problem) from None
+    if cache is not None:
+        cache[path] = data
+    return data
 
 
 def _json_kind(data: Any) -> str | None:
@@ -139,27 +149,30 @@ def _json_kind(data: Any) -> str | None:
     return None
 
 
-def _is_asv_dir(path: Path) -> bool:
+def _is_asv_dir(path: Path, cache: JsonCache | None = None) -> bool:
     if (path / "benchmarks.json").is_file():
         return True
     m = path / "machine.json"
     if not m.is_file():
         return False
     try:
-        data = json.loads(m.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        data = _read_json(m, cache)
+    except InputError:
         return False
     return isinstance(data, dict) and "machine" in data and "arch" in data
 
 
-def discover(path: str | Path, depth: int = 2) -> list[tuple[str, Path]]:
+def discover(
+    path: str | Path, depth: int = 2, *, cache: JsonCache | None = None
+) -> list[tuple[str, Path]]:
     """The loadable units under ``path`` as ``(kind, path)`` pairs, kind one of "run",
     "table", "asv" (one result file) and "pytest-benchmark".
 
     Plain folders are searched ``depth`` levels deep (``results/`` finds
     ``results/data/*.csv`` and ``results/runs/*/``); folders holding a ``report.md``
     (reports, which carry a copy of their data) are not. Raises :class:`InputError` for
-    a missing path or one holding no results.
+    a missing path or one holding no results. ``cache`` keeps the JSON parsed here for
+    the reading that follows.
     """
     path = Path(path)
     if not path.exists():
@@ -170,7 +183,7 @@ def discover(path: str | Path, depth: int = 2) -> list[tuple[str, Path]]:
         if path.suffix in TABLE_SUFFIXES:
             return [("table", path)]
         if path.suffix == ".json":
-            kind = _json_kind(_read_json(path))
+            kind = _json_kind(_read_json(path, cache))
             if kind in ("asv", "pytest-benchmark"):
                 return [(kind, path)]
             if kind == "machine":
@@ -179,7 +192,7 @@ def discover(path: str | Path, depth: int = 2) -> list[tuple[str, Path]]:
         raise InputError(path, "unknown file type (expected .csv, .parquet or .json)")
     if any((path / t).is_file() for t in RUN_TABLES):
         return [("run", path)]
-    if _is_asv_dir(path):
+    if _is_asv_dir(path, cache):
         skip = ("machine.json", "benchmarks.json")
         found = [("asv", p) for p in sorted(path.rglob("*.json")) if p.name not in skip]
         if not found:
@@ -193,14 +206,14 @@ def discover(path: str | Path, depth: int = 2) -> list[tuple[str, Path]]:
             if (child / "report.md").exists() or depth < 1:
                 continue
             try:
-                found += discover(child, depth - 1)
+                found += discover(child, depth - 1, cache=cache)
             except InputError:
                 continue  # a folder without results among others
         elif child.suffix in TABLE_SUFFIXES:
             found.append(("table", child))
         elif child.suffix == ".json":
             try:
-                kind = _json_kind(_read_json(child))
+                kind = _json_kind(_read_json(child, cache))
             except InputError:
                 found.append(("json", child))  # reported as unreadable when loaded
                 continue
@@ -330,10 +343,12 @@ def _check_not_running(path: Path, machine: dict[str, Any]) -> None:
         )
 
 
-def _ours(path: Path, kind: str, table: Path, machine_path: Path) -> tuple[Source, Any]:
+def _ours(
+    path: Path, kind: str, table: Path, machine_path: Path, cache: JsonCache
+) -> tuple[Source, Any]:
     machine: dict[str, Any] = {}
     if machine_path.is_file():
-        data = _read_json(machine_path)
+        data = _read_json(machine_path, cache)
         if not isinstance(data, dict):
             raise InputError(machine_path, "is not a machine description (a JSON object)")
         machine = data
@@ -463,21 +478,21 @@ def _asv_rows(path: Path, data: dict[str, Any], meta: dict[str, Any]) -> list[di
     return rows
 
 
-def _asv(path: Path) -> tuple[Source, Any]:
-    data = _read_json(path)
+def _asv(path: Path, cache: JsonCache) -> tuple[Source, Any]:
+    data = _read_json(path, cache)
     if _json_kind(data) != "asv":
         raise InputError(path, "is not an asv result file")
     machine: dict[str, Any] = {}
     mpath = path.parent / "machine.json"
     if mpath.is_file():
-        m = _read_json(mpath)
+        m = _read_json(mpath, cache)
         machine = m if isinstance(m, dict) else {}
     params = data.get("params") if isinstance(data.get("params"), dict) else {}
     machine = {**params, **machine}
     meta: dict[str, Any] = {}
     bpath = path.parent.parent / "benchmarks.json"
     if bpath.is_file():
-        b = _read_json(bpath)
+        b = _read_json(bpath, cache)
         meta = b if isinstance(b, dict) else {}
     ours = {
         "hostname": machine.get("machine", ""),
@@ -512,8 +527,8 @@ def _asv(path: Path) -> tuple[Source, Any]:
 # --------------------------------------------------------------------------- pytest-benchmark
 
 
-def _pytest_benchmark(path: Path) -> tuple[Source, Any]:
-    data = _read_json(path)
+def _pytest_benchmark(path: Path, cache: JsonCache) -> tuple[Source, Any]:
+    data = _read_json(path, cache)
     if _json_kind(data) != "pytest-benchmark":
         raise InputError(path, "is not pytest-benchmark JSON")
     info = data.get("machine_info") or {}
@@ -577,16 +592,16 @@ def _pytest_benchmark(path: Path) -> tuple[Source, Any]:
 # --------------------------------------------------------------------------- entry points
 
 
-def _read_unit(kind: str, path: Path) -> tuple[Source, Any]:
+def _read_unit(kind: str, path: Path, cache: JsonCache) -> tuple[Source, Any]:
     if kind == "run":
         table = next(path / t for t in RUN_TABLES if (path / t).is_file())
-        return _ours(path, "run", table, path / "machine.json")
+        return _ours(path, "run", table, path / "machine.json", cache)
     if kind == "table":
-        return _ours(path, "table", path, path.with_suffix(".machine.json"))
+        return _ours(path, "table", path, path.with_suffix(".machine.json"), cache)
     if kind == "asv":
-        return _asv(path)
+        return _asv(path, cache)
     if kind == "pytest-benchmark":
-        return _pytest_benchmark(path)
+        return _pytest_benchmark(path, cache)
     _read_json(path)  # unreadable JSON found in a folder scan: raises, saying why
     raise InputError(path, "is not a results file")
 
@@ -606,10 +621,11 @@ def _finish(source: Source, df):
 def load_one(path: str | Path) -> tuple[Source, Any]:
     """One source (a run folder, table, asv result file or pytest-benchmark JSON) and its
     rows; raises :class:`InputError` (or :class:`SkippedInput`) naming the file."""
-    units = discover(path)
+    cache: JsonCache = {}
+    units = discover(path, cache=cache)
     if len(units) != 1:
         raise InputError(path, f"holds {len(units)} result sources; name one of them")
-    source, df = _read_unit(*units[0])
+    source, df = _read_unit(*units[0], cache)
     return source, _finish(source, df)
 
 
@@ -624,15 +640,16 @@ def load(paths: Sequence[str | Path]) -> Loaded:
 
     frames, sources, warnings = [], [], []
     seen: dict[str, int] = {}
+    cache: JsonCache = {}
     for path in paths:
         try:
-            units = discover(path)
+            units = discover(path, cache=cache)
         except InputError as e:
             warnings.append(str(e))
             continue
         for kind, unit in units:
             try:
-                source, df = _read_unit(kind, unit)
+                source, df = _read_unit(kind, unit, cache)
             except InputError as e:
                 warnings.append(str(e))
                 continue

@@ -119,14 +119,12 @@ def synthetic_data(draw, config: Config, seed: int, device):
 
 class Task:
     """A training task: ``name``, ``description``, named ``presets`` (functions returning a
-    :class:`Config`, each naming its source in its docstring), ``needs_data`` (reads
-    ``--data-dir``), ``methods`` (what ``--method all`` trains; ``None``: every registry
-    method and the LSTM)."""
+    :class:`Config`, each naming its source in its docstring), ``methods`` (what
+    ``--method all`` trains; ``None``: every registry method and the LSTM)."""
 
     name: str = ""
     description: str = ""
     presets: Mapping[str, Callable[[], Config]] = {}
-    needs_data: bool = False
     methods: tuple[str, ...] | None = None
 
     def preset(self, name: str) -> Config:

@@ -17,18 +17,18 @@ class entropy of the test set. At the end a run records ``orthogonality``: the l
 
 from __future__ import annotations
 
-import math
 import pickle
 from pathlib import Path
 
 import torch
 from torch.nn import functional as F
 
-from ..cases import Case
+from ..cases import Case, torch_dtype
 from ..convnets import ResNet9, SmallConvNet
 from ..methods import METHODS
 from . import pdigits
 from .base import LSTM, Config, DataError, Problem, Task
+from .pixels import classification
 
 __all__ = ["CIFAR_FOLDER", "TASK", "ConvImages", "load_cifar10", "load_digits"]
 
@@ -126,15 +126,7 @@ class ConvImages(Task):
         if config.T not in (8, 32):
             raise ValueError(f"T is the image side: 8 (digits) or 32 (CIFAR-10), got {config.T}")
         if config.T == 8:
-            try:
-                import sklearn.datasets  # noqa: F401
-            except ImportError:
-                raise ValueError(
-                    "digits-conv needs scikit-learn: pip install scikit-learn "
-                    "(or pip install -e '.[tasks]')"
-                ) from None
-            if config.test_size >= 1797:
-                raise ValueError(f"test_size must be < 1797 (the digits), got {config.test_size}")
+            pdigits.check_digits(config, "digits-conv")
         else:
             cifar_folder(data_dir)
 
@@ -148,37 +140,20 @@ class ConvImages(Task):
             std = torch.tensor(CIFAR_STD).view(1, 3, 1, 1)
             train_x, test_x = ((x.float() / 255 - mean) / std for x in (train_x, test_x))
             augment = _augment
-        train_x, train_y = train_x.to(device), train_y.to(device)
-        n = min(config.test_size, len(test_y))
-        test = (test_x[:n].to(device), test_y[:n].to(device))
-
-        def sample(batch, generator):
-            index = torch.randint(0, len(train_y), (batch,), generator=generator).to(device)
-            x = train_x[index]
-            return (augment(x, generator) if augment else x), train_y[index]
-
-        def metrics(out, y):
-            right = out.argmax(-1) == y
-            return {
-                "test_loss": F.cross_entropy(out, y),
-                "test_accuracy": 100 * right.float().mean(),
-            }
-
-        share = torch.bincount(test[1].cpu(), minlength=10).double() / n
-        entropy = -sum(float(p) * math.log(float(p)) for p in share if p > 0)
-        return Problem(
+        return classification(
+            train_x,
+            train_y,
+            test_x,
+            test_y,
+            config=config,
+            device=device,
+            classes=10,
             input_size=train_x.shape[1],
-            output_size=10,
-            sample=sample,
-            test=test,
-            loss=F.cross_entropy,
-            metrics=metrics,
-            loss_unit="nats",
-            baselines={"baseline_loss": entropy, "baseline_accuracy": 100 * float(share.max())},
+            augment=augment,
         )
 
     def build(self, method, rank, problem, config, device):
-        dtype = {"float32": torch.float32, "float64": torch.float64}[config.dtype]
+        dtype = torch_dtype(config.dtype)
         if config.T == 32:
             return ResNet9(method, rank, dtype=dtype, device=device)
         return SmallConvNet(

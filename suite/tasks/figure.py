@@ -24,8 +24,8 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from ..cases import method_label
 from ..output import atomic_write
+from ..report import series_label
 
 __all__ = ["curve_table", "learning_curves", "main"]
 
@@ -39,7 +39,7 @@ def curve_table(rows: Iterable[Mapping[str, Any]]):
 
     curves = [
         {
-            "label": method_label(r["method"], None if r["k"] in (None, "") else int(r["k"])),
+            "label": series_label(r["method"], r["k"]),
             "step": int(r["step"]),
             "metric": r["metric"],
             "value": float(r["value"]),

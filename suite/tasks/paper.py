@@ -18,6 +18,9 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from ..cases import method_label
+from ..report.render import Table, markdown
+
 __all__ = ["PMNIST_CSV", "PAPER_MODEL", "beside", "reference"]
 
 PMNIST_CSV = Path(__file__).resolve().parents[2] / "results" / "reference" / "projunn_pmnist.csv"
@@ -63,10 +66,7 @@ def beside(measured: Iterable[Mapping[str, Any]], hidden: int, path: Path = PMNI
     | expm | 50.00 | expRNN 94.9 |
     """
     paper = reference(hidden, path)
-    lines = [
-        f"| method | measured test accuracy [%] | paper (hidden {hidden}) [%] |",
-        "|---|---|---|",
-    ]
+    rows = []
     for m in measured:
         model = PAPER_MODEL.get(m["method"])
         found = [
@@ -84,6 +84,6 @@ def beside(measured: Iterable[Mapping[str, Any]], hidden: int, path: Path = PMNI
             )
             or "-"
         )
-        label = m["method"] + ("" if m["k"] is None else f"-k{m['k']}")
-        lines.append(f"| {label} | {m['test_accuracy']:.2f} | {text} |")
-    return "\n".join(lines)
+        rows.append([method_label(m["method"], m["k"]), f"{m['test_accuracy']:.2f}", text])
+    columns = ["method", "measured test accuracy [%]", f"paper (hidden {hidden}) [%]"]
+    return markdown([Table(columns, rows)]).removesuffix("\n")

@@ -15,9 +15,24 @@ import torch
 from .base import Config
 from .pixels import PixelTask
 
-__all__ = ["SPLIT_SEED", "TASK", "PermutedDigits"]
+__all__ = ["DIGITS", "SPLIT_SEED", "TASK", "PermutedDigits", "check_digits"]
 
 SPLIT_SEED = 0
+DIGITS = 1797
+"""Images in scikit-learn's digits set."""
+
+
+def check_digits(config: Config, who: str) -> None:
+    """``ValueError`` unless ``config`` leaves training images (``test_size`` <
+    :data:`DIGITS`) and scikit-learn can be imported; ``who`` names the task needing it."""
+    if config.test_size >= DIGITS:
+        raise ValueError(f"test_size must be < {DIGITS} (the digits set), got {config.test_size}")
+    try:
+        import sklearn.datasets  # noqa: F401
+    except ImportError:
+        raise ValueError(
+            f"{who} needs scikit-learn: pip install scikit-learn (or pip install -e '.[tasks]')"
+        ) from None
 
 
 def quick() -> Config:
@@ -45,15 +60,7 @@ class PermutedDigits(PixelTask):
 
     def check(self, config: Config, data_dir: Path | None) -> None:
         super().check(config, data_dir)
-        if config.test_size >= 1797:
-            raise ValueError(f"test_size must be < 1797 (the digits set), got {config.test_size}")
-        try:
-            import sklearn.datasets  # noqa: F401
-        except ImportError:
-            raise ValueError(
-                "the pdigits task needs scikit-learn: pip install scikit-learn "
-                "(or pip install -e '.[tasks]')"
-            ) from None
+        check_digits(config, "the pdigits task")
 
     def load(self, data_dir: Path | None, config: Config):
         from sklearn.datasets import load_digits

@@ -60,7 +60,6 @@ class PermutedMNIST(PixelTask):
     description = "permuted pixel-by-pixel MNIST, 784 steps (reads --data-dir, no download)"
     presets = {"quick": quick, "paper170": paper170, "paper360": paper360, "paper512": paper512}
     pixels = 784
-    needs_data = True
 
     def check(self, config: Config, data_dir: Path | None) -> None:
         super().check(config, data_dir)
