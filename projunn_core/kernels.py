@@ -210,6 +210,12 @@ def projunn_t(
         check_counter(skipped, A)
         return syncfree.kernel(A, a, b, "T", guard=check, skipped=skipped)
     _validate(A, a, b, check)
+    return tangent_update(A, a, b, check)
+
+
+def tangent_update(A: torch.Tensor, a: torch.Tensor, b: torch.Tensor, check: bool):
+    """:func:`projunn_t`'s eager body on inputs already validated (for callers that
+    validated them on their own, like :func:`projunn_core.projunn_step`)."""
     Q, pa, pb = _small_problem(A, a, b, check)
     M = 0.5 * (pa @ pb.mH - pb @ pa.mH)
     E = _exp_skew_minus_identity(M)
@@ -246,6 +252,11 @@ def projunn_d(
         check_counter(skipped, A)
         return syncfree.kernel(A, a, b, "D", guard=check, skipped=skipped)
     _validate(A, a, b, check)
+    return polar_update(A, a, b, check)
+
+
+def polar_update(A: torch.Tensor, a: torch.Tensor, b: torch.Tensor, check: bool):
+    """:func:`projunn_d`'s eager body on inputs already validated."""
     Q, pa, pb = _small_problem(A, a, b, check)
     m = Q.shape[-1]
     C = torch.eye(m, dtype=pa.dtype, device=pa.device) + pa @ pb.mH

@@ -23,13 +23,14 @@ from ._checks import (
     check_rank,
     check_square,
 )
-from .kernels import check_counter, projunn_d, projunn_t
+from .kernels import check_counter, polar_update, projunn_d, projunn_t, tangent_update
 from .lowrank import check_power_iters, lowrank, lowrank_method
 from .syncfree import step as sync_free_step
 
 __all__ = ["projunn_step", "projunn_update", "SYNC_FREE_APPROX", "VARIANTS"]
 
 VARIANTS = {"T": projunn_t, "D": projunn_d}
+_EAGER = {"T": tangent_update, "D": polar_update}
 
 SYNC_FREE_APPROX = ("range",)
 """Low-rank methods of the sync-free path (``sync_free=True``): the range finder (alias
@@ -114,7 +115,8 @@ def _update(
             f"{float(delta.abs().max()):.3g}, finite): scale {name} down or use double "
             "precision; A was left unchanged"
         )
-    return VARIANTS[variant](A, a, b, check=check)
+    # a, b come from lowrank(delta) and were checked above: the kernels' bodies directly
+    return _EAGER[variant](A, a, b, check)
 
 
 def projunn_update(
