@@ -133,6 +133,7 @@ def make_clone(work: Path, plant_n: int) -> tuple[Path, str]:
 def run_gate(repo: Path, head: str, label: str, factor: float, data: Path) -> GateRun:
     """``scripts/gate.py base HEAD`` in the clone; its table lands in ``data/label``."""
     out = data / label
+    out.mkdir(parents=True, exist_ok=True)  # gate.py may exit before making it
     start = time.monotonic()
     cmd = [sys.executable, "scripts/gate.py", "base", head, "--factor", str(factor)]
     status = subprocess.run([*cmd, "--out", str(out)], cwd=repo).returncode

@@ -137,6 +137,23 @@ def test_gate_noise_stops_when_a_gate_run_cannot_run(script, tmp_path, monkeypat
     assert "the gate run 'planted' failed (exit 2)" in capsys.readouterr().err
 
 
+def test_gate_noise_records_a_gate_that_exits_before_making_its_folder(
+    script, tmp_path, monkeypatch
+):
+    import types
+
+    noise = script("gate_noise")
+    # gate.py exiting 2 at once (no asv, bad arguments) never creates --out
+    monkeypatch.setattr(
+        noise.subprocess, "run", lambda *a, **k: types.SimpleNamespace(returncode=2)
+    )
+    monkeypatch.setattr(noise, "_git", lambda repo, *args: "0" * 40)
+    run = noise.run_gate(tmp_path / "repo", "planted", "planted", 1.5, tmp_path / "data")
+    assert run.status == 2 and run.label == "planted"
+    info = json.loads((tmp_path / "data" / "planted" / "run.json").read_text())
+    assert info["status"] == 2
+
+
 COMPARE = """
 | Change   | Before [b4ec1a6d] <base>   | After [8f3c9a5b] <planted>   |   Ratio | Benchmark (Parameter)   |
 |----------|----------------------------|------------------------------|---------|-------------------------|
