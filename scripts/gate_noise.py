@@ -208,9 +208,7 @@ def load_run(folder: Path) -> GateRun:
     return run
 
 
-def report(
-    aa: list[GateRun], planted: GateRun, factor: float, plant_n: int, head: str, data: Path
-) -> str:
+def report(aa: list[GateRun], planted: GateRun, factor: float, plant_n: int, data: Path) -> str:
     def fmt(x):
         return "–" if x is None or x != x else f"{x:.2f}"
 
@@ -295,7 +293,7 @@ def main(argv: list[str] | None = None) -> int:
             f"`python scripts/gate_noise.py --runs {args.runs} --factor {args.factor} "
             f"--plant-n {args.plant_n}`. Each run's table: `{shown}/`.\n\n"
         )
-        text = report(runs, planted, args.factor, args.plant_n, head, data)
+        text = report(runs, planted, args.factor, args.plant_n, data)
         atomic_write_text(args.out, header + text)
 
     if args.from_data:

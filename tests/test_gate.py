@@ -176,7 +176,7 @@ def test_gate_noise_reads_asv_compare_tables_and_summarizes(script, tmp_path):
     planted = noise.GateRun("planted", 1, 600.0, (2.0, 2.0), rows)
     aa = noise.GateRun("aa-1", 0, 300.0, (2.0, 2.0), [noise.Row("", 1.1, "x")])
     assert [r.mark for r in planted.flagged] == ["+", "!"]
-    text = noise.report([aa], planted, 1.5, 1024, "0" * 40, tmp_path)
+    text = noise.report([aa], planted, 1.5, 1024, tmp_path)
     assert "A/A false alarms at factor 1.5: 0 in 1 runs; largest A/A ratio 1.10" in text
     assert "1 of 2 projUNN cases flagged; update ratios 2.04" in text
     assert "(1.10, 2.04]" in text
