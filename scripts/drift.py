@@ -28,7 +28,7 @@ from concurrent.futures import ProcessPoolExecutor
 import torch
 
 import projunn_core as pc
-from suite.commands._args import output_dir, positive_float, positive_int
+from suite.commands._args import add_out_argument, positive_float, positive_int
 from suite.machine import describe
 from suite.output import atomic_write_text, new_run_dir, write_json, write_table
 from suite.timing import measure
@@ -259,9 +259,7 @@ def main(argv=None) -> int:
     )
     parser.add_argument("--jobs", type=positive_int, default=2, help="worker processes")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument(
-        "--out", type=output_dir, default="results/runs", help="folder for the run's table"
-    )
+    add_out_argument(parser)
     parser.add_argument("--report", help="also write the markdown report here (atomically)")
     args = parser.parse_args(argv)
     if args.sizes is None:
