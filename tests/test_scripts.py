@@ -16,9 +16,10 @@ def test_bench_core_smoke(tmp_path, capsys, script):
 
 @pytest.mark.parametrize("args", [["--time", "0"], ["--drift-steps", "-1"]])
 def test_bench_core_rejects_bad_counts(args, capsys, script):
-    with pytest.raises(SystemExit):
+    with pytest.raises(SystemExit) as info:
         script("bench_core").main(args)
-    assert "must be positive" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and f"argument {args[0]}" in err and "is not positive" in err
 
 
 def test_bench_rnn_step_smoke(capsys, script):
