@@ -41,6 +41,7 @@ if str(ROOT) not in sys.path:  # run from a checkout without installing
 
 from suite import output  # noqa: E402
 from suite.cases import Case, Settings  # noqa: E402
+from suite.commands._args import output_dir, positive_float, positive_int  # noqa: E402
 from suite.methods import METHODS  # noqa: E402
 from suite.profiling import SYNC_NOTE, sync_sites  # noqa: E402
 from suite.record import Recorder  # noqa: E402
@@ -422,13 +423,15 @@ def _parser() -> argparse.ArgumentParser:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--out", required=True, metavar="DIR", help="parent folder of the run")
+    parser.add_argument(
+        "--out", required=True, type=output_dir, metavar="DIR", help="parent folder of the run"
+    )
     parser.add_argument(
         "--parts", nargs="+", choices=PARTS, default=list(PARTS), help="parts to run (default: all)"
     )
     parser.add_argument(
         "--budget",
-        type=float,
+        type=positive_float,
         default=270.0,
         metavar="S",
         help="seconds for the whole run (default 270); the sweep stops early to keep it",
@@ -441,7 +444,7 @@ def _parser() -> argparse.ArgumentParser:
         help=f"matrix sizes (default: {' '.join(map(str, SIZES))} on cuda, "
         f"{' '.join(map(str, CPU_SIZES))} on cpu)",
     )
-    parser.add_argument("--ranks", nargs="+", type=int, default=list(RANKS), metavar="K")
+    parser.add_argument("--ranks", nargs="+", type=positive_int, default=list(RANKS), metavar="K")
     parser.add_argument(
         "--device",
         choices=("cuda", "cpu"),
@@ -455,8 +458,8 @@ def main(argv=None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     args.sizes = args.sizes or list(SIZES if args.device == "cuda" else CPU_SIZES)
-    if args.budget <= 0 or min(args.sizes) < 2 or min(args.ranks) < 1:
-        parser.error("--budget must be positive, --sizes >= 2 and --ranks >= 1")
+    if min(args.sizes) < 2:
+        parser.error("--sizes must be >= 2")
     if args.device == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda: CUDA is not available on this machine")
     faulthandler.dump_traceback_later(args.budget + GRACE, exit=True, file=sys.__stderr__)

@@ -111,7 +111,25 @@ def test_gpu_check_stops_at_its_budget_and_sizes_itself_to_a_cpu(
 def test_gpu_check_rejects_bad_usage(tmp_path, capsys, script):
     with pytest.raises(SystemExit) as e:
         script("gpu_check").main(["--out", str(tmp_path), "--budget", "0"])
-    assert e.value.code == 2 and "--budget must be positive" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and "argument --budget" in err and "is not positive" in err
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["--ranks", "1", "0"], ["--sizes", "1"], ["--out", "{file}/sub"], ["--out", "{file}"]],
+)
+def test_gpu_check_rejects_bad_arguments_before_it_starts(args, tmp_path, capsys, script):
+    """A folder that cannot be made is a usage error, not a traceback once the watchdog
+    is armed and the recording has begun."""
+    file = tmp_path / "a-file"
+    file.write_text("")
+    argv = ["--out", str(tmp_path), "--device", "cpu"]
+    argv += [a.format(file=file) for a in args]
+    with pytest.raises(SystemExit) as e:
+        script("gpu_check").main(argv)
+    assert e.value.code == 2 and args[0] in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == [file]  # nothing was recorded
 
 
 def test_gpu_check_summary_judges_the_targets(script):
