@@ -413,8 +413,7 @@ class Context:
         for r in rows:
             r.setdefault("device", self.device)
             r["device"] = r["device"] or self.device
-        self.rec.add(rows)
-        self.rec.flush()
+        self.rec.add(rows)  # the Recorder flushes at every add (flush_every=0)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -466,7 +465,7 @@ def main(argv=None) -> int:
     info = {"command": "scripts/gpu_check.py", "argv": sys.argv[1:] if argv is None else argv}
     started = time.monotonic()
     try:
-        with Recorder(args.out, info=info) as rec:
+        with Recorder(args.out, info=info, flush_every=0) as rec:
             ctx = Context(rec, args)
             for part in args.parts:
                 if ctx.budget.left() <= 0 and part != "tests":
