@@ -233,9 +233,13 @@ def copy_bandwidth(device: str) -> float:
 def _time_case(case: Case) -> list[Measurement]:
     work = prepare(case)
     try:
-        for _ in range(TIMING.warmup):
-            work.step()
-        wall = measure(work.step, min_time=TIMING.min_time, max_time=TIMING.max_time, warmup=0)
+        wall = measure(
+            work.step,
+            min_time=TIMING.min_time,
+            max_time=TIMING.max_time,
+            warmup=TIMING.warmup,
+            device=case.device,
+        )
         out = [Measurement.timing("time", wall)]
         if case.device == "cuda":
             out.append(Measurement.timing("time_cuda_events", measure_events(work.step)))
