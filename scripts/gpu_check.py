@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import faulthandler
-import gc
 import os
 import re
 import subprocess
@@ -45,7 +44,7 @@ from suite.commands._args import output_dir, positive_float, positive_int  # noq
 from suite.methods import METHODS  # noqa: E402
 from suite.profiling import SYNC_NOTE, sync_sites  # noqa: E402
 from suite.record import Recorder  # noqa: E402
-from suite.runner import rows_for  # noqa: E402
+from suite.runner import _release, rows_for  # noqa: E402
 from suite.timing import measure, measure_events, synchronize  # noqa: E402
 from suite.workloads import Measurement, prepare, train_state  # noqa: E402
 
@@ -88,12 +87,6 @@ class Budget:
 
     def left(self) -> float:
         return self.end - time.monotonic()
-
-
-def _release() -> None:
-    gc.collect()
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()
 
 
 def _row(workload, method, metric, value, unit, *, n, k=None, status="ok", reason=""):
@@ -212,7 +205,7 @@ def _guarded(case: Case, measure_case, metric: str = "") -> list[dict]:
         msg = f"{type(e).__name__}: {e}"[:1000]
         return rows_for(case, [Measurement(metric, None, "", status="error", reason=msg)])
     finally:
-        _release()
+        _release(case.device)
 
 
 # -- sweep ------------------------------------------------------------------------------
