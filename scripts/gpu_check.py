@@ -223,7 +223,8 @@ def copy_bandwidth(device: str) -> float:
     return 2 * src.numel() * 4 / t.median
 
 
-def _time_case(case: Case) -> list[Measurement]:
+def _time_case(case: Case, timings: dict) -> list[Measurement]:
+    """Wall time (and CUDA event time); the wall Timing is kept in ``timings[case]``."""
     work = prepare(case)
     try:
         wall = measure(
@@ -233,6 +234,7 @@ def _time_case(case: Case) -> list[Measurement]:
             warmup=TIMING.warmup,
             device=case.device,
         )
+        timings[case] = wall  # the profile part reuses it
         out = [Measurement.timing("time", wall)]
         if case.device == "cuda":
             out.append(Measurement.timing("time_cuda_events", measure_events(work.step)))
@@ -258,7 +260,7 @@ def part_sweep(ctx) -> None:
                 if ctx.budget.left() < ctx.reserve:
                     ctx.add(rows_for(case, [_budget_spent()]))
                     continue
-                ctx.add(_guarded(case, lambda c=case: rows_for(c, _time_case(c))))
+                ctx.add(_guarded(case, lambda c=case: rows_for(c, _time_case(c, ctx.timings))))
 
 
 # -- profile ----------------------------------------------------------------------------
@@ -282,12 +284,13 @@ def part_profile(ctx) -> None:
                     continue
 
                 def run(c=case, basis=basis):
+                    other = bool(basis) and basis != default  # the sweep timed the default
+                    timed = None if other else ctx.timings.get(c)  # no second timing pass
                     syncfree.BASIS = basis or default
                     try:
-                        p = profile_work(prepare(c), steps=10, settings=TIMING)
+                        p = profile_work(prepare(c), steps=10, settings=TIMING, timing=timed)
                     finally:
                         syncfree.BASIS = default
-                    other = bool(basis) and basis != default  # the sweep timed the default
                     rows = rows_for(c, p.measurements(ops=False, timing=other))
                     if other:
                         for r in rows:
@@ -400,6 +403,7 @@ class Context:
         self.budget = Budget(args.budget)
         self.reserve = min(40.0, 0.15 * args.budget)  # kept for the profile part
         self.failures = 0
+        self.timings = {}  # Case -> the sweep's wall Timing
         self.notes = rec.info.setdefault("gpu_check", {})  # written into machine.json
 
     def note(self, key: str, value) -> None:

@@ -88,6 +88,22 @@ def test_gpu_check_runs_its_cpu_parts(tmp_path, capsys, script):
     assert len(frame) == len(rows)
 
 
+def test_gpu_check_profile_reuses_the_sweeps_timing(tmp_path, script, monkeypatch):
+    """A case the sweep timed is not timed again by the profile part."""
+    import suite.profiling
+
+    calls, real = [], suite.profiling.measure
+    monkeypatch.setattr(
+        suite.profiling, "measure", lambda *a, **k: calls.append(1) or real(*a, **k)
+    )
+    args = ["--out", str(tmp_path), "--device", "cpu", "--budget", "60"]
+    args += ["--parts", "sweep", "profile", "--sizes", "16", "--ranks", "2"]
+    assert script("gpu_check").main(args) == 0
+    (folder,) = tmp_path.iterdir()
+    text = (folder / "results.csv").read_text()
+    assert "ops_per_step" in text and calls == []  # profiled, on the sweep's timing
+
+
 def test_gpu_check_stops_at_its_budget_and_sizes_itself_to_a_cpu(
     tmp_path, capsys, script, monkeypatch
 ):
