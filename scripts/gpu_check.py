@@ -465,6 +465,7 @@ def main(argv=None) -> int:
     faulthandler.dump_traceback_later(args.budget + GRACE, exit=True, file=sys.__stderr__)
     info = {"command": "scripts/gpu_check.py", "argv": sys.argv[1:] if argv is None else argv}
     started = time.monotonic()
+    text = None  # stays None when Ctrl-C / SIGTERM ends the run before the summary
     try:
         with Recorder(args.out, info=info, flush_every=0) as rec:
             ctx = Context(rec, args)
@@ -484,7 +485,8 @@ def main(argv=None) -> int:
             output.atomic_write_text(rec.folder / "summary.md", text)
     finally:
         faulthandler.cancel_dump_traceback_later()
-    print(text)
+    if text is not None:
+        print(text)
     print(f"results: {rec.folder} ({time.monotonic() - started:.0f} s)")
     if rec.exit_code:
         return rec.exit_code

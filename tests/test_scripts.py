@@ -104,6 +104,22 @@ def test_gpu_check_profile_reuses_the_sweeps_timing(tmp_path, script, monkeypatc
     assert "ops_per_step" in text and calls == []  # profiled, on the sweep's timing
 
 
+def test_gpu_check_interrupted_keeps_its_rows_and_exits_130(tmp_path, script, monkeypatch):
+    import json
+
+    gpu_check = script("gpu_check")
+
+    def interrupt(ctx):
+        raise KeyboardInterrupt
+
+    monkeypatch.setitem(gpu_check.PART_FUNCS, "sweep", interrupt)
+    args = ["--out", str(tmp_path), "--device", "cpu", "--parts", "syncs", "sweep"]
+    assert gpu_check.main(args + ["--sizes", "16"]) == 130
+    (folder,) = tmp_path.iterdir()
+    assert json.loads((folder / "machine.json").read_text())["run"]["status"] == "interrupted"
+    assert "host_syncs_per_step" in (folder / "results.csv").read_text()
+
+
 def test_gpu_check_stops_at_its_budget_and_sizes_itself_to_a_cpu(
     tmp_path, capsys, script, monkeypatch
 ):
