@@ -17,6 +17,7 @@ import torch
 
 import projunn_core as pc
 from baselines import expm_step, unconstrained_step
+from suite.commands._args import positive_float, positive_int
 from suite.output import atomic_write_text
 from suite.timing import measure
 
@@ -125,9 +126,12 @@ def main(argv=None) -> int:
     )
     parser.add_argument("--quick", action="store_true", help="shorter timing and drift run")
     parser.add_argument(
-        "--time", type=float, default=None, help="seconds of samples per timing (default 0.5)"
+        "--time",
+        type=positive_float,
+        default=None,
+        help="seconds of samples per timing (default 0.5)",
     )
-    parser.add_argument("--drift-steps", type=int, default=None, help="default 10000")
+    parser.add_argument("--drift-steps", type=positive_int, default=None, help="default 10000")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", help="also write the markdown report to this file (atomically)")
     args = parser.parse_args(argv)
@@ -135,8 +139,6 @@ def main(argv=None) -> int:
         args.time = 0.1 if args.quick else 0.5
     if args.drift_steps is None:
         args.drift_steps = 500 if args.quick else 10_000
-    if not args.time > 0 or args.drift_steps < 1:
-        parser.error("--time and --drift-steps must be positive")
     text = report(args)
     sys.stdout.write(text)
     if args.out:

@@ -22,15 +22,10 @@ import sys
 
 import torch
 
+from suite.cases import device_available
+from suite.commands._args import add_threads_argument, apply_threads, positive_int
 from suite.methods import METHODS
 from suite.timing import timer
-
-
-def positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} must be positive")
-    return value
 
 
 def per_step_forward(rnn, x):
@@ -57,21 +52,20 @@ def train_step_fn(rnn, opt, x, y, forward):
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--methods", nargs="+", default=["expm", "cayley"], choices=sorted(METHODS))
-    p.add_argument("--hidden", type=positive, default=128)
-    p.add_argument("--T", type=positive, default=100)
-    p.add_argument("--batch", type=positive, default=32)
-    p.add_argument("--repeat", type=positive, default=7)
-    p.add_argument("--threads", type=positive, help="torch threads (default: torch's)")
+    p.add_argument("--hidden", type=positive_int, default=128)
+    p.add_argument("--T", type=positive_int, default=100)
+    p.add_argument("--batch", type=positive_int, default=32)
+    p.add_argument("--repeat", type=positive_int, default=7)
+    add_threads_argument(p)
     p.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
     args = p.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    apply_threads(args)
     import projunn_core as pc
 
     torch.manual_seed(0)
     dev = torch.device(args.device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        p.error("--device cuda: CUDA is not available on this machine")
+    if reason := device_available(args.device):
+        p.error(f"--device {args.device}: {reason}")
     x = torch.randn(args.batch, args.T, 10, device=dev)
     y = torch.randint(0, 9, (args.batch, args.T), device=dev)
     where = (

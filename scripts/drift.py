@@ -28,9 +28,9 @@ from concurrent.futures import ProcessPoolExecutor
 import torch
 
 import projunn_core as pc
-from suite.commands._args import output_dir, positive_float, positive_int
-from suite.machine import describe
-from suite.output import atomic_write_text, new_run_dir, write_json, write_table
+from suite.commands._args import add_out_argument, positive_float, positive_int
+from suite.output import atomic_write_text
+from suite.record import Recorder
 from suite.timing import measure
 
 DEFAULT_SIZES = ((64, 1_000_000), (1024, 100_000))
@@ -259,9 +259,7 @@ def main(argv=None) -> int:
     )
     parser.add_argument("--jobs", type=positive_int, default=2, help="worker processes")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument(
-        "--out", type=output_dir, default="results/runs", help="folder for the run's table"
-    )
+    add_out_argument(parser)
     parser.add_argument("--report", help="also write the markdown report here (atomically)")
     args = parser.parse_args(argv)
     if args.sizes is None:
@@ -283,21 +281,24 @@ def main(argv=None) -> int:
         for v in args.variants
         for every in (None, args.every)
     ]
-    rows = []
-    for job, out in zip(jobs, _map(drift_run, jobs, args.jobs), strict=True):
-        rows += out
-        print(f"done: N = {job['n']}, {job['variant']}, every = {job['every']}", file=sys.stderr)
-    for n, _ in args.sizes:
-        rows += cost_rows(n, args.k, args.every, args.scale, args.max_time, args.seed)
     command = "python scripts/drift.py " + " ".join(argv if argv is not None else sys.argv[1:])
-    text = report(rows, args, command.strip())
-    run = new_run_dir(args.out)
-    write_table(rows, run / "results.csv")
-    write_json(run / "machine.json", {**describe(), "command": command, "args": vars(args)})
+    # The folder and machine.json exist from the start; a stopped run keeps its rows.
+    with Recorder(args.out, info={"command": command, "args": vars(args)}) as rec:
+        for job, out in zip(jobs, _map(drift_run, jobs, args.jobs), strict=True):
+            rec.add(out)
+            print(
+                f"done: N = {job['n']}, {job['variant']}, every = {job['every']}", file=sys.stderr
+            )
+        for n, _ in args.sizes:
+            rec.add(cost_rows(n, args.k, args.every, args.scale, args.max_time, args.seed))
+    if rec.status != "complete":  # Ctrl-C or SIGTERM: the table holds what was done
+        print(f"drift: {rec.status}; partial table: {rec.table}", file=sys.stderr)
+        return rec.exit_code
+    text = report(rec.rows, args, command.strip())
     sys.stdout.write(text)
     if args.report:
         atomic_write_text(args.report, text)
-    print(f"table: {run / 'results.csv'}", file=sys.stderr)
+    print(f"table: {rec.table}", file=sys.stderr)
     return 0
 
 

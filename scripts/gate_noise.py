@@ -133,6 +133,7 @@ def make_clone(work: Path, plant_n: int) -> tuple[Path, str]:
 def run_gate(repo: Path, head: str, label: str, factor: float, data: Path) -> GateRun:
     """``scripts/gate.py base HEAD`` in the clone; its table lands in ``data/label``."""
     out = data / label
+    out.mkdir(parents=True, exist_ok=True)  # gate.py may exit before making it
     start = time.monotonic()
     cmd = [sys.executable, "scripts/gate.py", "base", head, "--factor", str(factor)]
     status = subprocess.run([*cmd, "--out", str(out)], cwd=repo).returncode
@@ -207,9 +208,7 @@ def load_run(folder: Path) -> GateRun:
     return run
 
 
-def report(
-    aa: list[GateRun], planted: GateRun, factor: float, plant_n: int, head: str, data: Path
-) -> str:
+def report(aa: list[GateRun], planted: GateRun, factor: float, plant_n: int, data: Path) -> str:
     def fmt(x):
         return "–" if x is None or x != x else f"{x:.2f}"
 
@@ -294,7 +293,7 @@ def main(argv: list[str] | None = None) -> int:
             f"`python scripts/gate_noise.py --runs {args.runs} --factor {args.factor} "
             f"--plant-n {args.plant_n}`. Each run's table: `{shown}/`.\n\n"
         )
-        text = report(runs, planted, args.factor, args.plant_n, head, data)
+        text = report(runs, planted, args.factor, args.plant_n, data)
         atomic_write_text(args.out, header + text)
 
     if args.from_data:

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import faulthandler
-import gc
 import os
 import re
 import subprocess
@@ -41,10 +40,11 @@ if str(ROOT) not in sys.path:  # run from a checkout without installing
 
 from suite import output  # noqa: E402
 from suite.cases import Case, Settings  # noqa: E402
+from suite.commands._args import output_dir, positive_float, positive_int  # noqa: E402
 from suite.methods import METHODS  # noqa: E402
 from suite.profiling import SYNC_NOTE, sync_sites  # noqa: E402
 from suite.record import Recorder  # noqa: E402
-from suite.runner import rows_for  # noqa: E402
+from suite.runner import _release, rows_for  # noqa: E402
 from suite.timing import measure, measure_events, synchronize  # noqa: E402
 from suite.workloads import Measurement, prepare, train_state  # noqa: E402
 
@@ -87,12 +87,6 @@ class Budget:
 
     def left(self) -> float:
         return self.end - time.monotonic()
-
-
-def _release() -> None:
-    gc.collect()
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()
 
 
 def _row(workload, method, metric, value, unit, *, n, k=None, status="ok", reason=""):
@@ -211,7 +205,7 @@ def _guarded(case: Case, measure_case, metric: str = "") -> list[dict]:
         msg = f"{type(e).__name__}: {e}"[:1000]
         return rows_for(case, [Measurement(metric, None, "", status="error", reason=msg)])
     finally:
-        _release()
+        _release(case.device)
 
 
 # -- sweep ------------------------------------------------------------------------------
@@ -229,12 +223,18 @@ def copy_bandwidth(device: str) -> float:
     return 2 * src.numel() * 4 / t.median
 
 
-def _time_case(case: Case) -> list[Measurement]:
+def _time_case(case: Case, timings: dict) -> list[Measurement]:
+    """Wall time (and CUDA event time); the wall Timing is kept in ``timings[case]``."""
     work = prepare(case)
     try:
-        for _ in range(TIMING.warmup):
-            work.step()
-        wall = measure(work.step, min_time=TIMING.min_time, max_time=TIMING.max_time, warmup=0)
+        wall = measure(
+            work.step,
+            min_time=TIMING.min_time,
+            max_time=TIMING.max_time,
+            warmup=TIMING.warmup,
+            device=case.device,
+        )
+        timings[case] = wall  # the profile part reuses it
         out = [Measurement.timing("time", wall)]
         if case.device == "cuda":
             out.append(Measurement.timing("time_cuda_events", measure_events(work.step)))
@@ -260,7 +260,7 @@ def part_sweep(ctx) -> None:
                 if ctx.budget.left() < ctx.reserve:
                     ctx.add(rows_for(case, [_budget_spent()]))
                     continue
-                ctx.add(_guarded(case, lambda c=case: rows_for(c, _time_case(c))))
+                ctx.add(_guarded(case, lambda c=case: rows_for(c, _time_case(c, ctx.timings))))
 
 
 # -- profile ----------------------------------------------------------------------------
@@ -284,12 +284,13 @@ def part_profile(ctx) -> None:
                     continue
 
                 def run(c=case, basis=basis):
+                    other = bool(basis) and basis != default  # the sweep timed the default
+                    timed = None if other else ctx.timings.get(c)  # no second timing pass
                     syncfree.BASIS = basis or default
                     try:
-                        p = profile_work(prepare(c), steps=10, settings=TIMING)
+                        p = profile_work(prepare(c), steps=10, settings=TIMING, timing=timed)
                     finally:
                         syncfree.BASIS = default
-                    other = bool(basis) and basis != default  # the sweep timed the default
                     rows = rows_for(c, p.measurements(ops=False, timing=other))
                     if other:
                         for r in rows:
@@ -402,6 +403,7 @@ class Context:
         self.budget = Budget(args.budget)
         self.reserve = min(40.0, 0.15 * args.budget)  # kept for the profile part
         self.failures = 0
+        self.timings = {}  # Case -> the sweep's wall Timing
         self.notes = rec.info.setdefault("gpu_check", {})  # written into machine.json
 
     def note(self, key: str, value) -> None:
@@ -412,8 +414,7 @@ class Context:
         for r in rows:
             r.setdefault("device", self.device)
             r["device"] = r["device"] or self.device
-        self.rec.add(rows)
-        self.rec.flush()
+        self.rec.add(rows)  # the Recorder flushes at every add (flush_every=0)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -422,13 +423,15 @@ def _parser() -> argparse.ArgumentParser:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--out", required=True, metavar="DIR", help="parent folder of the run")
+    parser.add_argument(
+        "--out", required=True, type=output_dir, metavar="DIR", help="parent folder of the run"
+    )
     parser.add_argument(
         "--parts", nargs="+", choices=PARTS, default=list(PARTS), help="parts to run (default: all)"
     )
     parser.add_argument(
         "--budget",
-        type=float,
+        type=positive_float,
         default=270.0,
         metavar="S",
         help="seconds for the whole run (default 270); the sweep stops early to keep it",
@@ -441,7 +444,7 @@ def _parser() -> argparse.ArgumentParser:
         help=f"matrix sizes (default: {' '.join(map(str, SIZES))} on cuda, "
         f"{' '.join(map(str, CPU_SIZES))} on cpu)",
     )
-    parser.add_argument("--ranks", nargs="+", type=int, default=list(RANKS), metavar="K")
+    parser.add_argument("--ranks", nargs="+", type=positive_int, default=list(RANKS), metavar="K")
     parser.add_argument(
         "--device",
         choices=("cuda", "cpu"),
@@ -455,15 +458,16 @@ def main(argv=None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     args.sizes = args.sizes or list(SIZES if args.device == "cuda" else CPU_SIZES)
-    if args.budget <= 0 or min(args.sizes) < 2 or min(args.ranks) < 1:
-        parser.error("--budget must be positive, --sizes >= 2 and --ranks >= 1")
+    if min(args.sizes) < 2:
+        parser.error("--sizes must be >= 2")
     if args.device == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda: CUDA is not available on this machine")
     faulthandler.dump_traceback_later(args.budget + GRACE, exit=True, file=sys.__stderr__)
     info = {"command": "scripts/gpu_check.py", "argv": sys.argv[1:] if argv is None else argv}
     started = time.monotonic()
+    text = None  # stays None when Ctrl-C / SIGTERM ends the run before the summary
     try:
-        with Recorder(args.out, info=info) as rec:
+        with Recorder(args.out, info=info, flush_every=0) as rec:
             ctx = Context(rec, args)
             for part in args.parts:
                 if ctx.budget.left() <= 0 and part != "tests":
@@ -481,7 +485,8 @@ def main(argv=None) -> int:
             output.atomic_write_text(rec.folder / "summary.md", text)
     finally:
         faulthandler.cancel_dump_traceback_later()
-    print(text)
+    if text is not None:
+        print(text)
     print(f"results: {rec.folder} ({time.monotonic() - started:.0f} s)")
     if rec.exit_code:
         return rec.exit_code

@@ -137,6 +137,23 @@ def test_gate_noise_stops_when_a_gate_run_cannot_run(script, tmp_path, monkeypat
     assert "the gate run 'planted' failed (exit 2)" in capsys.readouterr().err
 
 
+def test_gate_noise_records_a_gate_that_exits_before_making_its_folder(
+    script, tmp_path, monkeypatch
+):
+    import types
+
+    noise = script("gate_noise")
+    # gate.py exiting 2 at once (no asv, bad arguments) never creates --out
+    monkeypatch.setattr(
+        noise.subprocess, "run", lambda *a, **k: types.SimpleNamespace(returncode=2)
+    )
+    monkeypatch.setattr(noise, "_git", lambda repo, *args: "0" * 40)
+    run = noise.run_gate(tmp_path / "repo", "planted", "planted", 1.5, tmp_path / "data")
+    assert run.status == 2 and run.label == "planted"
+    info = json.loads((tmp_path / "data" / "planted" / "run.json").read_text())
+    assert info["status"] == 2
+
+
 COMPARE = """
 | Change   | Before [b4ec1a6d] <base>   | After [8f3c9a5b] <planted>   |   Ratio | Benchmark (Parameter)   |
 |----------|----------------------------|------------------------------|---------|-------------------------|
@@ -159,7 +176,7 @@ def test_gate_noise_reads_asv_compare_tables_and_summarizes(script, tmp_path):
     planted = noise.GateRun("planted", 1, 600.0, (2.0, 2.0), rows)
     aa = noise.GateRun("aa-1", 0, 300.0, (2.0, 2.0), [noise.Row("", 1.1, "x")])
     assert [r.mark for r in planted.flagged] == ["+", "!"]
-    text = noise.report([aa], planted, 1.5, 1024, "0" * 40, tmp_path)
+    text = noise.report([aa], planted, 1.5, 1024, tmp_path)
     assert "A/A false alarms at factor 1.5: 0 in 1 runs; largest A/A ratio 1.10" in text
     assert "1 of 2 projUNN cases flagged; update ratios 2.04" in text
     assert "(1.10, 2.04]" in text

@@ -16,9 +16,10 @@ def test_bench_core_smoke(tmp_path, capsys, script):
 
 @pytest.mark.parametrize("args", [["--time", "0"], ["--drift-steps", "-1"]])
 def test_bench_core_rejects_bad_counts(args, capsys, script):
-    with pytest.raises(SystemExit):
+    with pytest.raises(SystemExit) as info:
         script("bench_core").main(args)
-    assert "must be positive" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and f"argument {args[0]}" in err and "is not positive" in err
 
 
 def test_bench_rnn_step_smoke(capsys, script):
@@ -87,6 +88,38 @@ def test_gpu_check_runs_its_cpu_parts(tmp_path, capsys, script):
     assert len(frame) == len(rows)
 
 
+def test_gpu_check_profile_reuses_the_sweeps_timing(tmp_path, script, monkeypatch):
+    """A case the sweep timed is not timed again by the profile part."""
+    import suite.profiling
+
+    calls, real = [], suite.profiling.measure
+    monkeypatch.setattr(
+        suite.profiling, "measure", lambda *a, **k: calls.append(1) or real(*a, **k)
+    )
+    args = ["--out", str(tmp_path), "--device", "cpu", "--budget", "60"]
+    args += ["--parts", "sweep", "profile", "--sizes", "16", "--ranks", "2"]
+    assert script("gpu_check").main(args) == 0
+    (folder,) = tmp_path.iterdir()
+    text = (folder / "results.csv").read_text()
+    assert "ops_per_step" in text and calls == []  # profiled, on the sweep's timing
+
+
+def test_gpu_check_interrupted_keeps_its_rows_and_exits_130(tmp_path, script, monkeypatch):
+    import json
+
+    gpu_check = script("gpu_check")
+
+    def interrupt(ctx):
+        raise KeyboardInterrupt
+
+    monkeypatch.setitem(gpu_check.PART_FUNCS, "sweep", interrupt)
+    args = ["--out", str(tmp_path), "--device", "cpu", "--parts", "syncs", "sweep"]
+    assert gpu_check.main(args + ["--sizes", "16"]) == 130
+    (folder,) = tmp_path.iterdir()
+    assert json.loads((folder / "machine.json").read_text())["run"]["status"] == "interrupted"
+    assert "host_syncs_per_step" in (folder / "results.csv").read_text()
+
+
 def test_gpu_check_stops_at_its_budget_and_sizes_itself_to_a_cpu(
     tmp_path, capsys, script, monkeypatch
 ):
@@ -110,7 +143,25 @@ def test_gpu_check_stops_at_its_budget_and_sizes_itself_to_a_cpu(
 def test_gpu_check_rejects_bad_usage(tmp_path, capsys, script):
     with pytest.raises(SystemExit) as e:
         script("gpu_check").main(["--out", str(tmp_path), "--budget", "0"])
-    assert e.value.code == 2 and "--budget must be positive" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and "argument --budget" in err and "is not positive" in err
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["--ranks", "1", "0"], ["--sizes", "1"], ["--out", "{file}/sub"], ["--out", "{file}"]],
+)
+def test_gpu_check_rejects_bad_arguments_before_it_starts(args, tmp_path, capsys, script):
+    """A folder that cannot be made is a usage error, not a traceback once the watchdog
+    is armed and the recording has begun."""
+    file = tmp_path / "a-file"
+    file.write_text("")
+    argv = ["--out", str(tmp_path), "--device", "cpu"]
+    argv += [a.format(file=file) for a in args]
+    with pytest.raises(SystemExit) as e:
+        script("gpu_check").main(argv)
+    assert e.value.code == 2 and args[0] in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == [file]  # nothing was recorded
 
 
 def test_gpu_check_summary_judges_the_targets(script):
