@@ -142,13 +142,14 @@ def add_out_argument(parser: argparse.ArgumentParser, default: str = "results/ru
     )
 
 
-def add_threads_argument(parser: argparse.ArgumentParser) -> None:
-    """``--threads T``: torch's thread count for the whole command (see :func:`apply_threads`)."""
+def add_threads_argument(parser: argparse.ArgumentParser, default: str = "torch's") -> None:
+    """``--threads T``: torch's thread count for the whole command (see :func:`apply_threads`);
+    ``default`` says what holds without it."""
     parser.add_argument(
         "--threads",
         type=positive_int,
         metavar="T",
-        help="torch CPU threads for the whole command (default: torch's, i.e. "
+        help=f"torch CPU threads for the whole command (default: {default}, i.e. "
         "$OMP_NUM_THREADS or the core count; 1 avoids thread-pool stalls on busy shared "
         "cores). machine.json records the count used",
     )

@@ -165,7 +165,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
         metavar="S",
         help="most seconds of timed samples per case (default: the grid's)",
     )
-    add_threads_argument(run)
+    add_threads_argument(run, default="the grid's (1 for the gate grid), else torch's")
     run.add_argument(
         "--accuracy-steps",
         type=positive_int,
