@@ -18,8 +18,8 @@ import torch
 import projunn_core as pc
 from baselines import expm_step, unconstrained_step
 from suite.commands._args import positive_float, positive_int
-from suite.output import atomic_write_text
-from suite.timing import measure
+from suite.measure.output import atomic_write_text
+from suite.measure.timing import measure
 
 
 def step_fn(A, G, lr, k, variant, gen):

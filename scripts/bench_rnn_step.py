@@ -22,10 +22,10 @@ import sys
 
 import torch
 
-from suite.cases import device_available
 from suite.commands._args import add_threads_argument, apply_threads, positive_int
-from suite.methods import METHODS
-from suite.timing import timer
+from suite.measure.cases import device_available
+from suite.measure.methods import METHODS
+from suite.measure.timing import timer
 
 
 def per_step_forward(rnn, x):

@@ -1,25 +1,24 @@
-"""projUNN bench's measurement suite: one registry of cases behind three front ends.
+"""projUNN bench's suite: measuring, reporting, training tasks and the tools built on them,
+one sub-package per job (``docs/architecture.md`` draws the map):
 
-Read it in this order; each module says what it holds:
+* :mod:`suite.measure` — from a case to its rows: the method and workload registries,
+  cases and grids, the instruments (timing, memory, profiler), the one guarded case
+  runner, the one row type and the results folder;
+* :mod:`suite.report` — from rows to conclusions: loading any results, the report
+  (markdown, HTML, figures), ``compare``, the end-of-run summary, the profile tables, the
+  offline asv dashboard;
+* :mod:`suite.tasks` — what the methods learn: the training tasks (copy, adding, pdigits,
+  pmnist, digits-conv), their models and the asv ``Task*`` benchmarks;
+* :mod:`suite.gate` — the pull-request performance gate and its noise campaign;
+* :mod:`suite.studies` — campaigns on :mod:`suite.measure`: the GPU check, the drift study;
+* :mod:`suite.commands` — ``projunn-bench``, one module per command (:mod:`suite.cli`);
+* :mod:`suite.benchmarks` — the asv benchmarks (``asv.conf.json``: ``benchmark_dir: suite``).
 
-1. :mod:`suite.methods` — the registry: every method measured (projUNN and baselines),
-   how to build it, its functional update, which options it takes.
-2. :mod:`suite.cases` — a :class:`~suite.cases.Case` (workload × method × N × k × dtype
-   × device), the one place for skip rules, and the grids (``tiny``, ``quick``, ``full``)
-   with the :class:`~suite.cases.Settings` they are measured with.
-3. :mod:`suite.workloads` — what a case runs: ``update``, ``train_step``, ``accuracy``.
-4. :mod:`suite.timing` — timing with ``torch.utils.benchmark`` (CUDA-correct), CUDA
-   peak memory; :mod:`suite.machine` — host/GPU description and memory sampling.
-5. Front ends: :mod:`suite.runner` (the sweep behind ``projunn-bench run``, writing
-   through :mod:`suite.record` and :mod:`suite.output`), :mod:`suite.cli` with one module
-   per command in :mod:`suite.commands`, the asv benchmarks :mod:`suite.benchmarks`
-   (``asv.conf.json``: ``benchmark_dir: suite``) and pytest-benchmark
-   (``tests/test_benchmarks.py``).
-6. :mod:`suite.tasks` — what the methods learn: training tasks (copy, adding, pdigits,
-   pmnist; one module each) behind ``projunn-bench task``, their learning curves, and
-   the asv ``Task*`` benchmarks of :mod:`suite.task_benchmarks`.
+Imports run one way: ``measure`` uses none of the others; ``report`` uses ``measure``;
+``tasks`` uses both; ``gate`` and ``studies`` use ``measure`` and ``report``; only the
+commands and the asv modules use everything (``tests/test_layout.py`` checks it).
 
-Start with ``projunn-bench list`` and ``projunn-bench run --help``.
+Start with ``projunn-bench list`` and ``projunn-bench --help``.
 
 The import names ``suite`` and ``baselines`` are generic (PyPI has unrelated packages
 called so); :func:`check_layout` fails clearly when another installed package shadows

@@ -1,11 +1,12 @@
 """asv benchmarks (``asv run --python=same``) over the registry and the selected grid.
 
 The grid comes from ``$PROJUNN_BENCH_GRID`` (default ``quick``); the device parameter
-lists the devices present on this machine (:func:`suite.cases.available_devices`). Cases
-that cannot run here raise ``NotImplementedError`` in ``setup`` (asv records them as
-skipped) with the reason from :meth:`suite.cases.Case.skip_reason`. Parameters: method
-(ranked methods carry their rank: ``projunn_t-k4``, see :func:`suite.cases.method_label`),
-n, dtype, device. ``asv.conf.json`` sets ``launch_method: forkserver``, so each parameter
+lists the devices present on this machine (:func:`suite.measure.cases.available_devices`).
+Cases that cannot run here raise :class:`~suite.measure.cases.Skip` (a
+``NotImplementedError``) in ``setup``, which asv records as skipped, with the reason from
+:meth:`suite.measure.cases.Case.skip_reason`. Parameters: method (ranked methods carry
+their rank: ``projunn_t-k4``, see :func:`suite.measure.cases.method_label`), n, dtype,
+device. ``asv.conf.json`` sets ``launch_method: forkserver``, so each parameter
 combination forks from a process that has already imported torch. ``setup`` sets the grid's
 torch thread count (``Settings.threads``; the ``gate`` grid runs on one thread and times
 CPU time, ``Settings.clock``) and runs the step once (and synchronizes) so that even a
@@ -33,16 +34,17 @@ import torch
 import baselines  # noqa: F401
 import projunn_core.nn  # noqa: F401
 
-from .cases import (
+from .measure.cases import (
     Case,
+    Skip,
     available_devices,
     current_grid,
     method_labels,
     parse_method_label,
 )
-from .timing import CLOCKS, cuda_peak_bytes, reset_cuda_peak, synchronize
-from .timing import timer as _sync_timer
-from .workloads import dist_to_exact, prepare, unitarity_metrics
+from .measure.timing import CLOCKS, cuda_peak_bytes, reset_cuda_peak, synchronize
+from .measure.timing import timer as _sync_timer
+from .measure.workloads import dist_to_exact, prepare, unitarity_metrics
 
 GRID = current_grid()
 _SIZES = list(GRID.sizes)
@@ -82,11 +84,11 @@ class _Timed:
     def setup(self, *params):
         device = params[-1]
         if GRID.settings.clock == "cpu" and not device.startswith("cpu"):
-            raise NotImplementedError(f"grid {GRID.name} times CPU time, blind to {device}")
+            raise Skip(f"grid {GRID.name} times CPU time, blind to {device}")
         if GRID.settings.threads is not None:  # each combination is its own forked process
             torch.set_num_threads(GRID.settings.threads)
         self.case = _case(self.workload, *params)
-        self.work = prepare(self.case, batch=GRID.settings.batch)
+        self.work = prepare(self.case, GRID.settings)
         self.work.step()  # warm: no sample pays for lazy initialization
         synchronize(self.work.device)
 
@@ -101,7 +103,7 @@ class _CudaMemory(_Timed):
 
     def setup(self, *params):
         if not params[-1].startswith("cuda"):
-            raise NotImplementedError("CUDA peak memory is measured on CUDA devices only")
+            raise Skip("CUDA peak memory is measured on CUDA devices only")
         super().setup(*params)
         reset_cuda_peak(self.work.device)
 
@@ -162,7 +164,7 @@ class _Unitarity:
 
     def setup(self, *params):
         case = _case(self.workload, *params)
-        found = unitarity_metrics(case, steps=self.steps, batch=GRID.settings.batch)
+        found = unitarity_metrics(case, GRID.settings.with_overrides(accuracy_steps=self.steps))
         self.value = next(m.value for m in reversed(found) if m.metric.startswith(self.metric))
 
 
@@ -188,7 +190,7 @@ class AccuracyManySteps(_Unitarity):
 
 class DistToExact:
     """||A_k - A_exact||_F / ||A_exact - A0||_F of a rank-k step (see
-    :func:`suite.workloads.dist_to_exact`)."""
+    :func:`suite.measure.workloads.dist_to_exact`)."""
 
     param_names = _PARAM_NAMES
     params = [_methods("accuracy", reference=True), _SIZES, _DTYPES, _DEVICES]
@@ -196,9 +198,9 @@ class DistToExact:
 
     def setup(self, method, n, dtype, device):
         case = _case("accuracy", method, n, dtype, device)
-        found = dist_to_exact(case)
+        found = dist_to_exact(case, GRID.settings)
         if found is None or found.value is None:
-            raise NotImplementedError(found.reason if found else "no reference step")
+            raise Skip(found.reason if found else f"{method} has no exact reference step")
         self.value = found.value
 
     def track_dist_to_exact(self, *params):

@@ -23,7 +23,19 @@ from . import check_layout
 
 __all__ = ["COMMANDS", "build_parser", "main"]
 
-COMMANDS = ("run", "profile", "task", "report", "compare", "listing")
+COMMANDS = (
+    "run",
+    "profile",
+    "task",
+    "report",
+    "compare",
+    "listing",
+    "gate",
+    "gate_noise",
+    "gpu_check",
+    "drift",
+    "asv_offline",
+)
 """Modules of :mod:`suite.commands`, in the order ``projunn-bench --help`` lists them."""
 
 

@@ -20,7 +20,7 @@ def one_thread():
 
 @pytest.fixture(scope="session")
 def script():
-    """``script("gate")`` imports ``scripts/gate.py`` as a module."""
+    """``script("bench_core")`` imports ``scripts/bench_core.py`` as a module."""
 
     def load(name):
         spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
@@ -42,7 +42,7 @@ def gen():
 
 def pytest_benchmark_update_machine_info(config, machine_info):
     """Record the GPU and library versions once per pytest-benchmark JSON file."""
-    from suite.machine import describe
+    from suite.measure.machine import describe
 
     d = describe()
     keys = ("torch", "cuda", "cudnn", "torch_threads", "git_commit", "gpu_name", "gpu_driver")

@@ -83,3 +83,14 @@ def run_asv(*args: str, **env: str) -> subprocess.CompletedProcess:
         timeout=300,
         env={**os.environ, **env},
     )
+
+
+def workloads_of(matrices: str) -> tuple[str, ...]:
+    """The registry's workloads on ``matrices`` ("dense" or "conv")."""
+    from suite.measure.workloads import WORKLOADS
+
+    return tuple(name for name, w in WORKLOADS.items() if w.matrices == matrices)
+
+
+DENSE_WORKLOADS = workloads_of("dense")
+CONV_WORKLOADS = workloads_of("conv")

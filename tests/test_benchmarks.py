@@ -21,9 +21,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from suite.cases import available_devices, current_grid, iter_cases
-from suite.timing import synchronize
-from suite.workloads import accuracy, prepare
+from suite.measure.cases import Skip, available_devices, current_grid, iter_cases
+from suite.measure.timing import synchronize
+from suite.measure.workloads import evaluate, prepare
 
 GRID = current_grid(default="tiny")
 SETTINGS = GRID.settings
@@ -44,14 +44,14 @@ def _runnable(build, *args, **kwargs):
     """``build(*args, **kwargs)``, or skip the test with the case's skip reason."""
     try:
         return build(*args, **kwargs)
-    except NotImplementedError as e:
+    except Skip as e:
         pytest.skip(str(e))
 
 
 @pytest.mark.parametrize("case", TIMED, ids=lambda c: c.id)
 def test_speed(benchmark, case):
     _label(benchmark, case)
-    work = _runnable(prepare, case, batch=SETTINGS.batch)
+    work = _runnable(prepare, case, SETTINGS)
     device = work.device
 
     def step():
@@ -71,9 +71,8 @@ def test_accuracy(benchmark, case):
     _label(benchmark, case)
     found = _runnable(
         benchmark.pedantic,
-        accuracy,
-        args=(case,),
-        kwargs={"steps": steps, "batch": SETTINGS.batch},
+        evaluate,
+        args=(case, SETTINGS),
         rounds=1,
         iterations=1,
     )

@@ -4,7 +4,7 @@ self-contained report.html.
 Marked ``browser``: ``.ci/run`` leaves them out; run them with ``python -m pytest -m
 browser``. They skip, saying why, without Chromium (Debian: ``apt-get install chromium``)
 or without the dashboard's npm packages in ``.asv/npm-cache`` (fetched once by
-``python scripts/asv_offline.py HTML_DIR``; the tests never use the network).
+``projunn-bench asv-offline HTML_DIR``; the tests never use the network).
 """
 
 from __future__ import annotations
@@ -24,8 +24,9 @@ pytestmark = pytest.mark.browser
 
 
 @pytest.fixture(scope="module")
-def chromium(script):
-    browser_check = script("browser_check")
+def chromium():
+    import browser_check
+
     if browser_check.find_chromium() is None:
         pytest.skip("Chromium is not installed (Debian: apt-get install chromium)")
     return browser_check
@@ -37,16 +38,17 @@ def _asv(conf: Path, *args: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def dashboard(tmp_path_factory, chromium, script):
-    """``asv publish`` of two real (tiny) asv runs, made offline by scripts/asv_offline.py."""
-    asv_offline = script("asv_offline")
+def dashboard(tmp_path_factory, chromium):
+    """``asv publish`` of two real (tiny) asv runs, made offline by projunn-bench asv-offline."""
+    from suite.report import asv_offline
+
     missing = [
         spec
         for spec in {s for s, _ in asv_offline.ASSETS.values()}
         if not (CACHE / "{}-{}.tgz".format(*spec.rsplit("@", 1))).exists()
     ]
     if missing:
-        pytest.skip(f"no vendored assets {missing} in {CACHE}: run scripts/asv_offline.py once")
+        pytest.skip(f"no vendored assets {missing} in {CACHE}: run projunn-bench asv-offline once")
     import json5
 
     work = tmp_path_factory.mktemp("asv")
@@ -71,7 +73,7 @@ def dashboard(tmp_path_factory, chromium, script):
             "--machine", "browser-test",
         )  # fmt: skip
     _asv(work / "asv.conf.json", "publish")
-    assert asv_offline.main([str(work / "html"), "--cache", str(CACHE)]) == 0
+    assert asv_offline.make_offline(work / "html", CACHE) == 0
     return work / "html"
 
 

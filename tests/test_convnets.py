@@ -4,8 +4,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from suite.convnets import ResNet9, SmallConvNet
-from suite.methods import METHODS
+from suite.measure.methods import METHODS
+from suite.tasks.convnets import ResNet9, SmallConvNet
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

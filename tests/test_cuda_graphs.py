@@ -1,5 +1,5 @@
 """On CUDA: the sync-free step makes no host synchronization, and a captured step replays
-exactly what the eager steps do (skipped without CUDA; scripts/gpu_check.py runs them)."""
+exactly what the eager steps do (skipped without CUDA; projunn-bench gpu-check runs them)."""
 
 import pytest
 import torch
@@ -166,8 +166,10 @@ def test_replayed_step_skips_a_non_finite_gradient():
 
 
 def test_graphed_method_in_the_suite():
-    from suite.cases import GRIDS, Case
-    from suite.runner import run_case
+    from suite.measure.cases import GRIDS, Case
+    from suite.measure.runner import run_case
 
-    rows = run_case(Case("update", "projunn_t_graphed", 256, 4, device=DEV), GRIDS["tiny"].settings)
+    rows = run_case(
+        Case("update", "projunn_t_graphed", 256, 4, device=DEV), GRIDS["tiny"].settings
+    ).rows
     assert rows[0].metric == "time" and rows[0].status == "ok" and rows[0].value > 0

@@ -98,8 +98,8 @@ def test_paper_cifar10_rows_ship_as_reference_data():
 
 
 def test_parameter_count_leaves_out_frozen_tensors():
-    from suite.convnets import SmallConvNet
     from suite.tasks.base import count_parameters
+    from suite.tasks.convnets import SmallConvNet
 
     expm, svd = (SmallConvNet(m, channels=4, size=4) for m in ("expm", "svd"))
     assert count_parameters(expm) == count_parameters(svd)  # expm's base B is frozen

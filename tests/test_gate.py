@@ -8,13 +8,19 @@ import json
 import re
 from pathlib import Path
 
-import asv
 import pytest
-from asv.benchmarks import Benchmarks
 
-from suite import gate
-from suite.cases import GRIDS, method_labels
-from suite.methods import METHODS
+asv = pytest.importorskip("asv")  # the test extra; collection never breaks without it
+import browser_check  # noqa: E402
+from asv.benchmarks import Benchmarks  # noqa: E402
+
+from suite.cli import main as cli  # noqa: E402
+from suite.gate import asv as gate  # noqa: E402
+from suite.gate import noise as noise_module  # noqa: E402
+from suite.gate import run as gate_run  # noqa: E402
+from suite.measure.cases import GRIDS, method_labels  # noqa: E402
+from suite.measure.methods import METHODS  # noqa: E402
+from suite.report import asv_offline  # noqa: E402
 
 GRID = GRIDS[gate.GRID]
 
@@ -87,8 +93,8 @@ def test_gate_environment_pins_every_pool_to_one_thread():
 
 
 def test_cpu_clock_measures_work_and_rejects_bad_clocks():
-    from suite.cases import Settings
-    from suite.timing import measure
+    from suite.measure.cases import Settings
+    from suite.measure.timing import measure
 
     t = measure(lambda: sum(range(20000)), min_time=0.005, max_time=0.02, clock="cpu")
     assert t.median > 0 and t.repeat >= 1
@@ -98,31 +104,31 @@ def test_cpu_clock_measures_work_and_rejects_bad_clocks():
         Settings(clock="sundial")
 
 
-def test_gate_script_dry_run_and_bad_input(script, capsys, tmp_path):
-    gate_py = script("gate")
-    assert gate_py.main(["HEAD", "--dry-run", "--factor", "2"]) == 0
+def test_gate_command_dry_run_and_bad_input(capsys, tmp_path):
+    gate_py = gate_run
+    assert cli(["gate", "HEAD", "--dry-run", "--factor", "2"]) == 0
     out = capsys.readouterr().out
     assert out.startswith("asv continuous --interleave-rounds --factor 2.0")
     assert out.count("--bench") == len(gate.bench_regexes()) and out.rstrip().endswith("HEAD")
     for argv in (["no-such-commit-xyz"], ["HEAD", "--factor", "1"], ["HEAD", "--factor", "x"]):
         with pytest.raises(SystemExit) as e:
-            gate_py.main(argv)
+            cli(["gate", *argv])
         assert e.value.code == 2
     assert "PERFORMANCE DECREASED" in gate_py.summary("a", "b", 1.5, 1, "| t |", 60)
     assert gate_py.summary("a", "b", 1.5, 0, "| t |", 60).startswith(gate_py.MARKER)
 
 
-def test_gate_script_without_asv_says_so(script, capsys, tmp_path, monkeypatch):
-    gate_py = script("gate")
+def test_gate_command_without_asv_says_so(capsys, tmp_path, monkeypatch):
+    gate_py = gate_run
     assert gate_py.asv_executable()  # the test extra's asv, found without activation
     monkeypatch.setattr(gate_py, "asv_executable", lambda: None)
-    assert gate_py.main(["HEAD", "--out", str(tmp_path / "g")]) == 2
+    assert cli(["gate", "HEAD", "--out", str(tmp_path / "g")]) == 2
     assert "asv is not installed here" in capsys.readouterr().err
     assert not (tmp_path / "g").exists()  # nothing was started
 
 
-def test_gate_noise_stops_when_a_gate_run_cannot_run(script, tmp_path, monkeypatch, capsys):
-    noise = script("gate_noise")
+def test_gate_noise_stops_when_a_gate_run_cannot_run(tmp_path, monkeypatch, capsys):
+    noise = noise_module
     calls = []
 
     def failed_run(repo, head, label, factor, data):
@@ -132,18 +138,16 @@ def test_gate_noise_stops_when_a_gate_run_cannot_run(script, tmp_path, monkeypat
     monkeypatch.setattr(noise, "make_clone", lambda work, n: (work, "0" * 40))
     monkeypatch.setattr(noise, "run_gate", failed_run)
     out = tmp_path / "noise.md"
-    assert noise.main(["--out", str(out), "--work", str(tmp_path)]) == 2
+    assert cli(["gate-noise", "--out", str(out), "--work", str(tmp_path)]) == 2
     assert calls == ["planted"] and not out.exists()  # no A/A runs, no empty summary
     assert "the gate run 'planted' failed (exit 2)" in capsys.readouterr().err
 
 
-def test_gate_noise_records_a_gate_that_exits_before_making_its_folder(
-    script, tmp_path, monkeypatch
-):
+def test_gate_noise_records_a_gate_that_exits_before_making_its_folder(tmp_path, monkeypatch):
     import types
 
-    noise = script("gate_noise")
-    # gate.py exiting 2 at once (no asv, bad arguments) never creates --out
+    noise = noise_module
+    # the gate exiting 2 at once (no asv, bad arguments) never creates --out
     monkeypatch.setattr(
         noise.subprocess, "run", lambda *a, **k: types.SimpleNamespace(returncode=2)
     )
@@ -164,8 +168,8 @@ COMPARE = """
 """  # noqa: E501
 
 
-def test_gate_noise_reads_asv_compare_tables_and_summarizes(script, tmp_path):
-    noise = script("gate_noise")
+def test_gate_noise_reads_asv_compare_tables_and_summarizes(tmp_path):
+    noise = noise_module
     rows = noise.parse_table(COMPARE)
     assert [(r.mark, r.ratio) for r in rows] == [
         ("+", 2.04),
@@ -182,7 +186,7 @@ def test_gate_noise_reads_asv_compare_tables_and_summarizes(script, tmp_path):
     assert "(1.10, 2.04]" in text
 
 
-def test_plant_doubles_the_step_only_at_its_size(script, tmp_path, monkeypatch):
+def test_plant_doubles_the_step_only_at_its_size(tmp_path, monkeypatch):
     import importlib.util
     import sys
 
@@ -191,7 +195,7 @@ def test_plant_doubles_the_step_only_at_its_size(script, tmp_path, monkeypatch):
     src = Path(__file__).resolve().parents[1] / "projunn_core" / "step.py"
     planted = tmp_path / "step_planted.py"
     text = src.read_text().replace("from .", "from projunn_core.")
-    planted.write_text(text + script("gate_noise").PLANT.format(n=32))
+    planted.write_text(text + noise_module.PLANT.format(n=32))
     spec = importlib.util.spec_from_file_location("step_planted", planted)
     module = importlib.util.module_from_spec(spec)
     monkeypatch.setitem(sys.modules, "step_planted", module)
@@ -203,8 +207,8 @@ def test_plant_doubles_the_step_only_at_its_size(script, tmp_path, monkeypatch):
     assert calls == [16, 32, 32]
 
 
-def test_offline_dashboard_knows_every_cdn_url_of_this_asv(script):
-    offline = script("asv_offline")
+def test_offline_dashboard_knows_every_cdn_url_of_this_asv():
+    offline = asv_offline
     index = Path(asv.__file__).parent / "www" / "index.html"
     html = offline.rewrite(index.read_text())
     remote = re.findall(r"<(?:script|link)\b[^>]*(?:src|href)=[\"'](https?://[^\"']+)", html)
@@ -214,11 +218,11 @@ def test_offline_dashboard_knows_every_cdn_url_of_this_asv(script):
         offline.rewrite('<script src="https://example.org/x.js"></script>')
 
 
-def test_offline_dashboard_copies_package_files(script, tmp_path):
+def test_offline_dashboard_copies_package_files(tmp_path):
     import io
     import tarfile
 
-    offline = script("asv_offline")
+    offline = asv_offline
     tarball = tmp_path / "pkg-1.0.0.tgz"
     with tarfile.open(tarball, "w:gz") as tar:
         for name in ("package/dist/a.js", "package/dist/fonts/f.woff", "package/other.js"):
@@ -234,8 +238,8 @@ def test_offline_dashboard_copies_package_files(script, tmp_path):
         offline.unpack(tarball, ["missing.js"], tmp_path / "out")
 
 
-def test_browser_check_reads_chromium_console_lines(script):
-    check = script("browser_check")
+def test_browser_check_reads_chromium_console_lines():
+    check = browser_check
     log = (
         '[1:1:1127/021508.157168:INFO:CONSOLE:1] "boom", source: http://x/t.html (1)\n'
         "[1:1:1127/021508.2:ERROR:bus.cc(408)] Failed to connect to the bus\n"
@@ -245,15 +249,14 @@ def test_browser_check_reads_chromium_console_lines(script):
     assert check.check(page, ["list"]) == [] and check.check(page, ["graph"])
 
 
-def test_gate_noise_rewrites_its_summary_from_saved_runs(script, tmp_path):
-    noise = script("gate_noise")
+def test_gate_noise_rewrites_its_summary_from_saved_runs(tmp_path):
     for label, table in (("planted", COMPARE), ("aa-1", COMPARE.replace("| +", "|  "))):
         (tmp_path / label).mkdir()
         (tmp_path / label / "compare.md").write_text(table)
         info = {"status": int(label == "planted"), "wall_s": 480.0, "loadavg_1_5": [2, 2]}
         (tmp_path / label / "run.json").write_text(json.dumps(info))
     out = tmp_path / "gate_noise.md"
-    assert noise.main(["--from-data", "--data", str(tmp_path), "--out", str(out)]) == 0
+    assert cli(["gate-noise", "--from-data", "--data", str(tmp_path), "--out", str(out)]) == 0
     text = out.read_text()
     assert "Commit b4ec1a6d" in text and "| planted | 1 | 8.0 | 2.0, 2.0 | 3 |" in text
     assert "A/A false alarms at factor 1.5: 1 in 1 runs" in text  # the "!" row
@@ -292,8 +295,8 @@ def _asv_result(times: dict[str, list[float]]) -> dict:
     }
 
 
-def test_gate_noise_judges_saved_asv_results_at_any_factor(script, tmp_path):
-    noise = script("gate_noise")
+def test_gate_noise_judges_saved_asv_results_at_any_factor(tmp_path):
+    noise = noise_module
     one = [1.0 + 0.01 * i for i in range(10)]
     base = {"slow": one, "same": one}
     head = {"slow": [2 * t for t in one], "same": one}

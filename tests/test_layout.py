@@ -1,9 +1,12 @@
-"""The generic import names (suite, baselines) cannot silently resolve to other packages."""
+"""The generic import names (suite, baselines) cannot silently resolve to other packages,
+and the suite's sub-packages import each other one way only."""
 
 from __future__ import annotations
 
+import ast
 import importlib
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -24,3 +27,51 @@ def test_a_shadowing_package_is_a_clear_error(monkeypatch, tmp_path):
     with pytest.raises(ImportError, match="shadows it") as exc:
         suite.check_layout()
     assert str(fake) in str(exc.value) and "pip uninstall baselines" in str(exc.value)
+
+
+# --------------------------------------------------------------------------- the layers
+
+SUITE = Path(suite.__file__).resolve().parent
+LAYERS = {
+    "measure": {"measure"},
+    "report": {"measure", "report"},
+    "tasks": {"measure", "report", "tasks"},
+    "gate": {"measure", "report", "gate"},
+    "studies": {"measure", "report", "studies"},
+}
+"""Sub-package -> the sub-packages of ``suite`` its modules may import (docs/architecture.md)."""
+
+
+def _suite_imports(path: Path) -> set[str]:
+    """The ``suite`` sub-packages (first name below ``suite``) a module imports."""
+    package = path.relative_to(SUITE.parent).with_suffix("").parts[:-1]
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        names = []
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:  # relative: resolve against the module's package
+                base = package[: len(package) - node.level + 1]
+                names = [".".join((*base, node.module or ""))]
+                names += [f"{names[0]}.{a.name}" for a in node.names] if not node.module else []
+            else:
+                names = [node.module or ""]
+        for name in names:
+            parts = name.strip(".").split(".")
+            if parts[0] == "suite" and len(parts) > 1:
+                found.add(parts[1])
+    return found
+
+
+@pytest.mark.parametrize("package", sorted(LAYERS))
+def test_imports_run_one_way(package):
+    allowed = LAYERS[package]
+    for path in sorted((SUITE / package).rglob("*.py")):
+        wrong = _suite_imports(path) & set(LAYERS) - allowed
+        assert not wrong, f"{path.relative_to(SUITE.parent)} imports suite.{sorted(wrong)}"
+
+
+def test_the_layer_check_sees_relative_imports():
+    assert _suite_imports(SUITE / "report" / "curves.py") >= {"measure", "report"}
+    assert "measure" in _suite_imports(SUITE / "tasks" / "train.py")

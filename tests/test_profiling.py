@@ -15,11 +15,10 @@ import torch
 from helpers import run_asv
 from torch.autograd import DeviceType
 
-from suite import profiling
-from suite.cases import Case, Settings
 from suite.cli import main
-from suite.output import COLUMNS
-from suite.profiling import (
+from suite.measure import profiling
+from suite.measure.cases import Case, Settings
+from suite.measure.profiling import (
     STEP_RANGE,
     WAIT_RANGE,
     count_syncs,
@@ -28,7 +27,8 @@ from suite.profiling import (
     peak_allocation,
     profile_work,
 )
-from suite.workloads import prepare
+from suite.measure.rows import COLUMNS
+from suite.measure.workloads import prepare
 
 ROOT = Path(__file__).resolve().parent.parent
 FAST = Settings(warmup=1, min_time=0.005, max_time=0.02)
@@ -203,7 +203,7 @@ def test_profile_work_sees_the_n_by_n_temporaries_of_expm():
 def test_profile_work_train_step_and_trace(tmp_path):
     path = tmp_path / "trace.json"
     case = Case("train_step", "projunn_d", 32, 2)
-    p = profile_work(prepare(case, batch=4), steps=2, settings=FAST, trace=path)
+    p = profile_work(prepare(case, Settings(batch=4)), steps=2, settings=FAST, trace=path)
     assert any(op.name.startswith("Optimizer.step") for op in p.ops)
     # resident: weight + gradient + RMSprop average + batch (x, y); gradient re-made per step
     assert p.resident_memory >= 3 * 32 * 32 * 4
@@ -377,13 +377,13 @@ def test_run_profile_adds_the_per_step_figures(tmp_path, capsys):
 
 
 def test_run_profile_failure_is_an_error_row_that_keeps_the_timing(monkeypatch):
-    from suite import runner
+    from suite.measure import runner
 
     def boom(*args, **kw):
         raise RuntimeError("no profiler")
 
     monkeypatch.setattr(profiling, "profile_work", boom)
     settings = dataclasses.replace(FAST, profile_steps=2)
-    rows = runner.run_case(Case("update", "unconstrained", 8), settings)
+    rows = runner.run_case(Case("update", "unconstrained", 8), settings).rows
     assert [m.metric for m in rows][:1] == ["time"]
     assert rows[-1].status == "error" and "no profiler" in rows[-1].reason

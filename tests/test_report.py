@@ -13,8 +13,9 @@ import pytest
 
 pytest.importorskip("pandas")
 
-from suite import output  # noqa: E402
 from suite.cli import main  # noqa: E402
+from suite.measure import output  # noqa: E402
+from suite.measure.rows import COLUMNS, Row  # noqa: E402
 from suite.report import analysis as an  # noqa: E402
 from suite.report.compare import compare_frames, significant  # noqa: E402
 from suite.report.load import load, load_one  # noqa: E402
@@ -33,7 +34,7 @@ MODELS = {
 
 
 def _row(**kw):
-    base = {c: "" for c in output.COLUMNS}
+    base = {c: "" for c in COLUMNS}
     base.update(options="", status="ok", reason="", k=None, step=None)
     base.update(kw)
     return base
@@ -124,7 +125,7 @@ def scaling_rows(device="cpu", seed=0):
 
 def write_run(folder: Path, rows, *, status="complete", gpu="", date="2026-11-27T00:00:00+00:00"):
     folder.mkdir(parents=True)
-    output.write_table(rows, folder / "results.csv")
+    output.write_table([Row(**r) for r in rows], folder / "results.csv")
     machine = {
         "cpu_model": "Test CPU",
         "cpu_logical_cores": 2,
@@ -152,7 +153,7 @@ def runs(tmp_path_factory):
 def test_load_runs_tables_and_old_tables_without_new_columns(runs, tmp_path):
     cpu, gpu = runs
     old = tmp_path / "old.csv"  # the H100 tables predate the step and samples columns
-    header = [c for c in output.COLUMNS if c not in ("step", "samples")]
+    header = [c for c in COLUMNS if c not in ("step", "samples")]
     old.write_text(",".join(header) + "\nupdate,svd,1024,,float32,cuda,,time,0.1,s,0.001,3,ok,\n")
     (tmp_path / "old.machine.json").write_text(json.dumps({"gpu_name": "Old GPU"}))
     loaded = load([cpu, gpu, old])
@@ -353,7 +354,7 @@ def test_run_summary_shows_every_size_and_why_methods_are_absent(runs):
     import pandas as pd
 
     rows = pd.read_csv(runs[0] / "results.csv", keep_default_na=False).to_dict("records")
-    text = run_summary(rows)
+    text = run_summary([Row.from_record(r) for r in rows])
     assert "N=64" in text and "N=1024" in text
     assert "unconstrained" in text and "not selected" in text  # absent, named with why
     assert "skipped in update: eunn has no functional update" in text
@@ -657,7 +658,7 @@ def test_report_modules_import_without_pandas_or_matplotlib():
 
 
 def test_every_method_has_its_own_colour_in_every_figure():
-    from suite.methods import METHODS
+    from suite.measure.methods import METHODS
     from suite.report.figures import _palette
 
     everything = _palette([*METHODS, "lstm", "other"])

@@ -1,6 +1,12 @@
-"""The measurement script behind the core figures runs and writes its report atomically."""
+"""The one-off figure scripts, and the drift and GPU-check commands, run and write their
+results atomically."""
 
 import pytest
+
+from suite.cli import build_parser
+from suite.cli import main as cli
+from suite.measure.rows import Row
+from suite.studies import gpu_check
 
 
 def test_bench_core_smoke(tmp_path, capsys, script):
@@ -29,14 +35,14 @@ def test_bench_rnn_step_smoke(capsys, script):
     assert "| expm |" in out and "| eunn |" in out and "speed-up" in out
 
 
-def test_drift_smoke(tmp_path, capsys, script):
+def test_drift_smoke(tmp_path, capsys):
     report = tmp_path / "drift.md"
     args = ["--sizes", "8:20", "--every", "5", "--max-time", "0.01", "--jobs", "1"]
-    assert script("drift").main([*args, "--out", str(tmp_path), "--report", str(report)]) == 0
+    assert cli(["drift", *args, "--out", str(tmp_path), "--report", str(report)]) == 0
     text = report.read_text()
     assert text == capsys.readouterr().out
     assert "## N = 8, 20 updates" in text and "projunn_t repair every 5" in text
-    assert "| 20 |" in text and "## Cost" in text and "python scripts/drift.py --sizes" in text
+    assert "| 20 |" in text and "## Cost" in text and "projunn-bench drift --sizes" in text
     (run,) = [p for p in tmp_path.iterdir() if p.is_dir()]
     rows = (run / "results.csv").read_text().splitlines()
     assert rows[0].startswith("workload,method,n,k")
@@ -45,23 +51,23 @@ def test_drift_smoke(tmp_path, capsys, script):
 
 
 @pytest.mark.parametrize("args", [["--sizes", "8"], ["--every", "0"], ["--sizes", "2:5"]])
-def test_drift_rejects_bad_arguments(args, capsys, script):
+def test_drift_rejects_bad_arguments(args, capsys):
     with pytest.raises(SystemExit) as info:
-        script("drift").main(args)
+        cli(["drift", *args])
     assert info.value.code == 2 and "error" in capsys.readouterr().err
 
 
-def test_gpu_check_runs_its_cpu_parts(tmp_path, capsys, script):
+def test_gpu_check_runs_its_cpu_parts(tmp_path, capsys):
     """On a CPU the GPU script runs what a CPU can: the sweep and profile at a small N
     (graphed methods and host-sync counts are skipped rows with their reason)."""
     import csv
     import json
 
-    from suite.output import COLUMNS
+    from suite.measure.rows import COLUMNS
 
     args = ["--out", str(tmp_path), "--device", "cpu", "--budget", "60"]
     args += ["--parts", "syncs", "sweep", "profile", "--sizes", "16", "--ranks", "2"]
-    assert script("gpu_check").main(args) == 0
+    assert cli(["gpu-check", *args]) == 0
     (folder,) = tmp_path.iterdir()
     with open(folder / "results.csv", newline="") as f:
         reader = csv.DictReader(f)
@@ -88,61 +94,56 @@ def test_gpu_check_runs_its_cpu_parts(tmp_path, capsys, script):
     assert len(frame) == len(rows)
 
 
-def test_gpu_check_profile_reuses_the_sweeps_timing(tmp_path, script, monkeypatch):
+def test_gpu_check_profile_reuses_the_sweeps_timing(tmp_path, monkeypatch):
     """A case the sweep timed is not timed again by the profile part."""
-    import suite.profiling
+    import suite.measure.profiling
 
-    calls, real = [], suite.profiling.measure
+    calls, real = [], suite.measure.profiling.measure
     monkeypatch.setattr(
-        suite.profiling, "measure", lambda *a, **k: calls.append(1) or real(*a, **k)
+        suite.measure.profiling, "measure", lambda *a, **k: calls.append(1) or real(*a, **k)
     )
     args = ["--out", str(tmp_path), "--device", "cpu", "--budget", "60"]
     args += ["--parts", "sweep", "profile", "--sizes", "16", "--ranks", "2"]
-    assert script("gpu_check").main(args) == 0
+    assert cli(["gpu-check", *args]) == 0
     (folder,) = tmp_path.iterdir()
     text = (folder / "results.csv").read_text()
     assert "ops_per_step" in text and calls == []  # profiled, on the sweep's timing
 
 
-def test_gpu_check_interrupted_keeps_its_rows_and_exits_130(tmp_path, script, monkeypatch):
+def test_gpu_check_interrupted_keeps_its_rows_and_exits_130(tmp_path, monkeypatch):
     import json
-
-    gpu_check = script("gpu_check")
 
     def interrupt(ctx):
         raise KeyboardInterrupt
 
     monkeypatch.setitem(gpu_check.PART_FUNCS, "sweep", interrupt)
     args = ["--out", str(tmp_path), "--device", "cpu", "--parts", "syncs", "sweep"]
-    assert gpu_check.main(args + ["--sizes", "16"]) == 130
+    assert cli(["gpu-check", *args, "--sizes", "16"]) == 130
     (folder,) = tmp_path.iterdir()
     assert json.loads((folder / "machine.json").read_text())["run"]["status"] == "interrupted"
     assert "host_syncs_per_step" in (folder / "results.csv").read_text()
 
 
-def test_gpu_check_stops_at_its_budget_and_sizes_itself_to_a_cpu(
-    tmp_path, capsys, script, monkeypatch
-):
+def test_gpu_check_stops_at_its_budget_and_sizes_itself_to_a_cpu(tmp_path, capsys, monkeypatch):
     """Once the budget is spent the remaining parts are skipped and noted (nothing runs
     past it), and without --sizes a CPU run takes the CPU sizes, not N = 16384."""
     import json
 
-    gpu_check = script("gpu_check")
-    monkeypatch.setattr(gpu_check.Budget, "left", lambda self: -1.0)
+    monkeypatch.setattr(gpu_check.Context, "left", lambda self: -1.0)
     args = ["--out", str(tmp_path), "--device", "cpu", "--parts", "sweep", "profile"]
-    assert gpu_check.main(args) == 0
+    assert cli(["gpu-check", *args]) == 0
     (folder,) = tmp_path.iterdir()
     notes = json.loads((folder / "machine.json").read_text())["run"]["gpu_check"]
-    assert notes["sweep_skipped"] == notes["profile_skipped"] == "gpu_check budget spent"
+    assert notes["sweep_skipped"] == notes["profile_skipped"] == "gpu-check budget spent"
     assert "sweep skipped, the budget is spent" in capsys.readouterr().err
-    parsed = gpu_check._parser().parse_args(["--out", "x", "--device", "cpu"])
+    parsed = build_parser().parse_args(["gpu-check", "--out", "x", "--device", "cpu"])
     assert parsed.sizes is None  # main() fills in CPU_SIZES
     assert max(gpu_check.CPU_SIZES) <= 1024 < max(gpu_check.SIZES)
 
 
-def test_gpu_check_rejects_bad_usage(tmp_path, capsys, script):
+def test_gpu_check_rejects_bad_usage(tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
-        script("gpu_check").main(["--out", str(tmp_path), "--budget", "0"])
+        cli(["gpu-check", "--out", str(tmp_path), "--budget", "0"])
     err = capsys.readouterr().err
     assert e.value.code == 2 and "argument --budget" in err and "is not positive" in err
 
@@ -151,7 +152,7 @@ def test_gpu_check_rejects_bad_usage(tmp_path, capsys, script):
     "args",
     [["--ranks", "1", "0"], ["--sizes", "1"], ["--out", "{file}/sub"], ["--out", "{file}"]],
 )
-def test_gpu_check_rejects_bad_arguments_before_it_starts(args, tmp_path, capsys, script):
+def test_gpu_check_rejects_bad_arguments_before_it_starts(args, tmp_path, capsys):
     """A folder that cannot be made is a usage error, not a traceback once the watchdog
     is armed and the recording has begun."""
     file = tmp_path / "a-file"
@@ -159,27 +160,16 @@ def test_gpu_check_rejects_bad_arguments_before_it_starts(args, tmp_path, capsys
     argv = ["--out", str(tmp_path), "--device", "cpu"]
     argv += [a.format(file=file) for a in args]
     with pytest.raises(SystemExit) as e:
-        script("gpu_check").main(argv)
+        cli(["gpu-check", *argv])
     assert e.value.code == 2 and args[0] in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == [file]  # nothing was recorded
 
 
-def test_gpu_check_summary_judges_the_targets(script):
+def test_gpu_check_summary_judges_the_targets():
     """The summary's verdicts, from made-up GPU rows (the real ones need a GPU)."""
-    gpu_check = script("gpu_check")
 
     def row(method, n, value, k=None, metric="time_cuda_events"):
-        return {
-            "method": method,
-            "n": n,
-            "k": k,
-            "metric": metric,
-            "value": value,
-            "status": "ok",
-            "options": "",
-            "workload": "update",
-            "reason": "",
-        }
+        return Row("update", method, n, k, metric=metric, value=value)
 
     rows = [row("byte_floor", n, 6 * n * n * 4 / 3e12, metric="time") for n in (256, 8192)]
     rows += [row("projunn_t_graphed", 256, 8e-5, 1), row("projunn_t_graphed", 8192, 7e-4, 1)]

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 import projunn_core as pc
-from suite.methods import METHODS
+from suite.measure.methods import METHODS
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

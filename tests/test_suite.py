@@ -7,15 +7,16 @@ import time
 
 import pytest
 import torch
+from helpers import CONV_WORKLOADS, DENSE_WORKLOADS
 
 from projunn_core import unitarity_error as unitarity
 from projunn_core.init import haar
-from suite import cases as cases_mod
-from suite.cases import GRIDS, Case, iter_cases
-from suite.methods import CONV_WORKLOADS, DENSE_WORKLOADS, METHODS, UPDATES, method
-from suite.runner import Settings, run_case
-from suite.timing import measure
-from suite.workloads import accuracy, make_gradient, prepare
+from suite.measure import cases as cases_mod
+from suite.measure.cases import GRIDS, Case, iter_cases
+from suite.measure.methods import METHODS, UPDATES, method
+from suite.measure.runner import Settings, run_case
+from suite.measure.timing import measure
+from suite.measure.workloads import evaluate, make_gradient, prepare
 
 TINY = Settings(warmup=0, min_time=0.002, max_time=0.01, accuracy_steps=2, batch=4)
 EXPECTED = {
@@ -42,7 +43,7 @@ def test_registry_names_and_updates():
     with pytest.raises(KeyError, match="unknown method"):
         method("nope")
     with pytest.raises(ValueError, match="does not take option"):
-        METHODS["svd"].options(rank=2)
+        METHODS["svd"].options_for("update", rank=2)
 
 
 REGISTRY_CASES = [  # graphed methods need CUDA: see test_graphed_methods_skip_on_cpu
@@ -58,7 +59,7 @@ REGISTRY_CASES = [  # graphed methods need CUDA: see test_graphed_methods_skip_o
 @pytest.mark.parametrize("case", REGISTRY_CASES, ids=lambda c: c.id)
 def test_every_method_runs_every_workload(case):
     assert case.skip_reason() is None
-    rows = run_case(case, TINY)
+    rows = run_case(case, TINY).rows
     assert all(r.status == "ok" for r in rows), rows
     metrics = {r.metric: r for r in rows}
     if case.workload in ("accuracy", "conv_accuracy"):
@@ -86,7 +87,7 @@ def test_graphed_methods_skip_on_cpu():
             f"{case.method} is replayed as a CUDA graph: CUDA graphs capture CUDA work "
             "only; the step runs on cpu"
         )
-    rows = run_case(cases[0], TINY)
+    rows = run_case(cases[0], TINY).rows
     assert [r.status for r in rows] == ["skipped"] and rows[0].reason == cases[0].skip_reason()
 
 
@@ -131,8 +132,8 @@ def test_update_keeps_weight_unitary_and_in_place():
 def test_skip_rules(case, fragment):
     assert fragment in case.skip_reason()
     with pytest.raises(NotImplementedError, match="."):
-        prepare(case) if case.workload != "accuracy" else accuracy(case)
-    rows = run_case(case, TINY)
+        prepare(case) if case.workload != "accuracy" else evaluate(case)
+    rows = run_case(case, TINY).rows
     assert [(r.status, r.metric) for r in rows] == [("skipped", "")]
     assert fragment in rows[0].reason
 
@@ -149,7 +150,7 @@ def test_cubic_cap_boundary_and_pow2_ok():
 def test_cuda_absent_is_a_skip_not_a_crash():
     case = Case("update", "projunn_t", 16, 1, device="cuda")
     assert "CUDA is not available" in case.skip_reason()
-    assert run_case(case, TINY)[0].status == "skipped"
+    assert run_case(case, TINY).rows[0].status == "skipped"
 
 
 def test_invalid_case_fields_raise():
@@ -218,7 +219,7 @@ def test_gradient_and_haar():
 def test_dist_to_exact_shrinks_with_rank():
     d = {}
     for k in (1, 16):
-        rows = accuracy(Case("accuracy", "projunn_t", 32, k), steps=2, batch=4)
+        rows = evaluate(Case("accuracy", "projunn_t", 32, k), Settings(accuracy_steps=2, batch=4))
         d[k] = {r.metric: r.value for r in rows}["dist_to_exact"]
     assert d[16] < d[1]
     assert d[16] < 0.05
@@ -264,7 +265,7 @@ def test_cuda_timing_synchronizes():
     event_s = start.elapsed_time(end) / 1e3 / 5
     t = measure(lambda: x @ x, min_time=0.05, max_time=0.2, warmup=2, device="cuda")
     assert t.median > 0.5 * event_s
-    rows = run_case(Case("update", "projunn_t", 256, 4, device="cuda"), TINY)
+    rows = run_case(Case("update", "projunn_t", 256, 4, device="cuda"), TINY).rows
     metrics = {r.metric: r for r in rows}
     assert metrics["cuda_peak_memory"].value >= 2 * 256 * 256 * 4
 
@@ -300,7 +301,7 @@ def test_asv_parameters_match_the_case_list(monkeypatch):
     assert b.case.k == 2 and b.case.dtype == "complex64"
 
 
-BENCHMARK_MODULES = ("suite.benchmarks", "suite.task_benchmarks")
+BENCHMARK_MODULES = ("suite.benchmarks", "suite.tasks.benchmarks")
 
 
 def test_no_stray_asv_names_outside_benchmarks():
@@ -321,7 +322,7 @@ def test_no_stray_asv_names_outside_benchmarks():
 
 
 def test_task_benchmarks_track_every_method_in_task_classes():
-    from suite import task_benchmarks as tb
+    from suite.tasks import benchmarks as tb
 
     classes = [c for n, c in vars(tb).items() if isinstance(c, type) and hasattr(c, "params")]
     assert {c.__name__ for c in classes if c.__module__ == tb.__name__} >= {
@@ -344,6 +345,7 @@ def test_cuda_graph_methods_are_cuda_cases_unless_named():
     """The graphed methods are CUDA-only: a default CPU sweep and the asv parameters of a
     CPU machine leave them out (the summary says why), a CUDA sweep keeps them, and
     naming them on CPU gives skipped cases with the reason."""
+    from suite.measure.rows import Row
     from suite.report.summary import absent_methods
 
     graphed = {name for name, spec in METHODS.items() if spec.graphed}
@@ -355,10 +357,10 @@ def test_cuda_graph_methods_are_cuda_cases_unless_named():
     cpu_labels = cases_mod.method_labels("update", [1], devices=["cpu"])
     all_labels = cases_mod.method_labels("update", [1], devices=["cpu", "cuda"])
     assert set(all_labels) - set(cpu_labels) == {f"{name}-k1" for name in graphed}
-    rows = [{"workload": "update", "method": "projunn_t", "device": "cpu", "status": "ok"}]
+    rows = [Row("update", "projunn_t", 16, device="cpu")]
     why = absent_methods(rows)["update"]
     assert sorted(why["runs on CUDA only (a CUDA graph replay)"]) == sorted(graphed)
-    rows.append({"workload": "update", "method": "svd", "device": "cuda", "status": "ok"})
+    rows.append(Row("update", "svd", 16, device="cuda"))
     assert sorted(absent_methods(rows)["update"]["not selected"]) == sorted(
         set(METHODS)
         - {"projunn_t", "svd"}

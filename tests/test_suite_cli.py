@@ -14,10 +14,10 @@ import pytest
 import torch
 from helpers import run_asv
 
-from suite import machine, output, runner
-from suite.cases import Case
 from suite.cli import main
-from suite.output import COLUMNS
+from suite.measure import machine, output, runner
+from suite.measure.cases import Case
+from suite.measure.rows import COLUMNS, Row
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY_RUN = [
@@ -197,8 +197,8 @@ def test_failing_case_is_an_error_row(monkeypatch):
     def boom(*a, **k):
         raise RuntimeError("kaput")
 
-    monkeypatch.setattr(runner, "prepare", boom)
-    (row,) = runner.run_case(Case("update", "svd", 8), runner.Settings())
+    monkeypatch.setattr(runner.Case, "method_options", boom)
+    (row,) = runner.run_case(Case("update", "svd", 8), runner.Settings()).rows
     assert row.status == "error" and "kaput" in row.reason
 
 
@@ -214,7 +214,7 @@ def test_atomic_write_keeps_old_file_when_writing_fails(tmp_path):
         output.atomic_write(target, half)
     assert target.read_text() == "old,complete\n"
     assert [p.name for p in tmp_path.iterdir()] == ["results.csv"]
-    output.write_table([{"workload": "update", "n": 8, "value": 1.0}], target)
+    output.write_table([Row("update", "", 8, value=1.0)], target)
     header, row = target.read_text().splitlines()
     assert header.split(",") == list(COLUMNS) and row.startswith("update,,8")
 

@@ -5,13 +5,14 @@ import itertools
 
 import pytest
 import torch
+from helpers import CONV_WORKLOADS
 
-import suite.cases as cases_mod
+import suite.measure.cases as cases_mod
 from projunn_core.conv import orthogonality_error
-from suite.cases import GRIDS, Case, iter_cases
-from suite.methods import CONV_WORKLOADS, METHODS
-from suite.runner import rows_for, run_case
-from suite.workloads import prepare
+from suite.measure.cases import GRIDS, Case, iter_cases
+from suite.measure.methods import METHODS
+from suite.measure.runner import run_case
+from suite.measure.workloads import prepare
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 TINY = GRIDS["tiny"].settings
@@ -56,7 +57,7 @@ def test_conv_skip_rules(case, reason):
 def test_conv_rows_describe_the_grid():
     case = Case("conv_train_step", "cayley", 4, spatial=6, options=(("kernel_size", 5),))
     assert case.id == "conv_train_step-cayley-n4-hw6-float32-cpu-kernel_size=5"
-    rows = rows_for(case, run_case(case, TINY))
+    rows = [r.as_dict() for r in run_case(case, TINY).rows]
     assert {r["status"] for r in rows} == {"ok"}
     assert {r["options"] for r in rows} == {"height=6;width=6;kernel_size=5"}
     assert {r["metric"] for r in rows} >= {"time", "host_peak_rss"}
@@ -79,7 +80,7 @@ def test_conv_accuracy_reports_orthogonality_and_norm_error():
     settings = TINY.with_overrides(accuracy_steps=steps)
     values = {}
     for method, k in (("projunn_t", 2), ("soc", None), ("unconstrained", None)):
-        rows = run_case(Case("conv_accuracy", method, 4, k, spatial=4), settings)
+        rows = run_case(Case("conv_accuracy", method, 4, k, spatial=4), settings).rows
         values[method] = {m.metric: m.value for m in rows if m.status == "ok"}
     names = {"orthogonality_init", "orthogonality_after_1_step"}
     names |= {f"orthogonality_after_{steps}_steps", f"norm_error_after_{steps}_steps"}

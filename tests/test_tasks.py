@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from suite.cli import main
-from suite.output import COLUMNS
+from suite.measure.rows import COLUMNS
 from suite.tasks import TASKS, mnist
 from suite.tasks.paper import PMNIST_CSV, reference
 from suite.tasks.pixels import permutation

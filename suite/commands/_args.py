@@ -16,9 +16,9 @@ import os
 from pathlib import Path
 from typing import Any
 
-from ..cases import parse_method_label
-from ..methods import METHODS, check_option
-from ..output import FORMATS, require_format
+from ..measure.cases import parse_method_label
+from ..measure.methods import METHODS, check_option
+from ..measure.output import FORMATS, require_format
 
 __all__ = [
     "FORMATS",
@@ -59,7 +59,7 @@ def positive_float(text: str) -> float:
 
 def method_option(text: str) -> tuple[str, Any]:
     """An argparse type: ``NAME=VALUE`` for a method option some registry method takes,
-    with the value checked (:func:`suite.methods.check_option`)."""
+    with the value checked (:func:`suite.measure.methods.check_option`)."""
     key, sep, raw = text.partition("=")
     if not sep or not key:
         raise argparse.ArgumentTypeError(f"{text!r} is not NAME=VALUE")

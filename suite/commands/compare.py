@@ -111,7 +111,7 @@ def main(args, parser: argparse.ArgumentParser) -> int:
     text = comp.markdown()
     print(text, end="")
     if out is not None:
-        from ..output import atomic_write_text
+        from ..measure.output import atomic_write_text
 
         try:
             atomic_write_text(out, text)

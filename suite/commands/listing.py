@@ -12,8 +12,9 @@ from __future__ import annotations
 import argparse
 import textwrap
 
-from .. import cases as cases_mod
-from ..methods import METHODS
+from ..measure import cases as cases_mod
+from ..measure.methods import METHODS
+from ..measure.workloads import WORKLOADS
 
 NAME = "list"
 
@@ -49,7 +50,7 @@ def main(args, parser) -> int:
             print(" " * 19 + f"conv layer options: {conv_opts}")
         print(textwrap.indent(m.description, " " * 19))
         print(" " * 19 + "workloads: " + ", ".join(m.workloads))
-    print("\nworkloads: " + ", ".join(cases_mod.WORKLOADS))
+    print("\nworkloads: " + ", ".join(WORKLOADS))
     print("\ngrids (select with --grid/--quick/--full or $" + cases_mod.GRID_ENV + "):")
     for name, g in cases_mod.GRIDS.items():
         if args.grid and name != args.grid:

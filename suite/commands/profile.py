@@ -1,6 +1,6 @@
 """``projunn-bench profile``: where the time and memory of a step go, per method.
 
-The measuring is :func:`suite.profiling.profile_work`; this module checks the options,
+The measuring is :func:`suite.measure.profiling.profile_work`; this module checks the options,
 profiles each ``--method`` in turn and writes the results folder: the tidy table, the
 markdown tables it prints, one trace per method, the group figure and machine.json.
 """
@@ -12,8 +12,8 @@ import dataclasses
 import sys
 from typing import Any
 
-from .. import cases as cases_mod
-from ..methods import METHODS
+from ..measure import cases as cases_mod
+from ..measure.methods import METHODS
 from ._args import (
     add_option_argument,
     add_out_argument,
@@ -38,7 +38,7 @@ examples:
   projunn-bench profile --workload train_step --method projunn_d --method cayley --batch 128
 
 output (a new folder, never overwritten):
-  OUT/YYYYmmdd-HHMMSS/results.csv        tidy table (suite.output.COLUMNS), one row per
+  OUT/YYYYmmdd-HHMMSS/results.csv        tidy table (suite.measure.rows.COLUMNS), one row per
                                          figure; metrics: time, profiled_time, ops_per_step,
                                          kernels_per_step, memcpy_per_step,
                                          device_busy_time, device_busy_fraction,
@@ -124,7 +124,7 @@ def _cases(args, parser) -> list[cases_mod.Case]:
     for name, k in args.methods:
         spec = METHODS[name]
         k = k if k is not None else (args.k if spec.ranked else None)
-        opts = tuple((key, v) for key, v in args.options if key in spec.defaults)
+        opts = cases_mod.case_options(name, args.workload, args.options)
         case = cases_mod.Case(args.workload, name, args.n, k, args.dtype, args.device, opts)
         label = cases_mod.method_label(name, k)
         if label in labels:
@@ -137,220 +137,12 @@ def _cases(args, parser) -> list[cases_mod.Case]:
     return out
 
 
-def _ms(seconds: float | None) -> str:
-    return "-" if seconds is None else f"{seconds * 1e3:.4g} ms"
-
-
-def _pct(part: float | None, whole: float | None) -> str:
-    return "-" if part is None or not whole else f"{100 * part / whole:.1f}%"
-
-
-def _bytes(n: float | None) -> str:
-    if n is None:
-        return "-"
-    for unit, size in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
-        if abs(n) >= size:
-            return f"{n / size:.2f} {unit}"
-    return f"{int(n)} B"
-
-
-def _count(x: float | None) -> str:
-    return "-" if x is None else f"{x:.4g}"
-
-
-def _table(header: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(r) + " |" for r in rows]
-    return "\n".join(lines)
-
-
-def _figures_table(labels: list[str], profiles: list) -> str:
-    cuda = profiles[0].on_cuda
-
-    def row(title, fn):
-        return [title] + [fn(p) for p in profiles]
-
-    rows = [
-        row(
-            "wall time (unprofiled median)",
-            lambda p: f"{_ms(p.time.median)} (IQR {_ms(p.time.iqr)}, {p.time.repeat} samples)",
-        ),
-        row("wall time under the profiler", lambda p: _ms(p.profiled_time)),
-        row("aten operator calls", lambda p: _count(p.ops_per_step)),
-    ]
-    if cuda:
-        rows += [
-            row("device busy time", lambda p: _ms(p.device_busy_time)),
-            row("device busy fraction", lambda p: _pct(p.device_busy_time, p.time.median)),
-            row("CUDA kernels launched", lambda p: _count(p.kernels_per_step)),
-            row("memcpy/memset", lambda p: _count(p.memcpy_per_step)),
-            row("host syncs (lower bound)", lambda p: _count(p.host_syncs_per_step)),
-        ]
-    else:
-        rows.append(row("kernels, device busy time, host syncs", lambda p: "n/a on CPU"))
-    rows += [
-        row("peak memory of the step", lambda p: _bytes(p.peak_memory)),
-        row("resident (weight, gradient, state)", lambda p: _bytes(p.resident_memory)),
-        row("temporaries beyond resident", lambda p: _bytes(p.temporary_memory)),
-        row("host RSS high-water mark", lambda p: _bytes(p.host_peak_rss)),
-    ]
-    return _table(["per step"] + labels, rows)
-
-
-def _groups_table(labels: list[str], profiles: list, device: bool) -> str:
-    from ..profiling import GROUPS, OUTSIDE
-
-    rows = []
-    for group in GROUPS + ((OUTSIDE,) if not device else ()):
-        cells = []
-        for p in profiles:
-            if group == OUTSIDE:
-                t = p.outside
-            else:
-                t = p.groups()[group][1 if device else 0]
-            cells.append(f"{_ms(t)} ({_pct(t, p.profiled_time)})")
-        if any(not c.startswith("0 ms") for c in cells):
-            rows.append([group] + cells)
-    rows.append(["wall time under the profiler"] + [_ms(p.profiled_time) for p in profiles])
-    timeline = "self device (kernel) time" if device else "self CPU time"
-    return _table([f"{timeline} by group"] + labels, rows)
-
-
-def _ops_table(labels: list[str], profiles: list, top: int) -> str:
-    cuda = profiles[0].on_cuda
-
-    def share(op, p):
-        return max(op.self_cpu, op.self_device) / p.profiled_time if p.profiled_time else 0
-
-    best: dict[str, float] = {}
-    for p in profiles:
-        for op in p.ops:
-            best[op.name] = max(best.get(op.name, 0.0), share(op, p))
-    names = sorted(best, key=lambda n: -best[n])[:top]
-    by_name = [{op.name: op for op in p.ops} for p in profiles]
-    from ..profiling import operator_group
-
-    if len(profiles) == 1:
-        (p,), (ops,) = profiles, by_name
-        header = ["operator", "group", "calls", "self CPU", "CPU share"]
-        header += ["self device", "device share"] if cuda else []
-        rows = []
-        for n in names:
-            op = ops[n]
-            r = [
-                n,
-                op.group,
-                _count(op.calls),
-                _ms(op.self_cpu),
-                _pct(op.self_cpu, p.profiled_time),
-            ]
-            if cuda:
-                r += [_ms(op.self_device), _pct(op.self_device, p.profiled_time)]
-            rows.append(r)
-        return _table(header, rows)
-    rows = []
-    for n in names:
-        cells = []
-        for p, ops in zip(profiles, by_name, strict=True):
-            op = ops.get(n)
-            if op is None:
-                cells.append("-")
-                continue
-            cell = f"{_ms(op.self_cpu)} ({_pct(op.self_cpu, p.profiled_time)})"
-            if cuda:
-                cell = f"CPU {cell}, device {_ms(op.self_device)}"
-            cells.append(f"{cell} ×{_count(op.calls)}")
-        rows.append([n, operator_group(n)] + cells)
-    what = "self CPU (share), device, calls" if cuda else "self time (share), calls"
-    return _table(["operator", "group"] + [f"{lab}: {what}" for lab in labels], rows)
-
-
-def render(cases: list, profiles: list, steps: int, top: int) -> str:
-    """The markdown report printed by ``projunn-bench profile`` (and saved as profile.md)."""
-    import torch
-
-    from ..profiling import SYNC_NOTE
-
-    c = cases[0]
-    labels = [cases_mod.method_label(x.method, x.k) for x in cases]
-    cuda = profiles[0].on_cuda
-    lines = [
-        f"# Profile: {c.workload}, N={c.n}, {c.dtype}, {c.device}",
-        "",
-        f"{steps} profiled steps; {torch.get_num_threads()} torch thread(s). Times are "
-        "per step; a share is the self time over the wall time of the step under the "
-        "profiler.",
-        "",
-        _figures_table(labels, profiles),
-        "",
-        _groups_table(labels, profiles, device=False),
-    ]
-    if cuda:
-        lines += ["", _groups_table(labels, profiles, device=True)]
-    lines += ["", _ops_table(labels, profiles, top), ""]
-    if cuda:
-        lines.append(f"Host syncs: {SYNC_NOTE}.")
-    else:
-        lines.append(
-            "CPU: kernels, device busy time and host-device synchronizations do not apply. "
-            "Memory: tensors allocated during the step (torch's CPU allocator, from "
-            "torch.profiler's memory events; library workspaces are not seen)."
-        )
-    return "\n".join(lines) + "\n"
-
-
-def plot_groups(labels: list[str], profiles: list, path, title: str) -> bool:
-    """Bar chart of the share of the step per operator group (PNG); ``False`` if seaborn
-    is not installed."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-        import pandas as pd
-        import seaborn as sns
-    except ImportError:
-        return False
-    from .. import output
-    from ..profiling import GROUPS, OUTSIDE, RUNTIME
-
-    records = []
-    for label, p in zip(labels, profiles, strict=True):
-        name = f"{label} ({_ms(p.profiled_time)}/step)"
-        for group, (cpu, dev) in p.groups().items():
-            if group == RUNTIME and not p.on_cuda:
-                continue
-            records.append((name, group, "host: self CPU time", 100 * cpu / p.profiled_time))
-            if p.on_cuda:
-                records.append((name, group, "device: kernel time", 100 * dev / p.profiled_time))
-        records.append((name, OUTSIDE, "host: self CPU time", 100 * p.outside / p.profiled_time))
-    df = pd.DataFrame(records, columns=["method", "group", "timeline", "share of the step (%)"])
-    grid = sns.catplot(
-        data=df,
-        kind="bar",
-        x="share of the step (%)",
-        y="group",
-        hue="method",
-        col="timeline",
-        order=[g for g in GROUPS if g in set(df.group)] + [OUTSIDE],
-        height=4,
-        aspect=1.8,
-    )
-    grid.set_titles("{col_name}")
-    grid.figure.suptitle(title, y=1.03)
-    output.atomic_write(
-        path, lambda f: grid.figure.savefig(f, format="png", dpi=120, bbox_inches="tight")
-    )
-    plt.close(grid.figure)
-    return True
-
-
 def main(args, parser: argparse.ArgumentParser) -> int:
 
-    from ..profiling import SYNC_NOTE, profile_work
-    from ..record import Recorder
-    from ..runner import rows_for
-    from ..workloads import Measurement, prepare
+    from ..measure.probes import Profile
+    from ..measure.profiling import SYNC_NOTE
+    from ..measure.record import Recorder
+    from ..measure.runner import run_case
 
     cases = _cases(args, parser)
     if args.min_time > args.max_time:
@@ -378,20 +170,14 @@ def main(args, parser: argparse.ArgumentParser) -> int:
         for i, case in enumerate(cases, 1):
             label = cases_mod.method_label(case.method, case.k)
             print(f"[{i}/{len(cases)}] profiling {case.id} ...", file=sys.stderr, flush=True)
-            try:
-                work = prepare(case, batch=settings.batch)
-                trace = rec.folder / f"trace-{label}.json"
-                prof = profile_work(work, steps=args.steps, settings=settings, trace=trace)
-            except Exception as e:  # one failing method does not lose the others
+            probe = Profile(args.steps, ops=True, trace=rec.folder / f"trace-{label}.json")
+            result = run_case(case, settings, probes=[probe])
+            rec.add(result.rows)
+            if "profile" not in result.found:  # one failing method does not lose the others
                 failed = True
-                reason = f"{type(e).__name__}: {e}"
-                print(f"  {label} failed: {reason}", file=sys.stderr)
-                rec.add(rows_for(case, [Measurement("", None, "", status="error", reason=reason)]))
+                print(f"  {label} failed: {result.rows[-1].reason}", file=sys.stderr)
                 continue
-            finally:
-                work = None
-            rec.add(rows_for(case, prof.measurements()))
-            done.append((case, prof))
+            done.append((case, result.found["profile"]))
         if done:
             text = _write_reports(rec, done, args)
             print(text)
@@ -406,7 +192,8 @@ def main(args, parser: argparse.ArgumentParser) -> int:
 
 def _write_reports(rec, done, args) -> str:
     """profile.md, the figure and the list of files (in machine.json); returns the text."""
-    from .. import output
+    from ..measure import output
+    from ..report.profile import plot_groups, render
 
     done_cases = [c for c, _ in done]
     profiles = [p for _, p in done]

@@ -1,6 +1,6 @@
 """``projunn-bench run``: run a benchmark sweep into a new results folder.
 
-The sweep itself is :func:`suite.runner.run_sweep`; this module parses the options,
+The sweep itself is :func:`suite.measure.runner.run_sweep`; this module parses the options,
 builds the case list, prints the summary (:func:`suite.report.summary.run_summary`) and
 writes the run's report (:mod:`suite.report`) into the run folder.
 """
@@ -10,8 +10,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .. import cases as cases_mod
-from ..methods import METHODS
+from ..measure import cases as cases_mod
+from ..measure.methods import METHODS
+from ..measure.workloads import WORKLOADS
 from ..report.summary import run_summary
 from ._args import (
     FORMATS,
@@ -103,9 +104,9 @@ def add_parser(sub) -> argparse.ArgumentParser:
     run.add_argument(
         "--workloads",
         nargs="+",
-        choices=cases_mod.WORKLOADS,
+        choices=list(WORKLOADS),
         metavar="W",
-        help=f"workloads, from {', '.join(cases_mod.WORKLOADS)} (default: all)",
+        help=f"workloads, from {', '.join(WORKLOADS)} (default: all)",
     )
     run.add_argument(
         "--methods",
@@ -227,7 +228,7 @@ def _write_report(folder) -> None:
 
 
 def main(args, parser: argparse.ArgumentParser) -> int:
-    from .. import runner
+    from ..measure import runner
 
     try:
         grid_name = args.grid or cases_mod.grid_name()
@@ -277,4 +278,4 @@ def main(args, parser: argparse.ArgumentParser) -> int:
         _write_report(result.folder)
     if result.interrupted:
         print(f"{result.status}: partial results written", file=sys.stderr)
-    return result.exit_code
+    return result.stop_code or (1 if counts.get("error") else 0)

@@ -16,8 +16,8 @@ from typing import Any
 
 from projunn_core.init import INITS
 
-from ..cases import DTYPES, method_label
-from ..methods import METHODS
+from ..measure.cases import DTYPES, method_label
+from ..measure.methods import METHODS
 from ..tasks import LSTM, TASKS
 from ._args import (
     add_out_argument,
@@ -192,18 +192,17 @@ def build_runs(args, parser) -> list:
     return runs
 
 
-def _summary(rows: list[dict[str, Any]]) -> tuple[str, list[dict[str, Any]]]:
-    """The final values per method as markdown, and as dicts."""
+def _summary(rows: list) -> tuple[str, list[dict[str, Any]]]:
+    """The final values per method of a run's rows as markdown, and as dicts."""
     last: dict[tuple, dict[str, Any]] = {}
-    baseline = {r["metric"]: r["value"] for r in rows if r["method"] == "baseline"}
+    baseline = {r.metric: r.value for r in rows if r.method == "baseline"}
     for r in rows:
-        if r["step"] is None or r["value"] is None or r["status"] != "ok":
+        if r.step is None or r.value is None or r.status != "ok":
             continue
-        key = (r["method"], r["k"])
-        entry = last.setdefault(key, {"method": r["method"], "k": r["k"]})
-        if r["step"] >= entry.get("step", -1):
-            entry["step"] = r["step"]
-        entry[r["metric"]] = r["value"]
+        entry = last.setdefault((r.method, r.k), {"method": r.method, "k": r.k})
+        if r.step >= entry.get("step", -1):
+            entry["step"] = r.step
+        entry[r.metric] = r.value
     metrics = ("train_loss", "test_loss", "test_accuracy", "wall_time")
     present = [m for m in metrics if any(m in e for e in last.values())]
     head = "| method | steps | " + " | ".join(present) + " | below baseline |"
@@ -260,9 +259,9 @@ def main(args, parser: argparse.ArgumentParser) -> int:
         measured = [f for f in finals if "test_accuracy" in f and f["method"] != "baseline"]
         if measured:
             print("\n" + beside(measured, runs[0].config.hidden))
-    skipped = [r for r in result.rows if r["status"] == "skipped"]
-    for r in skipped:
-        print(f"skipped {r['method']}: {r['reason']}")
+    for r in result.rows:
+        if r.status == "skipped":
+            print(f"skipped {r.method}: {r.reason}")
     print(f"\nresults: {result.table}\nmachine: {result.machine}")
     if result.figure:
         print(f"figure: {result.figure}")

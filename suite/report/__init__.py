@@ -44,7 +44,7 @@ def series_label(method: str, k=None, options: str = "") -> str:
     >>> series_label("eunn", "", "capacity=8")
     'eunn [capacity=8]'
     """
-    from ..cases import method_label
+    from ..measure.cases import method_label
 
     try:
         rank = int(k)
@@ -60,7 +60,7 @@ def parse_series_label(label: str) -> tuple[str, int | None, str]:
     >>> parse_series_label("projunn_t-k4"), parse_series_label("eunn [capacity=8]")
     (('projunn_t', 4, ''), ('eunn', None, 'capacity=8'))
     """
-    from ..cases import parse_method_label
+    from ..measure.cases import parse_method_label
 
     text, _, options = label.partition(" [")
     method, k = parse_method_label(text)
@@ -73,7 +73,7 @@ def label_order(label: str) -> tuple[int, int, str]:
     >>> sorted(["projunn_t-k16", "svd", "projunn_t-k4"], key=label_order)
     ['projunn_t-k4', 'projunn_t-k16', 'svd']
     """
-    from ..methods import METHODS
+    from ..measure.methods import METHODS
 
     method, k, _ = parse_series_label(label)
     names = list(METHODS)

@@ -21,8 +21,8 @@ import math
 import re
 from collections.abc import Sequence
 
-from ..cases import ACCURACY_WORKLOADS, WORKLOADS
-from ..methods import METHODS
+from ..measure.methods import METHODS
+from ..measure.workloads import WORKLOADS
 from . import series_label
 
 __all__ = [
@@ -44,8 +44,10 @@ __all__ = [
     "unknown_workloads",
 ]
 
-TIMED_WORKLOADS = tuple(w for w in WORKLOADS if w not in ACCURACY_WORKLOADS)
+TIMED_WORKLOADS = tuple(name for name, w in WORKLOADS.items() if w.timed)
 """The suite's timed workloads (update, train_step and their conv_ counterparts)."""
+ACCURACY_WORKLOADS = tuple(name for name, w in WORKLOADS.items() if not w.timed)
+"""The evaluated workloads (accuracy, conv_accuracy)."""
 ERROR_METRICS = ("unitarity", "orthogonality")
 """Prefixes of the accuracy workloads' ||W^H W - I|| metrics (dense, convolution)."""
 MEMORY_METRICS = ("host_peak_rss", "cuda_peak_memory")

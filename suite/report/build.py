@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..methods import CONV_WORKLOADS
+from ..measure.workloads import WORKLOADS
 from . import analysis as an
 from . import figures as fg
 from . import label_order
@@ -39,7 +39,6 @@ from .render import (
 
 __all__ = ["ReportError", "ReportResult", "build_report", "check_out_dir", "report_blocks"]
 
-REPORT_FILES = ("report.md", "report.html", "data.csv")
 WORKLOAD_TITLES = {"update": "update (one unitary update)", "train_step": "train_step"}
 
 
@@ -279,7 +278,7 @@ def _speedup_section(doc: _Doc, times) -> None:
             "workloads (N = channels) in separate tables."
         ),
     )
-    conv = cross["workload"].isin(CONV_WORKLOADS)
+    conv = cross["workload"].map(lambda w: w in WORKLOADS and WORKLOADS[w].matrices == "conv")
     for part in (cross[~conv], cross[conv]):
         if not part.empty:
             wide = _wide(part, index, "projunn", "text", order=label_order)
@@ -349,7 +348,7 @@ def _accuracy_section(doc: _Doc, frame) -> None:
 
 
 def _learning_section(doc: _Doc, frame) -> None:
-    from ..tasks.figure import learning_curves
+    from .curves import learning_curves
 
     final = an.learning_final(frame)
     if final.empty:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..methods import METHODS
+from ..measure.methods import METHODS
 from . import label_order, parse_series_label
 
 __all__ = [

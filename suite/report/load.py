@@ -9,7 +9,7 @@ Sources, in any mix (a folder is searched for them, one level of run folders dee
   result file ``<commit>-<env>.json`` (asv 0.6 format, ``"version": 2``);
 * pytest-benchmark JSON (``--benchmark-json``).
 
-Every row has the columns of :data:`suite.output.COLUMNS` plus :data:`EXTRA_COLUMNS`:
+Every row has the columns of :data:`suite.measure.rows.COLUMNS` plus :data:`EXTRA_COLUMNS`:
 ``run`` (a label of its source), ``platform`` (``"CPU: <model>, <cores> cores"`` or
 ``"GPU: <name>"``), ``commit``, ``date``, ``source`` (the file read) and, for asv
 timings, ``ci_low``/``ci_high`` (asv's 99 % confidence interval of the median).
@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..output import COLUMNS
+from ..measure.rows import COLUMNS
 
 __all__ = [
     "EXTRA_COLUMNS",
@@ -303,7 +303,7 @@ def _read_table(path: Path):
 
     try:
         if path.suffix == ".parquet":
-            from ..output import have_parquet
+            from ..measure.output import have_parquet
 
             if not have_parquet():
                 raise InputError(path, "reading Parquet needs pyarrow (pip install pyarrow)")
@@ -381,7 +381,7 @@ def _snake(name: str) -> str:
 def _asv_metric(bench: str, kind: str) -> tuple[str, str, str]:
     """``(workload, metric, unit)`` of an asv benchmark name like
     ``benchmarks.Update.time_update`` or ``benchmarks.UpdateCudaMemory.track_cuda_peak_memory``."""
-    from ..cases import WORKLOADS
+    from ..measure.workloads import WORKLOADS
 
     parts = bench.split(".")
     func = parts[-1]
@@ -412,7 +412,7 @@ def _literal(text: Any) -> Any:
 
 
 def _asv_rows(path: Path, data: dict[str, Any], meta: dict[str, Any]) -> list[dict[str, Any]]:
-    from ..cases import parse_method_label
+    from ..measure.cases import parse_method_label
 
     columns = data.get("result_columns")
     results = data.get("results")

@@ -5,10 +5,9 @@ For each workload, device and dtype: the median time of every method at every si
 fastest at each N marked with ``*``; then the methods absent from a workload and why, and
 the reasons of skipped and failed cases.
 
+>>> from suite.measure.rows import Row
 >>> rows = [
-...     {"workload": "update", "method": m, "n": n, "k": None, "dtype": "float32",
-...      "device": "cpu", "options": "", "metric": "time", "value": t, "status": "ok",
-...      "reason": ""}
+...     Row("update", m, n, metric="time", value=t, unit="s")
 ...     for m, n, t in [("svd", 64, 2e-4), ("svd", 256, 5e-3), ("expm", 64, 1e-4)]
 ... ]
 >>> text = run_summary(rows)
@@ -26,24 +25,24 @@ from __future__ import annotations
 
 import textwrap
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
-from typing import Any
+from collections.abc import Iterable
 
+from ..measure.rows import Row
 from . import label_order, series_label
 from .render import fmt_seconds
 
 __all__ = ["absent_methods", "run_summary"]
 
 
-def _label(row: Mapping[str, Any]) -> str:
-    return series_label(row["method"], row.get("k"), row.get("options") or "")
+def _label(row: Row) -> str:
+    return series_label(row.method, row.k, row.options)
 
 
-def _time_tables(rows: list[Mapping[str, Any]]) -> list[str]:
-    timed = [r for r in rows if r["status"] == "ok" and r["metric"] == "time" and not r.get("step")]
+def _time_tables(rows: list[Row]) -> list[str]:
+    timed = [r for r in rows if r.status == "ok" and r.metric == "time" and r.step is None]
     groups: dict[tuple, dict[str, dict[int, float]]] = defaultdict(lambda: defaultdict(dict))
     for r in timed:
-        groups[(r["workload"], r["device"], r["dtype"])][_label(r)][int(r["n"])] = float(r["value"])
+        groups[(r.workload, r.device, r.dtype)][_label(r)][r.n] = float(r.value)
     lines = []
     for (wl, device, dtype), series in groups.items():
         sizes = sorted({n for s in series.values() for n in s})
@@ -62,19 +61,20 @@ def _time_tables(rows: list[Mapping[str, Any]]) -> list[str]:
     return lines
 
 
-def absent_methods(rows: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, list[str]]]:
+def absent_methods(rows: Iterable[Row]) -> dict[str, dict[str, list[str]]]:
     """Per workload of ``rows``, the registry methods with no row in it, grouped by why:
     ``{workload: {reason: [methods]}}``. The reason is the skip rule's (e.g. "no
     functional update"), "runs on CUDA only" for the CUDA-graph methods of a run without
     CUDA rows, or "not selected" (left out by ``--methods``)."""
-    from ..cases import WORKLOADS, Case
-    from ..methods import METHODS
+    from ..measure.cases import Case
+    from ..measure.methods import METHODS
+    from ..measure.workloads import WORKLOADS
 
     rows = list(rows)
     out: dict[str, dict[str, list[str]]] = {}
-    for wl in dict.fromkeys(r["workload"] for r in rows if r["workload"] in WORKLOADS):
-        present = {r["method"] for r in rows if r["workload"] == wl}
-        on_cuda = any(str(r["device"]).startswith("cuda") for r in rows if r["workload"] == wl)
+    for wl in dict.fromkeys(r.workload for r in rows if r.workload in WORKLOADS):
+        present = {r.method for r in rows if r.workload == wl}
+        on_cuda = any(r.device.startswith("cuda") for r in rows if r.workload == wl)
         why: dict[str, list[str]] = defaultdict(list)
         for name, spec in METHODS.items():
             if name in present:
@@ -91,12 +91,12 @@ def absent_methods(rows: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, lis
     return out
 
 
-def _not_run(rows: list[Mapping[str, Any]]) -> list[str]:
+def _not_run(rows: list[Row]) -> list[str]:
     groups: dict[tuple[str, str, str], list[str]] = defaultdict(list)
     for r in rows:
-        if r["status"] in ("skipped", "error"):
-            case = f"{_label(r)} N={r['n']} {r['dtype']} {r['device']}"
-            groups[(r["status"], r["workload"], r["reason"])].append(case)
+        if r.status in ("skipped", "error"):
+            case = f"{_label(r)} N={r.n} {r.dtype} {r.device}"
+            groups[(r.status, r.workload, r.reason)].append(case)
     lines = []
     for (status, wl, reason), cases in sorted(groups.items()):
         shown = ", ".join(cases[:4]) + (f", ... ({len(cases)} cases)" if len(cases) > 4 else "")
@@ -104,8 +104,8 @@ def _not_run(rows: list[Mapping[str, Any]]) -> list[str]:
     return lines
 
 
-def run_summary(rows: Iterable[Mapping[str, Any]]) -> str:
-    """The text summary of a run's rows (:data:`suite.output.COLUMNS` dicts)."""
+def run_summary(rows: Iterable[Row]) -> str:
+    """The text summary of a run's rows."""
     rows = list(rows)
     lines = _time_tables(rows)
     for wl, why in absent_methods(rows).items():

@@ -32,10 +32,10 @@ def quick() -> Config:
 
 
 def paper() -> Config:
-    """Kiani et al. 2022 (projUNN, NeurIPS), the adding-task experiment (DESIGN.md §4):
+    """Kiani et al. 2022 (projUNN, NeurIPS), the adding-task experiment (docs/tasks.md §2):
     T = 750, hidden 170, batch 50, RMSprop lr 1e-3 with the unitary learning rate divided
     by 32, identity initialisation. The step count (10000) is our choice: it is not
-    recorded in DESIGN.md."""
+    recorded in docs/tasks.md."""
     return Config(
         T=750,
         hidden=170,

@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..cases import Case
+from ..measure.cases import Case
 
 __all__ = [
     "LSTM",
@@ -217,8 +217,8 @@ def sequence_model(
     import baselines
     import projunn_core as pc
 
-    from ..cases import torch_dtype
-    from ..methods import METHODS
+    from ..measure.cases import torch_dtype
+    from ..measure.methods import METHODS
 
     dtype = torch_dtype(config.dtype)
     if method == LSTM:

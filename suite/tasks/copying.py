@@ -49,10 +49,10 @@ def quick() -> Config:
 
 
 def paper() -> Config:
-    """Kiani et al. 2022 (projUNN, NeurIPS), the copy-task experiment (DESIGN.md §4):
+    """Kiani et al. 2022 (projUNN, NeurIPS), the copy-task experiment (docs/tasks.md §1):
     delay T = 1000, hidden 190, batch 128, RMSprop lr 7e-4 with the unitary learning rate
     divided by 32, Henaff initialisation, ReLU. The step count (4000) is our choice: it is
-    not recorded in DESIGN.md."""
+    not recorded in docs/tasks.md."""
     return Config(
         T=1000,
         hidden=190,

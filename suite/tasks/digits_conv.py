@@ -5,8 +5,8 @@
 Each method is the orthogonal convolution of the classifier (the registry's
 ``Method.conv``: projUNN's :class:`~projunn_core.nn.OrthogonalConv2d`, Cayley-FFT, expm,
 SVD, SOC, unconstrained). The preset's ``T`` is the image side: 8 trains
-:class:`suite.convnets.SmallConvNet` (``hidden`` = its channels) on the digits, 32 the
-paper's :class:`suite.convnets.ResNet9` on CIFAR-10. Loss: cross-entropy; metrics
+:class:`suite.tasks.convnets.SmallConvNet` (``hidden`` = its channels) on the digits, 32 the
+paper's :class:`suite.tasks.convnets.ResNet9` on CIFAR-10. Loss: cross-entropy; metrics
 ``test_loss`` and ``test_accuracy`` (%); baselines: the majority class share and the
 class entropy of the test set. At the end a run records ``orthogonality``: the largest
 ``max |sigma - 1|`` over the model's orthogonal layers.
@@ -23,11 +23,11 @@ from pathlib import Path
 import torch
 from torch.nn import functional as F
 
-from ..cases import Case, torch_dtype
-from ..convnets import ResNet9, SmallConvNet
-from ..methods import METHODS
+from ..measure.cases import Case, torch_dtype
+from ..measure.methods import METHODS
 from . import pdigits
 from .base import LSTM, Config, DataError, Problem, Task
+from .convnets import ResNet9, SmallConvNet
 from .pixels import classification
 
 __all__ = ["CIFAR_FOLDER", "TASK", "ConvImages", "load_cifar10", "load_digits"]

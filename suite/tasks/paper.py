@@ -1,9 +1,9 @@
 """The paper's permuted-MNIST test accuracies (Kiani et al. 2022, as recorded in
-DESIGN.md §4), shipped as ``results/reference/projunn_pmnist.csv``, and the table that
+docs/tasks.md §3), shipped as ``results/reference/projunn_pmnist.csv``, and the table that
 puts measured pmnist rows beside them.
 
 Columns of the CSV: ``hidden``, ``model`` (LSTM, scoRNN, expRNN, projUNN), ``k`` (projUNN's
-rank), ``group`` (the paper reports two groups of projUNN runs, 1 and 2; DESIGN.md does
+rank), ``group`` (the paper reports two groups of projUNN runs, 1 and 2; docs/tasks.md §3 does
 not say which variant each is), ``test_accuracy`` (%; empty where the paper has none).
 
 >>> rows = reference(170)
@@ -18,7 +18,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from ..cases import method_label
+from ..measure.cases import method_label
 from ..report.render import Table, markdown
 
 __all__ = ["PMNIST_CSV", "PAPER_MODEL", "beside", "reference"]

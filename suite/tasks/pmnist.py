@@ -38,10 +38,10 @@ def _paper(hidden: int) -> Config:
 
 
 def paper170() -> Config:
-    """Kiani et al. 2022 (projUNN, NeurIPS), permuted-MNIST table (DESIGN.md §4): hidden
+    """Kiani et al. 2022 (projUNN, NeurIPS), permuted-MNIST table (docs/tasks.md §3): hidden
     170, RMSprop, the unitary learning rate divided by 32 (as in the paper's copy and
     adding tasks). Batch 128, lr 1e-3 and 20000 steps (about 43 epochs) are our choice:
-    they are not recorded in DESIGN.md."""
+    they are not recorded in docs/tasks.md."""
     return _paper(170)
 
 

@@ -4,11 +4,11 @@ come (atomically), ``machine.json``, and the learning-curve figure.
 Layout::
 
     OUT/YYYYmmdd-HHMMSS/
-        results.csv     # suite.output.COLUMNS; learning-curve rows carry their step
-        machine.json    # suite.machine.describe() + the run (task, preset, config, ...)
+        results.csv     # suite.measure.rows.COLUMNS; learning-curve rows carry their step
+        machine.json    # suite.measure.machine.describe() + the run (task, preset, config, ...)
         curves.png      # loss against step and against seconds, one line per method
 
-The folder is a :class:`suite.record.Recorder`'s: Ctrl-C (or SIGTERM) stops the current
+The folder is a :class:`suite.measure.record.Recorder`'s: Ctrl-C (or SIGTERM) stops the current
 method, what was measured is written and ``machine.json`` says how the run ended.
 """
 
@@ -20,7 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..record import Recorder
+from ..measure.record import Recorder
+from ..measure.rows import Measurement, Row
 from .base import Problem
 from .train import Run, World, train
 
@@ -43,7 +44,7 @@ class TaskResult:
     table: Path
     machine: Path
     figure: Path | None
-    rows: list[dict[str, Any]]
+    rows: list[Row]
     statuses: dict[str, str]
     status: str
     exit_code: int
@@ -53,22 +54,15 @@ class TaskResult:
         return self.status in ("interrupted", "terminated")
 
 
-def _row(run: Run, metric: str, value, unit: str, step=None, status="ok", reason=""):
-    return {
-        **run.row(),
-        "metric": metric,
-        "value": value,
-        "unit": unit,
-        "step": step,
-        "status": status,
-        "reason": reason,
-    }
+def _row(run: Run, metric: str, value, unit: str, step=None, status="ok", reason="") -> Row:
+    m = Measurement(metric, value, unit, status=status, reason=reason, step=step)
+    return Row.of(run.identity(), m)
 
 
 def _train_all(
     runs: Sequence[Run],
     problem: Problem,
-    add: Callable[[list[dict[str, Any]]], None],
+    add: Callable[[list[Row]], None],
     statuses: dict[str, str],
     world: World,
     progress: bool,
@@ -135,9 +129,9 @@ def run_tasks(
         _train_all(runs, problem, rec.add, statuses, world, progress)
     picture = None
     if figure:
-        from .figure import learning_curves
+        from ..report.curves import learning_curves
 
-        picture = learning_curves(rec.rows, rec.folder / "curves.png")
+        picture = learning_curves([r.as_dict() for r in rec.rows], rec.folder / "curves.png")
     return TaskResult(
         rec.folder, rec.table, rec.machine, picture, rec.rows, statuses, rec.status, rec.exit_code
     )

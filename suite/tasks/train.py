@@ -26,9 +26,9 @@ from typing import Any
 
 import torch
 
-from ..cases import method_label
-from ..methods import METHODS
-from ..timing import timer
+from ..measure.cases import method_label
+from ..measure.methods import METHODS
+from ..measure.timing import timer
 from .base import Config, Problem, Task, count_parameters
 
 __all__ = ["Run", "Trained", "World", "evaluate", "train"]
@@ -114,8 +114,8 @@ class Run:
             return f"{self.method} is a CUDA graph replay of one step; task runs train {eager}"
         return self.task.skip_reason(self.method, self.rank, self.config, self.device)
 
-    def row(self) -> dict[str, Any]:
-        """The fields every row of this run shares (:data:`suite.output.COLUMNS`)."""
+    def identity(self) -> dict[str, Any]:
+        """The case columns every row of this run shares (:data:`suite.measure.rows.IDENTITY`)."""
         return {
             "workload": self.task.name,
             "method": self.method,
@@ -124,8 +124,6 @@ class Run:
             "dtype": self.config.dtype,
             "device": str(self.device),
             "options": f"preset={self.preset};seed={self.seed};{self.config.describe()}",
-            "status": "ok",
-            "reason": "",
         }
 
 

@@ -1,28 +1,22 @@
-#!/usr/bin/env python3
-"""Measure the pull-request gate's noise: A/A false alarms and a planted 2x slowdown.
+"""``projunn-bench gate-noise``: the gate's A/A false alarms and a planted 2x slowdown.
 
 In a throwaway clone of this repository (never touching its branches) it makes two
 commits on top of HEAD:
 
 * ``A/A``: an empty commit, the same code as HEAD;
-* ``planted``: ``projunn_core/step.py`` runs every projUNN step twice at N = ``--plant-n``
+* ``planted``: ``projunn_core/step.py`` runs every projUNN step twice at N = ``plant_n``
   (once on a copy of A, thrown away): the update there costs 2x, elsewhere nothing changes.
 
-Then it runs the gate (``scripts/gate.py``) once HEAD vs planted and ``--runs`` times HEAD
-vs A/A, and writes (after every run) ``--out`` (markdown): per run the wall time, exit status, load
-average, the benchmarks flagged slower ("+"), the largest ratio; the planted cases'
-ratios; and the range of factors that gives no A/A false alarm yet flags the plant.
-Each run's compare table and run.json (exit status, wall time, load) are kept in ``--data``.
-
-Example (about 4 x 10 minutes on 2 cores)::
-
-    python scripts/gate_noise.py --out results/gate_noise.md
-    python scripts/gate_noise.py --runs 1 --out /tmp/gate.md --data /tmp/gate-data
+Then it runs the gate (``projunn-bench gate``, in the clone) once HEAD vs planted and
+``runs`` times HEAD vs A/A, and writes (after every run) a markdown report: per run the
+wall time, exit status, load average, the benchmarks flagged slower ("+"), the largest
+ratio; the planted cases' ratios; and the range of factors that gives no A/A false alarm
+yet flags the plant. Each run's compare table and run.json (exit status, wall time, load)
+are kept in the data folder.
 """
 
 from __future__ import annotations
 
-import argparse
 import datetime as _dt
 import itertools
 import json
@@ -36,20 +30,17 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from ..measure.output import atomic_write_text
+from .run import project_root
 
-from suite import gate  # noqa: E402
-from suite.cases import GRIDS  # noqa: E402
-from suite.commands._args import positive_float, positive_int  # noqa: E402
-from suite.output import atomic_write_text  # noqa: E402
+__all__ = ["FACTORS", "GateRun", "campaign", "flags", "load_run", "parse_table", "report"]
 
 PLANT = """
 
 _update_once = _update
 
 
-def _update(A, *args):  # planted by scripts/gate_noise.py: 2x the step at N = {n}
+def _update(A, *args):  # planted by projunn-bench gate-noise: 2x the step at N = {n}
     if A.shape[-1] == {n}:
         _update_once(A.clone(), *args)
     return _update_once(A, *args)
@@ -115,10 +106,11 @@ def _git(repo: Path, *args: str) -> str:
 def make_clone(work: Path, plant_n: int) -> tuple[Path, str]:
     """Clone HEAD into ``work/repo`` with branches ``aa`` and ``planted``; its HEAD hash."""
     repo = work / "repo"
-    head = _git(ROOT, "rev-parse", "HEAD")
+    root = project_root()
+    head = _git(root, "rev-parse", "HEAD")
     if not repo.exists():
-        subprocess.run(["git", "clone", "-q", str(ROOT), str(repo)], check=True)
-    _git(repo, "fetch", "-q", str(ROOT), head)
+        subprocess.run(["git", "clone", "-q", str(root), str(repo)], check=True)
+    _git(repo, "fetch", "-q", str(root), head)
     _git(repo, "checkout", "-q", "-B", "base", head)
     _git(repo, "checkout", "-q", "-B", "aa", head)
     _git(repo, "commit", "-q", "--allow-empty", "-m", "gate noise: A/A (no change)")
@@ -131,11 +123,12 @@ def make_clone(work: Path, plant_n: int) -> tuple[Path, str]:
 
 
 def run_gate(repo: Path, head: str, label: str, factor: float, data: Path) -> GateRun:
-    """``scripts/gate.py base HEAD`` in the clone; its table lands in ``data/label``."""
+    """``projunn-bench gate base HEAD`` in the clone (its own code); its table lands in
+    ``data/label``."""
     out = data / label
-    out.mkdir(parents=True, exist_ok=True)  # gate.py may exit before making it
+    out.mkdir(parents=True, exist_ok=True)  # the gate may exit before making it
     start = time.monotonic()
-    cmd = [sys.executable, "scripts/gate.py", "base", head, "--factor", str(factor)]
+    cmd = [sys.executable, "-m", "suite.cli", "gate", "base", head, "--factor", str(factor)]
     status = subprocess.run([*cmd, "--out", str(out)], cwd=repo).returncode
     wall, load = time.monotonic() - start, os.getloadavg()[:2]
     info = {"status": status, "wall_s": wall, "loadavg_1_5": load}
@@ -252,80 +245,61 @@ def report(aa: list[GateRun], planted: GateRun, factor: float, plant_n: int, dat
     return "\n".join(lines) + "\n"
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="scripts/gate_noise.py",
-        description=__doc__.split("\n\n")[0],
-        epilog="example: python scripts/gate_noise.py --out results/gate_noise.md",
-    )
-    parser.add_argument("--runs", type=positive_int, default=3, help="A/A runs (default 3)")
-    parser.add_argument("--factor", type=positive_float, default=gate.FACTOR, help="factor")
-    parser.add_argument(
-        "--plant-n", type=positive_int, default=1024, help="N of the planted slowdown"
-    )
-    parser.add_argument("--out", type=Path, default=Path("results/gate_noise.md"))
-    parser.add_argument(
-        "--data", type=Path, help="folder for each run's compare.md (default: beside --out)"
-    )
-    parser.add_argument(
-        "--work", type=Path, help="clone and asv environments here (default: a temp folder)"
-    )
-    parser.add_argument(
-        "--from-data",
-        action="store_true",
-        help="run nothing: rewrite --out from the runs already in --data",
-    )
-    args = parser.parse_args(argv)
-    sizes = GRIDS[gate.GRID].sizes
-    if args.factor <= 1 or args.plant_n not in sizes:
-        parser.error(f"need --factor > 1 and --plant-n in {sizes}")
+def campaign(
+    *,
+    runs: int,
+    factor: float,
+    plant_n: int,
+    out: Path,
+    data: Path | None,
+    work: Path | None,
+    from_data: bool,
+    argv: list[str],
+) -> int:
+    """Run the campaign (or, with ``from_data``, rewrite ``out`` from the runs already in
+    ``data``); returns the exit status (2: a gate run could not run, nothing measured).
+    ``argv`` is quoted in the report as how to reproduce it."""
     today = _dt.date.today().isoformat()
-    data = (args.data or args.out.parent / "data" / f"gate-noise-{today}").resolve()
-    args.out.parent.mkdir(parents=True, exist_ok=True)
+    data = (data or out.parent / "data" / f"gate-noise-{today}").resolve()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    root = project_root()
 
-    def write(planted: GateRun, runs: list[GateRun], head: str) -> None:
-        shown = data.relative_to(ROOT) if data.is_relative_to(ROOT) else data
+    def write(planted: GateRun, done: list[GateRun], head: str) -> None:
+        shown = data.relative_to(root) if data.is_relative_to(root) else data
         header = (
             f"# The pull-request gate's noise ({today})\n\n"
             f"Commit {head[:10]}, {platform.node()}: {os.cpu_count()} cores (the load "
             f"average of each run is beside it; the gate itself keeps one core busy), "
-            f"factor {args.factor}. Reproduce: "
-            f"`python scripts/gate_noise.py --runs {args.runs} --factor {args.factor} "
-            f"--plant-n {args.plant_n}`. Each run's table: `{shown}/`.\n\n"
+            f"factor {factor}. Reproduce: `projunn-bench gate-noise {' '.join(argv)}`. "
+            f"Each run's table: `{shown}/`.\n\n"
         )
-        text = report(runs, planted, args.factor, args.plant_n, data)
-        atomic_write_text(args.out, header + text)
+        atomic_write_text(out, header + report(done, planted, factor, plant_n, data))
 
-    if args.from_data:
+    if from_data:
         if not (data / "planted" / "run.json").exists():
-            parser.error(f"{data} holds no finished planted run")
+            print(f"gate-noise: {data} holds no finished planted run", file=sys.stderr)
+            return 2
         planted = load_run(data / "planted")
-        runs = [load_run(p.parent) for p in sorted(data.glob("aa-[0-9]*/run.json"))]
+        done = [load_run(p.parent) for p in sorted(data.glob("aa-[0-9]*/run.json"))]
         found = re.search(r"Before \[([0-9a-f]+)\]", (data / "planted" / "compare.md").read_text())
-        args.runs = len(runs)
-        write(planted, runs, found.group(1) if found else "?")
+        write(planted, done, found.group(1) if found else "?")
     else:
-        work = args.work or Path(tempfile.mkdtemp(prefix="gate-noise-"))
-        repo, head = make_clone(work, args.plant_n)
+        repo, head = make_clone(work or Path(tempfile.mkdtemp(prefix="gate-noise-")), plant_n)
         # The planted run first; the file is rewritten after every run, so a stopped
         # measurement still leaves what it found.
-        planted = run_gate(repo, "planted", "planted", args.factor, data)
-        runs: list[GateRun] = []
-        for i in range(args.runs + 1):
-            last = runs[-1] if runs else planted
+        planted = run_gate(repo, "planted", "planted", factor, data)
+        done: list[GateRun] = []
+        for i in range(runs + 1):
+            last = done[-1] if done else planted
             if last.status not in (0, 1):  # the gate could not run: nothing was measured
                 print(
-                    f"gate_noise: the gate run {last.label!r} failed (exit {last.status}); "
+                    f"gate-noise: the gate run {last.label!r} failed (exit {last.status}); "
                     f"see {data / last.label / 'gate.log'}",
                     file=sys.stderr,
                 )
                 return 2
-            write(planted, runs, head)
-            if i < args.runs:
-                runs.append(run_gate(repo, "aa", f"aa-{i + 1}", args.factor, data))
-    print(f"gate_noise: wrote {args.out}")
+            write(planted, done, head)
+            if i < runs:
+                done.append(run_gate(repo, "aa", f"aa-{i + 1}", factor, data))
+    print(f"gate-noise: wrote {out}")
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -4,7 +4,7 @@ Layout of one run (``projunn-bench run --out results/runs``)::
 
     results/runs/20261126-231502/        # new folder per run, never reused
         results.csv  (or results.parquet)  # COLUMNS, one row per measurement
-        machine.json                       # suite.machine.describe() + run info
+        machine.json                       # suite.measure.machine.describe() + run info
 
 >>> import tempfile, pathlib
 >>> d = pathlib.Path(tempfile.mkdtemp())
@@ -21,12 +21,13 @@ import io
 import json
 import os
 import tempfile
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import IO, Any
 
+from .rows import COLUMNS, Row
+
 __all__ = [
-    "COLUMNS",
     "FORMATS",
     "atomic_write",
     "atomic_write_text",
@@ -36,31 +37,6 @@ __all__ = [
     "write_json",
     "write_table",
 ]
-
-COLUMNS = (
-    "workload",
-    "method",
-    "n",
-    "k",
-    "dtype",
-    "device",
-    "options",
-    "metric",
-    "value",
-    "unit",
-    "iqr",
-    "repeat",
-    "status",
-    "reason",
-    "step",
-    "samples",
-)
-"""Columns of the results table. ``value`` is the median for timings (seconds), ``iqr``
-the interquartile range of the samples, ``repeat`` their number and ``samples`` the
-samples themselves (seconds, ``;``-separated; compared by ``projunn-bench compare``);
-``status`` is "ok", "skipped" or "error" (then ``metric``/``value`` may be empty and
-``reason`` says why); ``step`` is the training step of a learning-curve row (task runs),
-empty otherwise."""
 
 FORMATS = ("csv", "parquet")
 
@@ -156,12 +132,11 @@ def _cell(v: Any) -> Any:
     return "" if v is None else v
 
 
-def write_table(
-    rows: Iterable[Mapping[str, Any]], path: str | os.PathLike, fmt: str = "csv"
-) -> Path:
-    """Atomically write ``rows`` (dicts with :data:`COLUMNS`) as CSV or Parquet."""
+def write_table(rows: Iterable[Row], path: str | os.PathLike, fmt: str = "csv") -> Path:
+    """Atomically write ``rows`` (:class:`~suite.measure.rows.Row`, columns
+    :data:`~suite.measure.rows.COLUMNS`) as CSV or Parquet."""
     require_format(fmt)
-    rows = [{c: row.get(c) for c in COLUMNS} for row in rows]
+    rows = [row.as_dict() for row in rows]
     path = Path(path)
     if fmt == "csv":
         buf = io.StringIO()

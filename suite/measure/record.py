@@ -9,8 +9,9 @@ quietly; :attr:`Recorder.exit_code` gives the conventional status (130 / 143).
 A folder whose ``machine.json`` still says ``running`` was left by a killed process.
 
 >>> import tempfile
+>>> from suite.measure.rows import Row
 >>> with Recorder(tempfile.mkdtemp(), info={"command": "demo"}) as rec:
-...     rec.add([{"workload": "update", "metric": "time", "value": 1.0}])
+...     rec.add([Row("update", "svd", 64, metric="time", value=1.0, unit="s")])
 >>> rec.status, rec.exit_code, rec.table.name
 ('complete', 0, 'results.csv')
 """
@@ -21,12 +22,14 @@ import datetime as _dt
 import signal
 import threading
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from . import machine, output
+from .rows import Row
 
-__all__ = ["Recorder", "Terminated", "read_status"]
+__all__ = ["Recorder", "Terminated"]
 
 
 class Terminated(BaseException):
@@ -37,22 +40,11 @@ def _now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
 
-def read_status(folder: str | Path) -> str | None:
-    """The ``run.status`` a folder's ``machine.json`` records (``None`` if unreadable)."""
-    import json
-
-    try:
-        meta = json.loads((Path(folder) / "machine.json").read_text())
-        return meta.get("run", {}).get("status")
-    except (OSError, ValueError, AttributeError):
-        return None
-
-
 class Recorder:
     """Context manager owning one new folder under ``out`` (see the module docstring).
 
     ``info`` goes into ``machine.json["run"]`` (settings, argv, grid ...); ``fmt`` is the
-    table format (:data:`suite.output.FORMATS`); ``flush_every`` seconds between periodic
+    table format (:data:`suite.measure.output.FORMATS`); ``flush_every`` seconds between periodic
     table writes. ``extra_summary()`` (optional) adds fields to the final run info (e.g. a
     GPU monitor's summary).
     """
@@ -70,7 +62,7 @@ class Recorder:
         self.out, self.fmt, self.flush_every = Path(out), fmt, flush_every
         self.info = dict(info or {})
         self.extra_summary = extra_summary
-        self.rows: list[dict[str, Any]] = []
+        self.rows: list[Row] = []
         self.status = "running"
         self.folder: Path | None = None
         self._last_flush = 0.0
@@ -91,8 +83,12 @@ class Recorder:
             self.status, 0
         )
 
-    def add(self, rows) -> None:
-        """Append ``rows`` (dicts with :data:`suite.output.COLUMNS`); flush if it is time."""
+    def add(self, rows: Iterable[Row]) -> None:
+        """Append ``rows``; rewrite the table if ``flush_every`` seconds have passed."""
+        rows = list(rows)
+        bad = [r for r in rows if not isinstance(r, Row)]
+        if bad:
+            raise TypeError(f"Recorder.add takes Row objects, got {type(bad[0]).__name__}")
         self.rows.extend(rows)
         if time.monotonic() - self._last_flush > self.flush_every:
             self.flush()

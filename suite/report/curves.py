@@ -2,7 +2,7 @@
 has one) against training step and against training seconds, one line per method, the
 no-memory baseline dashed. Needs the ``report`` extra (pandas, matplotlib, seaborn).
 
-Redraw it from a run's table: ``python -m suite.tasks.figure RESULTS.csv OUT.png``.
+Redraw it from a run's table: ``python -m suite.report.curves RESULTS.csv OUT.png``.
 
 >>> import tempfile, pathlib
 >>> rows = [
@@ -24,8 +24,8 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from ..output import atomic_write
-from ..report import series_label
+from ..measure.output import atomic_write
+from . import series_label
 
 __all__ = ["curve_table", "learning_curves", "main"]
 
@@ -66,7 +66,7 @@ def learning_curves(rows: Iterable[Mapping[str, Any]], path: str | Path) -> Path
         import matplotlib.pyplot as plt
         import seaborn as sns
 
-        from ..report.figures import label_colors
+        from .figures import label_colors
     except ImportError as e:
         print(f"no figure: {e.name} is not installed (pip install -e '.[report]')", file=sys.stderr)
         return None
@@ -129,11 +129,11 @@ def learning_curves(rows: Iterable[Mapping[str, Any]], path: str | Path) -> Path
 
 
 def main(argv=None) -> int:
-    """``python -m suite.tasks.figure RESULTS.csv OUT.png``: draw a task run's curves."""
+    """``python -m suite.report.curves RESULTS.csv OUT.png``: draw a task run's curves."""
     import argparse
     import csv
 
-    parser = argparse.ArgumentParser(prog="python -m suite.tasks.figure", description=main.__doc__)
+    parser = argparse.ArgumentParser(prog="python -m suite.report.curves", description=main.__doc__)
     parser.add_argument("table", type=Path, help="results.csv of a projunn-bench task run")
     parser.add_argument("out", type=Path, help="the PNG to write")
     args = parser.parse_args(argv)

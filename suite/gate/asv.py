@@ -1,7 +1,7 @@
-"""The pull-request gate: which asv benchmarks it times, on how many threads, and how.
+"""What the pull-request gate times: which asv benchmarks, on how many threads, and how.
 
 The gate is ``asv continuous --interleave-rounds --factor F BASE HEAD`` restricted to the
-timed benchmarks of the ``gate`` grid (:data:`suite.cases.GRIDS`): float32 on the CPU,
+timed benchmarks of the ``gate`` grid (:data:`suite.measure.cases.GRIDS`): float32 on the CPU,
 N = 64, 256, 1024, projUNN at k = 1 and 16 — every method of the update and train_step
 workloads, O(N^3) baselines only up to :data:`CUBIC_MAX_N` (above it one of their steps
 costs more than the rest of a combination together), and the conv_train_step of every
@@ -25,7 +25,8 @@ confidence intervals of the two medians do not overlap. The samples are not reco
 samples of one round as independent, and a round-long load change then passes as a
 difference (``results/gate.md``: false alarms with samples, none without).
 
-``scripts/gate.py`` runs the command below; ``.github/workflows/pr.yml`` calls it.
+``projunn-bench gate`` (:mod:`suite.gate.run`) runs the command below;
+``.github/workflows/pr.yml`` calls it.
 
 >>> cmd = command("main", "HEAD", factor=1.5)
 >>> cmd[:5]
@@ -40,8 +41,8 @@ import os
 import re
 from collections.abc import Mapping, Sequence
 
-from .cases import GRID_ENV, GRIDS, method_labels, parse_method_label
-from .methods import METHODS
+from ..measure.cases import GRID_ENV, GRIDS, method_labels, parse_method_label
+from ..measure.methods import METHODS
 
 __all__ = [
     "CUBIC_MAX_N",

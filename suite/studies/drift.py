@@ -9,40 +9,52 @@ rounding errors add up coherently, faster than sqrt(steps).) ``||A^H A - I||_F /
 is recorded at 1, 2, 5 x 10^j steps; with ``--every M`` the repair runs after every M-th
 step, and the error is recorded just before it (the worst point of each period).
 
-    python scripts/drift.py --report results/drift.md    # N = 64: 10^6 steps, N = 1024: 10^5
-    python scripts/drift.py --quick                      # 10^4 and 10^3 steps (about a minute)
-    python scripts/drift.py --sizes 256:20000 --every 100 --variants T
-
-The full run takes about 7 minutes on 2 quiet cores with --jobs 2 (one worker process
-per run). The tidy table (suite.output.COLUMNS, ``step`` = update count) and machine.json
-go to a new folder under --out; the markdown report to stdout and, atomically, --report.
+``projunn-bench drift`` runs it (``--help`` there has examples). The full study takes
+about 7 minutes on 2 quiet cores with two worker processes (one per run). The results
+table (``step`` = update count) and machine.json go to a new folder; the markdown report
+(:func:`report`) to stdout and, atomically, to a file if asked.
 """
 
 from __future__ import annotations
 
-import argparse
+import dataclasses
 import multiprocessing
 import sys
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
 import projunn_core as pc
-from suite.commands._args import add_out_argument, positive_float, positive_int
-from suite.output import atomic_write_text
-from suite.record import Recorder
-from suite.timing import measure
+
+from ..measure.output import atomic_write_text
+from ..measure.record import Recorder
+from ..measure.rows import Measurement, Row
+from ..measure.timing import measure
+
+__all__ = ["DEFAULT_SIZES", "QUICK_SIZES", "Drift", "checkpoints", "report", "study"]
 
 DEFAULT_SIZES = ((64, 1_000_000), (1024, 100_000))
 QUICK_SIZES = ((64, 10_000), (1024, 1_000))
 
 
-def size_steps(text: str) -> tuple[int, int]:
-    """An argparse type: ``N:STEPS``."""
-    n, sep, steps = text.partition(":")
-    if not sep:
-        raise argparse.ArgumentTypeError(f"{text!r} is not N:STEPS")
-    return positive_int(n), positive_int(steps)
+@dataclass(frozen=True)
+class Drift:
+    """The study's setup: ``sizes`` ((N, steps) pairs), ``variants`` ("T", "D"), the repair
+    period ``every`` of the repaired runs, rank ``k`` of the updates, the norm ``scale``
+    of each factor column, ``pool`` precomputed factor pairs, ``max_time`` seconds to
+    time each call, ``jobs`` worker processes, ``seed``."""
+
+    sizes: tuple[tuple[int, int], ...] = DEFAULT_SIZES
+    variants: tuple[str, ...] = ("T", "D")
+    every: int = 1000
+    k: int = 4
+    scale: float = 0.1
+    pool: int = 256
+    max_time: float = 2.0
+    jobs: int = 2
+    seed: int = 0
 
 
 def checkpoints(steps: int) -> list[int]:
@@ -71,26 +83,20 @@ def draws(count: int, steps: int, seed: int) -> list[int]:
     return torch.randint(0, count, (steps,), generator=gen).tolist()
 
 
-def _row(workload, variant, n, k, options, metric, value, unit, step=None, timing=None):
-    return {
-        "workload": workload,
-        "method": f"projunn_{variant.lower()}",
-        "n": n,
-        "k": k,
-        "dtype": "float32",
-        "device": "cpu",
-        "options": options,
-        "metric": metric,
-        "value": value,
-        "unit": unit,
-        "iqr": timing.iqr if timing else None,
-        "repeat": timing.repeat if timing else None,
-        "status": "ok",
-        "step": step,
-    }
+def _row(workload, variant, n, k, options, metric, value, unit, step=None, timing=None) -> Row:
+    case = {"workload": workload, "method": f"projunn_{variant.lower()}", "n": n, "k": k}
+    m = Measurement(
+        metric,
+        value,
+        unit,
+        iqr=timing.iqr if timing else None,
+        repeat=timing.repeat if timing else None,
+        step=step,
+    )
+    return Row.of({**case, "options": options}, m)
 
 
-def drift_run(job: dict) -> list[dict]:
+def drift_run(job: dict) -> list[Row]:
     """One run (a worker process): the unitarity error at the checkpoints."""
     torch.set_num_threads(1)
     n, steps, k, every, variant = job["n"], job["steps"], job["k"], job["every"], job["variant"]
@@ -113,7 +119,7 @@ def drift_run(job: dict) -> list[dict]:
     return rows
 
 
-def cost_rows(n: int, k: int, every: int, scale: float, max_time: float, seed: int) -> list[dict]:
+def cost_rows(n: int, k: int, every: int, scale: float, max_time: float, seed: int) -> list[Row]:
     """Seconds per call, side by side: one kernel update, one full projunn_step (rank-k
     range finder of a Gaussian G included) and one reorthogonalize of an A drifted by
     ``every`` updates; also the error that repair leaves."""
@@ -174,7 +180,7 @@ def _fmt(x: float) -> str:
     return f"{x:.2e}"
 
 
-def report(rows: list[dict], args, command: str) -> str:
+def report(rows: list[Row], args: Drift, command: str) -> str:
     lines = [
         "# float32 drift of projUNN updates, and the reorthogonalize repair",
         "",
@@ -190,21 +196,21 @@ def report(rows: list[dict], args, command: str) -> str:
         "each period).",
         "",
     ]
-    drift = [r for r in rows if r["workload"] == "drift"]
+    drift = [r for r in rows if r.workload == "drift"]
     for n, steps in args.sizes:
         lines += [f"## N = {n}, {steps:,} updates", ""]
-        configs = sorted({(r["method"], r["options"]) for r in drift if r["n"] == n})
+        configs = sorted({(r.method, r.options) for r in drift if r.n == n})
         head = [
             f"{m} {'repair every ' + o.split('=')[-1] if 'reorth' in o else 'no repair'}"
             for m, o in configs
         ]
         lines += ["| step | " + " | ".join(head) + " |", "|---" * (len(head) + 1) + "|"]
-        table = {(r["method"], r["options"], r["step"]): r["value"] for r in drift if r["n"] == n}
+        table = {(r.method, r.options, r.step): r.value for r in drift if r.n == n}
         for step in [0] + checkpoints(steps):
             cells = [_fmt(table[(m, o, step)]) for m, o in configs]
             lines.append(f"| {step:,} | " + " | ".join(cells) + " |")
         lines.append("")
-    cost = [r for r in rows if r["workload"] == "cost"]
+    cost = [r for r in rows if r.workload == "cost"]
     if cost:
         lines += [
             f"## Cost (projUNN-T, k = {args.k}; repair of an A drifted by {args.every} updates)",
@@ -214,7 +220,7 @@ def report(rows: list[dict], args, command: str) -> str:
             "|---|---|---|---|---|---|---|",
         ]
         for n, _ in args.sizes:
-            c = {r["metric"]: r["value"] for r in cost if r["n"] == n}
+            c = {r.metric: r.value for r in cost if r.n == n}
             step, fix = c["time_projunn_step"], c["time_reorthogonalize"]
             share = 100 * fix / (args.every * step)
             lines.append(
@@ -226,81 +232,41 @@ def report(rows: list[dict], args, command: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0],
-        epilog=__doc__.split("\n\n", 1)[1],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument(
-        "--sizes",
-        type=size_steps,
-        nargs="+",
-        metavar="N:STEPS",
-        help="sizes and update counts (default 64:1000000 1024:100000)",
-    )
-    parser.add_argument("--quick", action="store_true", help="64:10000 1024:1000")
-    parser.add_argument("--variants", nargs="+", choices=sorted(pc.VARIANTS), default=["T", "D"])
-    parser.add_argument(
-        "--every",
-        type=positive_int,
-        default=1000,
-        help="repair period M of the repaired runs (default 1000)",
-    )
-    parser.add_argument("--k", type=positive_int, default=4, help="rank of the updates")
-    parser.add_argument(
-        "--scale", type=positive_float, default=0.1, help="norm of each factor a column"
-    )
-    parser.add_argument(
-        "--pool", type=positive_int, default=256, help="precomputed factor pairs (256)"
-    )
-    parser.add_argument(
-        "--max-time", type=positive_float, default=2.0, help="seconds to time each call (2)"
-    )
-    parser.add_argument("--jobs", type=positive_int, default=2, help="worker processes")
-    parser.add_argument("--seed", type=int, default=0)
-    add_out_argument(parser)
-    parser.add_argument("--report", help="also write the markdown report here (atomically)")
-    args = parser.parse_args(argv)
-    if args.sizes is None:
-        args.sizes = list(QUICK_SIZES if args.quick else DEFAULT_SIZES)
-    if any(args.k > n for n, _ in args.sizes):
-        parser.error("--k must not exceed any N")
+def study(setup: Drift, out: Path, *, report_path: Path | None, command: str) -> int:
+    """Run the study into a new folder under ``out``, print the report (and write it to
+    ``report_path``); returns the exit status (130/143 when stopped, the partial table
+    kept)."""
     jobs = [
         {
             "n": n,
             "steps": steps,
             "variant": v,
             "every": every,
-            "k": args.k,
-            "scale": args.scale,
-            "pool": args.pool,
-            "seed": args.seed,
+            "k": setup.k,
+            "scale": setup.scale,
+            "pool": setup.pool,
+            "seed": setup.seed,
         }
-        for n, steps in args.sizes
-        for v in args.variants
-        for every in (None, args.every)
+        for n, steps in setup.sizes
+        for v in setup.variants
+        for every in (None, setup.every)
     ]
-    command = "python scripts/drift.py " + " ".join(argv if argv is not None else sys.argv[1:])
     # The folder and machine.json exist from the start; a stopped run keeps its rows.
-    with Recorder(args.out, info={"command": command, "args": vars(args)}) as rec:
-        for job, out in zip(jobs, _map(drift_run, jobs, args.jobs), strict=True):
-            rec.add(out)
+    info = {"command": command, "setup": dataclasses.asdict(setup)}
+    with Recorder(out, info=info) as rec:
+        for job, rows in zip(jobs, _map(drift_run, jobs, setup.jobs), strict=True):
+            rec.add(rows)
             print(
                 f"done: N = {job['n']}, {job['variant']}, every = {job['every']}", file=sys.stderr
             )
-        for n, _ in args.sizes:
-            rec.add(cost_rows(n, args.k, args.every, args.scale, args.max_time, args.seed))
+        for n, _ in setup.sizes:
+            rec.add(cost_rows(n, setup.k, setup.every, setup.scale, setup.max_time, setup.seed))
     if rec.status != "complete":  # Ctrl-C or SIGTERM: the table holds what was done
         print(f"drift: {rec.status}; partial table: {rec.table}", file=sys.stderr)
         return rec.exit_code
-    text = report(rec.rows, args, command.strip())
+    text = report(rec.rows, setup, command)
     sys.stdout.write(text)
-    if args.report:
-        atomic_write_text(args.report, text)
+    if report_path is not None:
+        atomic_write_text(report_path, text)
     print(f"table: {rec.table}", file=sys.stderr)
     return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -30,9 +30,9 @@ import baselines
 import projunn_core as pc
 from projunn_core.lowrank import LOWRANK_ALIASES, lowrank_method
 
+from .workloads import WORKLOADS
+
 __all__ = [
-    "CONV_WORKLOADS",
-    "DENSE_WORKLOADS",
     "METHODS",
     "OPTION_VALUES",
     "UPDATES",
@@ -40,13 +40,6 @@ __all__ = [
     "check_option",
     "method",
 ]
-
-DENSE_WORKLOADS = ("update", "train_step", "accuracy")
-CONV_WORKLOADS = ("conv_update", "conv_train_step", "conv_accuracy")
-"""The convolution counterparts: ``conv_update`` runs the method's functional ``update`` on
-the batch of free frequency matrices of a C-channel H x W convolution; the other two
-train the method's convolution layer (``Method.conv``)."""
-
 
 # -- option values ---------------------------------------------------------------------
 
@@ -193,7 +186,9 @@ class Method:
             if not self.initializable:
                 raise ValueError(f"method {self.name!r} does not take a starting matrix (init)")
             options = {**options, "init": init}
-        return self.build(n, dtype=dtype, device=device, **self.options(**options))
+        return self.build(
+            n, dtype=dtype, device=device, **self.options_for("train_step", **options)
+        )
 
     def build_conv(
         self, channels: int, height: int, width: int, dtype=torch.float32, device="cpu", **options
@@ -205,29 +200,22 @@ class Method:
         opts = self.options_for("conv_train_step", **options)
         return self.conv(channels, height, width, dtype=dtype, device=device, **opts)
 
-    def defaults_for(self, workload: str) -> Mapping[str, Any]:
-        """The options ``workload`` accepts: ``conv_defaults`` for the convolution layer's
-        workloads, ``defaults`` (those of ``build`` and ``update``) otherwise."""
-        return self.conv_defaults if workload in CONV_WORKLOADS[1:] else self.defaults
-
-    def options(self, **options) -> dict[str, Any]:
-        """The defaults overridden by ``options``; unknown option names raise ``ValueError``.
-
-        >>> METHODS["eunn"].options(capacity=4)
-        {'capacity': 4}
-        """
-        return self.options_for("update", **options)
-
     def options_for(self, workload: str, **options) -> dict[str, Any]:
-        """:meth:`options` for ``workload`` (see :meth:`defaults_for`; ``init`` is a
-        dense-layer option).
+        """The options of this method in ``workload``: its defaults there
+        (:meth:`suite.measure.workloads.Workload.options_of`) overridden by ``options``,
+        each checked (:func:`check_option`); ``rank`` for ranked methods, ``init`` for
+        initializable dense layers. Unknown option names raise ``ValueError``. The one
+        place where options are merged.
 
         >>> METHODS["cayley"].options_for("conv_train_step", kernel_size=5)
         {'kernel_size': 5}
+        >>> METHODS["eunn"].options_for("train_step", capacity=4)
+        {'capacity': 4}
         """
-        defaults = self.defaults_for(workload)
+        wl = WORKLOADS[workload]
+        defaults = wl.options_of(self)
         allowed = set(defaults) | ({"rank"} if self.ranked else set())
-        if self.initializable and workload not in CONV_WORKLOADS[1:]:
+        if self.initializable and wl.matrices == "dense":
             allowed.add("init")
         unknown = sorted(set(options) - allowed)
         if unknown:
@@ -241,13 +229,8 @@ class Method:
 
     @property
     def workloads(self) -> tuple[str, ...]:
-        """Workloads this method takes part in (``update`` and ``conv_update`` need a
-        functional update, the others a layer: ``build`` or ``conv``)."""
-        out = ()
-        for layer, names in ((self.build, DENSE_WORKLOADS), (self.conv, CONV_WORKLOADS)):
-            if layer is not None:
-                out += names if self.update is not None else names[1:]
-        return out
+        """Workloads this method takes part in (:meth:`Workload.applies_to`)."""
+        return tuple(name for name, wl in WORKLOADS.items() if wl.applies_to(self))
 
 
 # -- factories -------------------------------------------------------------------------

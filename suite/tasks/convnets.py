@@ -32,7 +32,7 @@ from torch import nn
 import projunn_core as pc
 from projunn_core.conv import FourierConv2d, orthogonality_error
 
-from .methods import METHODS
+from ..measure.methods import METHODS
 
 __all__ = ["OrthogonalConvModel", "ResNet9", "SmallConvNet", "orthogonal_conv"]
 

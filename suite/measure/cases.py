@@ -39,28 +39,30 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import torch
 
 from projunn_core.graph import graph_unavailable
 
-from .methods import CONV_WORKLOADS, DENSE_WORKLOADS, METHODS
-from .timing import CLOCKS
+from .methods import METHODS
+from .rows import IDENTITY, Row
+from .settings import Settings
+from .workloads import WORKLOADS
 
 __all__ = [
-    "ACCURACY_WORKLOADS",
     "CUBIC_CAP",
     "DEVICES",
     "DTYPES",
     "GRIDS",
     "GRID_ENV",
-    "WORKLOADS",
     "Case",
     "Grid",
     "Settings",
+    "Skip",
     "available_devices",
+    "case_options",
     "current_grid",
     "device_available",
     "grid_name",
@@ -71,12 +73,6 @@ __all__ = [
     "torch_dtype",
 ]
 
-WORKLOADS = DENSE_WORKLOADS + CONV_WORKLOADS
-"""update: one unitary update of an N x N weight from a given gradient; train_step: forward +
-backward + optimizer step on a batch; accuracy: unitarity and distance to the exact step.
-conv_update / conv_train_step / conv_accuracy: the same for a C-channel circular
-convolution on a spatial x spatial grid (its batch of C x C frequency matrices)."""
-ACCURACY_WORKLOADS = ("accuracy", "conv_accuracy")
 REAL_DTYPES = ("float32", "float64")
 
 DTYPES = {
@@ -91,9 +87,6 @@ CUBIC_CAP = {"cpu": 2048, "cuda": 8192}
 """Largest n at which O(N^3) methods run, per device type (one SVD at N=4096 takes ~2 s on
 an H200 and >10 s on 2 CPU cores; larger sizes would dominate any sweep)."""
 
-REFERENCE_CAP = 2048
-"""Largest n for the float64 scipy reference of the accuracy workload (runs on the host)."""
-
 MEMORY_FACTOR = 8
 """A case needs about MEMORY_FACTOR N x N matrices of its dtype (weight, gradient, update
 temporaries)."""
@@ -103,6 +96,14 @@ MEMORY_HEADROOM = 0.8
 bytes on a GPU): the rest is left to the allocator, the OS and other processes."""
 
 GRID_ENV = "PROJUNN_BENCH_GRID"
+
+
+class Skip(NotImplementedError):
+    """A case that cannot run here; the message is the reason. Raised by
+    :meth:`Case.require` (and so by every workload's ``prepare`` / ``evaluate``): the
+    runner writes a "skipped" row, pytest skips, and asv, which treats a
+    ``NotImplementedError`` in ``setup`` as a skip, records a skipped combination. Any
+    other exception from a case is a failure (an "error" row), never a skip."""
 
 
 def torch_dtype(name: str) -> torch.dtype:
@@ -163,14 +164,16 @@ class Case:
 
     def __post_init__(self):
         if self.workload not in WORKLOADS:
-            raise ValueError(f"unknown workload {self.workload!r}; choose from {WORKLOADS}")
+            raise ValueError(
+                f"unknown workload {self.workload!r}; choose from {', '.join(WORKLOADS)}"
+            )
         if self.method not in METHODS:
             raise ValueError(f"unknown method {self.method!r}; choose from {sorted(METHODS)}")
         torch_dtype(self.dtype)
 
     @property
     def spec(self):
-        """The registry entry (:class:`suite.methods.Method`)."""
+        """The registry entry (:class:`suite.measure.methods.Method`)."""
         return METHODS[self.method]
 
     @property
@@ -180,7 +183,7 @@ class Case:
     @property
     def conv(self) -> bool:
         """Whether this is a convolution case (``conv_*`` workload)."""
-        return self.workload in CONV_WORKLOADS
+        return WORKLOADS[self.workload].matrices == "conv"
 
     @property
     def frequencies(self) -> int:
@@ -197,10 +200,10 @@ class Case:
     def skip_reason(self) -> str | None:
         """Why this case cannot run here, or ``None``. The only skip rules in the suite."""
         spec = self.spec
-        if self.workload not in spec.workloads:
+        if not WORKLOADS[self.workload].applies_to(spec):
             measured = spec.workloads
             by = ", ".join(measured[:-1]) + " and " + measured[-1]
-            if self.workload in ("update", "conv_update") and spec.update is None:
+            if WORKLOADS[self.workload].uses == "update" and spec.update is None:
                 return f"{self.method} has no functional update (it is measured by {by})"
             return f"{self.method} does not apply to {self.workload} (it is measured by {by})"
         if spec.ranked and self.k is None:
@@ -215,7 +218,9 @@ class Case:
             return f"rank k={self.k} exceeds n={self.n}"
         if spec.pow2 and self.n & (self.n - 1):
             return f"{self.method} needs n to be a power of two, got n={self.n}"
-        unknown = sorted({k for k, _ in self.options} - set(spec.defaults_for(self.workload)))
+        unknown = sorted(
+            {k for k, _ in self.options} - set(WORKLOADS[self.workload].options_of(spec))
+        )
         if unknown:
             return f"{self.method} does not take option(s) {unknown}"
         reason = self._conv_skip_reason()
@@ -233,7 +238,7 @@ class Case:
             size = f"N={self.n}" if not self.conv else f"{self.frequencies} x C={self.n}"
             return (
                 f"{self.method} costs O(N^3): skipped above N={CUBIC_CAP[dev_type]} "
-                f"on {dev_type} (suite.cases.CUBIC_CAP; {size} costs like N={cubic_n})"
+                f"on {dev_type} (suite.measure.cases.CUBIC_CAP; {size} costs like N={cubic_n})"
             )
         mem = _available_memory(self.device)
         itemsize = (
@@ -243,7 +248,7 @@ class Case:
         if mem is not None and need > MEMORY_HEADROOM * mem:
             return (
                 f"needs ~{need / 2**30:.1f} GiB, {self.device} has {mem / 2**30:.1f} GiB "
-                f"available (suite.cases.MEMORY_HEADROOM={MEMORY_HEADROOM})"
+                f"available (suite.measure.cases.MEMORY_HEADROOM={MEMORY_HEADROOM})"
             )
         return None
 
@@ -268,14 +273,10 @@ class Case:
         return None
 
     def require(self) -> None:
-        """Raise ``NotImplementedError`` with :meth:`skip_reason` if this case cannot run.
-
-        The workloads call it; asv records the error raised in ``setup`` as a skip, the
-        runner writes a "skipped" row and pytest skips.
-        """
+        """Raise :class:`Skip` with :meth:`skip_reason` if this case cannot run here."""
         reason = self.skip_reason()
         if reason:
-            raise NotImplementedError(reason)
+            raise Skip(reason)
 
     @property
     def id(self) -> str:
@@ -291,52 +292,26 @@ class Case:
 
     def as_dict(self) -> dict[str, Any]:
         """Plain fields (``options`` as ``"name=value;..."``, led by ``height=H;width=W``
-        for conv cases) for tables and extra_info."""
-        d = asdict(self)
+        for conv cases) for pytest-benchmark's extra_info."""
+        return {**asdict(self), **self.identity()}
+
+    def identity(self) -> dict[str, Any]:
+        """The :data:`suite.measure.rows.IDENTITY` columns of this case's rows
+        (``options`` as in :meth:`as_dict`)."""
         grid = (("height", self.spatial), ("width", self.spatial)) if self.spatial else ()
-        d["options"] = ";".join(f"{k}={v}" for k, v in grid + self.options)
-        return d
+        options = ";".join(f"{k}={v}" for k, v in grid + self.options)
+        fields = {"options": options, **{f: getattr(self, f) for f in IDENTITY[:-1]}}
+        return {f: fields[f] for f in IDENTITY}
 
+    def rows(self, measurements) -> list[Row]:
+        """The table rows of ``measurements`` of this case.
 
-@dataclass(frozen=True)
-class Settings:
-    """How each case is measured (see :func:`suite.timing.measure`): ``warmup`` untimed
-    calls; sampling for at least ``min_time`` and at most ``max_time`` seconds;
-    ``threads`` torch threads (``None``: torch's current count); ``clock`` "wall" or
-    "cpu" (see :data:`suite.timing.CLOCKS`; "cpu" only for CPU cases); ``accuracy_steps``
-    training steps of the accuracy workload; ``batch`` rows per training batch; ``seed``;
-    ``profile_steps`` steps profiled per update / train_step case for the per-step figures
-    of :mod:`suite.profiling` (0: none; ``projunn-bench run --profile``)."""
-
-    warmup: int = 1
-    min_time: float = 0.05
-    max_time: float = 0.25
-    threads: int | None = None
-    clock: str = "wall"
-    accuracy_steps: int = 5
-    batch: int = 32
-    seed: int = 0
-    profile_steps: int = 0
-
-    def __post_init__(self):
-        if not 0 < self.min_time <= self.max_time:
-            raise ValueError(
-                f"need 0 < min_time <= max_time, got {self.min_time} and {self.max_time}"
-            )
-        if self.clock not in CLOCKS:
-            raise ValueError(f"clock must be one of {sorted(CLOCKS)}, got {self.clock!r}")
-
-    def with_overrides(self, **overrides: Any) -> Settings:
-        """A copy with the ``None``-valued overrides ignored; ``min_time`` shrinks to a
-        smaller ``max_time``.
-
-        >>> Settings().with_overrides(batch=8, seed=None).batch
-        8
+        >>> from suite.measure.rows import Measurement
+        >>> Case("update", "svd", 8).rows([Measurement.skipped("why")])[0].reason
+        'why'
         """
-        changes = {k: v for k, v in overrides.items() if v is not None}
-        if "max_time" in changes and "min_time" not in changes:
-            changes["min_time"] = min(self.min_time, changes["max_time"])
-        return replace(self, **changes)
+        identity = self.identity()
+        return [Row.of(identity, m) for m in measurements]
 
 
 @dataclass(frozen=True)
@@ -351,7 +326,7 @@ class Grid:
     sizes: tuple[int, ...]
     ranks: tuple[int, ...]
     dtypes: tuple[str, ...] = ("float32", "complex64")
-    workloads: tuple[str, ...] = WORKLOADS
+    workloads: tuple[str, ...] = tuple(WORKLOADS)
     channels: tuple[int, ...] = ()
     spatial: tuple[int, ...] = ()
     settings: Settings = Settings()
@@ -392,7 +367,7 @@ GRIDS = {
         channels=(16,),
         spatial=(8,),
         settings=Settings(threads=1, clock="cpu"),
-        description="the pull-request gate (suite/gate.py): one thread, CPU time, "
+        description="the pull-request gate (projunn-bench gate): one thread, CPU time, "
         "float32, timed workloads; N=1024 is where projUNN's O(kN^2) shows",
     ),
     "full": Grid(
@@ -457,21 +432,28 @@ def iter_cases(
     conv_sizes = [(c, hw) for c in channels or g.channels for hw in spatial or g.spatial]
     out = []
     for wl in workloads:
-        conv = wl in CONV_WORKLOADS
+        conv = WORKLOADS[wl].matrices == "conv"
         for name in names:
-            spec = METHODS[name]
-            if not explicit and wl not in spec.workloads:
-                continue
-            accepted = spec.defaults_for(wl)
-            opts = tuple((k, v) for k, v in options if k in accepted)
+            opts = case_options(name, wl, options)
             for device in devices:
-                if not explicit and spec.graphed and torch.device(device).type != "cuda":
-                    continue  # CUDA graphs: not a CPU method unless asked for by name
+                if not explicit and not WORKLOADS[wl].applies_to(METHODS[name], device):
+                    continue
                 for dtype in conv_dtypes if conv else dtypes:
                     for n, hw in conv_sizes if conv else [(n, None) for n in sizes]:
-                        for k in ranks if spec.ranked else (None,):
+                        for k in ranks if METHODS[name].ranked else (None,):
                             out.append(Case(wl, name, n, k, dtype, device, opts, hw))
     return out
+
+
+def case_options(method: str, workload: str, options: Iterable[tuple[str, Any]]):
+    """Of the ``(name, value)`` pairs ``options``, those ``method`` takes in ``workload``
+    (as a tuple, the form of :attr:`Case.options`).
+
+    >>> case_options("eunn", "train_step", [("capacity", 4), ("approx", "column")])
+    (('capacity', 4),)
+    """
+    accepted = WORKLOADS[workload].options_of(METHODS[method])
+    return tuple((k, v) for k, v in options if k in accepted)
 
 
 def method_label(method: str, k: int | None) -> str:
@@ -500,12 +482,11 @@ def method_labels(
     """Method labels (one per rank for ranked methods) of the methods ``workload`` applies
     to; with ``reference`` only those with an exact reference step (asv parameters); the
     CUDA-graph methods only when ``devices`` has a CUDA device."""
-    cuda = any(torch.device(d).type == "cuda" for d in devices)
     out = []
     for name, m in METHODS.items():
-        if workload not in m.workloads or (reference and m.reference is None):
+        if reference and m.reference is None:
             continue
-        if m.graphed and not cuda:
+        if not any(WORKLOADS[workload].applies_to(m, d) for d in devices):
             continue
         out += [method_label(name, k) for k in ranks] if m.ranked else [name]
     return out

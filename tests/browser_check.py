@@ -10,8 +10,8 @@ it as failed loads in the console. Local folders are served on 127.0.0.1 (:func:
 
 Examples::
 
-    python scripts/browser_check.py results/report.html --screenshot /tmp/report.png
-    python scripts/browser_check.py .asv/html --path "index.html#/summarylist" \\
+    python tests/browser_check.py results/report.html --screenshot /tmp/report.png
+    python tests/browser_check.py .asv/html --path "index.html#/summarylist" \\
         --expect "time_update" --screenshot /tmp/asv.png
 
 Exit status: 0 the page loaded with no console message and every ``--expect`` text is in
@@ -144,7 +144,7 @@ def check(page: Page, expect: list[str]) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="scripts/browser_check.py",
+        prog="tests/browser_check.py",
         description=__doc__.split("\n\n")[0],
         epilog=__doc__.split("Examples::")[1].split("Exit status")[0],
         formatter_class=argparse.RawDescriptionHelpFormatter,

@@ -1,14 +1,14 @@
 """Where the time and memory of one step go: ``torch.profiler`` over a prepared workload.
 
-:func:`profile_work` takes a :class:`suite.workloads.Prepared` step (``update`` or
+:func:`profile_work` takes a :class:`suite.measure.workloads.Prepared` step (``update`` or
 ``train_step``) and returns a :class:`StepProfile`: wall time per step, the operators'
 calls and self CPU / self device time per step, device busy time and kernels per step
 (CUDA), host synchronizations per step (CUDA), peak and temporary memory of a step and,
 if asked, a Chrome/Perfetto trace. It runs these passes, each after the warm-up, so
 that no instrument disturbs another:
 
-1. **time**: :func:`suite.timing.measure` without any profiler (``torch.utils.benchmark``,
-   the :class:`~suite.cases.Settings`' time budget);
+1. **time**: :func:`suite.measure.timing.measure` without any profiler (``torch.utils.benchmark``,
+   the :class:`~suite.measure.cases.Settings`' time budget);
 2. **memory**: one step with the host RSS high-water mark; on CUDA the allocator's
    statistics (``peak = max_memory_allocated``, ``resident = memory_allocated`` before
    the step); on the CPU the allocation events of a ``profile_memory`` profile (the
@@ -31,8 +31,8 @@ eigen/SVD/solve, copies and casts, elementwise/reductions/random, views and
 allocation, CUDA runtime and other; the time outside any operator (Python, the
 profiler itself) is ``StepProfile.outside``.
 
->>> from suite.cases import Case
->>> from suite.workloads import prepare
+>>> from suite.measure.cases import Case
+>>> from suite.measure.workloads import prepare
 >>> p = profile_work(prepare(Case("update", "projunn_t", 32, 2)), steps=2)
 >>> p.profiled_time > 0 and p.ops[0].self_cpu > 0 and p.kernels_per_step is None
 True
@@ -56,9 +56,10 @@ from typing import Any
 import torch
 
 from . import machine, output
-from .cases import Settings
-from .timing import Timing, measure, synchronize
-from .workloads import Measurement, Prepared
+from .rows import Measurement
+from .settings import Settings
+from .timing import Timing, cuda_peak_bytes, measure, reset_cuda_peak, synchronize
+from .workloads import Prepared
 
 __all__ = [
     "GROUPS",
@@ -234,7 +235,7 @@ class StepProfile:
         return out
 
     def measurements(self, *, ops: bool = True, timing: bool = True) -> list[Measurement]:
-        """Tidy rows (:class:`suite.workloads.Measurement`).
+        """Tidy rows (:class:`suite.measure.workloads.Measurement`).
 
         Metrics: ``time`` (s, median/IQR/samples of the unprofiled steps; with ``timing``),
         ``profiled_time`` (s), ``ops_per_step``, ``kernels_per_step``,
@@ -410,16 +411,6 @@ def _memory_cpu(step: Callable[[], Any]) -> int:
     return peak_allocation(int(e["args"]["Bytes"]) for e in mem if start <= e["ts"] <= end)
 
 
-def _memory_cuda(step: Callable[[], Any], device: torch.device) -> tuple[int, int]:
-    """``(peak, resident)``: CUDA allocator bytes at the peak of one step and before it."""
-    torch.cuda.synchronize(device)
-    torch.cuda.reset_peak_memory_stats(device)
-    resident = torch.cuda.memory_allocated(device)
-    step()
-    torch.cuda.synchronize(device)
-    return int(torch.cuda.max_memory_allocated(device)), int(resident)
-
-
 def _aggregate(events, steps: int) -> tuple[tuple[OpStat, ...], float]:
     """Per-step :class:`OpStat` rows (largest self time first) and aten calls per step
     from the host events of a profile; the step ranges are left out and the events
@@ -501,10 +492,10 @@ def profile_work(
 ) -> StepProfile:
     """Profile ``work.step`` (see the module docstring for the passes).
 
-    ``settings`` (default :class:`~suite.cases.Settings`): ``warmup`` untimed steps
+    ``settings`` (default :class:`~suite.measure.cases.Settings`): ``warmup`` untimed steps
     first, the timing budget, ``threads`` torch threads for every pass; ``timing`` skips
     the timing pass (a caller that already timed the step passes its
-    :class:`~suite.timing.Timing`); ``trace`` writes the profiled steps as a
+    :class:`~suite.measure.timing.Timing`); ``trace`` writes the profiled steps as a
     Chrome/Perfetto trace file.
     """
     if steps < 1:
@@ -523,12 +514,13 @@ def _memory(work: Prepared) -> tuple[int, int, int, str]:
     step, device = work.step, work.device
     cuda = device.type == "cuda"
     with machine.HostMemorySampler() as rss:
-        if cuda:
-            peak, resident = _memory_cuda(step, device)
-        else:
-            step()
+        if cuda:  # the allocator's bytes before the step, and at its peak
+            reset_cuda_peak(device)
+            resident = torch.cuda.memory_allocated(device)
+        step()
+        peak = cuda_peak_bytes(device)
     if cuda:
-        return peak, resident, rss.peak, "torch.cuda memory stats"
+        return peak, int(resident), rss.peak, "torch.cuda memory stats"
     resident = resident_bytes(work.state)
     return resident + _memory_cpu(step), resident, rss.peak, "torch.profiler CPU allocator events"
 

@@ -1,26 +1,23 @@
-#!/usr/bin/env python3
-"""Make an ``asv publish`` dashboard work offline: serve its JavaScript and CSS locally.
+"""Make an ``asv publish`` dashboard work offline: serve its JavaScript and CSS locally
+(``projunn-bench asv-offline``).
 
 asv's ``index.html`` loads jQuery, flot, bootstrap, stupidtable and md5 from CDNs; with no
-network it shows only "Can not determine continental origin of swallow". This script
-fetches the same libraries from their npm packages (``npm pack``, once, into a cache),
-copies the files the page uses into ``HTML_DIR/vendor/`` and points ``index.html`` at
-them. Run it after every ``asv publish`` (which rewrites index.html)::
+network it shows only "Can not determine continental origin of swallow". This fetches the
+same libraries from their npm packages (``npm pack``, once, into a cache), copies the files
+the page uses into ``HTML_DIR/vendor/`` and points ``index.html`` at them. Run it after
+every ``asv publish`` (which rewrites index.html)::
 
     asv publish
-    python scripts/asv_offline.py .asv/html          # needs npm and its registry once
-    asv preview                                      # or any static file server
+    projunn-bench asv-offline .asv/html          # needs npm and its registry once
+    asv preview                                  # or any static file server
 
 Versions are asv 0.6's (see :data:`ASSETS`), except stupidtable: npm has only
 ``stupid-table-plugin`` 1.1.3 (same plugin API) of the CDN's 1.0.1. An asv release with
-other URLs makes the script stop and name the URL it does not know.
-
-Exit status: 0 done, 1 npm failed or an unknown CDN URL, 2 bad usage.
+other URLs makes it stop and name the URL it does not know.
 """
 
 from __future__ import annotations
 
-import argparse
 import re
 import shutil
 import subprocess
@@ -28,10 +25,7 @@ import sys
 import tarfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from suite.output import atomic_write_text  # noqa: E402
+from ..measure.output import atomic_write_text
 
 _CDNJS = "https://cdnjs.cloudflare.com/ajax/libs"
 ASSETS = {
@@ -156,33 +150,16 @@ def vendor(html_dir: Path, cache: Path) -> list[Path]:
     return files
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="scripts/asv_offline.py",
-        description=__doc__.split("\n\n")[0],
-        epilog="example: asv publish && python scripts/asv_offline.py .asv/html",
-    )
-    parser.add_argument("html_dir", type=Path, metavar="HTML_DIR", help="asv's html_dir")
-    parser.add_argument(
-        "--cache",
-        type=Path,
-        default=ROOT / ".asv" / "npm-cache",
-        help="where the npm tarballs are kept (default .asv/npm-cache)",
-    )
-    args = parser.parse_args(argv)
-    index = args.html_dir / "index.html"
-    if not index.is_file():
-        parser.error(f"{index} does not exist: run asv publish first")
+def make_offline(html_dir: Path, cache: Path) -> int:
+    """Vendor the dashboard's assets into ``html_dir`` and point its ``index.html`` at them;
+    returns the exit status (1: npm failed or an unknown CDN URL)."""
+    index = html_dir / "index.html"
     try:
         html = rewrite(index.read_text(encoding="utf-8"))
-        files = vendor(args.html_dir, args.cache)
+        files = vendor(html_dir, cache)
     except (ValueError, FileNotFoundError, subprocess.CalledProcessError, OSError) as e:
-        print(f"asv_offline: {e}", file=sys.stderr)
+        print(f"asv-offline: {e}", file=sys.stderr)
         return 1
     atomic_write_text(index, html)
-    print(f"asv_offline: {len(files)} files under {args.html_dir / 'vendor'}; {index} uses them")
+    print(f"asv-offline: {len(files)} files under {html_dir / 'vendor'}; {index} uses them")
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

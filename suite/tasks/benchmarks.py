@@ -10,8 +10,8 @@ pull-request gate leaves them out by name (``--bench`` excluding ``Task``)::
 
 from __future__ import annotations
 
-from .cases import method_labels
-from .tasks import LSTM, TASKS
+from ..measure.cases import method_labels
+from . import LSTM, TASKS
 
 __all__ = ["RANKS", "TaskCopy", "TaskPdigits", "final_test_loss"]
 
@@ -34,8 +34,8 @@ def final_test_loss(task: str, label: str, **overrides) -> float:
     >>> final_test_loss("copy", "expm", T=2, hidden=4, steps=1, test_size=2) > 0
     True
     """
-    from .cases import parse_method_label
-    from .tasks.train import Run, train
+    from ..measure.cases import parse_method_label
+    from .train import Run, train
 
     method, rank = parse_method_label(label)
     spec = TASKS[task]

@@ -1,0 +1,87 @@
+"""``projunn-bench gate BASE [HEAD]``: the pull-request performance gate.
+
+The gate itself is :mod:`suite.gate.run` (what it times: :mod:`suite.gate.asv`); this
+module parses the options and maps the gate's problems to exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from ._args import output_dir, positive_float
+
+NAME = "gate"
+
+EPILOG = """\
+examples:
+  projunn-bench gate main                          # main vs HEAD, factor 1.5
+  projunn-bench gate origin/main HEAD --factor 2 --out gate-results
+  projunn-bench gate main --dry-run                # print the asv command only
+
+It runs `asv continuous --interleave-rounds` over the gate grid's timed benchmarks
+(projunn-bench list --grid gate: float32, one CPU thread, CPU time) in the checkout
+holding asv.conf.json, then `asv compare`, and writes OUT/gate.log (everything asv
+printed) and OUT/compare.md (the verdict and the table: the pull-request comment).
+A case fails when HEAD/BASE exceeds --factor and the 99% confidence intervals of the two
+medians do not overlap. The gate's noise: projunn-bench gate-noise, results/gate.md.
+
+exit status: 0 nothing slower, 1 PERFORMANCE DECREASED (or a benchmark failed in HEAD),
+  2 bad usage or the gate could not run (no asv, no checkout, an unknown commit, asv
+  failed to build or import the suite: see gate.log)."""
+
+
+def _factor(text: str) -> float:
+    value = positive_float(text)
+    if not value > 1:
+        raise argparse.ArgumentTypeError(f"{value} is not > 1 (1.5 = 50% slower)")
+    return value
+
+
+def add_parser(sub) -> argparse.ArgumentParser:
+    from ..gate.asv import FACTOR
+
+    parser = sub.add_parser(
+        NAME,
+        help="the pull-request gate: is HEAD slower than BASE? (asv continuous)",
+        description="Compare the gate's benchmarks of two commits with asv continuous and "
+        "fail when a case got slower beyond a factor and the noise.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("base", metavar="BASE", help="commit, branch or tag to compare with")
+    parser.add_argument("head", metavar="HEAD", nargs="?", default="HEAD", help="(HEAD)")
+    parser.add_argument(
+        "--factor",
+        type=_factor,
+        default=FACTOR,
+        metavar="F",
+        help=f"slower by more than this ratio (and beyond noise) fails (default {FACTOR})",
+    )
+    parser.add_argument(
+        "--out",
+        type=output_dir,
+        default=Path("gate-results"),
+        metavar="DIR",
+        help="folder for gate.log and compare.md (default: gate-results)",
+    )
+    parser.add_argument("--dry-run", action="store_true", help="print the asv command and stop")
+    return parser
+
+
+def main(args, parser: argparse.ArgumentParser) -> int:
+    from ..gate.run import GateError, check_commits, project_root, run_gate
+
+    try:  # usage errors: nothing runs
+        root = project_root()
+        check_commits(root, args.base, args.head)
+    except GateError as e:
+        parser.error(str(e))
+    try:
+        return run_gate(
+            args.base, args.head, factor=args.factor, out=args.out, dry_run=args.dry_run, root=root
+        )
+    except GateError as e:
+        print(f"projunn-bench gate: error: {e}", file=sys.stderr)
+        return 2
