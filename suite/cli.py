@@ -1,7 +1,8 @@
 """``projunn-bench``: one entry point, one module per command in :mod:`suite.commands`.
 
-Each command module defines ``NAME``, ``add_parser(subparsers) -> parser`` and
-``main(args, parser) -> int`` (the exit status); :data:`COMMANDS` lists them in the order
+Each command module defines ``NAME``, ``HELP`` (one line), ``DESCRIPTION``, ``EPILOG``
+(examples, outputs, exit status), ``add_arguments(parser)`` and ``main(args, parser) -> int``
+(the exit status); :data:`COMMANDS` lists them in the order
 ``--help`` shows them. A command imports its heavy dependencies inside ``main`` so that
 ``--help`` stays fast.
 
@@ -50,7 +51,14 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in COMMANDS:
         module = importlib.import_module(f"suite.commands.{name}")
-        command = module.add_parser(sub)
+        command = sub.add_parser(
+            module.NAME,
+            help=module.HELP,
+            description=module.DESCRIPTION,
+            epilog=module.EPILOG,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        module.add_arguments(command)
         command.set_defaults(handler=module.main, command_parser=command)
     return parser
 

@@ -12,6 +12,7 @@
 * :mod:`~suite.commands.drift`: float32 drift of projUNN updates and its repair;
 * :mod:`~suite.commands.asv_offline`: an asv dashboard that works without network.
 
-A command module defines ``NAME``, ``add_parser(subparsers)`` and ``main(args, parser)``
-(the exit status); :mod:`~suite.commands._args` holds the argument types they share.
+A command module defines ``NAME``, ``HELP``, ``DESCRIPTION``, ``EPILOG``,
+``add_arguments(parser)`` and ``main(args, parser)`` (the exit status; :mod:`suite.cli`
+makes the subparser); :mod:`~suite.commands._args` holds the argument types they share.
 """

@@ -26,6 +26,7 @@ __all__ = [
     "add_out_argument",
     "add_threads_argument",
     "apply_threads",
+    "factor",
     "method_label_arg",
     "method_option",
     "output_dir",
@@ -54,6 +55,18 @@ def positive_float(text: str) -> float:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
     if not value > 0:
         raise argparse.ArgumentTypeError(f"{value} is not positive")
+    return value
+
+
+def factor(text: str) -> float:
+    """An argparse type: a ratio above 1 (a slowdown factor: 1.5 = 50 % slower).
+
+    >>> factor("1.5")
+    1.5
+    """
+    value = positive_float(text)
+    if not value > 1:
+        raise argparse.ArgumentTypeError(f"{value} is not > 1 (1.5 = a 50% change)")
     return value
 
 

@@ -23,15 +23,14 @@ exit status: 0 done, 1 npm failed or asv's page loads a URL this does not know, 
   usage (no HTML_DIR/index.html: run asv publish first)."""
 
 
-def add_parser(sub) -> argparse.ArgumentParser:
-    parser = sub.add_parser(
-        NAME,
-        help="serve an asv dashboard's JavaScript and CSS from the site itself",
-        description="Make an asv publish dashboard work offline: vendor the libraries its "
-        "index.html loads from CDNs, from their npm packages.",
-        epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+HELP = "serve an asv dashboard's JavaScript and CSS from the site itself"
+DESCRIPTION = (
+    "Make an asv publish dashboard work offline: vendor the libraries its "
+    "index.html loads from CDNs, from their npm packages."
+)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("html_dir", type=Path, metavar="HTML_DIR", help="asv's html_dir")
     parser.add_argument(
         "--cache",
@@ -40,7 +39,6 @@ def add_parser(sub) -> argparse.ArgumentParser:
         metavar="DIR",
         help="where the npm tarballs are kept (default .asv/npm-cache)",
     )
-    return parser
 
 
 def main(args, parser: argparse.ArgumentParser) -> int:

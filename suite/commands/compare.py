@@ -10,7 +10,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from ._args import positive_float
+from ._args import factor, positive_float
 
 NAME = "compare"
 
@@ -34,13 +34,6 @@ exit status: 0 nothing regressed, 1 something regressed, 2 unusable inputs (miss
   corrupt, still "running", no common cases; the message names the file) or bad usage."""
 
 
-def _factor(text: str) -> float:
-    value = positive_float(text)
-    if not value > 1:
-        raise argparse.ArgumentTypeError(f"{value} is not > 1 (1.1 = a 10% change)")
-    return value
-
-
 def _alpha(text: str) -> float:
     value = positive_float(text)
     if not value < 1:
@@ -48,20 +41,19 @@ def _alpha(text: str) -> float:
     return value
 
 
-def add_parser(sub) -> argparse.ArgumentParser:
-    parser = sub.add_parser(
-        NAME,
-        help="compare the timings of two runs (regressions, improvements)",
-        description="Compare the median times of the cases two result sets share, "
-        "counting only changes beyond a factor that the measured spread confirms.",
-        epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+HELP = "compare the timings of two runs (regressions, improvements)"
+DESCRIPTION = (
+    "Compare the median times of the cases two result sets share, "
+    "counting only changes beyond a factor that the measured spread confirms."
+)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("base", metavar="BASE", help="the reference results")
     parser.add_argument("new", metavar="NEW", help="the results to check")
     parser.add_argument(
         "--factor",
-        type=_factor,
+        type=factor,
         default=1.1,
         metavar="F",
         help="smallest ratio of medians that counts (default: 1.1, as asv)",
@@ -78,7 +70,6 @@ def add_parser(sub) -> argparse.ArgumentParser:
         "--asv", metavar="DIR", help="BASE and NEW are commit hashes in this asv results folder"
     )
     parser.add_argument("--machine", help="with --asv: the asv machine name")
-    return parser
 
 
 def main(args, parser: argparse.ArgumentParser) -> int:

@@ -37,15 +37,14 @@ def size_steps(text: str) -> tuple[int, int]:
     return positive_int(n), positive_int(steps)
 
 
-def add_parser(sub) -> argparse.ArgumentParser:
-    parser = sub.add_parser(
-        NAME,
-        help="float32 drift of projUNN updates, with and without reorthogonalize",
-        description="Measure how far float32 projUNN updates drift from unitary over many "
-        "steps, with and without pc.reorthogonalize, and what the repair costs.",
-        epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+HELP = "float32 drift of projUNN updates, with and without reorthogonalize"
+DESCRIPTION = (
+    "Measure how far float32 projUNN updates drift from unitary over many "
+    "steps, with and without pc.reorthogonalize, and what the repair costs."
+)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--sizes",
         type=size_steps,
@@ -78,10 +77,11 @@ def add_parser(sub) -> argparse.ArgumentParser:
     parser.add_argument(
         "--report", type=Path, metavar="FILE", help="also write the markdown report here"
     )
-    return parser
 
 
 def main(args, parser: argparse.ArgumentParser) -> int:
+    from dataclasses import fields
+
     from ..studies.drift import DEFAULT_SIZES, QUICK_SIZES, Drift, study
 
     sizes = tuple(args.sizes or (QUICK_SIZES if args.quick else DEFAULT_SIZES))
@@ -91,16 +91,7 @@ def main(args, parser: argparse.ArgumentParser) -> int:
         parser.error(f"argument --seed: must be >= 0, got {args.seed}")
     if args.report is not None and args.report.is_dir():
         parser.error(f"argument --report: {args.report} is a folder")
-    setup = Drift(
-        sizes=sizes,
-        variants=tuple(args.variants),
-        every=args.every,
-        k=args.k,
-        scale=args.scale,
-        pool=args.pool,
-        max_time=args.max_time,
-        jobs=args.jobs,
-        seed=args.seed,
-    )
+    given = {f.name: getattr(args, f.name) for f in fields(Drift)} | {"sizes": sizes}
+    setup = Drift(**{**given, "variants": tuple(args.variants)})
     command = "projunn-bench " + " ".join(args.argv)
     return study(setup, args.out, report_path=args.report, command=command)

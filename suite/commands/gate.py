@@ -10,7 +10,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from ._args import output_dir, positive_float
+from ._args import factor, output_dir
 
 NAME = "gate"
 
@@ -32,29 +32,21 @@ exit status: 0 nothing slower, 1 PERFORMANCE DECREASED (or a benchmark failed in
   failed to build or import the suite: see gate.log)."""
 
 
-def _factor(text: str) -> float:
-    value = positive_float(text)
-    if not value > 1:
-        raise argparse.ArgumentTypeError(f"{value} is not > 1 (1.5 = 50% slower)")
-    return value
+HELP = "the pull-request gate: is HEAD slower than BASE? (asv continuous)"
+DESCRIPTION = (
+    "Compare the gate's benchmarks of two commits with asv continuous and "
+    "fail when a case got slower beyond a factor and the noise."
+)
 
 
-def add_parser(sub) -> argparse.ArgumentParser:
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     from ..gate.asv import FACTOR
 
-    parser = sub.add_parser(
-        NAME,
-        help="the pull-request gate: is HEAD slower than BASE? (asv continuous)",
-        description="Compare the gate's benchmarks of two commits with asv continuous and "
-        "fail when a case got slower beyond a factor and the noise.",
-        epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
     parser.add_argument("base", metavar="BASE", help="commit, branch or tag to compare with")
     parser.add_argument("head", metavar="HEAD", nargs="?", default="HEAD", help="(HEAD)")
     parser.add_argument(
         "--factor",
-        type=_factor,
+        type=factor,
         default=FACTOR,
         metavar="F",
         help=f"slower by more than this ratio (and beyond noise) fails (default {FACTOR})",
@@ -67,7 +59,6 @@ def add_parser(sub) -> argparse.ArgumentParser:
         help="folder for gate.log and compare.md (default: gate-results)",
     )
     parser.add_argument("--dry-run", action="store_true", help="print the asv command and stop")
-    return parser
 
 
 def main(args, parser: argparse.ArgumentParser) -> int:

@@ -8,8 +8,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ._args import positive_int
-from .gate import _factor
+from ._args import factor, positive_int
 
 NAME = "gate-noise"
 
@@ -30,20 +29,19 @@ asv results judged again at factors 1.25-2.
 exit status: 0 done, 2 bad usage or a gate run could not run (nothing measured)."""
 
 
-def add_parser(sub) -> argparse.ArgumentParser:
+HELP = "measure the gate's noise: A/A false alarms and a planted 2x slowdown"
+DESCRIPTION = (
+    "Run the pull-request gate on A/A and planted-slowdown commits in a "
+    "throwaway clone and report its false alarms and what it catches."
+)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     from ..gate.asv import FACTOR
 
-    parser = sub.add_parser(
-        NAME,
-        help="measure the gate's noise: A/A false alarms and a planted 2x slowdown",
-        description="Run the pull-request gate on A/A and planted-slowdown commits in a "
-        "throwaway clone and report its false alarms and what it catches.",
-        epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
     parser.add_argument("--runs", type=positive_int, default=3, help="A/A runs (default 3)")
     parser.add_argument(
-        "--factor", type=_factor, default=FACTOR, metavar="F", help=f"(default {FACTOR})"
+        "--factor", type=factor, default=FACTOR, metavar="F", help=f"(default {FACTOR})"
     )
     parser.add_argument(
         "--plant-n",
@@ -76,7 +74,6 @@ def add_parser(sub) -> argparse.ArgumentParser:
         action="store_true",
         help="run nothing: rewrite --out from the runs already in --data",
     )
-    return parser
 
 
 def main(args, parser: argparse.ArgumentParser) -> int:

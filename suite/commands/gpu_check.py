@@ -40,18 +40,17 @@ def _size(text: str) -> int:
     return value
 
 
-def add_parser(sub) -> argparse.ArgumentParser:
+HELP = "the GPU check: CUDA tests, host syncs, the update sweep, kernels per step"
+DESCRIPTION = (
+    "Run the CUDA tests, count the host syncs of every method, time the "
+    "update sweep to N = 16384 beside the byte floor and count kernels per step, within "
+    "a time budget, into one results folder."
+)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     from ..studies import gpu_check as gc
 
-    parser = sub.add_parser(
-        NAME,
-        help="the GPU check: CUDA tests, host syncs, the update sweep, kernels per step",
-        description="Run the CUDA tests, count the host syncs of every method, time the "
-        "update sweep to N = 16384 beside the byte floor and count kernels per step, within "
-        "a time budget, into one results folder.",
-        epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
     parser.add_argument(
         "--out", required=True, type=output_dir, metavar="DIR", help="parent folder of the run"
     )
@@ -81,7 +80,6 @@ def add_parser(sub) -> argparse.ArgumentParser:
         choices=("cuda", "cpu"),
         help="default: cuda when available, else cpu",
     )
-    return parser
 
 
 def main(args, parser: argparse.ArgumentParser) -> int:

@@ -24,16 +24,12 @@ examples:
   projunn-bench list --grid full"""
 
 
-def add_parser(sub) -> argparse.ArgumentParser:
-    parser = sub.add_parser(
-        NAME,
-        help="show the methods, workloads and grids",
-        description="Show the method registry (with options), workloads, grids and skip caps.",
-        epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+HELP = "show the methods, workloads and grids"
+DESCRIPTION = "Show the method registry (with options), workloads, grids and skip caps."
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--grid", choices=sorted(cases_mod.GRIDS), help="show only this grid")
-    return parser
 
 
 def main(args, parser) -> int:

@@ -57,18 +57,17 @@ lower bound (torch.cuda.set_sync_debug_mode sees only the syncs torch checks).
 exit status: 0 ok, 1 a method failed, 2 bad usage, 130 interrupted."""
 
 
-def add_parser(sub) -> argparse.ArgumentParser:
-    parser = sub.add_parser(
-        NAME,
-        help="profile a step: top operators, kernels, syncs, memory, trace",
-        description="Profile S steps of each method (after warm-up) with torch.profiler: "
-        "the operators' calls and self CPU / device time per step, wall and device busy "
-        "time, kernels and host synchronizations per step (CUDA), peak and temporary "
-        "memory, a Chrome/Perfetto trace and a figure of the time by operator group. "
-        "Several --method values are profiled side by side.",
-        epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+HELP = "profile a step: top operators, kernels, syncs, memory, trace"
+DESCRIPTION = (
+    "Profile S steps of each method (after warm-up) with torch.profiler: "
+    "the operators' calls and self CPU / device time per step, wall and device busy "
+    "time, kernels and host synchronizations per step (CUDA), peak and temporary "
+    "memory, a Chrome/Perfetto trace and a figure of the time by operator group. "
+    "Several --method values are profiled side by side."
+)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--method",
         dest="methods",
@@ -115,7 +114,6 @@ def add_parser(sub) -> argparse.ArgumentParser:
         "--top", type=positive_int, default=15, help="operators in the printed table (15)"
     )
     add_out_argument(parser, "results/profiles")
-    return parser
 
 
 def _cases(args, parser) -> list[cases_mod.Case]:

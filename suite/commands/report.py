@@ -39,15 +39,14 @@ machine.json still says "running" are skipped.
 exit status: 0 report written, 1 report packages missing, 2 bad usage or no usable input."""
 
 
-def add_parser(sub) -> argparse.ArgumentParser:
-    parser = sub.add_parser(
-        NAME,
-        help="write a report (markdown, HTML, PNG figures) from result sets",
-        description="Read run folders, results tables, asv results and pytest-benchmark "
-        "JSON (several machines, CPU and GPU) and write a report with figures.",
-        epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+HELP = "write a report (markdown, HTML, PNG figures) from result sets"
+DESCRIPTION = (
+    "Read run folders, results tables, asv results and pytest-benchmark "
+    "JSON (several machines, CPU and GPU) and write a report with figures."
+)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("results", nargs="+", metavar="RESULTS", help="inputs (see below)")
     parser.add_argument(
         "--out",
@@ -70,7 +69,6 @@ def add_parser(sub) -> argparse.ArgumentParser:
         metavar="TEXT",
         help="a note shown at the top, e.g. how busy the machine was (repeatable)",
     )
-    return parser
 
 
 def default_out(results: list[str]) -> Path:

@@ -63,19 +63,17 @@ exit status: 0 ok, 1 some case failed (status "error"), 2 bad usage (nothing ran
   130 interrupted (Ctrl-C) or 143 terminated (SIGTERM): what was measured is written."""
 
 
-def add_parser(sub) -> argparse.ArgumentParser:
-    fmt = argparse.RawDescriptionHelpFormatter
-    run = sub.add_parser(
-        NAME,
-        help="run a benchmark sweep and write a results table",
-        description="Run the benchmark sweep (update, train_step and accuracy workloads, "
-        "and their conv_* forms for orthogonal convolutions) over a grid of methods, "
-        "sizes N (conv: channels C x grid side H = W), ranks k, dtypes and devices. Cases "
-        "that cannot run here are written as 'skipped' rows with the reason.",
-        epilog=EPILOG,
-        formatter_class=fmt,
-    )
-    grid = run.add_mutually_exclusive_group()
+HELP = "run a benchmark sweep and write a results table"
+DESCRIPTION = (
+    "Run the benchmark sweep (update, train_step and accuracy workloads, "
+    "and their conv_* forms for orthogonal convolutions) over a grid of methods, "
+    "sizes N (conv: channels C x grid side H = W), ranks k, dtypes and devices. Cases "
+    "that cannot run here are written as 'skipped' rows with the reason."
+)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    grid = parser.add_mutually_exclusive_group()
     grid.add_argument(
         "--grid",
         choices=sorted(cases_mod.GRIDS),
@@ -95,20 +93,20 @@ def add_parser(sub) -> argparse.ArgumentParser:
         const="full",
         help="the full grid (GPUs, N up to 16384)",
     )
-    run.add_argument(
+    parser.add_argument(
         "--device",
         choices=("cpu", "cuda", "all"),
         default="cpu",
         help="device(s) to run on; cuda cases are skipped without CUDA (default: cpu)",
     )
-    run.add_argument(
+    parser.add_argument(
         "--workloads",
         nargs="+",
         choices=list(WORKLOADS),
         metavar="W",
         help=f"workloads, from {', '.join(WORKLOADS)} (default: all)",
     )
-    run.add_argument(
+    parser.add_argument(
         "--methods",
         nargs="+",
         choices=list(METHODS),
@@ -116,35 +114,35 @@ def add_parser(sub) -> argparse.ArgumentParser:
         help=f"methods, from {', '.join(METHODS)} (default: every method "
         "that applies to the workload)",
     )
-    run.add_argument(
+    parser.add_argument(
         "--sizes",
         nargs="+",
         type=positive_int,
         metavar="N",
         help="matrix sizes N (default: the grid's)",
     )
-    run.add_argument(
+    parser.add_argument(
         "--channels",
         nargs="+",
         type=positive_int,
         metavar="C",
         help="channels C of the conv_* workloads (default: the grid's)",
     )
-    run.add_argument(
+    parser.add_argument(
         "--spatial",
         nargs="+",
         type=positive_int,
         metavar="HW",
         help="grid side H = W of the conv_* workloads (default: the grid's)",
     )
-    run.add_argument(
+    parser.add_argument(
         "--ranks",
         nargs="+",
         type=positive_int,
         metavar="K",
         help="projUNN ranks k (default: the grid's)",
     )
-    run.add_argument(
+    parser.add_argument(
         "--dtypes",
         nargs="+",
         choices=list(cases_mod.DTYPES),
@@ -152,35 +150,35 @@ def add_parser(sub) -> argparse.ArgumentParser:
         help=f"dtypes, from {', '.join(cases_mod.DTYPES)} (default: the grid's, "
         "float32 complex64; conv workloads take the real ones)",
     )
-    add_option_argument(run)
-    run.add_argument(
+    add_option_argument(parser)
+    parser.add_argument(
         "--min-time",
         type=positive_float,
         metavar="S",
         help="seconds of timed samples per case before sampling may stop (once the "
         "IQR is below 10%% of the median; default: the grid's)",
     )
-    run.add_argument(
+    parser.add_argument(
         "--max-time",
         type=positive_float,
         metavar="S",
         help="most seconds of timed samples per case (default: the grid's)",
     )
-    add_threads_argument(run, default="the grid's (1 for the gate grid), else torch's")
-    run.add_argument(
+    add_threads_argument(parser, default="the grid's (1 for the gate grid), else torch's")
+    parser.add_argument(
         "--accuracy-steps",
         type=positive_int,
         metavar="S",
         help="training steps of the accuracy workload (default: the grid's)",
     )
-    run.add_argument(
+    parser.add_argument(
         "--batch",
         type=positive_int,
         metavar="B",
         help="rows per training batch of train_step and accuracy (default: the grid's)",
     )
-    add_out_argument(run)
-    run.add_argument(
+    add_out_argument(parser)
+    parser.add_argument(
         "--format",
         type=table_format,
         default="csv",
@@ -188,7 +186,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
         help="table format (parquet needs pyarrow: pip install 'projunn-bench[parquet]'; "
         "default: csv)",
     )
-    run.add_argument(
+    parser.add_argument(
         "--profile",
         nargs="?",
         const=5,
@@ -198,14 +196,12 @@ def add_parser(sub) -> argparse.ArgumentParser:
         "timing and add the per-step figures of 'projunn-bench profile' (ops, kernels, "
         "syncs, busy fraction, temporaries, time by operator group) to the table",
     )
-    run.add_argument("--no-progress", action="store_true", help="no progress bar")
-    run.add_argument(
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument(
         "--no-report",
         action="store_true",
         help="do not write the report (RUN/report/; needs the report extra)",
     )
-
-    return run
 
 
 def _write_report(folder) -> None:

@@ -32,7 +32,7 @@ NAME = "task"
 ALL = "all"
 METHOD_NAMES = (*METHODS, LSTM)
 
-EPILOG = f"""\
+_EPILOG = f"""\
 examples:
   projunn-bench task copy --method projunn_t expm cayley     # quick preset, 3 methods
   projunn-bench task copy --method all                       # every method, one folder
@@ -76,16 +76,16 @@ def _presets_text() -> str:
     return "\n".join(lines)
 
 
-def add_parser(sub) -> argparse.ArgumentParser:
-    parser = sub.add_parser(
-        NAME,
-        help="train methods on copy/adding/pdigits/pmnist and write learning curves",
-        description="Train each method (as the recurrent matrix of a unitary RNN, or the "
-        "LSTM reference) on a sequence task and record train/test loss against step and "
-        "against wall time, with the task's no-memory baseline.",
-        epilog=EPILOG.format(presets=_presets_text()),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+HELP = "train methods on copy/adding/pdigits/pmnist and write learning curves"
+DESCRIPTION = (
+    "Train each method (as the recurrent matrix of a unitary RNN, or the "
+    "LSTM reference) on a sequence task and record train/test loss against step and "
+    "against wall time, with the task's no-memory baseline."
+)
+EPILOG = _EPILOG.format(presets=_presets_text())
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("task", choices=sorted(TASKS), help="the task")
     parser.add_argument(
         "--method",
@@ -140,7 +140,6 @@ def add_parser(sub) -> argparse.ArgumentParser:
     add_out_argument(parser)
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--no-figure", action="store_true", help="do not draw curves.png")
-    return parser
 
 
 def _methods(names: list[str], parser, task=None) -> tuple[list[str], bool]:

@@ -283,30 +283,27 @@ def _baseline_conv(name: str):
     return conv
 
 
+_PROJUNN = (
+    ("T", "rank-k tangent step A <- A exp(skew(A^H a b^H)), O(kN^2)", "expm"),
+    ("D", "rank-k direct step, closest unitary to A + a b^H, O(kN^2)", "polar"),
+)
+"""projUNN's variants: what each step does, and the exact step it is compared with."""
+
 _ENTRIES = [
-    Method(
-        "projunn_t",
-        "projUNN-T: rank-k tangent step A <- A exp(skew(A^H a b^H)), O(kN^2)",
-        _projunn_build("T"),
-        _projunn_update("T"),
-        ranked=True,
-        defaults={"approx": "range", "check": False},
-        reference="expm",
-        conv=_projunn_conv("T"),
-        conv_defaults={"approx": "range"},
-        initializable=True,
-    ),
-    Method(
-        "projunn_d",
-        "projUNN-D: rank-k direct step, closest unitary to A + a b^H, O(kN^2)",
-        _projunn_build("D"),
-        _projunn_update("D"),
-        ranked=True,
-        defaults={"approx": "range", "check": False},
-        reference="polar",
-        conv=_projunn_conv("D"),
-        conv_defaults={"approx": "range"},
-        initializable=True,
+    *(
+        Method(
+            f"projunn_{variant.lower()}",
+            f"projUNN-{variant}: {what}",
+            _projunn_build(variant),
+            _projunn_update(variant),
+            ranked=True,
+            defaults={"approx": "range", "check": False},
+            reference=reference,
+            conv=_projunn_conv(variant),
+            conv_defaults={"approx": "range"},
+            initializable=True,
+        )
+        for variant, what, reference in _PROJUNN
     ),
     *(
         Method(
@@ -321,7 +318,7 @@ _ENTRIES = [
             graphed=True,
             optimizer_options={"capturable": True},
         )
-        for variant, reference in (("T", "expm"), ("D", "polar"))
+        for variant, _, reference in _PROJUNN
     ),
     Method(
         "svd",
