@@ -65,8 +65,8 @@ def _check_eps(eps) -> float:
 
 
 def _check_lr(lr) -> float:
-    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not 0 <= lr < math.inf:
-        raise ValueError(f"lr must be a finite number >= 0, got {lr!r}")
+    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not lr >= 0:
+        raise ValueError(f"lr must be a number >= 0 (inf: always the safe step), got {lr!r}")
     return float(lr)
 
 
@@ -122,8 +122,9 @@ def landing_step(
     A: torch.Tensor, G: torch.Tensor, lr: float, *, lam: float = 1.0, eps: float = 0.5
 ) -> torch.Tensor:
     """One landing step in place, ``A <- A − η (skew(G A^H) A + λ (A A^H − I) A)`` with
-    ``η = min(lr, safe_step_size(...))`` per matrix; returns ``A``. Batched ``(..., N, N)``
-    inputs take one step size per matrix. Three matrix products, no factorisation.
+    ``η = min(lr, safe_step_size(...))`` per matrix (``lr=math.inf``: the safe step
+    itself); returns ``A``. Batched ``(..., N, N)`` inputs take one step size per matrix.
+    Three matrix products, no factorisation.
 
     >>> A = torch.eye(2); landing_step(A, torch.zeros(2, 2), 0.1) is A
     True
