@@ -69,6 +69,8 @@ __all__ = [
     "REAL_DTYPES",
     "GeooptCanonical",
     "GeooptStiefel",
+    "GeotorchCayley",
+    "GeotorchExpm",
     "GeotorchOrthogonal",
     "geoopt_canonical_step",
     "geoopt_stiefel_step",
@@ -356,16 +358,31 @@ class GeotorchOrthogonal(BaseUnitary):
         return f"n={self.n}, dtype={self.dtype}, triv={self.triv!r}, update_base={self.update_base}"
 
 
+class GeotorchExpm(GeotorchOrthogonal):
+    """:class:`GeotorchOrthogonal` with ``triv="expm"`` (the registry's ``geotorch_expm``)."""
+
+    def __init__(self, n: int, dtype=torch.float32, device=None, **options):
+        super().__init__(n, dtype, device, triv="expm", **options)
+
+
+class GeotorchCayley(GeotorchOrthogonal):
+    """:class:`GeotorchOrthogonal` with ``triv="cayley"`` (the registry's
+    ``geotorch_cayley``)."""
+
+    def __init__(self, n: int, dtype=torch.float32, device=None, **options):
+        super().__init__(n, dtype, device, triv="cayley", **options)
+
+
 # -- the registry --------------------------------------------------------------------
 
 PEER_METHODS = {
     "geoopt_stiefel": GeooptStiefel,
     "geoopt_canonical": GeooptCanonical,
-    "geotorch_expm": functools.partial(GeotorchOrthogonal, triv="expm"),
-    "geotorch_cayley": functools.partial(GeotorchOrthogonal, triv="cayley"),
+    "geotorch_expm": GeotorchExpm,
+    "geotorch_cayley": GeotorchCayley,
     "landing": Landing,
 }
-"""Peer method name -> layer constructor ``(n, dtype, device, **options)``."""
+"""Peer method name -> layer class ``(n, dtype, device, **options)``."""
 
 PEER_UPDATES = {
     "geoopt_stiefel": geoopt_stiefel_step,

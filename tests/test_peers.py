@@ -143,7 +143,7 @@ def test_registry_maps_agree():
     assert set(PEER_METHODS) == set(PEER_LIBRARIES) == set(PEER_DTYPES)
     assert set(PEER_UPDATES) == {"geoopt_stiefel", "geoopt_canonical", "landing"}
     assert set(PEER_CONV_LAYERS) == {"landing"}
-    assert PEER_METHODS["geotorch_cayley"].keywords == {"triv": "cayley"}
+    assert issubclass(PEER_METHODS["geotorch_cayley"], GeotorchOrthogonal)
     for name in ("geoopt_stiefel", "geoopt_canonical", "geotorch_expm", "geotorch_cayley"):
         assert PEER_DTYPES[name] == REAL
     assert GeooptStiefel.DTYPES == GeooptCanonical.DTYPES == GeotorchOrthogonal.DTYPES == REAL
@@ -298,6 +298,13 @@ def test_geotorch_fits_and_stays_orthogonal(geotorch, options, dtype, name, gen)
     assert last < 0.8 * first
     assert worst < TOL[dtype]
     assert opt.skipped_steps == 0
+
+
+def test_geotorch_registry_classes_fix_the_trivialization(geotorch):
+    assert PEER_METHODS["geotorch_expm"](4, update_base=2).triv == "expm"
+    m = PEER_METHODS["geotorch_cayley"](4, torch.float64, init="identity")
+    assert m.triv == "cayley" and m.dtype == torch.float64
+    assert torch.equal(m.matrix().detach(), torch.eye(4, dtype=torch.float64))
 
 
 @pytest.mark.parametrize("triv", ["expm", "cayley"])
