@@ -419,3 +419,22 @@ def test_conv_bad_options():
         LandingConv2d(2, 4, 4, lam=-1)
     with pytest.raises(TypeError, match="dtype must be torch.float32 or torch.float64"):
         LandingConv2d(2, 4, 4, dtype=COMPLEX[0])
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.complex64], ids=["real", "complex"])
+def test_landing_as_the_recurrent_matrix_of_a_unitary_rnn(dtype, gen):
+    from baselines import unitary_rnn
+
+    rnn = unitary_rnn(Landing, 2, 8, 3, dtype=dtype, eps=0.2)
+    x = torch.randn(4, 6, 2, generator=gen)
+    y = torch.randn(4, 6, 3, generator=gen)
+    opt = rnn.optimizer("rmsprop", lr=1e-2, recurrent_lr=1e-2)
+    losses = []
+    for _ in range(20):
+        opt.zero_grad()
+        loss = (rnn(x) - y).pow(2).mean()
+        loss.backward()
+        opt.step()
+        losses.append(float(loss.detach()))
+    assert losses[-1] < losses[0]
+    assert 0 < rnn.cell.recurrent.distance() <= 0.2 / math.sqrt(8) * (1 + 1e-5)

@@ -402,3 +402,25 @@ def test_skipping_optimizer_runs_step_hooks_once(geoopt):
     m(torch.randn(2, 4)).sum().backward()
     opt.step()
     assert calls == [1]
+
+
+@pytest.mark.parametrize(
+    "library,cls,name",
+    [("geoopt", GeooptStiefel, "adam"), ("geotorch", GeotorchOrthogonal, "rmsprop")],
+    ids=["geoopt", "geotorch"],
+)
+def test_peer_as_the_recurrent_matrix_of_a_unitary_rnn(library, cls, name, gen):
+    _import_or_skip(library)
+    rnn = baselines.unitary_rnn(cls, 2, 8, 3)
+    x = torch.randn(4, 6, 2, generator=gen)
+    y = torch.randn(4, 6, 3, generator=gen)
+    opt = rnn.optimizer(name, lr=1e-2)
+    losses = []
+    for _ in range(20):
+        opt.zero_grad()
+        loss = (rnn(x) - y).pow(2).mean()
+        loss.backward()
+        opt.step()
+        losses.append(float(loss.detach()))
+    assert losses[-1] < losses[0]
+    assert unitarity_error(rnn.cell.recurrent.matrix()) < 1e-5
