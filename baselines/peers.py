@@ -22,9 +22,10 @@ anything, whether a peer method can be built here (for skip reasons).
 ``X^H`` (its projection, inner products and Cayley matrix ``u x^T − x u^T``) and its QR
 retraction calls ``torch.sign`` on R's diagonal, which refuses complex tensors; with a
 complex X its Cayley step runs but leaves the unitary group (measured: ``‖W^H W − I‖_F``
-about 1 after one step). geotorch 0.4.0 builds its skew matrices as ``A − A^T`` and its
-initialisation calls ``torch.sign`` too (complex weights raise). So both take float32 and
-float64 only (:data:`PEER_DTYPES`); a complex dtype raises ``ValueError`` saying so.
+about 1 after one step of lr 0.1 at N = 4). geotorch 0.4.0 builds its skew matrices as
+``A − A^T`` and its initialisation calls ``torch.sign`` too (complex weights raise). So
+both take float32 and float64 only (:data:`PEER_DTYPES`); a complex dtype raises
+``ValueError`` saying so.
 
 **No convolutions.** The free frequency matrices of a convolution are complex; neither
 library trains complex unitary matrices, so neither has a conv layer here (Landing has:
