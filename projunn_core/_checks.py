@@ -34,10 +34,22 @@ def wide_dtype(dtype: torch.dtype) -> torch.dtype:
 
 
 def check_dtype(name: str, dtype: torch.dtype) -> torch.dtype:
-    """Return ``dtype``, or raise ``TypeError`` unless it is float32/64 or complex64/128."""
+    """Return ``dtype``, or raise ``TypeError`` unless it is float32/64 or complex64/128
+    (``name`` is the argument: a tensor's name, or "dtype" for a dtype argument).
+
+    >>> check_dtype("dtype", torch.float16)
+    Traceback (most recent call last):
+    ...
+    TypeError: the dtype torch.float16 is not supported; the supported dtypes are float32, ...
+    """
     if dtype not in SUPPORTED_DTYPES:
         names = ", ".join(str(d).removeprefix("torch.") for d in SUPPORTED_DTYPES)
-        raise TypeError(f"{name} has dtype {dtype}; supported dtypes are {names}")
+        what = (
+            f"the dtype {dtype} is not supported"
+            if name == "dtype"
+            else f"{name} has dtype {dtype}"
+        )
+        raise TypeError(f"{what}; the supported dtypes are {names}")
     return dtype
 
 

@@ -50,7 +50,7 @@ def graph_unavailable(device: torch.device | str) -> str | None:
     """Why a step on ``device`` cannot be captured in a CUDA graph here, or ``None``."""
     device = torch.device(device)
     if device.type != "cuda":
-        return f"CUDA graphs capture CUDA work only; the step runs on {device}"
+        return f"CUDA graphs capture CUDA work only, and the step runs on {device}"
     if not torch.cuda.is_available():
         return "CUDA is not available on this machine"
     return None
@@ -128,7 +128,7 @@ def capture_step(
     reason = graph_unavailable(device)
     if reason is not None:
         warnings.warn(
-            f"capture_step: {reason}; the step runs eagerly (no CUDA graph)",
+            f"capture_step: {reason}, so it runs eagerly, without a CUDA graph",
             RuntimeWarning,
             stacklevel=2,
         )

@@ -28,6 +28,8 @@ from __future__ import annotations
 
 # The heavy imports happen here, so asv's forkserver holds them and every forked
 # parameter combination starts warm.
+import time
+
 import scipy.linalg  # noqa: F401
 import torch
 
@@ -42,7 +44,14 @@ from .measure.cases import (
     method_labels,
     parse_method_label,
 )
-from .measure.timing import CLOCKS, cuda_peak_bytes, reset_cuda_peak, synchronize
+from .measure.timing import (
+    CLOCKS,
+    CONTENTION_LOG,
+    CpuShare,
+    cuda_peak_bytes,
+    reset_cuda_peak,
+    synchronize,
+)
 from .measure.timing import timer as _sync_timer
 from .measure.workloads import dist_to_exact, prepare, unitarity_metrics
 
@@ -71,6 +80,33 @@ def _conv_params(workload: str) -> list:
     return [_methods(workload), list(GRID.channels), list(GRID.spatial), _CONV_DTYPES, _DEVICES]
 
 
+_PROCESS_SHARE: list = []  # the meter of this combination's process, started by its first setup
+
+
+def _log_contention(case: Case) -> None:
+    """Append ``case``'s CPU share since its process started (one JSON line) to the file
+    named by ``$PROJUNN_BENCH_CONTENTION_LOG``, if set. asv forks a process per parameter
+    combination and calls teardown after each sample: the last line of a process covers
+    all its samples."""
+    import json
+    import os
+
+    path = os.environ.get(CONTENTION_LOG)
+    if not path or not _PROCESS_SHARE:
+        return
+    meter, started = _PROCESS_SHARE[0]
+    meter.__exit__(None, None, None)
+    line = {
+        "commit": os.environ.get("ASV_COMMIT", ""),
+        **{k: getattr(case, k) for k in ("workload", "method", "n", "k", "dtype", "device")},
+        "cpu_share": meter.share,
+        "seconds": time.perf_counter() - started,
+        "pid": os.getpid(),
+    }
+    with open(path, "a") as f:  # one short write per line: lines of parallel writers stay whole
+        f.write(json.dumps(line) + "\n")
+
+
 class _Timed:
     """Shared setup of the timed classes: build the workload (asv does the warm-up)."""
 
@@ -91,9 +127,12 @@ class _Timed:
         self.work = prepare(self.case, GRID.settings)
         self.work.step()  # warm: no sample pays for lazy initialization
         synchronize(self.work.device)
+        if not _PROCESS_SHARE:
+            _PROCESS_SHARE.append((CpuShare().__enter__(), time.perf_counter()))
 
     def teardown(self, *params):
         self.work = None
+        _log_contention(self.case)
 
 
 class _CudaMemory(_Timed):

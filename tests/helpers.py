@@ -3,8 +3,11 @@
 Fixtures live in conftest.py; everything else the tests share is imported from here.
 """
 
+import json
+import math
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -94,3 +97,48 @@ def workloads_of(matrices: str) -> tuple[str, ...]:
 
 DENSE_WORKLOADS = workloads_of("dense")
 CONV_WORKLOADS = workloads_of("conv")
+
+
+def write_asv_results(root: Path, commit: str, samples: dict[str, list[float]], n: int = 64):
+    """Write asv results the way asv itself does (its Results class): one benchmark,
+    ``benchmarks.Update.time_update``, a parameter combination per method label of
+    ``samples`` at size ``n`` (float32; CPU, and a skipped CUDA one); returns ``root``."""
+    asv_results = pytest.importorskip("asv.results")
+    from asv.runner import BenchmarkResult
+
+    machine = {
+        "machine": "box",
+        "arch": "x86_64",
+        "cpu": "Test CPU",
+        "num_cpu": "2",
+        "os": "Linux",
+        "ram": "1",
+    }
+    res = asv_results.Results(machine, {}, commit, 1795744264000, "3.11", "existing-py", {})
+    labels = list(samples)
+    bench = {
+        "name": "benchmarks.Update.time_update",
+        "version": "v1",
+        "params": [[repr(x) for x in labels], [str(n)], ["'float32'"], ["'cpu'", "'cuda'"]],
+    }
+    values, sample_lists, numbers = [], [], []
+    for label in labels:
+        values += [statistics.median(samples[label]), math.nan]
+        sample_lists += [samples[label], None]
+        numbers += [1, None]
+    res.add_result(
+        bench, BenchmarkResult(values, sample_lists, numbers, None, "", None), record_samples=True
+    )
+    res.save(str(root))
+    (root / "box" / "machine.json").write_text(json.dumps({**machine, "version": 1}))
+    meta = {
+        "benchmarks.Update.time_update": {
+            "name": "benchmarks.Update.time_update",
+            "param_names": ["method", "n", "dtype", "device"],
+            "type": "time",
+            "unit": "seconds",
+        },
+        "version": 2,
+    }
+    (root / "benchmarks.json").write_text(json.dumps(meta))
+    return root

@@ -174,7 +174,7 @@ def test_capture_step_falls_back_on_the_cpu_with_a_message(gen):
 
     with pytest.warns(RuntimeWarning, match="runs eagerly") as record:
         step = pc.graph.capture_step(train_step, optimizer=opt, warmup=2)
-    assert "CUDA graphs capture CUDA work only; the step runs on cpu" in str(record[0].message)
+    assert "CUDA graphs capture CUDA work only, and the step runs on cpu" in str(record[0].message)
     assert not step.graphed and "cpu" in step.reason and "eager" in repr(step)
     assert len(calls) == 2  # the warm-up steps are taken as with a graph
     losses = [step().item() for _ in range(3)]

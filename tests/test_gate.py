@@ -13,6 +13,7 @@ import pytest
 asv = pytest.importorskip("asv")  # the test extra; collection never breaks without it
 import browser_check  # noqa: E402
 from asv.benchmarks import Benchmarks  # noqa: E402
+from helpers import write_asv_results  # noqa: E402
 
 from suite.cli import main as cli  # noqa: E402
 from suite.gate import asv as gate  # noqa: E402
@@ -114,8 +115,12 @@ def test_gate_command_dry_run_and_bad_input(capsys, tmp_path):
         with pytest.raises(SystemExit) as e:
             cli(["gate", *argv])
         assert e.value.code == 2
-    assert "PERFORMANCE DECREASED" in gate_py.summary("a", "b", 1.5, 1, "| t |", 60)
-    assert gate_py.summary("a", "b", 1.5, 0, "| t |", 60).startswith(gate_py.MARKER)
+    from suite.report.compare import CaseChange, Comparison
+
+    slower = CaseChange("update svd N=64 float32 cpu", 1.0, 2.0, 2.0, "intervals apart", True,
+                        "regressed")  # fmt: skip
+    assert "PERFORMANCE DECREASED" in gate_py.summary("a", "b", Comparison([slower], 1.5), 60)
+    assert gate_py.summary("a", "b", Comparison([], 1.5), 60).startswith(gate_py.MARKER)
 
 
 def test_gate_command_without_asv_says_so(capsys, tmp_path, monkeypatch):
@@ -156,34 +161,6 @@ def test_gate_noise_records_a_gate_that_exits_before_making_its_folder(tmp_path,
     assert run.status == 2 and run.label == "planted"
     info = json.loads((tmp_path / "data" / "planted" / "run.json").read_text())
     assert info["status"] == 2
-
-
-COMPARE = """
-| Change   | Before [b4ec1a6d] <base>   | After [8f3c9a5b] <planted>   |   Ratio | Benchmark (Parameter)   |
-|----------|----------------------------|------------------------------|---------|-------------------------|
-| +        | 1.62±0.02ms                | 3.31±0.05ms                  |    2.04 | benchmarks.Update.time_update('projunn_t-k1', 1024, 'float32', 'cpu') |
-|          | 10.1±0.3ms                 | 12.9±2ms                     |   ~1.28 | benchmarks.TrainStep.time_train_step('projunn_t-k1', 1024, 'float32', 'cpu') |
-| -        | 2.00±0.01ms                | 1.00±0.01ms                  |    0.50 | benchmarks.Update.time_update('svd', 64, 'float32', 'cpu') |
-| !        | 2.00±0.01ms                | failed                       |     n/a | benchmarks.Update.time_update('svd', 256, 'float32', 'cpu') |
-"""  # noqa: E501
-
-
-def test_gate_noise_reads_asv_compare_tables_and_summarizes(tmp_path):
-    noise = noise_module
-    rows = noise.parse_table(COMPARE)
-    assert [(r.mark, r.ratio) for r in rows] == [
-        ("+", 2.04),
-        ("", 1.28),
-        ("-", 0.5),
-        ("!", None),
-    ]
-    planted = noise.GateRun("planted", 1, 600.0, (2.0, 2.0), rows)
-    aa = noise.GateRun("aa-1", 0, 300.0, (2.0, 2.0), [noise.Row("", 1.1, "x")])
-    assert [r.mark for r in planted.flagged] == ["+", "!"]
-    text = noise.report([aa], planted, 1.5, 1024, tmp_path)
-    assert "A/A false alarms at factor 1.5: 0 in 1 runs; largest A/A ratio 1.10" in text
-    assert "1 of 2 projUNN cases flagged; update ratios 2.04" in text
-    assert "(1.10, 2.04]" in text
 
 
 def test_plant_doubles_the_step_only_at_its_size(tmp_path, monkeypatch):
@@ -249,62 +226,69 @@ def test_browser_check_reads_chromium_console_lines():
     assert check.check(page, ["list"]) == [] and check.check(page, ["graph"])
 
 
+ONE = [1e-3 * (1 + 0.002 * i) for i in range(12)]  # a tight spread: intervals are narrow
+
+
+def _saved_run(data: Path, label: str, slow: dict[str, float], status: int) -> Path:
+    """A campaign run folder as the gate leaves it: run.json and asv's results of both
+    commits, projUNN-T at N = 1024 and svd, ``slow`` = factors applied in HEAD."""
+    folder = data / label
+    (folder / "asv").mkdir(parents=True)
+    for side, commit in (("base", "b4ec1a6d" + "0" * 32), ("head", "8f3c9a5b" + "0" * 32)):
+        times = {m: [x * (slow.get(m, 1.0) if side == "head" else 1.0) for x in ONE]
+                 for m in ("projunn_t-k1", "svd")}  # fmt: skip
+        root = write_asv_results(folder / "tmp" / side, commit, times, n=1024)
+        (result,) = (root / "box").glob(f"{commit[:8]}-*.json")
+        (folder / "asv" / f"{side}.json").write_text(result.read_text())
+        (folder / "asv" / "benchmarks.json").write_text((root / "benchmarks.json").read_text())
+    info = {"status": status, "wall_s": 480.0, "loadavg_1_5": [2, 2]}
+    (folder / "run.json").write_text(json.dumps(info))
+    return folder
+
+
 def test_gate_noise_rewrites_its_summary_from_saved_runs(tmp_path):
-    for label, table in (("planted", COMPARE), ("aa-1", COMPARE.replace("| +", "|  "))):
-        (tmp_path / label).mkdir()
-        (tmp_path / label / "compare.md").write_text(table)
-        info = {"status": int(label == "planted"), "wall_s": 480.0, "loadavg_1_5": [2, 2]}
-        (tmp_path / label / "run.json").write_text(json.dumps(info))
+    _saved_run(tmp_path, "planted", {"projunn_t-k1": 2.0}, status=1)
+    _saved_run(tmp_path, "aa-1", {}, status=0)
     out = tmp_path / "gate_noise.md"
     assert cli(["gate-noise", "--from-data", "--data", str(tmp_path), "--out", str(out)]) == 0
     text = out.read_text()
-    assert "Commit b4ec1a6d" in text and "| planted | 1 | 8.0 | 2.0, 2.0 | 3 |" in text
-    assert "A/A false alarms at factor 1.5: 1 in 1 runs" in text  # the "!" row
+    assert "Commit b4ec1a6d" in text and "| planted | 1 | 8.0 | 2.0, 2.0 | 2 |" in text
+    assert "A/A false alarms at factor 1.5: 0 in 1 runs" in text
+    assert "1 of 1 projUNN cases flagged; update ratios 2.00" in text
+    assert "| factor | A/A false alarms |" in text  # the pair judged at other factors
 
 
-def _asv_result(times: dict[str, list[float]]) -> dict:
-    """An asv result file (format version 2) of ``benchmarks.X.time_x`` over ``times``."""
-    names = list(times)
-    q = [sorted(ts) for ts in times.values()]
-    columns = {
-        "result": [ts[len(ts) // 2] for ts in q],
-        "params": [[repr(n) for n in names]],
-        "version": "v",
-        "started_at": 0,
-        "duration": 1.0,
-        "stats_ci_99_a": [ts[0] for ts in q],
-        "stats_ci_99_b": [ts[-1] for ts in q],
-        "stats_q_25": [ts[len(ts) // 4] for ts in q],
-        "stats_q_75": [ts[3 * len(ts) // 4] for ts in q],
-        "stats_number": [1] * len(q),
-        "stats_repeat": [len(ts) for ts in q],
-        "samples": [list(ts) for ts in times.values()],
-    }
-    return {
-        "commit_hash": "0" * 40,
-        "env_name": "env",
-        "date": 0,
-        "params": {"machine": "m"},
-        "python": "3.11",
-        "requirements": {},
-        "env_vars": {},
-        "result_columns": [*columns, "profile"],
-        "results": {"benchmarks.X.time_x": [*columns.values(), None]},
-        "durations": {},
-        "version": 2,
-    }
+def test_the_gate_and_compare_give_the_same_verdicts(tmp_path, capsys):
+    """The gate judges asv's results with compare's detector: same files, same verdict."""
+    run = _saved_run(tmp_path, "pair", {"projunn_t-k1": 2.0, "svd": 1.2}, status=1)
+    base, head = run / "asv" / "base.json", run / "asv" / "head.json"
+    comp = gate_run.verdict(base, head, 1.5)
+    assert [c.case for c in comp.regressed] == ["update projunn_t-k1 N=1024 float32 cpu"]
+    assert cli(["compare", str(base), str(head), "--factor", "1.5"]) == 1
+    out = capsys.readouterr().out
+    assert "1 regressed, 0 improved, 1 unchanged" in out
+    assert "| update projunn_t-k1 N=1024 float32 cpu |" in out
+    for factor in (1.1, 2.5):  # and at other factors too
+        regressed = {c.case for c in gate_run.verdict(base, head, factor).regressed}
+        from suite.report.compare import compare
+
+        assert regressed == {c.case for c in compare(base, head, factor=factor).regressed}
 
 
-def test_gate_noise_judges_saved_asv_results_at_any_factor(tmp_path):
-    noise = noise_module
-    one = [1.0 + 0.01 * i for i in range(10)]
-    base = {"slow": one, "same": one}
-    head = {"slow": [2 * t for t in one], "same": one}
-    (tmp_path / "run" / "asv").mkdir(parents=True)
-    for side, times in (("base", base), ("head", head)):
-        (tmp_path / "run" / "asv" / f"{side}.json").write_text(json.dumps(_asv_result(times)))
-    slow = ["benchmarks.X.time_x('slow')"]
-    assert noise.flags(tmp_path / "run", 1.5) == slow
-    assert noise.flags(tmp_path / "run", 1.5, samples=False) == slow
-    assert noise.flags(tmp_path / "run", 2.5) == []
-    assert noise.flags(tmp_path / "missing", 1.5) == []
+def test_the_gate_never_calls_a_contended_case_slower(tmp_path):
+    run = _saved_run(tmp_path, "pair", {"projunn_t-k1": 2.0}, status=1)
+    log = run / "contention.jsonl"
+    case = {"workload": "update", "method": "projunn_t", "n": 1024, "k": 1}
+    case |= {"dtype": "float32", "device": "cpu"}
+    lines = [  # the longest process of a case is its timing one
+        {"commit": "8f3c9a5b" + "0" * 32, **case, "cpu_share": 0.55, "seconds": 3.0},
+        {"commit": "8f3c9a5b" + "0" * 32, **case, "cpu_share": 0.99, "seconds": 0.2},
+    ]
+    log.write_text("".join(json.dumps(line) + "\n" for line in lines) + '{"cut')
+    marks = gate_run.contention_marks(log)
+    assert marks[("8f3c9a5b", "update", "projunn_t", 1024, 1, "float32", "cpu")] == 0.55
+    comp = gate_run.verdict(run / "asv" / "base.json", run / "asv" / "head.json", 1.5, log)
+    assert comp.regressed == [] and [c.case for c in comp.contended] == [
+        "update projunn_t-k1 N=1024 float32 cpu"
+    ]
+    assert "Contended: not judged (1)" in gate_run.summary("b", "h", comp, 60)

@@ -31,7 +31,7 @@ def test_haar_is_seeded_and_bad_init_rejected():
     assert torch.equal(pc.init.haar(5, generator=g()), pc.init.haar(5, generator=g()))
     with pytest.raises(ValueError, match="init must be one of"):
         pc.nn.UnitaryLinear(4, init="xavier")
-    with pytest.raises(TypeError, match="dtype has dtype"):
+    with pytest.raises(TypeError, match="the dtype torch.int32 is not supported"):
         pc.nn.UnitaryLinear(4, dtype=torch.int32)
     with pytest.raises(ValueError, match="n must be an integer >= 1"):
         pc.nn.UnitaryLinear(0)

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import json
 import math
-import statistics
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 pytest.importorskip("pandas")
+
+from helpers import write_asv_results  # noqa: E402
 
 from suite.cli import main  # noqa: E402
 from suite.measure import output  # noqa: E402
@@ -198,51 +199,8 @@ def test_a_run_left_running_is_skipped_with_a_warning(runs, tmp_path):
     assert "running" in loaded.warnings[0] and str(killed) in loaded.warnings[0]
 
 
-def _asv_results(root: Path, commit: str, samples: dict[str, list[float]]):
-    """Write asv results the way asv itself does (its Results class), one benchmark."""
-    asv_results = pytest.importorskip("asv.results")
-    from asv.runner import BenchmarkResult
-
-    machine = {
-        "machine": "box",
-        "arch": "x86_64",
-        "cpu": "Test CPU",
-        "num_cpu": "2",
-        "os": "Linux",
-        "ram": "1",
-    }
-    res = asv_results.Results(machine, {}, commit, 1795744264000, "3.11", "existing-py", {})
-    labels = list(samples)
-    bench = {
-        "name": "benchmarks.Update.time_update",
-        "version": "v1",
-        "params": [[repr(x) for x in labels], ["64"], ["'float32'"], ["'cpu'", "'cuda'"]],
-    }
-    values, sample_lists, numbers = [], [], []
-    for label in labels:
-        values += [statistics.median(samples[label]), math.nan]
-        sample_lists += [samples[label], None]
-        numbers += [1, None]
-    res.add_result(
-        bench, BenchmarkResult(values, sample_lists, numbers, None, "", None), record_samples=True
-    )
-    res.save(str(root))
-    (root / "box" / "machine.json").write_text(json.dumps({**machine, "version": 1}))
-    meta = {
-        "benchmarks.Update.time_update": {
-            "name": "benchmarks.Update.time_update",
-            "param_names": ["method", "n", "dtype", "device"],
-            "type": "time",
-            "unit": "seconds",
-        },
-        "version": 2,
-    }
-    (root / "benchmarks.json").write_text(json.dumps(meta))
-    return root
-
-
 def test_asv_results_in_asv_own_format(tmp_path):
-    root = _asv_results(
+    root = write_asv_results(
         tmp_path,
         "abcdef0123456789",
         {
@@ -580,14 +538,56 @@ def test_compare_noisy_ratio_is_unchanged():
     comp = compare_frames(frames[0], frames[1], factor=1.1)
     (change,) = comp.changes
     assert change.kind == "unchanged" and change.ratio == pytest.approx(1.3)
-    assert change.test.startswith("Mann–Whitney p=0.1")
+    assert change.test == "intervals overlap"  # the 99 % intervals of the two medians
     assert "within the noise (1)" in comp.markdown()
+
+
+def test_compare_judges_runs_not_samples():
+    """A shift between two runs whose samples are tight: a rank test between the samples
+    calls a 1.19x A/A shift significant; the detector leaves it to the factor."""
+    import pandas as pd
+
+    tight = np.linspace(0.995, 1.005, 30)
+    rows = [_timed("update", "cayley", 64, None, 1.0) for _ in range(2)]
+    for r, scale in zip(rows, (1.0, 1.19), strict=True):
+        r["samples"] = ";".join(repr(float(scale * x)) for x in tight)
+        r["value"] = float(scale * np.median(tight))
+    frames = [pd.DataFrame([r]).assign(platform="p", step=pd.NA) for r in rows]
+    (change,) = compare_frames(frames[0], frames[1]).changes  # the default factor
+    assert change.significant and change.kind == "unchanged"
+    (change,) = compare_frames(frames[0], frames[1], factor=1.1).changes
+    assert change.kind == "regressed"
+
+
+def test_compare_never_judges_a_contended_case():
+    import pandas as pd
+
+    rows = [_timed("update", "svd", 64, None, s) for s in (1.0, 3.0)]
+    rows[1]["contended"] = True
+    frames = [pd.DataFrame([r]).assign(platform="p", step=pd.NA) for r in rows]
+    comp = compare_frames(frames[0], frames[1])
+    (change,) = comp.changes
+    assert change.kind == "contended" and comp.regressed == [] and comp.contended == [change]
+    assert "1 contended" in comp.counts() and "Contended: not judged (1)" in comp.markdown()
+
+
+def test_median_interval_covers_the_median_at_its_level():
+    from suite.report.compare import median_interval
+
+    rng = np.random.default_rng()
+    misses = 0
+    for _ in range(400):
+        x = rng.exponential(size=25)
+        lo, hi = median_interval(list(x))
+        misses += not lo <= np.log(2) <= hi  # the exponential's true median
+    assert misses <= 12  # 99 %: about 4 misses expected in 400
+    assert median_interval([1.0]) is None and median_interval([2.0, 1.0]) == (1.0, 2.0)
 
 
 def test_compare_asv_commits(tmp_path, capsys):
     fast = [1e-3 * (1 + 0.01 * i) for i in range(8)]
-    _asv_results(tmp_path, "aaaa111122223333", {"svd": fast, "expm": fast})
-    _asv_results(tmp_path, "bbbb111122223333", {"svd": [3 * x for x in fast], "expm": fast})
+    write_asv_results(tmp_path, "aaaa111122223333", {"svd": fast, "expm": fast})
+    write_asv_results(tmp_path, "bbbb111122223333", {"svd": [3 * x for x in fast], "expm": fast})
     assert main(["compare", "--asv", str(tmp_path), "aaaa1111", "bbbb1111"]) == 1
     out = capsys.readouterr().out
     assert "1 regressed" in out and "update svd N=64 float32 cpu" in out

@@ -85,7 +85,7 @@ def test_graphed_methods_skip_on_cpu():
     for case in cases:
         assert case.skip_reason() == (
             f"{case.method} is replayed as a CUDA graph: CUDA graphs capture CUDA work "
-            "only; the step runs on cpu"
+            "only, and the step runs on cpu"
         )
     rows = run_case(cases[0], TINY).rows
     assert [r.status for r in rows] == ["skipped"] and rows[0].reason == cases[0].skip_reason()

@@ -1,7 +1,7 @@
 """``projunn-bench compare``: noise-aware comparison of two result sets' timings.
 
-The statistics are :mod:`suite.report.compare`; this module parses the options, prints
-the markdown and sets the exit status.
+The detector is :mod:`suite.report.compare` (the gate's too); this module parses the
+options, prints the markdown and sets the exit status.
 """
 
 from __future__ import annotations
@@ -10,7 +10,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from ._args import factor, positive_float
+from ..report.compare import FACTOR
+from ._args import factor
 
 NAME = "compare"
 
@@ -20,9 +21,13 @@ one asv result file (.asv/results/MACHINE/HASH-ENV.json). With --asv DIR they ar
 commit hashes (prefixes) looked up in that asv results folder.
 
 A case counts as a regression (improvement) when its median time grew (shrank) by more
-than --factor AND the spread says it is not noise: a two-sided Mann-Whitney U test on the
-stored samples (p < --alpha) when there are enough samples for the test to reach alpha,
-else non-overlapping intervals (sample ranges; asv's 99% CI; median +- IQR).
+than --factor AND the 99% confidence intervals of the two medians do not overlap (asv's
+interval for asv results; the order statistics of the stored samples, or their range
+when fewer than 8; median +- IQR). No test between samples: the samples of one run share
+its conditions, and runs, not samples, are independent; the factor covers the shifts
+between runs (the default comes from measured A/A pairs: results/detector.md). A case
+timed contended (other processes held the cores) on either side is listed, not judged.
+This is the detector the pull-request gate uses (projunn-bench gate).
 
 examples:
   projunn-bench compare results/runs/20261127-101500 results/runs/20261128-090000
@@ -32,13 +37,6 @@ examples:
 
 exit status: 0 nothing regressed, 1 something regressed, 2 unusable inputs (missing,
   corrupt, still "running", no common cases; the message names the file) or bad usage."""
-
-
-def _alpha(text: str) -> float:
-    value = positive_float(text)
-    if not value < 1:
-        raise argparse.ArgumentTypeError(f"{value} is not below 1")
-    return value
 
 
 HELP = "compare the timings of two runs (regressions, improvements)"
@@ -54,16 +52,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--factor",
         type=factor,
-        default=1.1,
+        default=FACTOR,
         metavar="F",
-        help="smallest ratio of medians that counts (default: 1.1, as asv)",
-    )
-    parser.add_argument(
-        "--alpha",
-        type=_alpha,
-        default=0.01,
-        metavar="A",
-        help="significance level of the rank test (default: 0.01)",
+        help=f"smallest ratio of medians that counts (default: {FACTOR}, chosen from A/A runs)",
     )
     parser.add_argument("--out", metavar="FILE", help="also write the markdown to FILE")
     parser.add_argument(
@@ -92,7 +83,6 @@ def main(args, parser: argparse.ArgumentParser) -> int:
             args.base,
             args.new,
             factor=args.factor,
-            alpha=args.alpha,
             asv=args.asv,
             machine=args.machine,
         )

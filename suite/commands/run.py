@@ -41,7 +41,7 @@ output (never overwritten; one new folder per run):
   OUT/YYYYmmdd-HHMMSS/results.csv    one row per measurement: workload, method, n, k,
                                      dtype, device, options, metric, value, unit, iqr,
                                      repeat, status (ok|skipped|error), reason, step,
-                                     samples
+                                     samples, cpu_share, contended
   OUT/YYYYmmdd-HHMMSS/machine.json   CPU/GPU/RAM, versions, git commit, run settings,
                                      peak RSS, GPU power/clock samples, run status
                                      (running|complete|interrupted|terminated)
@@ -59,8 +59,14 @@ metrics: time [s] (median of the samples, each the mean of a block of calls time
   bound), group_self_device_time:GROUP (see 'projunn-bench profile --help').
 convolutions (conv_* workloads): n = channels C, the grid side H = W is written first in
   options (height=H;width=W), dtype = the layer's real dtype.
+contention: every timed case records cpu_share, the CPU time its threads got over the time
+  they were ready to run (1 on a quiet machine); below 0.9 it is marked contended=True,
+  the run ends with a warning, and the report leaves it out of exponents and speed-ups.
+  machine.json records the load average and involuntary context switches at the start
+  and the end ("load").
 exit status: 0 ok, 1 some case failed (status "error"), 2 bad usage (nothing ran),
-  130 interrupted (Ctrl-C) or 143 terminated (SIGTERM): what was measured is written."""
+  3 with --strict: a case was timed contended, 130 interrupted (Ctrl-C) or 143
+  terminated (SIGTERM): what was measured is written."""
 
 
 HELP = "run a benchmark sweep and write a results table"
@@ -196,6 +202,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "timing and add the per-step figures of 'projunn-bench profile' (ops, kernels, "
         "syncs, busy fraction, temporaries, time by operator group) to the table",
     )
+    parser.add_argument(
+        "--strict",
+        action="store_true",
+        help="exit 3 when a case was timed contended (other processes held the cores: "
+        "cpu_share below 0.9), so that a busy machine cannot pass off its timings",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument(
         "--no-report",
@@ -272,6 +284,23 @@ def main(args, parser: argparse.ArgumentParser) -> int:
     print(f"results: {result.table}\nmachine: {result.machine}")
     if not args.no_report:
         _write_report(result.folder)
+    if result.contended:
+        print(contention_warning(len(result.contended), result.total), file=sys.stderr)
     if result.interrupted:
         print(f"{result.status}: partial results written", file=sys.stderr)
-    return result.stop_code or (1 if counts.get("error") else 0)
+    if result.stop_code or counts.get("error"):
+        return result.stop_code or 1
+    return 3 if args.strict and result.contended else 0
+
+
+def contention_warning(contended: int, total: int) -> str:
+    """What the end of a run says about its contended cases, and what to do."""
+    from ..measure.timing import CONTENDED_BELOW
+
+    return (
+        f"warning: {contended} of {total} cases were timed contended: other processes held "
+        f"the cores (cpu_share below {CONTENDED_BELOW}), so those times measure the load as "
+        "much as the code. They are marked in the contended column and left out of the "
+        "report's exponents and speed-ups. Rerun them on a quiet machine (uptime shows the "
+        "load), or with --threads 1 on shared cores; --strict makes such a run exit 3."
+    )

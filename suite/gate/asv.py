@@ -19,11 +19,12 @@ does not grow while other jobs hold the cores: on this shared 2-core machine (lo
 projUNN-T update at N = 1024, k = 16 took 44.6 ms wall (IQR/median 0.34) but 5.8 ms CPU
 (IQR/median 0.08). A slower kernel costs more CPU time; the gate is CPU-only.
 
-Noise test: asv calls a case slower only when its ratio exceeds the factor and the 99%
-confidence intervals of the two medians do not overlap. The samples are not recorded
-(no ``--record-samples``): with them asv uses a Mann-Whitney U test that treats the
-samples of one round as independent, and a round-long load change then passes as a
-difference (``results/gate.md``: false alarms with samples, none without).
+Noise test: the gate judges asv's results with the detector of ``projunn-bench
+compare`` (:mod:`suite.report.compare`): a case is slower when its ratio exceeds the
+factor and asv's 99% confidence intervals of the two medians do not overlap. The samples
+are not recorded (no ``--record-samples``) and no rank test is made on them: the samples
+of one round are not independent, and a round-long load change would pass as a
+difference (``results/gate.md``).
 
 ``projunn-bench gate`` (:mod:`suite.gate.run`) runs the command below;
 ``.github/workflows/pr.yml`` calls it.
@@ -43,6 +44,7 @@ from collections.abc import Mapping, Sequence
 
 from ..measure.cases import GRID_ENV, GRIDS, method_labels, parse_method_label
 from ..measure.methods import METHODS
+from ..report.compare import FACTOR as DETECTOR_FACTOR
 
 __all__ = [
     "CUBIC_MAX_N",
@@ -62,9 +64,10 @@ GRID = "gate"
 CUBIC_MAX_N = 256
 """Largest N at which the gate times the O(N^3) baselines."""
 
-FACTOR = 1.5
-"""Default ``--factor``: a case fails the gate when it is this much slower (and the
-samples say it is not noise). Chosen from the A/A runs in ``results/gate.md``."""
+FACTOR = DETECTOR_FACTOR
+"""Default ``--factor``: a case fails the gate when it is this much slower and the
+confidence intervals of the medians do not overlap; the detector's default, shared with
+``projunn-bench compare`` (:data:`suite.report.compare.FACTOR`)."""
 
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 """Thread-pool sizes read by OpenMP, MKL and OpenBLAS when they load: all ``"1"``."""

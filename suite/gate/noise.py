@@ -9,31 +9,31 @@ commits on top of HEAD:
 
 Then it runs the gate (``projunn-bench gate``, in the clone) once HEAD vs planted and
 ``runs`` times HEAD vs A/A, and writes (after every run) a markdown report: per run the
-wall time, exit status, load average, the benchmarks flagged slower ("+"), the largest
-ratio; the planted cases' ratios; and the range of factors that gives no A/A false alarm
-yet flags the plant. Each run's compare table and run.json (exit status, wall time, load)
-are kept in the data folder.
+wall time, exit status, load average, the cases flagged slower, the largest ratio; the
+planted cases' ratios; and the A/A pairs judged again at other factors, with planted
+slowdowns of one case (:mod:`suite.report.calibration`). Each run's compare.md, asv's
+results of both commits (samples included), the contention log and run.json (exit
+status, wall time, load) are kept in the data folder.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
-import itertools
 import json
 import os
 import platform
-import re
 import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from ..measure.output import atomic_write_text
-from .run import project_root
+from ..report.load import load_one
+from .run import contention_marks, mark, project_root, verdict
 
-__all__ = ["FACTORS", "GateRun", "campaign", "flags", "load_run", "parse_table", "report"]
+__all__ = ["GateRun", "campaign", "judge", "load_run", "pair", "report"]
 
 PLANT = """
 
@@ -49,50 +49,26 @@ def _update(A, *args):  # planted by projunn-bench gate-noise: 2x the step at N 
 
 
 @dataclass
-class Row:
-    """One line of an asv compare table."""
-
-    mark: str
-    ratio: float | None
-    name: str
-
-
-@dataclass
 class GateRun:
+    """One gate run of the campaign: its ``label``, exit ``status``, ``wall`` seconds, the
+    load average (1, 5 min) and, when asv got that far, the saved results judged by the
+    gate's detector (``comparison``)."""
+
     label: str
     status: int
     wall: float
     load: tuple[float, float]
-    rows: list[Row] = field(default_factory=list)
+    comparison: object | None = None
 
     @property
-    def flagged(self) -> list[Row]:
-        return [r for r in self.rows if r.mark in "+!" and r.mark]
+    def flagged(self) -> list:
+        """The cases the detector calls slower."""
+        return list(self.comparison.regressed) if self.comparison is not None else []
 
     @property
     def max_ratio(self) -> float:
-        return max((r.ratio for r in self.rows if r.ratio is not None), default=float("nan"))
-
-
-def parse_table(text: str) -> list[Row]:
-    """The rows of the github-style tables ``asv compare`` prints.
-
-    >>> t = '''| Change | Before [a] | After [b] | Ratio | Benchmark (Parameter) |
-    ... |---|---|---|---|---|
-    ... | +  | 1.00ms | 2.10ms | 2.10 | benchmarks.Update.time_update('svd', 64) |
-    ... |    | 1.00ms | 1.70ms | ~1.70 | benchmarks.X.time_x |'''
-    >>> [(r.mark, r.ratio) for r in parse_table(t)]
-    [('+', 2.1), ('', 1.7)]
-    """
-    rows = []
-    for line in text.splitlines():
-        cells = [c.strip() for c in line.strip().strip("|").split("|")]
-        separator = len(cells[0]) > 1 and set(cells[0]) <= set("-:")
-        if len(cells) != 5 or cells[0] == "Change" or separator:
-            continue
-        ratio = re.sub(r"[^0-9.]", "", cells[3])
-        rows.append(Row(cells[0], float(ratio) if ratio else None, cells[4]))
-    return rows
+        changes = self.comparison.changes if self.comparison is not None else []
+        return max((c.ratio for c in changes), default=float("nan"))
 
 
 def _git(repo: Path, *args: str) -> str:
@@ -123,8 +99,8 @@ def make_clone(work: Path, plant_n: int) -> tuple[Path, str]:
 
 
 def run_gate(repo: Path, head: str, label: str, factor: float, data: Path) -> GateRun:
-    """``projunn-bench gate base HEAD`` in the clone (its own code); its table lands in
-    ``data/label``."""
+    """``projunn-bench gate base HEAD`` in the clone (its own code); its files, asv's
+    results of both commits and the contention log land in ``data/label``."""
     out = data / label
     out.mkdir(parents=True, exist_ok=True)  # the gate may exit before making it
     start = time.monotonic()
@@ -138,110 +114,77 @@ def run_gate(repo: Path, head: str, label: str, factor: float, data: Path) -> Ga
             (out / "asv").mkdir(exist_ok=True)
             atomic_write_text(out / "asv" / f"{side}.json", found.read_text())
     atomic_write_text(out / "run.json", json.dumps(info) + "\n")
-    return load_run(out)
+    return load_run(out, factor)
 
 
-def flags(folder: Path, factor: float, samples: bool = True) -> list[str]:
-    """The benchmarks asv's compare calls slower (head vs base) at ``factor``, from the
-    saved results of a run: with the samples (Mann-Whitney U, what the gate does) or, with
-    ``samples=False``, from the 99% confidence intervals alone."""
-    from asv.commands.compare import _is_result_better
-    from asv.results import Results
-
-    if not (folder / "asv" / "head.json").exists():
-        return []
-    base, head = (Results.load(str(folder / "asv" / f"{s}.json")) for s in ("base", "head"))
-    out = []
-    for name in sorted(set(base.get_all_result_keys()) & set(head.get_all_result_keys())):
-        params = head.get_result_params(name)
-        t = [r.get_result_value(name, params) for r in (base, head)]
-        st = [r.get_result_stats(name, params) for r in (base, head)]
-        sm = [r.get_result_samples(name, params) or [None] * len(t[0]) for r in (base, head)]
-        for i, combo in enumerate(itertools.product(*params)):
-            if any(x[i] is None or x[i] != x[i] for x in t):
-                continue
-            ss_base, ss_head = ((st[j][i], sm[j][i] if samples else None) for j in (0, 1))
-            if _is_result_better(t[0][i], t[1][i], ss_base, ss_head, factor):
-                out.append(f"{name}({', '.join(combo)})")
-    return out
-
-
-FACTORS = (1.25, 1.5, 1.75, 2.0)
-
-
-def factor_table(runs: list[GateRun], data: Path, plant_n: int) -> list[str]:
-    """Markdown rows: per run and factor, how many benchmarks asv would call slower,
-    with the samples' rank test and with confidence intervals only (planted runs: the
-    planted cases / the others)."""
-    head = "| run | " + " | ".join(f"{f}: rank test, CI only" for f in FACTORS) + " |"
-    lines = [head, "|---" * (len(FACTORS) + 1) + "|"]
-    for run in runs:
-        cells = []
-        for f in FACTORS:
-            counts = []
-            for samples in (True, False):
-                found = flags(data / run.label, f, samples)
-                if run.label == "planted":
-                    hit = [x for x in found if f", {plant_n}," in x and "projunn" in x]
-                    counts.append(f"{len(hit)}/{len(found) - len(hit)}")
-                else:
-                    counts.append(str(len(found)))
-            cells.append(", ".join(counts))
-        lines.append(f"| {run.label} | " + " | ".join(cells) + " |")
-    return lines
-
-
-def load_run(folder: Path) -> GateRun:
-    """A finished run from its folder (``run.json`` and, if asv got that far, ``compare.md``)."""
+def load_run(folder: Path, factor: float) -> GateRun:
+    """A finished run from its folder (``run.json`` and, if asv got that far, the saved
+    results, judged at ``factor``)."""
     info = json.loads((folder / "run.json").read_text())
     run = GateRun(folder.name, info["status"], info["wall_s"], tuple(info["loadavg_1_5"]))
-    compare = folder / "compare.md"
-    if compare.exists():
-        run.rows = parse_table(compare.read_text())
+    run.comparison = judge(folder, factor)
     return run
 
 
+def judge(folder: Path, factor: float):
+    """The gate's verdict (:func:`suite.gate.run.verdict`) on a run's saved results, or
+    ``None`` when the run saved none."""
+    base, head = folder / "asv" / "base.json", folder / "asv" / "head.json"
+    if not (base.is_file() and head.is_file()):
+        return None
+    return verdict(base, head, factor, folder / "contention.jsonl")
+
+
+def pair(folder: Path) -> tuple[str, object, object] | None:
+    """``(label, base frame, head frame)`` of a run's saved asv results, contention marked
+    (an A/A pair for :func:`suite.report.calibration.evaluate`)."""
+    base, head = folder / "asv" / "base.json", folder / "asv" / "head.json"
+    if not (base.is_file() and head.is_file()):
+        return None
+    (sb, db), (sh, dh) = load_one(base), load_one(head)
+    marks = contention_marks(folder / "contention.jsonl")
+    return folder.name, mark(db, sb.commit, marks), mark(dh, sh.commit, marks)
+
+
 def report(aa: list[GateRun], planted: GateRun, factor: float, plant_n: int, data: Path) -> str:
+    """The campaign's markdown: each run, the planted cases, the A/A pairs judged again
+    at other factors with planted slowdowns of one case (:mod:`suite.report.calibration`)."""
+
     def fmt(x):
         return "–" if x is None or x != x else f"{x:.2f}"
 
     lines = [
-        "| run | exit | wall (min) | load avg (1, 5 min) | timed | flagged (+ or !) | "
+        "| run | exit | wall (min) | load avg (1, 5 min) | timed | flagged slower | "
         "largest ratio |",
         "|---|---|---|---|---|---|---|",
     ]
     for r in [*aa, planted]:
-        flagged = ", ".join(f"`{x.name}` {fmt(x.ratio)}" for x in r.flagged) or "none"
+        changes = r.comparison.changes if r.comparison is not None else []
+        flagged = ", ".join(f"`{x.case}` {fmt(x.ratio)}" for x in r.flagged) or "none"
         lines.append(
             f"| {r.label} | {r.status} | {r.wall / 60:.1f} | {r.load[0]:.1f}, {r.load[1]:.1f} "
-            f"| {sum(x.ratio is not None for x in r.rows)} | {flagged} | {fmt(r.max_ratio)} |"
+            f"| {len(changes)} | {flagged} | {fmt(r.max_ratio)} |"
         )
-    target = [r for r in planted.rows if f", {plant_n}," in r.name and "projunn" in r.name]
+    changes = planted.comparison.changes if planted.comparison is not None else []
+    target = [c for c in changes if f" N={plant_n} " in c.case and "projunn" in c.case]
     lines += ["", f"Planted cases (projUNN at N = {plant_n}), HEAD vs planted:", ""]
-    lines += ["| benchmark | ratio | flagged |", "|---|---|---|"]
-    lines += [f"| `{r.name}` | {fmt(r.ratio)} | {r.mark == '+'} |" for r in target]
-    aa_max = max((r.max_ratio for r in aa if r.rows), default=float("nan"))
-    update_ratios = [r.ratio for r in target if "time_update" in r.name and r.ratio]
+    lines += ["| case | ratio | flagged |", "|---|---|---|"]
+    lines += [f"| `{c.case}` | {fmt(c.ratio)} | {c.kind == 'regressed'} |" for c in target]
+    aa_max = max((r.max_ratio for r in aa if r.comparison is not None), default=float("nan"))
+    update = [c.ratio for c in target if c.case.startswith("update ")]
     lines += [
         "",
         f"- A/A false alarms at factor {factor}: {sum(len(r.flagged) for r in aa)} in "
         f"{len(aa)} runs; largest A/A ratio {fmt(aa_max)}.",
-        f"- Planted 2x at N = {plant_n}: {sum(r.mark == '+' for r in target)} of "
+        f"- Planted 2x at N = {plant_n}: {sum(c.kind == 'regressed' for c in target)} of "
         f"{len(target)} projUNN cases flagged; update ratios "
-        f"{', '.join(fmt(x) for x in update_ratios) or '–'}.",
-        f"- A factor in ({fmt(aa_max)}, {fmt(min(update_ratios, default=None))}] passes "
-        "every A/A run on ratio alone and still flags the planted updates (asv also "
-        "requires the difference to exceed the noise).",
+        f"{', '.join(fmt(x) for x in update) or '–'}.",
     ]
-    if any((data / r.label / "asv" / "head.json").exists() for r in [planted, *aa]):
-        lines += [
-            "",
-            "The same saved results judged again at other factors (asv's own comparison; "
-            "planted run: planted cases flagged / other cases flagged; the planted run has "
-            f"{len(target)} planted cases):",
-            "",
-            *factor_table([planted, *aa], data, plant_n),
-        ]
+    pairs = [p for p in (pair(data / r.label) for r in aa) if p is not None]
+    if pairs:
+        from ..report.calibration import evaluate, render
+
+        lines += ["", render(evaluate(pairs), "The A/A pairs judged at other factors")]
     return "\n".join(lines) + "\n"
 
 
@@ -279,10 +222,10 @@ def campaign(
         if not (data / "planted" / "run.json").exists():
             print(f"gate-noise: {data} holds no finished planted run", file=sys.stderr)
             return 2
-        planted = load_run(data / "planted")
-        done = [load_run(p.parent) for p in sorted(data.glob("aa-[0-9]*/run.json"))]
-        found = re.search(r"Before \[([0-9a-f]+)\]", (data / "planted" / "compare.md").read_text())
-        write(planted, done, found.group(1) if found else "?")
+        planted = load_run(data / "planted", factor)
+        done = [load_run(p.parent, factor) for p in sorted(data.glob("aa-[0-9]*/run.json"))]
+        commit = planted.comparison.base_label if planted.comparison is not None else "?"
+        write(planted, done, commit)
     else:
         repo, head = make_clone(work or Path(tempfile.mkdtemp(prefix="gate-noise-")), plant_n)
         # The planted run first; the file is rewritten after every run, so a stopped

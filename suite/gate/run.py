@@ -7,7 +7,14 @@ method, projUNN up to N = 1024) with OMP/MKL/OpenBLAS pinned to one thread, then
 ``asv.conf.json``). Writes into ``out``:
 
 * ``gate.log``: everything asv printed;
-* ``compare.md``: the verdict and the comparison table (the pull-request comment).
+* ``compare.md``: the verdict and the comparison (the pull-request comment);
+* ``contention.jsonl``: the CPU share each timed combination logged (a case timed while
+  other processes held the cores is listed, never called slower).
+
+The verdict is the detector of ``projunn-bench compare`` (:mod:`suite.report.compare`) on
+the two commits' asv results, with asv's 99 % confidence intervals: a case is slower when
+HEAD/BASE exceeds the factor and the intervals do not overlap; asv's own verdict is not
+used.
 
 asv builds one virtual environment (``asv.conf.json``: torch 2.13.0 from PyTorch's CPU
 index) and installs BASE and HEAD into it in turn. The benchmark code is the working
@@ -24,6 +31,7 @@ import time
 from pathlib import Path
 
 from ..measure.output import atomic_write_text
+from ..measure.timing import CONTENTION_LOG
 from . import asv as gate_asv
 
 __all__ = [
@@ -32,9 +40,12 @@ __all__ = [
     "asv_executable",
     "check_commits",
     "project_root",
+    "contention_marks",
+    "mark",
+    "result_file",
     "run_gate",
-    "sections",
     "summary",
+    "verdict",
 ]
 
 MARKER = "<!-- projunn-bench-gate -->"
@@ -98,51 +109,93 @@ def _run(cmd: list[str], root: Path, env: dict[str, str], log) -> tuple[int, str
     return proc.wait(), "".join(lines)
 
 
-def sections(table: str) -> list[tuple[str, str]]:
-    r"""``asv compare --split`` output as (title, markdown table) pairs.
-
-    >>> sections("Benchmarks that have got worse:\n\n| a |\n|---|\n| 1 |\n")
-    [('Benchmarks that have got worse:', '| a |\n|---|\n| 1 |')]
-    """
-    out: list[tuple[str, str]] = []
-    for block in table.strip().split("\n\n"):
-        block = block.strip()
-        if block.startswith("|") and out and not out[-1][1]:
-            out[-1] = (out[-1][0], block)
-        elif block.startswith("|"):
-            out.append(("Benchmarks:", block))
-        elif block:
-            out.append((block, ""))
-    return [(title, rows) for title, rows in out if rows]
+def result_file(root: Path, commit: str) -> Path:
+    """The newest asv result file of ``commit`` (a hash) under ``root/.asv/results``."""
+    found = sorted(
+        (root / ".asv" / "results").glob(f"*/{commit[:8]}-*.json"), key=lambda p: p.stat().st_mtime
+    )
+    if not found:
+        raise GateError(f"asv wrote no results of commit {commit[:8]} under {root / '.asv'}")
+    return found[-1]
 
 
-def summary(base: str, head: str, factor: float, status: int, table: str, wall: float) -> str:
-    """The markdown of ``compare.md``: the verdict, the slower and faster benchmarks, the
-    unchanged ones folded away.
+def contention_marks(log: Path) -> dict[tuple, float]:
+    """``(commit prefix, workload, method, n, k, dtype, device) -> cpu_share`` from the
+    lines the benchmarks appended to ``log`` (``$PROJUNN_BENCH_CONTENTION_LOG``): per case
+    the line of its longest-running process, which timed it (a short one only measured
+    its memory)."""
+    import json
 
-    >>> print(summary("main", "HEAD", 1.5, 0, "| x |", 61.0).splitlines()[2])
+    best: dict[tuple, tuple[float, float]] = {}
+    if not log.is_file():
+        return {}
+    for line in log.read_text().splitlines():
+        try:
+            e = json.loads(line)
+        except ValueError:  # a line cut by a killed process
+            continue
+        if e.get("cpu_share") is None:
+            continue
+        key = (str(e["commit"])[:8], e["workload"], e["method"], e["n"], e["k"])
+        key += (e["dtype"], e["device"])
+        if key not in best or e["seconds"] > best[key][0]:
+            best[key] = (float(e["seconds"]), float(e["cpu_share"]))
+    return {key: share for key, (_, share) in best.items()}
+
+
+def mark(frame, commit: str, marks: dict[tuple, float]):
+    """``frame`` with the ``cpu_share`` and ``contended`` of its cases from ``marks``."""
+    import pandas as pd
+
+    from ..measure.timing import CONTENDED_BELOW
+
+    columns = ("workload", "method", "n", "k", "dtype", "device")
+    share = []
+    for w, m, n, k, d, dev in frame[list(columns)].itertuples(index=False):
+        k = None if pd.isna(k) else int(k)  # NA: an unranked method
+        share.append(marks.get((commit[:8], w, m, int(n), k, d, dev)))
+    return frame.assign(
+        cpu_share=share, contended=[x is not None and x < CONTENDED_BELOW for x in share]
+    )
+
+
+def verdict(base_file: Path, head_file: Path, factor: float, log: Path | None = None):
+    """The gate's :class:`suite.report.compare.Comparison` of two asv result files, with
+    the contention the benchmarks logged: the same detector as ``projunn-bench compare``."""
+    from ..report.compare import compare_frames
+    from ..report.load import load_one
+
+    (sb, db), (sh, dh) = load_one(base_file), load_one(head_file)
+    marks = contention_marks(log) if log is not None else {}
+    db, dh = mark(db, sb.commit, marks), mark(dh, sh.commit, marks)
+    return compare_frames(db, dh, factor=factor, base_label=sb.commit, new_label=sh.commit)
+
+
+def summary(base: str, head: str, comparison, wall: float, failed: list[str] = ()) -> str:
+    """The markdown of ``compare.md`` (the pull-request comment): the verdict, then the
+    comparison of :func:`verdict`.
+
+    >>> from suite.report.compare import Comparison
+    >>> print(summary("main", "HEAD", Comparison([], 1.5), 61.0).splitlines()[2])
     **No benchmark is slower** by more than 1.5x beyond noise (main vs HEAD, 1.0 min).
     """
-    verdict = (
-        "**No benchmark is slower**"
-        if status == 0
-        else "**PERFORMANCE DECREASED**: a benchmark is slower (or failed)"
+    bad = comparison.regressed or failed
+    verdict_text = (
+        "**PERFORMANCE DECREASED**: a benchmark is slower (or failed)"
+        if bad
+        else "**No benchmark is slower**"
     )
     text = (
         f"{MARKER}\n### projUNN bench gate\n"
-        f"{verdict} by more than {factor}x beyond noise ({base} vs {head}, "
+        f"{verdict_text} by more than {comparison.factor:g}x beyond noise ({base} vs {head}, "
         f"{wall / 60:.1f} min).\n\n"
-        "float32, one CPU thread, CPU time, asv continuous --interleave-rounds "
-        "(`projunn-bench gate`; ratio = HEAD / BASE; `+` slower, `-` faster, "
-        "`!` failed in HEAD, `~` beyond the factor but within noise).\n"
+        "float32, one CPU thread, CPU time, asv continuous --interleave-rounds, judged by "
+        "the detector of `projunn-bench compare` (ratio = HEAD / BASE).\n"
     )
-    for title, rows in sections(table):
-        rows = rows.replace("<", "&lt;").replace(">", "&gt;")  # <branch> names are not tags
-        if "worse" in title or "improved" in title:
-            text += f"\n{title}\n\n{rows}\n"
-        else:
-            text += f"\n<details><summary>{title}</summary>\n\n{rows}\n\n</details>\n"
-    return text
+    if failed:
+        text += "\nFailed in HEAD: " + ", ".join(f"`{f}`" for f in failed) + "\n"
+    body = comparison.markdown().split("\n", 1)[1]  # without its own title
+    return text + body.replace("<", "&lt;").replace(">", "&gt;")
 
 
 def run_gate(
@@ -172,23 +225,25 @@ def run_gate(
     cmd[0] = asv
     out.mkdir(parents=True, exist_ok=True)
     env = gate_asv.environment()
+    log_path = out / "contention.jsonl"
+    log_path.unlink(missing_ok=True)
+    env[CONTENTION_LOG] = str(log_path.resolve())
     start = time.monotonic()
     with open(out / "gate.log", "w") as log:
         if not (Path.home() / ".asv-machine.json").exists():
             _run([asv, "machine", "--yes"], root, env, log)
         status, output = _run(cmd, root, env, log)
-        compare = [
-            asv, "compare", "--factor", str(factor), "--split", "--sort", "ratio", base, head,
-        ]  # fmt: skip
-        cstatus, table = _run(compare, root, env, log)
     wall = time.monotonic() - start
     if status == 1 and "PERFORMANCE DECREASED" not in output:
         status = 2  # asv could not build, install or import the suite
-    if status not in (0, 1) or cstatus != 0:
-        print(f"gate: asv failed (exit {status}/{cstatus}); see {out / 'gate.log'}")
+    if status not in (0, 1):
+        print(f"gate: asv failed (exit {status}); see {out / 'gate.log'}")
         return 2
-    text = summary(base, head, factor, status, table, wall)
-    atomic_write_text(out / "compare.md", text)
-    verdict = "PERFORMANCE DECREASED" if status else "ok"
-    print(f"gate: {verdict} in {wall:.0f} s; wrote {out / 'compare.md'}")
-    return status
+    base_hash, head_hash = (_git_hash(root, name) for name in (base, head))
+    comp = verdict(result_file(root, base_hash), result_file(root, head_hash), factor, log_path)
+    failed = [c.case for c in comp.only_base]  # timed in BASE, not in HEAD: it failed
+    atomic_write_text(out / "compare.md", summary(base, head, comp, wall, failed))
+    bad = bool(comp.regressed or failed)
+    print(f"gate: {'PERFORMANCE DECREASED' if bad else 'ok'} in {wall:.0f} s; {comp.counts()}")
+    print(f"gate: wrote {out / 'compare.md'}")
+    return 1 if bad else 0

@@ -28,7 +28,9 @@ __all__ = [
     "describe",
     "environment",
     "gpu_info",
+    "git_commit",
     "gpu_name",
+    "load",
     "peak_rss",
 ]
 
@@ -117,8 +119,47 @@ def peak_rss() -> int:
         return int(getattr(info, "peak_wset", info.rss))
 
 
-def _git_commit(root: Path) -> str:
+def load() -> dict[str, Any]:
+    """What other processes are doing to this one, now: the load average (1, 5, 15 min)
+    and this process's involuntary context switches so far (the kernel took a CPU away
+    from it while it could run; a quiet machine adds few). ``None`` where unknown.
+
+    >>> sorted(load())
+    ['involuntary_context_switches', 'loadavg_1_5_15']
+    """
     try:
+        avg = [round(x, 2) for x in os.getloadavg()]
+    except OSError:  # pragma: no cover - not on Linux/macOS
+        avg = None
+    try:
+        import resource
+
+        switches = int(resource.getrusage(resource.RUSAGE_SELF).ru_nivcsw)
+    except Exception:  # pragma: no cover - Windows
+        switches = None
+    return {"loadavg_1_5_15": avg, "involuntary_context_switches": switches}
+
+
+def git_commit(root: Path) -> str:
+    """The commit checked out in ``root`` (``+dirty`` with uncommitted changes to tracked
+    files), or ``""`` when ``root`` is not the top of a git checkout: an unpacked copy of
+    the project inside another repository has no commit of its own, and the outer
+    repository's is not the project's.
+
+    >>> import tempfile
+    >>> git_commit(Path(tempfile.mkdtemp()))
+    ''
+    """
+    try:
+        top = subprocess.run(
+            ["git", "rev-parse", "--show-toplevel"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=5,
+        )
+        if top.returncode != 0 or Path(top.stdout.strip()).resolve() != root.resolve():
+            return ""
         out = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=5
         )
@@ -172,7 +213,7 @@ def describe() -> dict[str, Any]:
         "cudnn": str(torch.backends.cudnn.version() or "") if torch.cuda.is_available() else "",
         "torch_threads": torch.get_num_threads(),
         "cuda_available": torch.cuda.is_available(),
-        "git_commit": _git_commit(Path(__file__).resolve().parent.parent),
+        "git_commit": git_commit(Path(__file__).resolve().parents[2]),
         "environment": environment(),
     }
     gpus = gpu_info()

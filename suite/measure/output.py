@@ -156,6 +156,8 @@ def write_table(rows: Iterable[Row], path: str | os.PathLike, fmt: str = "csv") 
             "iqr": pa.float64(),
             "repeat": pa.int64(),
             "step": pa.int64(),
+            "cpu_share": pa.float64(),
+            "contended": pa.bool_(),
         }
         schema = pa.schema([(c, types.get(c, pa.string())) for c in COLUMNS])
         table = pa.Table.from_pylist(rows, schema=schema)

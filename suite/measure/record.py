@@ -106,6 +106,7 @@ class Recorder:
         self._desc = machine.describe()
         self._started = time.time()
         self.info.update(started=_now(), table=self.table.name, status="running")
+        self.info["load"] = {"start": machine.load()}
         self._write_machine()
         self._last_flush = time.monotonic()
         if threading.current_thread() is threading.main_thread():
@@ -136,6 +137,7 @@ class Recorder:
             interrupted=self.status in ("interrupted", "terminated"),
             peak_rss_bytes=machine.peak_rss(),
         )
+        self.info["load"]["end"] = machine.load()
         if self.extra_summary is not None:
             self.info.update(self.extra_summary())
         self._write_machine()

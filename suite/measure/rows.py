@@ -37,7 +37,9 @@ REASON_LIMIT = 1000
 class Measurement:
     """One metric: ``value`` in ``unit``; ``iqr``/``repeat``/``samples`` for timings
     (seconds; ``samples`` ``;``-separated); ``status`` (:data:`STATUSES`) with its
-    ``reason``; ``step`` for a learning-curve row."""
+    ``reason``; ``step`` for a learning-curve row; for a timing, the ``cpu_share`` of its
+    sampling and whether that makes it ``contended``
+    (:data:`suite.measure.timing.CONTENDED_BELOW`)."""
 
     metric: str
     value: float | None
@@ -48,6 +50,8 @@ class Measurement:
     reason: str = ""
     step: int | None = None
     samples: str = ""
+    cpu_share: float | None = None
+    contended: bool | None = None
 
     def __post_init__(self):
         if self.status not in STATUSES:
@@ -56,8 +60,18 @@ class Measurement:
     @classmethod
     def timing(cls, metric: str, t) -> Measurement:
         """A timing from a :class:`suite.measure.timing.Timing`: median seconds, IQR,
-        sample count and the samples."""
-        return cls(metric, t.median, "s", t.iqr, t.repeat, samples=";".join(map(repr, t.samples)))
+        sample count, the samples and the CPU share (contended or not)."""
+        samples = ";".join(map(repr, t.samples))
+        return cls(
+            metric,
+            t.median,
+            "s",
+            t.iqr,
+            t.repeat,
+            samples=samples,
+            cpu_share=None if t.cpu_share is None else round(t.cpu_share, 4),
+            contended=t.contended,
+        )
 
     @classmethod
     def skipped(cls, reason: str, metric: str = "") -> Measurement:
@@ -75,7 +89,9 @@ class Measurement:
 class Row:
     """One line of a results table: which case (``workload``, ``method``, ``n``, ``k``,
     ``dtype``, ``device``, ``options`` as ``name=value;...``) and what was measured (the
-    fields of :class:`Measurement`)."""
+    fields of :class:`Measurement`). For a timing, ``value`` is the median in seconds,
+    ``iqr`` the interquartile range of the samples, ``repeat`` their number and
+    ``samples`` the samples themselves."""
 
     workload: str
     method: str
@@ -93,6 +109,8 @@ class Row:
     reason: str = ""
     step: int | None = None
     samples: str = ""
+    cpu_share: float | None = None
+    contended: bool | None = None
 
     def __post_init__(self):
         if self.status not in STATUSES:
@@ -116,10 +134,13 @@ class Row:
         64
         """
         numbers = {"n": int, "k": int, "repeat": int, "step": int, "value": float, "iqr": float}
+        numbers["cpu_share"] = float
         fields = {}
         for name in COLUMNS:
             v = record.get(name)
-            if name in numbers:
+            if name == "contended":
+                fields[name] = None if v in (None, "") else str(v).lower() == "true"
+            elif name in numbers:
                 fields[name] = None if v in (None, "") else numbers[name](float(v))
             elif v is not None:
                 fields[name] = str(v)

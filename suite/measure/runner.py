@@ -42,7 +42,15 @@ from .rows import IDENTITY, Measurement, Row
 from .settings import Settings
 from .workloads import WORKLOADS
 
-__all__ = ["CaseResult", "SweepResult", "case_statuses", "release", "run_case", "run_sweep"]
+__all__ = [
+    "CaseResult",
+    "SweepResult",
+    "case_statuses",
+    "contended_cases",
+    "release",
+    "run_case",
+    "run_sweep",
+]
 
 
 def release(device: str) -> None:
@@ -122,6 +130,11 @@ def case_statuses(rows: Sequence[Row]) -> Counter:
     return Counter(worst.values())
 
 
+def contended_cases(rows: Sequence[Row]) -> list[Row]:
+    """The timing rows among ``rows`` marked contended (one per timed case and metric)."""
+    return [r for r in rows if r.status == "ok" and r.unit == "s" and r.contended]
+
+
 @dataclass
 class SweepResult:
     """Where a sweep wrote (``folder``, ``table``, ``machine``), its rows, its ``status``
@@ -145,6 +158,11 @@ class SweepResult:
     def counts(self) -> Counter:
         """Cases per status (:func:`case_statuses`)."""
         return case_statuses(self.rows)
+
+    @property
+    def contended(self) -> list[Row]:
+        """The contended timing rows (:func:`contended_cases`)."""
+        return contended_cases(self.rows)
 
 
 def run_sweep(
@@ -172,7 +190,12 @@ def run_sweep(
     done = 0
 
     def summary() -> dict[str, Any]:
-        return {"cases_done": done, "case_status": dict(case_statuses(rec.rows)), **gpu.summary()}
+        return {
+            "cases_done": done,
+            "case_status": dict(case_statuses(rec.rows)),
+            "cases_contended": len(contended_cases(rec.rows)),
+            **gpu.summary(),
+        }
 
     rec = Recorder(out, info=run_info, fmt=fmt, flush_every=flush_every, extra_summary=summary)
     with rec:

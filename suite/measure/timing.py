@@ -8,14 +8,24 @@ thread count is explicit. :func:`timer` is the synchronizing clock asv uses (asv
 single calls itself). :func:`measure_events` reads CUDA events instead: the time the
 device's stream spends per call, with no host clock involved.
 
+**Contention.** :func:`measure` also reports the ``cpu_share`` of its sampling: the CPU
+time this process's threads got over the time they were ready to run (:class:`CpuShare`).
+On a quiet machine it is close to 1; when other processes hold the cores, the threads
+wait for a CPU and it drops. Below :data:`CONTENDED_BELOW` a timing is *contended*: the
+median then measures the machine's load as much as the code, and the suite says so
+(the ``contended`` column, the warning at the end of a run, the report, ``compare``).
+
 >>> import torch
 >>> t = measure(lambda: torch.ones(8).sum(), min_time=0.001, max_time=0.01)
 >>> t.repeat >= 1 and t.median > 0 and len(t.samples) == t.repeat
+True
+>>> 0 < t.cpu_share <= 1.0
 True
 """
 
 from __future__ import annotations
 
+import os
 import statistics
 import time
 import timeit
@@ -27,6 +37,9 @@ from torch.utils import benchmark
 
 __all__ = [
     "CLOCKS",
+    "CONTENDED_BELOW",
+    "CONTENTION_LOG",
+    "CpuShare",
     "IQR_THRESHOLD",
     "MIN_SAMPLES",
     "Timing",
@@ -72,16 +85,89 @@ def timer(device: torch.device | str | None = None) -> float:
     return time.perf_counter()
 
 
+CONTENTION_LOG = "PROJUNN_BENCH_CONTENTION_LOG"
+"""Environment variable: a file to which every timed asv combination appends its CPU share
+(``suite/benchmarks.py``; the gate sets it and reads it back)."""
+
+CONTENDED_BELOW = 0.9
+"""A timing whose ``cpu_share`` is below this is contended (see the module docstring):
+on the project's quiet 2-core machine every case of the quick grid measured 0.96 or more
+(``results/contention.md``), under a CPU hog on every core 0.7 or less."""
+
+
+def _schedstat() -> tuple[int, int] | None:
+    """``(ran, waited)`` nanoseconds summed over this process's threads: time on a CPU and
+    time runnable but waiting for one (Linux ``/proc/self/task/*/schedstat``); ``None``
+    where the kernel does not provide them."""
+    ran = waited = 0
+    try:
+        tasks = os.listdir("/proc/self/task")
+    except OSError:
+        return None
+    found = False
+    for tid in tasks:
+        try:
+            with open(f"/proc/self/task/{tid}/schedstat") as f:
+                fields = f.read().split()
+        except OSError:  # the thread ended meanwhile
+            continue
+        ran += int(fields[0])
+        waited += int(fields[1])
+        found = True
+    return (ran, waited) if found else None
+
+
+class CpuShare:
+    """The share of the time this process's threads were ready to run that they ran,
+    over a ``with`` block: ``share`` (0 to 1) after it ends.
+
+    Linux: from the scheduler's statistics (CPU time / (CPU time + run-queue wait), all
+    threads together: idle or blocked threads count neither way, so a quiet run is close
+    to 1 whatever the thread count). Elsewhere: CPU time / (wall time x ``threads``).
+
+    >>> with CpuShare() as meter:
+    ...     _ = sum(range(100_000))
+    >>> 0 < meter.share <= 1
+    True
+    """
+
+    def __init__(self, threads: int | None = None):
+        self.threads = threads or torch.get_num_threads()
+        self.share: float | None = None
+
+    def __enter__(self) -> CpuShare:
+        self._sched = _schedstat()
+        self._cpu, self._wall = time.process_time(), time.perf_counter()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        end = _schedstat()
+        if self._sched is not None and end is not None:
+            ran, waited = (b - a for a, b in zip(self._sched, end, strict=True))
+            self.share = ran / (ran + waited) if ran + waited > 0 else None
+        else:
+            wall = time.perf_counter() - self._wall
+            cpu = time.process_time() - self._cpu
+            self.share = min(1.0, cpu / (wall * self.threads)) if wall > 0 else None
+
+
 @dataclass(frozen=True)
 class Timing:
     """Seconds per call: ``median`` and interquartile range ``iqr`` of the ``samples``
-    (each the mean of ``number`` calls timed as one block), ``repeat`` samples."""
+    (each the mean of ``number`` calls timed as one block), ``repeat`` samples, and the
+    ``cpu_share`` of the sampling (:class:`CpuShare`; ``None`` where not measured)."""
 
     median: float
     iqr: float
     repeat: int
     number: int
     samples: tuple[float, ...]
+    cpu_share: float | None = None
+
+    @property
+    def contended(self) -> bool | None:
+        """Whether ``cpu_share`` is below :data:`CONTENDED_BELOW` (``None``: not measured)."""
+        return None if self.cpu_share is None else self.cpu_share < CONTENDED_BELOW
 
 
 def measure(
@@ -124,11 +210,13 @@ def measure(
     found = benchmark.Timer(
         stmt="fn()", globals={"fn": fn}, num_threads=threads, timer=CLOCKS[clock]
     )
-    m = found.adaptive_autorange(
-        threshold=IQR_THRESHOLD, min_run_time=min_time, max_run_time=budget
-    )
+    with CpuShare(threads) as meter:
+        m = found.adaptive_autorange(
+            threshold=IQR_THRESHOLD, min_run_time=min_time, max_run_time=budget
+        )
     samples = tuple(float(t) for t in m.times)
-    return Timing(float(m.median), float(m.iqr), len(samples), int(m.number_per_run), samples)
+    number = int(m.number_per_run)
+    return Timing(float(m.median), float(m.iqr), len(samples), number, samples, meter.share)
 
 
 def measure_events(

@@ -78,11 +78,14 @@ def latest(df, keys: Sequence[str]):
 
 def timings(frame):
     """Median seconds per case of the timed workloads: columns ``platform, workload,
-    dtype, method, k, options, label, projunn, cubic, n, seconds, iqr, repeat, run``."""
+    dtype, method, k, options, label, projunn, cubic, n, seconds, iqr, repeat, run,
+    cpu_share, contended`` (contended: timed while other processes held the cores)."""
     ok = prepared(frame)
     t = ok[(ok["metric"] == "time") & ok["workload"].isin(TIMED_WORKLOADS) & ok["step"].isna()]
     t = latest(t, [*_CASE, "n"]).rename(columns={"value": "seconds"})
+    t = t.assign(contended=t["contended"].fillna(False).astype(bool))
     cols = [*_CASE, "projunn", "cubic", "n", "seconds", "iqr", "repeat", "run"]
+    cols += ["cpu_share", "contended"]
     return (
         t[cols].sort_values(["platform", "workload", "dtype", "label", "n"]).reset_index(drop=True)
     )
@@ -121,6 +124,7 @@ def exponents(times, min_n: int = MIN_FIT_N):
     import pandas as pd
 
     rows = []
+    times = times[~times["contended"]]  # their times measure the load, not the code
     for key, g in times[times["n"] >= min_n].groupby(_CASE, dropna=False, sort=True):
         g = g.sort_values("n")
         if g["n"].nunique() < 2:
@@ -150,8 +154,10 @@ def speedups(times, best_k: bool = False):
     ``baseline seconds / projUNN seconds`` (> 1: projUNN faster). Columns ``platform,
     workload, dtype, n, projunn (label), variant (method), k, baseline, speedup``.
 
-    ``best_k``: per projUNN method and N, only its fastest rank (``k`` says which)."""
+    ``best_k``: per projUNN method and N, only its fastest rank (``k`` says which).
+    Contended timings take no part (see :func:`timings`)."""
     keys = ["platform", "workload", "dtype", "n"]
+    times = times[~times["contended"]]
     p = times[times["projunn"]]
     if best_k:
         p = p.sort_values("seconds", kind="stable").drop_duplicates(

@@ -197,12 +197,32 @@ def _times_section(doc: _Doc, times) -> None:
             "For the conv_ workloads N is the channel count C (the grid size in brackets)."
         ),
     )
+    contended = times[times["contended"]]
+    if not contended.empty:
+        cases = ", ".join(
+            f"{r.workload} {r.label} N={r.n} ({r.platform}, cpu_share {r.cpu_share:.2f})"
+            for r in _ordered(contended).itertuples()
+        )
+        doc.add(
+            Text(
+                f"**{len(contended)} timing(s) marked † were contended**: other processes held "
+                "the cores while they were measured (cpu_share below the threshold), so they "
+                "measure the load as much as the code. They are drawn and tabled, and left "
+                f"out of the scaling exponents and the speed-ups: {cases}."
+            )
+        )
+    marked = times.assign(
+        text=[
+            fmt_seconds(s) + (" †" if c else "")
+            for s, c in zip(times["seconds"], times["contended"], strict=True)
+        ]
+    )
     doc.per_workload(
-        times,
+        marked,
         fg.plot_times,
         "fig1_time",
         "Median time per call vs N",
-        lambda sub: _by_n(_ordered(sub), ["platform", "dtype", "label"], "seconds", fmt_seconds),
+        lambda sub: _by_n(_ordered(sub), ["platform", "dtype", "label"], "text", str),
     )
 
 

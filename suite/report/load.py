@@ -52,8 +52,9 @@ EXTRA_COLUMNS = ("run", "platform", "commit", "date", "source", "ci_low", "ci_hi
 FRAME_COLUMNS = COLUMNS + EXTRA_COLUMNS
 STATUSES = ("ok", "skipped", "error")
 _INT_COLUMNS = ("n", "k", "repeat", "step")
-_FLOAT_COLUMNS = ("value", "iqr")
-_OPTIONAL_COLUMNS = ("step", "samples")  # tables written before these columns existed
+_FLOAT_COLUMNS = ("value", "iqr", "cpu_share")
+_BOOL_COLUMNS = ("contended",)
+_OPTIONAL_COLUMNS = ("step", "samples", "cpu_share", "contended")  # older tables lack them
 TABLE_SUFFIXES = (".csv", ".parquet")
 RUN_TABLES = ("results.csv", "results.parquet")
 
@@ -259,6 +260,13 @@ def _coerce(df, path: Path):
                 i = int(bad.to_numpy().nonzero()[0][0])
                 raise _line_error(path, i, f"{c}={col.iloc[i]!r} is not a number")
             out[c] = num.astype("Int64") if c in _INT_COLUMNS else num.astype(float)
+        elif c in _BOOL_COLUMNS:  # "True" / "False"; empty where not measured
+            low = col.str.lower()
+            bad = ~low.isin(["true", "false", ""])
+            if bad.any():
+                i = int(bad.to_numpy().nonzero()[0][0])
+                raise _line_error(path, i, f"{c}={col.iloc[i]!r} is not True or False")
+            out[c] = low.eq("true")
         else:
             out[c] = col.astype(object)
     bad_status = ~out["status"].isin(STATUSES)
