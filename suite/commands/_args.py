@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import ast
 import os
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -90,22 +91,28 @@ def method_option(text: str) -> tuple[str, Any]:
 
 
 def output_dir(text: str) -> Path:
-    """An argparse type: a folder that exists and is writable, or can be created (a
-    writable existing ancestor); checked before anything runs, nothing is created."""
+    """An argparse type: a folder that can be written, checked by doing it before
+    anything runs: the missing folders are created, a file is written in it and removed,
+    and the folders made for the check are removed again (permission bits do not tell:
+    root passes every access check, and /proc refuses folders whatever they say)."""
     path = Path(text).expanduser()
-    if path.exists():
-        if not path.is_dir():
-            raise argparse.ArgumentTypeError(f"{text!r} exists and is not a folder")
-        if not os.access(path, os.W_OK | os.X_OK):
-            raise argparse.ArgumentTypeError(f"{text!r} is not writable")
-        return path
-    parent = path.absolute().parent
-    while not parent.exists():
-        parent = parent.parent
-    if not parent.is_dir():
-        raise argparse.ArgumentTypeError(f"cannot create {text!r}: {parent} is a file")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise argparse.ArgumentTypeError(f"cannot create {text!r}: {parent} is not writable")
+    if path.exists() and not path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text!r} exists and is not a folder")
+    missing = [p for p in (path.absolute(), *path.absolute().parents) if not p.exists()]
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=path, prefix=".projunn-bench-check-")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        why = e.strerror or str(e)
+        raise argparse.ArgumentTypeError(f"cannot write into {text!r}: {why}") from None
+    finally:
+        for folder in missing:  # the deepest first
+            try:
+                folder.rmdir()
+            except OSError:
+                pass
     return path
 
 

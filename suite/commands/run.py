@@ -273,7 +273,10 @@ def main(args, parser: argparse.ArgumentParser) -> int:
     result = runner.run_sweep(
         cases, settings, args.out, fmt=args.format, progress=not args.no_progress, info=info
     )
-    summary = run_summary(result.rows)
+    planned: dict[str, set[str]] = {}
+    for case in cases:
+        planned.setdefault(case.workload, set()).add(case.method)
+    summary = run_summary(result.rows, planned)
     if summary:
         print(summary)
     counts = result.counts

@@ -57,6 +57,8 @@ metrics per logged step: train_loss, test_loss, test_accuracy (classification an
   baseline_accuracy (method "baseline": the no-memory baseline), parameters, unitarity.
 distributed: under torchrun every process trains batch / processes examples per step
   (DistributedDataParallel; gloo on CPU, nccl on CUDA) and rank 0 writes the results.
+divergence: a training loss that is not finite, or above 100 x the initial test loss,
+  stops that method with an error row saying so (printed at the end).
 exit status: 0 ok, 1 a method failed or diverged, 2 bad usage, 130 interrupted (what was
   measured is written)."""
 
@@ -259,8 +261,9 @@ def main(args, parser: argparse.ArgumentParser) -> int:
         if measured:
             print("\n" + beside(measured, runs[0].config.hidden))
     for r in result.rows:
-        if r.status == "skipped":
-            print(f"skipped {r.method}: {r.reason}")
+        if r.status in ("skipped", "error"):
+            label = method_label(r.method, r.k)
+            print(f"{'skipped' if r.status == 'skipped' else 'failed'} {label}: {r.reason}")
     print(f"\nresults: {result.table}\nmachine: {result.machine}")
     if result.figure:
         print(f"figure: {result.figure}")

@@ -42,9 +42,12 @@ True
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
+import os
 import shutil
+import sys
 import tempfile
 import warnings
 from collections.abc import Callable, Iterable, Iterator
@@ -504,9 +507,38 @@ def profile_work(
     threads = torch.get_num_threads()
     torch.set_num_threads(settings.threads or threads)
     try:
-        return _profile(work, steps, settings, timing, trace)
+        with without_profiler_log():
+            return _profile(work, steps, settings, timing, trace)
     finally:
         torch.set_num_threads(threads)
+
+
+PROFILER_LOG = "USDT:"
+"""Start of the lines torch's profiler (kineto) writes to the process's stderr at every
+start and stop (``USDT: ... profiler_start``): noise to whoever reads the output."""
+
+
+@contextlib.contextmanager
+def without_profiler_log():
+    """Run the block with the process's stderr (file descriptor 2, where the profiler's C++
+    code writes) going to a temporary file; then pass on every line but the profiler's
+    :data:`PROFILER_LOG` lines. Nothing else is lost, only delayed to the block's end."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as held:
+        os.dup2(held.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            held.seek(0)
+            text = held.read().decode("utf-8", errors="replace")
+            kept = [x for x in text.splitlines(keepends=True) if not x.startswith(PROFILER_LOG)]
+            if kept:
+                sys.stderr.write("".join(kept))
+                sys.stderr.flush()
 
 
 def _memory(work: Prepared) -> tuple[int, int, int, str]:

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import textwrap
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from ..measure.rows import Row
 from . import label_order, series_label
@@ -41,6 +41,7 @@ def _label(row: Row) -> str:
 def _time_tables(rows: list[Row]) -> list[str]:
     timed = [r for r in rows if r.status == "ok" and r.metric == "time" and r.step is None]
     groups: dict[tuple, dict[str, dict[int, float]]] = defaultdict(lambda: defaultdict(dict))
+    contended = {(r.workload, r.device, r.dtype, _label(r), r.n) for r in timed if r.contended}
     for r in timed:
         groups[(r.workload, r.device, r.dtype)][_label(r)][r.n] = float(r.value)
     lines = []
@@ -56,16 +57,21 @@ def _time_tables(rows: list[Row]) -> list[str]:
             for n in sizes:
                 t = series[label].get(n)
                 mark = "*" if t is not None and t == best[n] else ""
+                mark += "†" if (wl, device, dtype, label, n) in contended else ""
                 cells.append(f"{fmt_seconds(t) + mark:<12}")
             lines.append("  " + label.ljust(width) + "".join(cells).rstrip())
     return lines
 
 
-def absent_methods(rows: Iterable[Row]) -> dict[str, dict[str, list[str]]]:
+def absent_methods(
+    rows: Iterable[Row], planned: Mapping[str, set[str]] | None = None
+) -> dict[str, dict[str, list[str]]]:
     """Per workload of ``rows``, the registry methods with no row in it, grouped by why:
     ``{workload: {reason: [methods]}}``. The reason is the skip rule's (e.g. "no
     functional update"), "runs on CUDA only" for the CUDA-graph methods of a run without
-    CUDA rows, or "not selected" (left out by ``--methods``)."""
+    CUDA rows, "not reached (interrupted)" for methods the run had cases of (``planned``:
+    workload -> methods) but stopped before, or "not selected" (left out by
+    ``--methods``)."""
     from ..measure.cases import Case
     from ..measure.methods import METHODS
     from ..measure.workloads import WORKLOADS
@@ -80,7 +86,9 @@ def absent_methods(rows: Iterable[Row]) -> dict[str, dict[str, list[str]]]:
             if name in present:
                 continue
             reason = "not selected"
-            if wl not in spec.workloads:
+            if planned is not None and name in planned.get(wl, ()):
+                reason = "not reached (interrupted)"
+            elif wl not in spec.workloads:
                 case = Case(wl, name, 16, 1 if spec.ranked else None)
                 reason = case.skip_reason().removeprefix(f"{name} ")
             elif spec.graphed and not on_cuda:
@@ -104,11 +112,14 @@ def _not_run(rows: list[Row]) -> list[str]:
     return lines
 
 
-def run_summary(rows: Iterable[Row]) -> str:
-    """The text summary of a run's rows."""
+def run_summary(rows: Iterable[Row], planned: Mapping[str, set[str]] | None = None) -> str:
+    """The text summary of a run's rows (``planned``: workload -> the methods the run had
+    cases of, see :func:`absent_methods`). Contended timings are marked †."""
     rows = list(rows)
     lines = _time_tables(rows)
-    for wl, why in absent_methods(rows).items():
+    if any(r.contended for r in rows):
+        lines.append("  † contended: timed while other processes held the cores")
+    for wl, why in absent_methods(rows, planned).items():
         parts = [f"{', '.join(names)}: {reason}" for reason, names in why.items()]
         text = f"absent from {wl}: " + "; ".join(parts)
         lines += textwrap.wrap(text, 88, subsequent_indent="  ")

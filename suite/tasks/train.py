@@ -31,10 +31,13 @@ from ..measure.methods import METHODS
 from ..measure.timing import timer
 from .base import Config, Problem, Task, count_parameters
 
-__all__ = ["Run", "Trained", "World", "evaluate", "train"]
+__all__ = ["DIVERGED_ABOVE", "Run", "Trained", "World", "divergence", "evaluate", "train"]
 
 EVAL_CHUNK = 500
 """Test examples per forward of the evaluation."""
+DIVERGED_ABOVE = 100
+"""A training loss above this multiple of the initial test loss (the untrained model's)
+is a divergence: the run stops with an error row that says so, as a non-finite loss does."""
 
 
 @dataclass(frozen=True)
@@ -191,16 +194,18 @@ def train(
     batches = torch.Generator().manual_seed(1_000_003 * (run.seed + 1) + world.rank)
     per_process = cfg.batch // world.size
 
-    def log(step: int, seconds: float, train_loss: float | None) -> None:
+    def log(step: int, seconds: float, train_loss: float | None) -> dict[str, float]:
+        found = evaluate(model, problem)
         if not world.main:
-            return
+            return found
         if train_loss is not None:
             record("train_loss", train_loss, problem.loss_unit, step)
-        for name, value in evaluate(model, problem).items():
+        for name, value in found.items():
             record(name, value, problem.unit(name), step)
         record("wall_time", seconds, "s", step)
+        return found
 
-    log(0, 0.0, None)
+    initial = log(0, 0.0, None).get("test_loss")
     status = "ok"
     clock, running, count = 0.0, torch.zeros((), device=device), 0
     bar = _progress(run, world, progress)
@@ -219,10 +224,10 @@ def train(
                 continue
             clock += timer(device) - start
             train_loss = float(world.mean(running)) / count
-            if not math.isfinite(train_loss):
+            reason = divergence(train_loss, initial, step)
+            if reason:
                 if world.main:
-                    record("train_loss", None, problem.loss_unit, step, "error",
-                           f"training loss became non-finite by step {step}")  # fmt: skip
+                    record("train_loss", None, problem.loss_unit, step, "error", reason)
                 status = "error"
                 break
             log(step, clock, train_loss)
@@ -237,6 +242,26 @@ def train(
         for name, value in task.final_metrics(model).items():
             record(name, value, "1")
     return Trained(status, model)
+
+
+def divergence(loss: float, initial: float | None, step: int) -> str | None:
+    """Why a training ``loss`` (mean since the last logged step) means the run diverged:
+    not finite, or above :data:`DIVERGED_ABOVE` times the ``initial`` test loss; ``None``
+    when it did not.
+
+    >>> divergence(8e15, 2.1, 40)
+    'the training loss 8e+15 is above 100 x the initial test loss 2.1 by step 40: diverged'
+    >>> divergence(float("nan"), 2.1, 2), divergence(1.9, 2.1, 2)
+    ('the training loss became non-finite by step 2: diverged', None)
+    """
+    if not math.isfinite(loss):
+        return f"the training loss became non-finite by step {step}: diverged"
+    if initial is not None and initial > 0 and loss > DIVERGED_ABOVE * initial:
+        return (
+            f"the training loss {loss:.3g} is above {DIVERGED_ABOVE} x the initial test loss "
+            f"{initial:.3g} by step {step}: diverged"
+        )
+    return None
 
 
 def ranked(method: str) -> bool:

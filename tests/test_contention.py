@@ -1,0 +1,160 @@
+"""Timings a busy machine makes are flagged, and the rough edges a new user hit: an
+unusable --out, an interrupted summary, a diverging task, the profiler's log lines, the
+commit of an unpacked copy."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from suite.cli import main
+from suite.measure import machine
+from suite.measure.cases import Case
+from suite.measure.runner import run_case
+from suite.measure.settings import Settings
+from suite.measure.timing import CONTENDED_BELOW, CpuShare
+
+ONE_THREAD = Settings(warmup=1, min_time=0.15, max_time=0.15, threads=1)
+CASES = [Case("update", "unconstrained", 256), Case("update", "projunn_t", 128, 2)]
+
+HOG = "import time\nend = time.time() + {seconds}\nwhile time.time() < end:\n    pass\n"
+
+
+def _timed_rows(settings=ONE_THREAD):
+    rows = [r for case in CASES for r in run_case(case, settings).rows]
+    return [r for r in rows if r.metric == "time"]
+
+
+def test_a_quiet_machine_flags_nothing():
+    rows = _timed_rows()
+    assert rows and all(r.cpu_share is not None for r in rows)
+    assert not any(r.contended for r in rows), [(r.method, r.cpu_share) for r in rows]
+
+
+def test_timings_under_a_cpu_hog_are_flagged():
+    """One busy process per core (bounded to 30 s, stopped by the test) besides the
+    one-thread sweep: three runnable threads on two cores."""
+    hogs = [
+        subprocess.Popen([sys.executable, "-c", HOG.format(seconds=30)])
+        for _ in range(os.cpu_count() or 1)
+    ]
+    try:
+        time.sleep(0.3)  # the hogs are running
+        rows = _timed_rows()
+    finally:
+        for hog in hogs:
+            hog.kill()
+            hog.wait()
+    assert rows and all(r.contended for r in rows), [(r.method, r.cpu_share) for r in rows]
+    assert all(r.cpu_share < CONTENDED_BELOW for r in rows)
+
+
+def test_cpu_share_of_a_sleeping_block_is_not_contention():
+    with CpuShare(threads=2) as meter:
+        time.sleep(0.05)  # blocked, not waiting for a CPU
+        sum(range(200_000))
+    assert meter.share is not None and meter.share > CONTENDED_BELOW
+
+
+def test_run_warns_and_strict_exits_3_on_contention(tmp_path, capsys, monkeypatch):
+    from suite.measure import probes
+
+    real = probes.measure
+
+    def contended(*args, **kwargs):
+        import dataclasses
+
+        return dataclasses.replace(real(*args, **kwargs), cpu_share=0.5)
+
+    monkeypatch.setattr(probes, "measure", contended)
+    argv = ["run", "--grid", "tiny", "--workloads", "update", "--methods", "unconstrained"]
+    argv += ["--out", str(tmp_path), "--no-progress", "--no-report"]
+    assert main(argv) == 0
+    err = capsys.readouterr().err
+    assert "2 of 2 cases were timed contended" in err and "--strict" in err
+    assert main([*argv, "--strict"]) == 3
+    folder = sorted(tmp_path.iterdir())[-1]
+    meta = json.loads((folder / "machine.json").read_text())["run"]
+    assert meta["cases_contended"] == 2
+    assert set(meta["load"]) == {"start", "end"}
+    assert meta["load"]["end"]["involuntary_context_switches"] >= 0
+    table = (folder / "results.csv").read_text()
+    assert ",0.5,True" in table
+
+
+def test_an_unusable_out_is_a_usage_error_before_anything_runs(tmp_path, capsys):
+    file = tmp_path / "a-file"
+    file.write_text("")
+    for bad in ("/proc/projunn-bench-nope", str(file), str(file / "sub")):
+        with pytest.raises(SystemExit) as e:
+            main(["run", "--grid", "tiny", "--out", bad])
+        assert e.value.code == 2 and "argument --out" in capsys.readouterr().err
+    fresh = tmp_path / "new" / "deeper"
+    assert main(["list", "--grid", "tiny"]) == 0 and not fresh.exists()
+    from suite.commands._args import output_dir
+
+    assert output_dir(str(fresh)) == fresh and not (tmp_path / "new").exists()  # checked, undone
+
+
+def test_an_interrupted_summary_says_not_reached(tmp_path, capsys, monkeypatch):
+    from suite.measure import runner
+
+    real, calls = runner.run_case, []
+
+    def stop_at_second(case, settings):
+        calls.append(case)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(case, settings)
+
+    monkeypatch.setattr(runner, "run_case", stop_at_second)
+    argv = ["run", "--grid", "tiny", "--workloads", "update", "--sizes", "16", "--ranks", "1"]
+    argv += ["--methods", "unconstrained", "svd", "expm", "--out", str(tmp_path)]
+    assert main([*argv, "--no-progress", "--no-report"]) == 130
+    out = " ".join(capsys.readouterr().out.split())
+    assert "svd, expm: not reached (interrupted)" in out and "not selected" in out
+
+
+def test_a_diverging_task_says_why_and_exits_1(tmp_path, capsys):
+    argv = ["task", "copy", "--method", "unconstrained", "--lr", "100", "--steps", "4"]
+    argv += ["--T", "4", "--hidden", "8", "--test-size", "8", "--out", str(tmp_path)]
+    assert main([*argv, "--no-progress", "--no-figure"]) == 1
+    out = capsys.readouterr().out
+    assert "failed unconstrained: the training loss became non-finite by step" in out
+
+
+def test_profile_output_has_no_profiler_log_lines(tmp_path, capfd):
+    argv = ["profile", "--method", "unconstrained", "--n", "16", "--steps", "2"]
+    assert main([*argv, "--min-time", "0.01", "--max-time", "0.02", "--out", str(tmp_path)]) == 0
+    out, err = capfd.readouterr()
+    assert "# Profile: update" in out
+    assert "USDT" not in out + err and "profiler_start" not in out + err
+
+
+def test_without_profiler_log_keeps_other_stderr(capfd):
+    from suite.measure.profiling import without_profiler_log
+
+    with without_profiler_log():
+        os.write(2, b"USDT:2026 profiler_start\nsomething else\n")
+    assert capfd.readouterr().err == "something else\n"
+
+
+def test_the_commit_is_the_projects_own_or_none(tmp_path):
+    def git(*args, cwd):
+        subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True)
+
+    outer = tmp_path / "outer"
+    (outer / "copy").mkdir(parents=True)
+    git("init", "-q", cwd=outer)
+    (outer / "f").write_text("x")
+    git("add", "f", cwd=outer)
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "x", cwd=outer)
+    assert machine.git_commit(outer / "copy") == ""  # an unpacked copy inside a checkout
+    assert len(machine.git_commit(outer)) == 40
+    assert machine.git_commit(Path(__file__).resolve().parents[1]) != ""
