@@ -33,6 +33,7 @@ COMMANDS = (
     "listing",
     "gate",
     "gate_noise",
+    "calibrate",
     "gpu_check",
     "drift",
     "asv_offline",

@@ -158,3 +158,38 @@ def test_the_commit_is_the_projects_own_or_none(tmp_path):
     assert machine.git_commit(outer / "copy") == ""  # an unpacked copy inside a checkout
     assert len(machine.git_commit(outer)) == 40
     assert machine.git_commit(Path(__file__).resolve().parents[1]) != ""
+
+
+def test_calibrate_judges_aa_pairs_and_picks_a_factor(tmp_path, capsys):
+    """Three synthetic A/A runs shifted by 1.12x and 1/0.87x = 1.155x: the chosen factor is
+    the smallest candidate above the shifts, and a planted 1.5x is caught there."""
+    import numpy as np
+
+    from suite.measure.output import write_json, write_table
+    from suite.measure.rows import Row
+
+    rng = np.random.default_rng(7)
+    folders = []
+    for run, shift in enumerate((1.0, 1.12, 0.97)):
+        rows = []
+        for method, k in (("projunn_t", 1), ("svd", None)):
+            for n in (64, 256):
+                samples = 1e-3 * n / 64 * shift * (1 + 0.002 * rng.standard_normal(20))
+                rows.append(
+                    Row("update", method, n, k, metric="time", value=float(np.median(samples)),
+                        unit="s", repeat=20, samples=";".join(map(repr, samples.tolist())))
+                )  # fmt: skip
+        folder = tmp_path / f"run{run}"
+        folder.mkdir()
+        write_table(rows, folder / "results.csv")
+        write_json(folder / "machine.json", {"cpu_model": "x", "run": {"status": "complete"}})
+        folders.append(folder)
+    out = tmp_path / "cal"
+    argv = ["calibrate", "--from", *map(str, folders), "--out", str(out)]
+    assert main([*argv, "--report", str(tmp_path / "detector.md")]) == 0
+    text = (tmp_path / "detector.md").read_text()
+    assert text == (out / "detector.md").read_text() == capsys.readouterr().out
+    assert "2 A/A pairs" in text and "**Chosen default factor: 1.2**" in text
+    assert "| 1.1 | 8 |" in text and "| 1.15 | 4 |" in text  # both shifts, then the larger
+    with pytest.raises(SystemExit):
+        main(["calibrate", "--from", str(folders[0]), "--out", str(out)])

@@ -285,7 +285,9 @@ def test_the_gate_never_calls_a_contended_case_slower(tmp_path):
         {"commit": "8f3c9a5b" + "0" * 32, **case, "cpu_share": 0.99, "seconds": 0.2},
     ]
     log.write_text("".join(json.dumps(line) + "\n" for line in lines) + '{"cut')
-    marks = gate_run.contention_marks(log)
+    from suite.report.contention import contention_marks
+
+    marks = contention_marks(log)
     assert marks[("8f3c9a5b", "update", "projunn_t", 1024, 1, "float32", "cpu")] == 0.55
     comp = gate_run.verdict(run / "asv" / "base.json", run / "asv" / "head.json", 1.5, log)
     assert comp.regressed == [] and [c.case for c in comp.contended] == [

@@ -30,8 +30,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..measure.output import atomic_write_text
+from ..report.contention import contention_marks, mark
 from ..report.load import load_one
-from .run import contention_marks, mark, project_root, verdict
+from .run import project_root, verdict
 
 __all__ = ["GateRun", "campaign", "judge", "load_run", "pair", "report"]
 
@@ -113,6 +114,9 @@ def run_gate(repo: Path, head: str, label: str, factor: float, data: Path) -> Ga
         for found in (repo / ".asv" / "results").glob(f"*/{sha}-*.json"):
             (out / "asv").mkdir(exist_ok=True)
             atomic_write_text(out / "asv" / f"{side}.json", found.read_text())
+    meta = repo / ".asv" / "results" / "benchmarks.json"  # the parameter names
+    if meta.is_file():
+        atomic_write_text(out / "benchmarks.json", meta.read_text())
     atomic_write_text(out / "run.json", json.dumps(info) + "\n")
     return load_run(out, factor)
 

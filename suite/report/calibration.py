@@ -4,9 +4,11 @@ slowdowns, measured on A/A pairs: two result sets of the same code.
 For each pair and each candidate factor: the **false alarms** (cases the detector calls
 regressed or improved although nothing changed) and, for each planted slowdown ``s``, the
 share of the pair's cases it catches when that one case of NEW is made ``s`` times slower
-(its median, samples and confidence interval scaled: a plant on real between-run noise).
-The default factor is the smallest candidate with no false alarm in any pair that
-catches every planted case of every ``s`` (:func:`choose`).
+(its median, samples and confidence interval scaled: a plant on real between-run noise),
+over all cases and over the **reference cases** the suite exists for: the projUNN
+updates at the pair's largest N. The default factor is the smallest candidate with no
+false alarm in any pair that catches every planted reference case of every ``s``
+(:func:`choose`).
 
 >>> import pandas as pd
 >>> row = dict(workload="update", method="svd", n=64, k=None, dtype="float32",
@@ -27,6 +29,11 @@ from dataclasses import dataclass, field
 from .compare import CASE_KEYS, compare_frames
 
 __all__ = ["FACTORS", "PLANTS", "Calibration", "choose", "evaluate", "plant", "render"]
+
+
+def _percent(x: float) -> str:
+    return "–" if x != x else f"{100 * x:.0f} %"
+
 
 FACTORS = (1.1, 1.15, 1.2, 1.25, 1.3, 1.35, 1.4, 1.45)
 """Candidate default factors."""
@@ -69,6 +76,7 @@ class Calibration:
     false_alarms: dict[float, int] = field(default_factory=dict)
     alarms: dict[float, list[str]] = field(default_factory=dict)
     caught: dict[tuple[float, float], float] = field(default_factory=dict)
+    caught_reference: dict[tuple[float, float], float] = field(default_factory=dict)
     largest_apart: float = 1.0
     contended: int = 0
 
@@ -86,6 +94,7 @@ def evaluate(
     for f in factors:
         cal.false_alarms[f], cal.alarms[f] = 0, []
     hits: dict[tuple[float, float], list[bool]] = {(f, s): [] for f in factors for s in plants}
+    ref: dict[tuple[float, float], list[bool]] = {(f, s): [] for f in factors for s in plants}
     for label, base, new in pairs:
         first = compare_frames(base, new, factor=min(factors))
         cal.cases += len(first.changes)
@@ -102,28 +111,41 @@ def evaluate(
         both = [
             (keys[k], i) for i in _timed_index(new) if (k := tuple(new.loc[i, CASE_KEYS])) in keys
         ]
+        largest = max((new.loc[i, "n"] for _, i in both), default=None)
         for j, i in both[:max_plants]:
+            row = new.loc[i]
+            reference = row["workload"] == "update" and str(row["method"]).startswith("projunn")
+            reference = reference and row["n"] == largest
             for s in plants:
                 slower = plant(new.loc[[i]], i, s)
                 (c,) = compare_frames(base.loc[[j]], slower, factor=min(factors)).changes
                 for f in factors:
                     hits[(f, s)].append(c.significant and c.ratio > f)
-    for key, found in hits.items():
-        cal.caught[key] = sum(found) / len(found) if found else math.nan
+                    if reference:
+                        ref[(f, s)].append(c.significant and c.ratio > f)
+    for key in hits:
+        cal.caught[key] = _share(hits[key])
+        cal.caught_reference[key] = _share(ref[key])
     return cal
 
 
+def _share(found: list[bool]) -> float:
+    return sum(found) / len(found) if found else math.nan
+
+
 def choose(cal: Calibration, plants: Sequence[float] = PLANTS) -> float | None:
-    """The smallest factor with no A/A false alarm that catches every planted case of
-    every slowdown in ``plants`` (``None`` if none does)."""
+    """The smallest factor with no A/A false alarm that catches every planted reference
+    case of every slowdown in ``plants`` (``None`` if none does)."""
     for f in sorted(cal.false_alarms):
-        if cal.false_alarms[f] == 0 and all(cal.caught.get((f, s), 0) == 1 for s in plants):
+        caught = all(cal.caught_reference.get((f, s), 0) == 1 for s in plants)
+        if cal.false_alarms[f] == 0 and caught:
             return f
     return None
 
 
 def render(cal: Calibration, title: str, plants: Sequence[float] = PLANTS) -> str:
-    """Markdown: a table of false alarms and planted cases caught per factor."""
+    """Markdown: a table of false alarms and planted cases caught per factor (all cases;
+    in brackets the reference cases)."""
     head = "| factor | A/A false alarms | " + " | ".join(f"{s:g}x caught" for s in plants) + " |"
     lines = [
         f"### {title}",
@@ -136,6 +158,9 @@ def render(cal: Calibration, title: str, plants: Sequence[float] = PLANTS) -> st
         "|---" * (len(plants) + 2) + "|",
     ]
     for f in sorted(cal.false_alarms):
-        cells = [f"{100 * cal.caught[(f, s)]:.0f} %" for s in plants]
+        cells = [
+            f"{100 * cal.caught[(f, s)]:.0f} % ({_percent(cal.caught_reference[(f, s)])})"
+            for s in plants
+        ]
         lines.append(f"| {f:g} | {cal.false_alarms[f]} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"

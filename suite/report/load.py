@@ -419,6 +419,14 @@ def _literal(text: Any) -> Any:
         return text
 
 
+_ASV_PARAMS = {
+    4: ["method", "n", "dtype", "device"],
+    5: ["method", "channels", "spatial", "dtype", "device"],
+}
+"""The parameters of the suite's asv benchmarks by count, for result files read without
+their ``benchmarks.json`` (``suite/benchmarks.py``: dense and convolution classes)."""
+
+
 def _asv_rows(path: Path, data: dict[str, Any], meta: dict[str, Any]) -> list[dict[str, Any]]:
     from ..measure.cases import parse_method_label
 
@@ -434,7 +442,7 @@ def _asv_rows(path: Path, data: dict[str, Any], meta: dict[str, Any]) -> list[di
         info = meta.get(bench, {}) if isinstance(meta.get(bench), dict) else {}
         workload, metric, unit = _asv_metric(bench, info.get("type", ""))
         params = entry.get("params") or []
-        names = info.get("param_names") or ["method", "n", "dtype", "device"][: len(params)]
+        names = info.get("param_names") or _ASV_PARAMS.get(len(params), ["method"])
         combos = list(itertools.product(*params)) if params else [()]
         result = entry.get("result")
         if not isinstance(result, list) or len(result) != len(combos):
@@ -448,6 +456,11 @@ def _asv_rows(path: Path, data: dict[str, Any], meta: dict[str, Any]) -> list[di
         for j, combo in enumerate(combos):
             p = {name: _literal(v) for name, v in zip(names, combo, strict=True)}
             method, k = parse_method_label(str(p.pop("method", bench)))
+            if "channels" in p:  # a convolution: n is C, the grid leads the options
+                p["n"] = p.pop("channels")
+                side = p.pop("spatial", None)
+                grid = {"height": side, "width": side} if side is not None else {}
+                p = {**grid, **p}
             try:
                 n = int(p.pop("n", 0))
             except (TypeError, ValueError):
