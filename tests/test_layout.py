@@ -75,3 +75,29 @@ def test_imports_run_one_way(package):
 def test_the_layer_check_sees_relative_imports():
     assert _suite_imports(SUITE / "report" / "curves.py") >= {"measure", "report"}
     assert "measure" in _suite_imports(SUITE / "tasks" / "train.py")
+
+
+OPTIONAL = ("asv", "asv_runner", "yaml", "sklearn", "json5", "optuna", "geoopt", "geotorch")
+"""Packages of the extras a GPU machine's image may lack (it has torch, pytest, pandas,
+seaborn, scipy and psutil)."""
+
+
+def test_the_cuda_tests_collect_without_the_optional_packages():
+    """``pytest -m cuda`` on a GPU image without asv (or another extra) collects: a test
+    module that needs an optional package skips with its reason (pytest.importorskip)."""
+    import subprocess
+
+    code = (
+        "import sys\n"
+        f"for name in {OPTIONAL!r}:\n"
+        "    sys.modules[name] = None  # an import of it raises ImportError\n"
+        "import pytest\n"
+        "sys.exit(pytest.main(['-q', '--collect-only', '-m', 'cuda', '-p', 'no:cacheprovider',"
+        " 'tests']))\n"
+    )
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "error" not in done.stdout.lower().split("short test summary")[-1]
