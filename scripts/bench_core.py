@@ -1,4 +1,4 @@
-"""Speed and drift figures of projunn_core (issue: core kernels), all in one process.
+"""Speed and drift figures of projunn_core's kernels, all in one process.
 
 Prints a markdown report (and writes it with --out): medians of repeated runs, float32.
 
