@@ -33,7 +33,7 @@ def test_every_peer_is_a_registry_entry_built_from_the_peer_maps():
         spec = METHODS[name]
         assert (spec.update is not None) == (name in baselines.PEER_UPDATES)
         assert (spec.conv is not None) == (name in baselines.PEER_CONV_LAYERS)
-        assert spec.requires == baselines.PEER_LIBRARIES[name]
+        assert spec.requires == baselines.peers.PEER_LIBRARIES[name]
         dtypes = {str(d).removeprefix("torch.") for d in baselines.PEER_DTYPES[name]}
         assert spec.dtypes is None or set(spec.dtypes) == dtypes
 
