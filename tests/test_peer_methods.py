@@ -160,3 +160,27 @@ def test_list_states_the_peer_restrictions(capsys):
     landing = out[out.index("  landing") :]
     assert "near-unitary by design" in landing.split("\n\n")[0]
     assert math.isfinite(METHODS["landing"].defaults["eps"])
+
+
+def test_the_report_sets_our_baselines_against_the_libraries(tmp_path):
+    pytest.importorskip("matplotlib")
+    from suite.measure.runner import run_sweep
+    from suite.report.build import build_report
+
+    methods = ["expm", "geotorch_expm", "torch_orthogonal", "projunn_t", "landing"]
+    for name in methods:
+        _installed(name)
+    cases = iter_cases("tiny", workloads=["train_step"], methods=methods, sizes=[8, 16],
+                       ranks=[1, 2], dtypes=["float32"])  # fmt: skip
+    sweep = run_sweep(cases, TINY, tmp_path / "runs", progress=False)
+    report = build_report([sweep.folder], tmp_path / "report")
+    text = report.markdown.read_text()
+    section = text[text.index("Our baselines vs the libraries") :]
+    for pair in (
+        "expm / geotorch_expm",
+        "torch_orthogonal / geotorch_expm",
+        "landing / projunn_t (fastest k)",
+        "geotorch_expm / projunn_t (fastest k)",
+    ):
+        assert pair in section.split("\n## ")[0], pair  # fmt: skip
+    assert "N=8" in section and "N=16" in section

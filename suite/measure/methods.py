@@ -422,33 +422,25 @@ def _real_only(library: str) -> str:
 
 
 _PEERS = [
-    Method(
-        "geoopt_stiefel",
-        "geoopt: ManifoldParameter on EuclideanStiefel (Euclidean metric, QR retraction), "
-        "O(N^3); Riemannian SGD / Adam (no RMSprop: trains with adam where rmsprop is asked)",
-        _peer_build("geoopt_stiefel"),
-        baselines.PEER_UPDATES["geoopt_stiefel"],
-        cubic=True,
-        initializable=True,
-        dtypes=_REAL_ONLY,
-        dtype_note=_real_only("geoopt"),
-        requires="geoopt",
-        optimizers=baselines.peers.GEOOPT_OPTIMIZERS,
-        train_optimizer="adam",
-    ),
-    Method(
-        "geoopt_canonical",
-        "geoopt: ManifoldParameter on CanonicalStiefel (canonical metric, Cayley "
-        "retraction), O(N^3); Riemannian SGD / Adam (trains with adam where rmsprop is asked)",
-        _peer_build("geoopt_canonical"),
-        baselines.PEER_UPDATES["geoopt_canonical"],
-        cubic=True,
-        initializable=True,
-        dtypes=_REAL_ONLY,
-        dtype_note=_real_only("geoopt"),
-        requires="geoopt",
-        optimizers=baselines.peers.GEOOPT_OPTIMIZERS,
-        train_optimizer="adam",
+    *(
+        Method(
+            f"geoopt_{kind}",
+            f"geoopt: ManifoldParameter on {manifold} ({how}), O(N^3); Riemannian SGD / "
+            "Adam (no RMSprop: trains with adam where rmsprop is asked)",
+            _peer_build(f"geoopt_{kind}"),
+            baselines.PEER_UPDATES[f"geoopt_{kind}"],
+            cubic=True,
+            initializable=True,
+            dtypes=_REAL_ONLY,
+            dtype_note=_real_only("geoopt"),
+            requires="geoopt",
+            optimizers=baselines.peers.GEOOPT_OPTIMIZERS,
+            train_optimizer="adam",
+        )
+        for kind, manifold, how in (
+            ("stiefel", "EuclideanStiefel", "Euclidean metric, QR retraction"),
+            ("canonical", "CanonicalStiefel", "canonical metric, Cayley retraction"),
+        )
     ),
     *(
         Method(

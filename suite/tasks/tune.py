@@ -630,7 +630,7 @@ def choose(
     return chosen
 
 
-def time_to_target(campaign: Campaign, trials: Sequence[Mapping[str, Any]]) -> list[dict]:
+def target_table(campaign: Campaign, trials: Sequence[Mapping[str, Any]]) -> list[dict]:
     """The rows of ``time_to_target.csv``: per preset, method and seed, the chosen lr's
     trial, with how many of the method's trials reached the target."""
     chosen = choose(trials, campaign.higher())
@@ -861,7 +861,7 @@ def write_outputs(
     from ..report import tune as report
 
     found = sorted(records(studies), key=lambda t: (t["preset"], t["method"], t["number"]))
-    table = time_to_target(campaign, found)
+    table = target_table(campaign, found)
     out.mkdir(parents=True, exist_ok=True)
     files = [out / report.TABLE, out / "time_to_target.md", out / report.TRIALS]
     report.write_table(table, files[0])
