@@ -59,7 +59,8 @@ def test_one_sequence_forward_builds_w_once(name):
 @pytest.mark.parametrize("name", DENSE)
 def test_sequence_forward_matches_per_step_forward_and_gradients(name, dtype):
     """The W-once forward gives the outputs and gradients of calling the layer per step."""
-    case = Case("train_step", name, 8, dtype=str(dtype).removeprefix("torch."))
+    rank = 2 if METHODS[name].ranked else None
+    case = Case("train_step", name.removesuffix("_graphed"), 8, rank, str(dtype)[6:])
     if reason := case.skip_reason():  # real-only peers, a peer library not installed
         pytest.skip(reason)
     torch.manual_seed(0)
