@@ -28,6 +28,7 @@ COMMANDS = (
     "run",
     "profile",
     "task",
+    "tune",
     "report",
     "compare",
     "listing",

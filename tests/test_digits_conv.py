@@ -44,7 +44,8 @@ def test_digits_conv_trains_conv_methods_and_records_orthogonality(tmp_path, cap
 
 def test_method_all_means_the_conv_methods_and_others_are_refused(tmp_path, capsys):
     methods = {m for m in TASK.methods}
-    assert methods == {"projunn_t", "projunn_d", "svd", "expm", "cayley", "unconstrained", "soc"}
+    conv = {"projunn_t", "projunn_d", "svd", "expm", "cayley", "unconstrained", "soc"}
+    assert methods == conv | {"landing"}  # the one peer with a convolution
     config = TASK.preset("quick")
     assert "LSTM has none" in TASK.skip_reason("lstm", None, config, "cpu")
     assert "eunn does not apply to conv_train_step" in TASK.skip_reason("eunn", None, config, "cpu")

@@ -4,6 +4,7 @@ import pytest
 import torch
 
 import projunn_core as pc
+from suite.measure.cases import Case
 from suite.measure.methods import METHODS
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -33,6 +34,8 @@ def _count(obj, attr):
 
 @pytest.mark.parametrize("name", DENSE)
 def test_one_sequence_forward_builds_w_once(name):
+    if reason := METHODS[name].unavailable():
+        pytest.skip(reason)
     rnn = _rnn(name)
     layer = rnn.cell.recurrent
     matrix_calls = _count(layer, "matrix")
@@ -56,6 +59,10 @@ def test_one_sequence_forward_builds_w_once(name):
 @pytest.mark.parametrize("name", DENSE)
 def test_sequence_forward_matches_per_step_forward_and_gradients(name, dtype):
     """The W-once forward gives the outputs and gradients of calling the layer per step."""
+    rank = 2 if METHODS[name].ranked else None
+    case = Case("train_step", name.removesuffix("_graphed"), 8, rank, str(dtype)[6:])
+    if reason := case.skip_reason():  # real-only peers, a peer library not installed
+        pytest.skip(reason)
     torch.manual_seed(0)
     rnn = _rnn(name, dtype)
     x = torch.randn(3, T, 2, dtype=torch.float64)

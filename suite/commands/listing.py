@@ -14,6 +14,7 @@ import textwrap
 
 from ..measure import cases as cases_mod
 from ..measure.methods import METHODS
+from ..measure.workloads import TRAIN_OPTIMIZER as WORKLOAD_OPTIMIZER
 from ..measure.workloads import WORKLOADS
 
 NAME = "list"
@@ -32,6 +33,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--grid", choices=sorted(cases_mod.GRIDS), help="show only this grid")
 
 
+def _peer_notes(m) -> list[str]:
+    """The lines of a method's restrictions (dtypes, library, optimizer, tolerance)."""
+    lines = []
+    if m.dtypes is not None:
+        lines.append(f"dtypes: {', '.join(m.dtypes)} only")
+    if m.requires is not None:
+        lines.append(f"needs {m.requires}: " + (m.unavailable() or "installed"))
+    for asked in sorted({WORKLOAD_OPTIMIZER} - set(m.optimizers)):
+        lines.append(f"optimizers: {', '.join(m.optimizers)}; {m.optimizer_note(asked)}")
+    if m.approximate:
+        lines.append(
+            f"near-unitary by design: ||W W^H - I||_F <= {m.tolerance_option} "
+            f"(default {m.defaults[m.tolerance_option]})"
+        )
+    return lines
+
+
 def main(args, parser) -> int:
     print("methods:")
     for m in METHODS.values():
@@ -46,6 +64,8 @@ def main(args, parser) -> int:
             print(" " * 19 + f"conv layer options: {conv_opts}")
         print(textwrap.indent(m.description, " " * 19))
         print(" " * 19 + "workloads: " + ", ".join(m.workloads))
+        for line in _peer_notes(m):
+            print(" " * 19 + line)
     print("\nworkloads: " + ", ".join(WORKLOADS))
     print("\ngrids (select with --grid/--quick/--full or $" + cases_mod.GRID_ENV + "):")
     for name, g in cases_mod.GRIDS.items():

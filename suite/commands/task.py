@@ -78,6 +78,12 @@ def _presets_text() -> str:
     return "\n".join(lines)
 
 
+EQUAL_LR = (
+    "equal lr: every method trained at the same learning rate (the unitary parameters at "
+    "lr / lr_divisor), which favours some methods by construction; "
+    "projunn-bench tune compares them with each lr tuned under one budget"
+)
+
 HELP = "train methods on copy/adding/pdigits/pmnist and write learning curves"
 DESCRIPTION = (
     "Train each method (as the recurrent matrix of a unitary RNN, or the "
@@ -216,6 +222,7 @@ def _summary(rows: list) -> tuple[str, list[dict[str, Any]]]:
             below = "yes" if e["test_loss"] < baseline["baseline_loss"] else "no"
         lines.append(f"| {label} | {e['step']} | " + " | ".join(cells) + f" | {below} |")
     base = ", ".join(f"{k} = {v:.4g}" for k, v in baseline.items())
+    lines.append(EQUAL_LR)
     return "\n".join(lines) + (f"\nno-memory baseline: {base}" if base else ""), list(last.values())
 
 

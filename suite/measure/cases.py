@@ -15,6 +15,8 @@ by ``$PROJUNN_BENCH_GRID`` or the CLI's ``--grid/--quick/--full``.
 'eunn_fft has no functional update (it is measured by train_step and accuracy)'
 >>> Case("update", "projunn_t", 8, k=16).skip_reason()
 'rank k=16 exceeds n=8'
+>>> Case("update", "geoopt_stiefel", 8, dtype="complex64").skip_reason()
+'geoopt_stiefel takes float32 or float64 only, not complex64 (geoopt is real-only: ...)'
 >>> len(iter_cases("tiny", workloads=["update"], dtypes=["float32"])) > 0
 True
 
@@ -206,6 +208,11 @@ class Case:
             if WORKLOADS[self.workload].uses == "update" and spec.update is None:
                 return f"{self.method} has no functional update (it is measured by {by})"
             return f"{self.method} does not apply to {self.workload} (it is measured by {by})"
+        if spec.dtypes is not None and self.dtype not in spec.dtypes:
+            note = f" ({spec.dtype_note})" if spec.dtype_note else ""
+            return f"{self.method} takes {' or '.join(spec.dtypes)} only, not {self.dtype}{note}"
+        if reason := spec.unavailable():
+            return f"{self.method} cannot be built here: {reason}"
         if spec.ranked and self.k is None:
             return f"{self.method} needs a rank k"
         if not spec.ranked and self.k is not None:

@@ -15,10 +15,23 @@ read the fields of :class:`Method`.
 (True, True)
 >>> METHODS["soc"].workloads
 ('conv_train_step', 'conv_accuracy')
+
+The peers (geoopt, geotorch and Landing, :mod:`baselines.peers`) are entries like the
+others; what sets them apart is in fields, read by the skip rules and the workloads:
+``dtypes`` (geoopt and geotorch are real-only), ``requires`` (the optional library; its
+install line is the skip reason where it is missing), ``optimizers`` / ``train_optimizer``
+(geoopt has no RMSprop: it trains with Adam where the suite says RMSprop) and
+``tolerance_option`` (Landing is only near-unitary, by at most its ``eps``).
+
+>>> METHODS["geoopt_stiefel"].optimizer_for("rmsprop"), METHODS["landing"].approximate
+('adam', True)
+>>> METHODS["geotorch_expm"].dtypes
+('float32', 'float64')
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -29,6 +42,7 @@ import torch
 import baselines
 import projunn_core as pc
 from projunn_core.lowrank import LOWRANK_ALIASES, lowrank_method
+from projunn_core.protocol import OPTIMIZER_NAMES
 
 from .workloads import WORKLOADS
 
@@ -97,6 +111,37 @@ def _positive(value):
 
 _positive.allowed = "an integer >= 1"
 
+
+def _every(value):
+    """``None`` (never) or a positive integer: a period in optimizer steps."""
+    if value is None or str(value).lower() == "none":
+        return None
+    try:
+        return _positive(int(value) if isinstance(value, str) else value)
+    except ValueError:
+        raise ValueError(f"must be an integer >= 1 or None; got {value!r}") from None
+
+
+_every.allowed = "an integer >= 1, or None"
+
+
+def _number(low: float, high: float, *, closed_high: bool = False):
+    """A float in ``(low, high)`` (``(low, high]`` with ``closed_high``)."""
+
+    def check(value):
+        try:
+            x = float(value)
+        except (TypeError, ValueError):
+            x = math.nan
+        if isinstance(value, bool) or not (low < x < high or (closed_high and x == high)):
+            bracket = "]" if closed_high else ")"
+            raise ValueError(f"must be a number in ({low:g}, {high:g}{bracket}; got {value!r}")
+        return x
+
+    check.allowed = f"a number in ({low:g}, {high:g}{']' if closed_high else ')'}"
+    return check
+
+
 OPTION_VALUES: Mapping[str, Callable[[Any], Any]] = MappingProxyType(
     {
         "approx": _lowrank_name,
@@ -107,6 +152,9 @@ OPTION_VALUES: Mapping[str, Callable[[Any], Any]] = MappingProxyType(
         "train_terms": _positive,
         "eval_terms": _positive,
         "init": _choice(*pc.init.INITS),
+        "update_base": _every,
+        "lam": _number(0, math.inf),
+        "eps": _number(0, 1),
     }
 )
 """Option name -> check returning the value (normalized) or raising ``ValueError`` naming
@@ -149,6 +197,15 @@ class Method:
     (:func:`projunn_core.graph.capture_step`) and timed as replays, so they need CUDA;
     ``optimizer_options`` go to ``module.optimizer(...)`` (e.g. ``capturable=True``).
 
+    Peers: ``dtypes`` are the dtype names the method takes (``None``: all), with
+    ``dtype_note`` saying why (the skip reason of the others); ``requires`` names the
+    optional library it needs (``baselines.peers.missing`` gives the skip reason with the
+    install line where it is absent); ``optimizers`` are the optimizer names its layer
+    offers, and ``train_optimizer`` the one it trains with where a workload or task asks
+    for another (:meth:`optimizer_for`); ``tolerance_option`` names the option that bounds
+    ``||W W^H - I||_F`` for a method that is only near-unitary by design (Landing's
+    ``eps``; ``None``: unitary up to rounding, see :meth:`unitarity_bound`).
+
     Convolutions: ``conv(channels, height, width, dtype=..., device=..., **options)``
     builds the method's orthogonal convolution (``None``: it has none), taking the options
     in ``conv_defaults``. ``build`` is ``None`` for a method that exists only as a
@@ -170,6 +227,63 @@ class Method:
     optimizer_options: Mapping[str, Any] = field(default_factory=dict)
     conv: Callable[..., torch.nn.Module] | None = None
     conv_defaults: Mapping[str, Any] = field(default_factory=dict)
+    dtypes: tuple[str, ...] | None = None
+    dtype_note: str = ""
+    requires: str | None = None
+    optimizers: tuple[str, ...] = OPTIMIZER_NAMES
+    train_optimizer: str | None = None
+    tolerance_option: str | None = None
+
+    def __post_init__(self):
+        unknown = sorted(set(self.optimizers) - set(OPTIMIZER_NAMES))
+        if unknown or not self.optimizers:
+            raise ValueError(f"{self.name}: optimizers must be some of {OPTIMIZER_NAMES}")
+        if self.train_optimizer is not None and self.train_optimizer not in self.optimizers:
+            raise ValueError(f"{self.name}: train_optimizer must be one of {self.optimizers}")
+
+    def optimizer_for(self, name: str) -> str:
+        """The optimizer this method trains with when ``name`` is asked for: ``name``
+        where its layer has it, else its ``train_optimizer`` (``ValueError`` if none).
+
+        >>> METHODS["expm"].optimizer_for("rmsprop"), METHODS["geoopt_stiefel"].optimizer_for("sgd")
+        ('rmsprop', 'sgd')
+        """
+        key = str(name).lower()
+        if key in self.optimizers:
+            return key
+        if self.train_optimizer is None:
+            raise ValueError(f"{self.name} has no {name} optimizer; it has {self.optimizers}")
+        return self.train_optimizer
+
+    def optimizer_note(self, name: str) -> str:
+        """``""`` when this method trains with ``name``, else what it trains with instead
+        and why (a row's ``reason``, ``projunn-bench list``)."""
+        used = self.optimizer_for(name)
+        if used == str(name).lower():
+            return ""
+        return f"trained with {used}: {self.name} has no {name} optimizer"
+
+    @property
+    def approximate(self) -> bool:
+        """Whether the method is only near-unitary by design (it has a tolerance)."""
+        return self.tolerance_option is not None
+
+    def unitarity_bound(self, n: int, workload: str = "train_step", **options) -> float | None:
+        """The bound on ``||W^H W - I||_F / sqrt(n)`` this method keeps by design in
+        ``workload`` with ``options`` (Landing: ``eps / sqrt(n)``), ``None`` for a method
+        that is unitary up to rounding (or not unitary at all).
+
+        >>> METHODS["landing"].unitarity_bound(4, eps=0.2), METHODS["svd"].unitarity_bound(4)
+        (0.1, None)
+        """
+        if self.tolerance_option is None:
+            return None
+        return self.options_for(workload, **options)[self.tolerance_option] / math.sqrt(n)
+
+    def unavailable(self) -> str | None:
+        """Why this method cannot be built here (its library is not installed, with the
+        install line), or ``None``. Nothing is imported."""
+        return None if self.requires is None else baselines.peers.missing(self.requires)
 
     def __call__(
         self, n: int, dtype=torch.float32, device="cpu", *, init: str | None = None, **options
@@ -267,6 +381,20 @@ def _baseline_build(cls_name: str, **fixed):
     return build
 
 
+def _peer_build(name: str):
+    def build(n, *, dtype, device, **options):
+        return baselines.PEER_METHODS[name](n, dtype=dtype, device=device, **options)
+
+    return build
+
+
+def _peer_conv(name: str):
+    def conv(channels, height, width, *, dtype, device, **options):
+        return baselines.PEER_CONV_LAYERS[name](channels, height, width, dtype, device, **options)
+
+    return conv
+
+
 def _projunn_conv(variant: str):
     def conv(channels, height, width, *, dtype, device, rank=1, approx="range"):
         return pc.nn.OrthogonalConv2d(
@@ -282,6 +410,69 @@ def _baseline_conv(name: str):
 
     return conv
 
+
+_REAL_ONLY = ("float32", "float64")
+
+
+def _real_only(library: str) -> str:
+    return (
+        f"{library} is real-only: it keeps X^T X = I (transposes where a unitary needs X^H), "
+        "so complex cases are skipped"
+    )
+
+
+_PEERS = [
+    *(
+        Method(
+            f"geoopt_{kind}",
+            f"geoopt: ManifoldParameter on {manifold} ({how}), O(N^3); Riemannian SGD / "
+            "Adam (no RMSprop: trains with adam where rmsprop is asked)",
+            _peer_build(f"geoopt_{kind}"),
+            baselines.PEER_UPDATES[f"geoopt_{kind}"],
+            cubic=True,
+            initializable=True,
+            dtypes=_REAL_ONLY,
+            dtype_note=_real_only("geoopt"),
+            requires="geoopt",
+            optimizers=baselines.peers.GEOOPT_OPTIMIZERS,
+            train_optimizer="adam",
+        )
+        for kind, manifold, how in (
+            ("stiefel", "EuclideanStiefel", "Euclidean metric, QR retraction"),
+            ("canonical", "CanonicalStiefel", "canonical metric, Cayley retraction"),
+        )
+    ),
+    *(
+        Method(
+            f"geotorch_{triv}",
+            f"geotorch.orthogonal(triv={triv!r}): W = B {what}(A - A^T), O(N^3); "
+            "update_base=K folds W into the base every K steps (dynamic trivialization)",
+            _peer_build(f"geotorch_{triv}"),
+            None,
+            cubic=True,
+            defaults={"update_base": None},
+            initializable=True,
+            dtypes=_REAL_ONLY,
+            dtype_note=_real_only("geotorch"),
+            requires="geotorch",
+        )
+        for triv, what in (("expm", "exp"), ("cayley", "cayley"))
+    ),
+    Method(
+        "landing",
+        "Landing (Ablin & Peyre 2022): X - eta (skew(G X^H) X + lam (X X^H - I) X), no "
+        "retraction, O(N^3) products; near-unitary only: ||X X^H - I||_F <= eps (safe step)",
+        _peer_build("landing"),
+        baselines.PEER_UPDATES["landing"],
+        cubic=True,
+        defaults={"lam": 1.0, "eps": 0.5},
+        initializable=True,
+        conv=_peer_conv("landing"),
+        conv_defaults={"lam": 1.0, "eps": 0.5},
+        tolerance_option="eps",
+    ),
+]
+"""The peer methods (:mod:`baselines.peers`): two libraries and Landing."""
 
 _PROJUNN = (
     ("T", "rank-k tangent step A <- A exp(skew(A^H a b^H)), O(kN^2)", "expm"),
@@ -390,6 +581,7 @@ _ENTRIES = [
         conv_defaults={"kernel_size": 3, "train_terms": 5, "eval_terms": 12},
         initializable=True,
     ),
+    *_PEERS,
 ]
 
 METHODS: Mapping[str, Method] = MappingProxyType({m.name: m for m in _ENTRIES})

@@ -37,6 +37,7 @@ new workload is one function and one :class:`Workload` entry below.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -78,7 +79,8 @@ __all__ = [
 STEP_LR = 0.1
 """Learning rate of the update workload; the gradient's top singular value is ~1."""
 TRAIN_OPTIMIZER = "rmsprop"
-"""Optimizer of the train_step / accuracy workloads (the paper's choice)."""
+"""Optimizer of the train_step / accuracy workloads (the paper's choice); a method without
+it trains with its ``Method.train_optimizer`` (geoopt: adam), said in its rows' reason."""
 TRAIN_LR = 1e-4
 GRADIENT_RANK = 32
 GRADIENT_DECAY = 0.7
@@ -189,7 +191,8 @@ def _mse(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 
 def train_state(case: Case, batch: int = 32, seed: int = 0) -> dict[str, Any]:
-    """The pieces of an eager training step of ``case``: ``module``, ``optimizer`` (with the
+    """The pieces of an eager training step of ``case``: ``module``, ``optimizer``
+    (:data:`TRAIN_OPTIMIZER`, or the method's ``train_optimizer`` where it has none, with the
     method's ``optimizer_options``), batch ``x``, ``y``, ``loss()`` (forward and loss) and
     ``step()`` (zero_grad, forward, backward, ``optimizer.step()``)."""
     device = torch.device(case.device)
@@ -202,7 +205,8 @@ def train_state(case: Case, batch: int = 32, seed: int = 0) -> dict[str, Any]:
     else:
         module = case.spec.build(case.n, dtype=case.torch_dtype, device=device, **options)
         shape = (batch, case.n)
-    opt = module.optimizer(TRAIN_OPTIMIZER, lr=TRAIN_LR, **case.spec.optimizer_options)
+    name = case.spec.optimizer_for(TRAIN_OPTIMIZER)  # geoopt has no RMSprop: its Adam
+    opt = module.optimizer(name, lr=TRAIN_LR, **case.spec.optimizer_options)
     gen = _generator(device, seed + 1)
     x = torch.randn(shape, dtype=case.torch_dtype, device=device, generator=gen)
     y = torch.randn(shape, dtype=case.torch_dtype, device=device, generator=gen)
@@ -320,7 +324,25 @@ def unitarity_metrics(case: Case, settings: Settings | None = None) -> list[Meas
     if case.conv:
         norm = _norm_error(state, settings.seed)
         out.append(Measurement(f"norm_error_after_{steps}_steps", norm, "1"))
-    return out
+    note = _accuracy_note(case)
+    return [dataclasses.replace(m, reason=note) for m in out] if note else out
+
+
+def _accuracy_note(case: Case) -> str:
+    """What a reader of a method's accuracy rows must know: the optimizer it trained with
+    when not :data:`TRAIN_OPTIMIZER`, and the bound of a near-unitary method (whose
+    distance to the group is a result of its design, not a rounding error)."""
+    spec, notes = case.spec, [case.spec.optimizer_note(TRAIN_OPTIMIZER)]
+    if spec.approximate:
+        opts = case.method_options()
+        tol = opts[spec.tolerance_option]
+        bound = f"{tol / math.sqrt(case.n):.3g}" if not case.conv else f"{tol:g}"
+        what = "||W^H W - I||_F / sqrt(N)" if not case.conv else "max |sigma - 1|"
+        notes.append(
+            f"{spec.name} is near-unitary by design: {what} <= {bound} "
+            f"({spec.tolerance_option}={tol:g})"
+        )
+    return "; ".join(n for n in notes if n)
 
 
 @torch.no_grad()

@@ -21,6 +21,8 @@ from ..measure.workloads import WORKLOADS
 from . import analysis as an
 from . import figures as fg
 from . import label_order
+from . import peers as peer_report
+from . import tune as tune_report
 from .load import Loaded, load
 from .render import (
     Bullets,
@@ -441,9 +443,11 @@ def report_blocks(
     _times_section(doc, times)
     _exponents_section(doc, times, min_n)
     _speedup_section(doc, times)
+    peer_report.section(doc, loaded)
     _memory_section(doc, loaded.frame)
     _accuracy_section(doc, loaded.frame)
     _learning_section(doc, loaded.frame)
+    tune_report.section(doc, loaded)
     _not_drawn_section(doc, loaded.frame)
     doc.add(
         Heading("Machines"),

@@ -39,11 +39,13 @@ def _libs():
 
 def _palette(methods) -> dict[str, tuple]:
     """One colour per method, the same in every figure: the registry's methods take
-    tab10's ten colours in order, a CUDA-graph method the lighter shade of its eager
-    method, and names the registry does not know (the LSTM reference) black to dark grey."""
+    tab10's ten colours in order (then Dark2's: the peers), a CUDA-graph method the
+    lighter shade of its eager method, and names the registry does not know (the LSTM
+    reference) black to dark grey."""
     _, sns = _libs()
     own = [m for m in METHODS if not METHODS[m].graphed]
-    fixed = dict(zip(own, sns.color_palette("tab10", max(10, len(own))), strict=False))
+    colours = sns.color_palette("tab10") + sns.color_palette("Dark2")  # 18 distinct
+    fixed = dict(zip(own, colours, strict=False))
     for name, spec in METHODS.items():
         eager = name.removesuffix("_graphed")
         if spec.graphed and eager in fixed:

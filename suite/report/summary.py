@@ -17,7 +17,9 @@ update, cpu, float32: median time per call (* = fastest at that N)
   svd       200 µs      5.00 ms*
   expm      100 µs*     –
 <BLANKLINE>
->>> "eunn, eunn_fft, torch_orthogonal: has no functional update" in " ".join(text.split())
+>>> "torch_orthogonal, geotorch_expm, geotorch_cayley: has no functional update" in " ".join(
+...     text.split()
+... )
 True
 """
 

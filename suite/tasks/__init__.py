@@ -12,9 +12,9 @@ starts.
 """
 
 from . import adding, copying, digits_conv, pdigits, pmnist
-from .base import LSTM, Config, DataError, Problem, Task
+from .base import LSTM, Config, DataError, Problem, Target, Task
 
-__all__ = ["LSTM", "TASKS", "Config", "DataError", "Problem", "Task"]
+__all__ = ["LSTM", "TASKS", "Config", "DataError", "Problem", "Target", "Task"]
 
 TASKS: dict[str, Task] = {
     t.name: t for t in (copying.TASK, adding.TASK, pdigits.TASK, pmnist.TASK, digits_conv.TASK)

@@ -28,8 +28,10 @@ __all__ = [
     "Config",
     "DataError",
     "Problem",
+    "Target",
     "Task",
     "count_parameters",
+    "optimizer_name",
     "sequence_model",
     "synthetic_data",
 ]
@@ -117,15 +119,47 @@ def synthetic_data(draw, config: Config, seed: int, device):
     return sample, sample(config.test_size, torch.Generator().manual_seed(seed))
 
 
+@dataclass(frozen=True)
+class Target:
+    """A time-to-result goal of a task (``projunn-bench tune``): train with ``config()``
+    (its ``steps`` are the step budget, its ``log_every`` the evaluation interval, its
+    ``optimizer`` the optimizer family whose lr is tuned; its ``lr`` is not used) until
+    test ``metric`` is at most ``value`` (at least, with ``higher=True``).
+    ``why`` says where the numbers come from.
+
+    >>> t = Target(lambda: Config(T=5, hidden=8, batch=4, steps=20, lr=1e-3), "test_loss", 0.5)
+    >>> t.reached(0.4), t.reached(0.6), t.describe()
+    (True, False, 'test_loss <= 0.5')
+    """
+
+    config: Callable[[], Config]
+    metric: str
+    value: float
+    higher: bool = False
+    why: str = ""
+
+    def reached(self, metric_value: float | None) -> bool:
+        """Whether ``metric_value`` meets the target (``None`` or NaN never does)."""
+        if metric_value is None or metric_value != metric_value:
+            return False
+        return metric_value >= self.value if self.higher else metric_value <= self.value
+
+    def describe(self) -> str:
+        """``"test_accuracy >= 80"``."""
+        return f"{self.metric} {'>=' if self.higher else '<='} {self.value:.4g}"
+
+
 class Task:
     """A training task: ``name``, ``description``, named ``presets`` (functions returning a
     :class:`Config`, each naming its source in its docstring), ``methods`` (what
-    ``--method all`` trains; ``None``: every registry method and the LSTM)."""
+    ``--method all`` trains; ``None``: every registry method and the LSTM) and ``targets``
+    (named :class:`Target` goals of ``projunn-bench tune``, called ``{task}-{name}``)."""
 
     name: str = ""
     description: str = ""
     presets: Mapping[str, Callable[[], Config]] = {}
     methods: tuple[str, ...] | None = None
+    targets: Mapping[str, Target] = {}
 
     def preset(self, name: str) -> Config:
         """The configuration of preset ``name``; ``KeyError`` lists the presets."""
@@ -165,14 +199,16 @@ class Task:
         self, model: nn.Module, method: str, rank: int | None, config: Config, generator
     ) -> torch.optim.Optimizer:
         """The optimizer of ``model`` (default: the sequence model's own ``optimizer``;
-        the unitary RNN's with ``config.lr_divisor``, the rank and ``generator`` for its
-        randomized sketches)."""
-        kw: dict[str, Any] = {"generator": generator}
+        the unitary RNN's with ``config.lr_divisor``, and for a ranked method its rank and
+        ``generator`` for its randomized sketches). The optimizer is
+        ``config.optimizer``, or the method's own where it has not that one
+        (:func:`optimizer_name`: geoopt trains with Adam for RMSprop)."""
+        kw: dict[str, Any] = {}
         if method != LSTM:
             kw["lr_divisor"] = config.lr_divisor
         if rank is not None:
-            kw["rank"] = rank
-        return model.optimizer(config.optimizer, lr=config.lr, **kw)
+            kw.update(rank=rank, generator=generator)
+        return model.optimizer(optimizer_name(method, config), lr=config.lr, **kw)
 
     def final_metrics(self, model: nn.Module) -> dict[str, float]:
         """Metrics of the trained model (default: ``unitarity`` of a unitary RNN's
@@ -183,6 +219,22 @@ class Task:
             with torch.no_grad():
                 return {"unitarity": pc.unitarity_error(model.cell.recurrent.matrix())}
         return {}
+
+
+def optimizer_name(method: str, config: Config) -> str:
+    """The optimizer ``method`` trains with under ``config``: ``config.optimizer``, or the
+    registry's substitute where the method's layer has not that one
+    (``Method.optimizer_for``).
+
+    >>> cfg = Config(T=5, hidden=6, batch=2, steps=1, lr=1e-3)
+    >>> optimizer_name("geoopt_stiefel", cfg), optimizer_name("lstm", cfg)
+    ('adam', 'rmsprop')
+    """
+    from ..measure.methods import METHODS
+
+    if method not in METHODS:
+        return config.optimizer
+    return METHODS[method].optimizer_for(config.optimizer)
 
 
 def count_parameters(model: nn.Module) -> int:

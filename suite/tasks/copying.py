@@ -21,7 +21,7 @@ import math
 import torch
 from torch.nn import functional as F
 
-from .base import Config, Problem, Task, synthetic_data
+from .base import Config, Problem, Target, Task, synthetic_data
 
 __all__ = ["TASK", "CopyTask"]
 
@@ -66,6 +66,32 @@ def paper() -> Config:
     )
 
 
+def baseline_loss(T: int) -> float:
+    """The no-memory baseline of delay ``T``: ``10 ln 8 / (T + 20)``."""
+    return REMEMBER * math.log(ALPHABET) / (T + 2 * REMEMBER)
+
+
+def tune_tiny() -> Config:
+    """Tests: seconds per campaign (delay 5, hidden 8, 40 steps)."""
+    return Config(T=5, hidden=8, batch=8, steps=40, lr=1e-3, lr_divisor=32, log_every=10,
+                  test_size=100)  # fmt: skip
+
+
+def tune_quick() -> Config:
+    """2 CPU cores, about 2 s per trial on one thread: delay T = 10, hidden 32, batch 32,
+    at most 400 steps evaluated every 20 on 500 test sequences; the paper's lr divisor
+    (32), Henaff initialisation, modReLU. Our choice, sized so that the quick campaign of
+    every method fits in 15 minutes on 2 cores."""
+    return Config(T=10, hidden=32, batch=32, steps=400, lr=1e-3, lr_divisor=32, log_every=20,
+                  test_size=500)  # fmt: skip
+
+
+def tune_paper() -> Config:
+    """The paper's copy task (the ``paper`` preset: T = 1000, hidden 190, 4000 steps),
+    evaluated every 50 steps. For GPUs."""
+    return paper()
+
+
 def _draw(T: int, batch: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
     symbols = torch.randint(1, ALPHABET + 1, (batch, REMEMBER), generator=generator)
     seq = torch.full((batch, T + 2 * REMEMBER), BLANK, dtype=torch.long)
@@ -80,6 +106,17 @@ class CopyTask(Task):
     name = "copy"
     description = "copy task: recall 10 symbols (alphabet 8) after a delay T"
     presets = {"quick": quick, "paper": paper}
+    targets = {
+        "tiny": Target(tune_tiny, "test_loss", 1.1, why="tests: below the untrained ~2.3"),
+        "quick": Target(
+            tune_quick, "test_loss", 0.2 * baseline_loss(10),
+            why="a fifth of the no-memory baseline (10 ln 8 / 30)",
+        ),
+        "paper": Target(
+            tune_paper, "test_loss", 0.2 * baseline_loss(1000),
+            why="a fifth of the no-memory baseline (10 ln 8 / 1020)",
+        ),
+    }  # fmt: skip
 
     def problem(self, config: Config, *, seed: int, device, data_dir=None) -> Problem:
         T = config.T
@@ -101,7 +138,7 @@ class CopyTask(Task):
             metrics=metrics,
             loss_unit="nats",
             baselines={
-                "baseline_loss": REMEMBER * math.log(ALPHABET) / (T + 2 * REMEMBER),
+                "baseline_loss": baseline_loss(T),
                 "baseline_accuracy": 100 / ALPHABET,
             },
         )

@@ -1,0 +1,335 @@
+"""``projunn-bench tune``: time to a target quality per method, each with its lr tuned under
+the same budget (the AlgoPerf rules on this machine's scale), as a resumable Optuna study.
+
+The campaign lives in :mod:`suite.tasks.tune`, its report in :mod:`suite.report.tune`;
+this module parses and checks the options (bad input exits with status 2 before anything
+runs) and prints the summary.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import textwrap
+
+from ..measure.methods import METHODS
+from ..tasks import LSTM
+from ._args import output_dir, positive_int
+
+NAME = "tune"
+ALL = "all"
+DEFAULT_OUT = "results/tune"
+
+
+def _lr_ranges_text() -> str:
+    from ..tasks.tune import LR_RANGES
+
+    return ", ".join(f"{f} {lo:g}..{hi:g}" for f, (lo, hi) in LR_RANGES.items())
+
+
+def _presets_text() -> str:
+    from ..tasks.tune import tune_presets
+
+    lines = []
+    for name, p in tune_presets().items():
+        c = p.config
+        lines.append(
+            f"  {name}: {p.target.describe()} within {c.steps} steps, evaluated every "
+            f"{c.log_interval}; T={c.T} hidden={c.hidden} batch={c.batch} {c.optimizer} "
+            f"lr/{c.lr_divisor:g} for the unitary parameters"
+        )
+        doc = " ".join((p.target.config.__doc__ or "").split())
+        if p.target.why:
+            doc = f"Target: {p.target.why}. {doc}"
+        lines += textwrap.wrap(doc, 88, initial_indent=" " * 4, subsequent_indent=" " * 4)
+    return "\n".join(lines)
+
+
+HELP = "time to a target per method, lr tuned with the same budget (Optuna, resumable)"
+DESCRIPTION = (
+    "Which method reaches a task's target first? Every method gets the same tuning budget: "
+    "the same quasi-random learning rates (a scrambled Sobol sequence from Optuna's "
+    "QMCSampler, mapped log-uniformly onto one lr range per optimizer family) and the same "
+    "seeds. Each run stops at the target or at the step budget; time is training wall time "
+    "(evaluation excluded). The campaign is an Optuna study per (preset, method) in one "
+    "storage, so it can be stopped and resumed, and shared by several processes or machines."
+)
+
+EPILOG_TEMPLATE = """\
+examples:
+  projunn-bench tune copy-quick pdigits-quick --workers 2      # the quick campaign
+  projunn-bench tune copy --method projunn_t expm geotorch_expm --trials 3 --seeds 0
+  projunn-bench tune pdigits-quick --out results/tune --resume # go on after a kill
+  projunn-bench tune copy-paper --device cuda --storage postgresql://host/db  # shared
+  projunn-bench report results/tune                            # the report of a campaign
+
+presets (TASK: a preset name, or a task name for its -quick preset):
+{presets}
+
+the rules:
+  lr ranges (log-uniform, one per optimizer family, never per method): {ranges}
+    (--lr-range FAMILY=LO:HI changes one). A method trains with the preset's optimizer
+    (rmsprop) unless its layer has none: geoopt has no RMSprop and trains with adam, in
+    the adam range. The preset's lr divisor (the unitary parameters learn at lr / 32, as
+    in the paper) is part of the fixed setup and the same for every method.
+  trials: the first T points u_1..u_T of one scrambled Sobol sequence (QMCSampler,
+    --sampler-seed), lr = lo (hi / lo)^u, each trained on every --seeds seed: every
+    method gets exactly the same points, enqueued into its study when the study is made.
+  a run stops at the first evaluation meeting the target; not reaching it counts as the
+    whole budget (training time scaled to the full step budget).
+  the chosen lr of a method: its point with the most seeds reaching the target, then the
+    smallest mean time to target over the seeds, then the lower point; where no point
+    reaches it on any seed, the best mean final metric.
+
+storage and workers:
+  default: OUT/campaign.journal (an Optuna JournalStorage file); --storage URL takes an
+  Optuna RDB URL instead (sqlite:///tune.db; postgresql://... to share one campaign among
+  machines: run the same command on each). --workers W trains with W processes on this
+  machine, each on --threads threads (default 1). Workers claim waiting trials
+  atomically through the storage, so no trial is run twice and none is lost. The same
+  --out (or --storage) goes on from the finished trials; a trial interrupted by Ctrl-C
+  or SIGTERM goes back in the queue; --resume also re-queues the trials a killed campaign
+  left running (use it only when no other worker of the campaign is running).
+
+output (OUT, rewritten atomically whenever the campaign stops):
+  time_to_target.csv / .md  one row per preset, method and seed at the chosen lr: method,
+                            optimizer, lr, seed, reached, time_to_target_s,
+                            steps_to_target, final_metric, trials_reached, trials, ...
+  trials.csv                every trial's rows (the target metric and wall_time at each
+                            evaluation; time_to_target, steps_to_target, reached once)
+  results.csv, machine.json the chosen lr's rows of the first seed (a run folder: the
+                            report reads it), the machine and the campaign settings
+  performance_profile.png   share of (preset, seed) problems solved within tau x the
+                            fastest method's time, tau on a log axis
+  learning_curves.png       the target metric against training seconds, chosen lr
+  tune.json                 the campaign settings and each method's chosen lr
+progress: a bar on stderr (--no-progress: none).
+exit status: 0 done, 1 a trial failed, 2 bad usage (nothing run), 130 interrupted, 143
+  terminated (the finished trials are kept and written)."""
+
+
+def _epilog() -> str:
+    return EPILOG_TEMPLATE.format(presets=_presets_text(), ranges=_lr_ranges_text())
+
+
+EPILOG = _epilog()
+
+
+def _lr_range(text: str) -> tuple[str, tuple[float, float]]:
+    """An argparse type: ``FAMILY=LO:HI``, a non-empty positive lr range."""
+    from ..tasks.tune import LR_RANGES, check_range
+
+    family, sep, span = text.partition("=")
+    low, colon, high = span.partition(":")
+    if not sep or not colon:
+        raise argparse.ArgumentTypeError(f"{text!r} is not FAMILY=LO:HI (e.g. rmsprop=1e-4:1e-1)")
+    if family not in LR_RANGES:
+        raise argparse.ArgumentTypeError(
+            f"unknown optimizer family {family!r}; choose from {', '.join(LR_RANGES)}"
+        )
+    try:
+        return family, check_range(family, float(low), float(high))
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def _seed(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{value} is negative")
+    return value
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from ..tasks.tune import DEFAULT_SEEDS, DEFAULT_TRIALS, SAMPLER_SEED
+
+    parser.add_argument(
+        "task", nargs="+", metavar="TASK", help="tune presets (copy-quick, ...) or task names"
+    )
+    parser.add_argument(
+        "--method",
+        nargs="+",
+        default=[ALL],
+        metavar="M",
+        help=f"methods (default {ALL}: every method the task trains, the peers and lstm)",
+    )
+    parser.add_argument(
+        "--rank", nargs="+", type=positive_int, default=[1], metavar="K",
+        help="ranks of the ranked methods (default: 1)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--trials", type=positive_int, default=DEFAULT_TRIALS, metavar="T",
+        help=f"lr points per method (default: {DEFAULT_TRIALS})",
+    )  # fmt: skip
+    parser.add_argument(
+        "--seeds", nargs="+", type=_seed, default=list(DEFAULT_SEEDS), metavar="S",
+        help=f"seeds every point is trained on (default: {' '.join(map(str, DEFAULT_SEEDS))})",
+    )  # fmt: skip
+    parser.add_argument(
+        "--lr-range", action="append", type=_lr_range, default=[], metavar="FAMILY=LO:HI",
+        help=f"an optimizer family's lr range (default: {_lr_ranges_text()}; repeatable)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--sampler-seed", type=_seed, default=SAMPLER_SEED, metavar="N",
+        help=f"seed of the Sobol sequence (default: {SAMPLER_SEED})",
+    )  # fmt: skip
+    parser.add_argument(
+        "--workers", type=positive_int, default=1, metavar="W",
+        help="worker processes on this machine (default: 1)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--threads", type=positive_int, default=1, metavar="T",
+        help="torch threads per worker (default: 1)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--storage", metavar="URL", help="an Optuna RDB URL (default: OUT/campaign.journal)"
+    )
+    parser.add_argument(
+        "--out", type=output_dir, default=DEFAULT_OUT, metavar="DIR",
+        help=f"the campaign folder (default: {DEFAULT_OUT}); the same folder resumes",
+    )  # fmt: skip
+    parser.add_argument(
+        "--resume", action="store_true",
+        help="also re-run the trials a killed campaign left running",
+    )  # fmt: skip
+    parser.add_argument(
+        "--device", default="cpu", choices=("cpu", "cuda"), help="device (default: cpu)"
+    )
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _labels(args, parser, presets) -> list[str]:
+    from ..tasks.tune import campaign_labels
+
+    names = list(dict.fromkeys(args.method))
+    choices = [*(n for n, m in METHODS.items() if not m.graphed), LSTM]
+    if ALL in names:
+        if len(names) > 1:
+            parser.error(f"argument --method: {ALL!r} cannot be combined with other methods")
+        names = []
+        for p in presets:
+            names += [n for n in (p.task.methods or choices) if n in choices or n == LSTM]
+        names = list(dict.fromkeys(names))
+    unknown = [n for n in names if n not in choices]
+    if unknown:
+        parser.error(
+            f"argument --method: unknown {', '.join(map(repr, unknown))}; "
+            f"choose from {', '.join(choices)} or {ALL}"
+        )
+    return campaign_labels(names, args.rank)
+
+
+def build_campaign(args, parser):
+    """Check the options and return the :class:`~suite.tasks.tune.Campaign` (exits with
+    status 2 on bad input)."""
+    from ..tasks.tune import LR_RANGES, Campaign, CampaignError, tune_preset
+
+    presets = []
+    for name in dict.fromkeys(args.task):
+        try:
+            presets.append(tune_preset(name))
+        except KeyError as e:
+            parser.error(f"argument TASK: {e.args[0]}")
+    for p in presets:
+        try:
+            p.task.check(p.config, None)
+        except ValueError as e:
+            parser.error(f"preset {p.name} cannot run here: {e}")
+    labels = _labels(args, parser, presets)
+    explicit = ALL not in args.method
+    ranges = {**LR_RANGES, **dict(args.lr_range)}
+    try:
+        campaign = Campaign(
+            tuple(p.name for p in presets),
+            tuple(labels),
+            trials=args.trials,
+            seeds=tuple(args.seeds),
+            ranges=ranges,
+            sampler_seed=args.sampler_seed,
+            device=args.device,
+            threads=args.threads,
+        )
+    except CampaignError as e:
+        parser.error(str(e))
+    for p in campaign.presets:
+        for label in labels:
+            reason = campaign.skip_reason(p, label)
+            if reason and explicit:
+                parser.error(f"method {label} cannot run on {p}: {reason}")
+    if not campaign.studies():
+        parser.error("no method can run on these presets here")
+    if args.device == "cuda":
+        from ..measure.cases import device_available
+
+        if reason := device_available("cuda"):
+            parser.error(f"argument --device: {reason}")
+    return campaign
+
+
+def _check_out(args, parser) -> None:
+    """Create ``--out`` (and open the storage) now, so an unusable one is a usage error."""
+    from ..tasks.tune import open_storage
+
+    try:
+        args.out.mkdir(parents=True, exist_ok=True)
+        probe = args.out / ".tune-write-check"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as e:
+        parser.error(f"argument --out: cannot use {args.out}: {e.strerror or e}")
+    try:
+        open_storage(args.out, args.storage)
+    except Exception as e:  # a bad URL, a database that cannot be reached
+        parser.error(f"argument --storage: cannot open {args.storage or args.out}: {e}")
+
+
+def main(args, parser: argparse.ArgumentParser) -> int:
+    from ..tasks.tune import CampaignError, run_campaign
+
+    try:
+        import optuna  # noqa: F401
+    except ImportError:
+        parser.error('projunn-bench tune needs optuna: pip install "projunn-bench[tune]"')
+    campaign = build_campaign(args, parser)
+    _check_out(args, parser)
+    skipped = [
+        (p, label, r)
+        for p in campaign.presets
+        for label in campaign.labels
+        if (r := campaign.skip_reason(p, label))
+    ]
+    studies = campaign.studies()
+    print(
+        f"projunn-bench tune {' '.join(campaign.presets)}: {len(studies)} studies, "
+        f"{campaign.trials} lr points x {len(campaign.seeds)} seed(s) each, "
+        f"{args.workers} worker(s) x {args.threads} thread(s), storage "
+        f"{args.storage or args.out / 'campaign.journal'}",
+        file=sys.stderr,
+    )
+    try:
+        result = run_campaign(
+            campaign,
+            args.out,
+            url=args.storage,
+            workers=args.workers,
+            resume=args.resume,
+            progress=not args.no_progress,
+            info={"argv": args.argv},
+            log=lambda msg: print(msg, file=sys.stderr),
+        )
+    except CampaignError as e:
+        parser.error(str(e))
+    table = args.out / "time_to_target.md"
+    if table.is_file():
+        print(table.read_text(encoding="utf-8"))
+    for p, label, reason in skipped:
+        print(f"skipped {label} on {p}: {reason}")
+    state = ", ".join(f"{k.lower()} {v}" for k, v in sorted(result.counts.items()))
+    print(f"\ntrials: {state}\nfolder: {args.out}")
+    if result.exit_code:
+        print(f"{result.status}: the finished trials are written", file=sys.stderr)
+        return result.exit_code
+    return 1 if result.errors else 0

@@ -1,0 +1,395 @@
+"""The time-to-result report of a ``projunn-bench tune`` folder: the time-to-target
+table, the performance profile and the learning curves against wall time.
+
+A tune folder holds ``time_to_target.csv`` (one row per preset, method and seed at the
+method's chosen lr) and ``trials.csv`` (every trial's rows, :class:`suite.measure.rows.Row`
+columns). :func:`profile` computes the performance profile (Dolan & Moré 2002, as AlgoPerf
+uses it): a *problem* is one (preset, seed); method m's ratio on problem p is
+``t(m, p) / min over methods of t(·, p)`` (``inf`` where m did not reach the target) and
+``rho_m(tau)`` is the share of problems with ratio ``<= tau``.
+
+>>> rows = [dict(preset="copy-quick", seed=s, method=m, reached=r, time_to_target_s=t)
+...         for s, m, r, t in [(0, "a", True, 1.0), (0, "b", True, 2.0),
+...                            (1, "a", False, 9.0), (1, "b", True, 3.0)]]
+>>> curves = profile(rows)
+>>> curves["a"], curves["b"]
+([(1.0, 0.5)], [(1.0, 0.5), (2.0, 1.0)])
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from ..measure.output import atomic_write
+from .render import Heading, Table, Text
+
+__all__ = [
+    "TABLE",
+    "TRIALS",
+    "is_tune_folder",
+    "plot_profile",
+    "plot_wall_curves",
+    "profile",
+    "read_table",
+    "section",
+    "summary_table",
+]
+
+TABLE = "time_to_target.csv"
+TRIALS = "trials.csv"
+COLUMNS = (
+    "preset",
+    "task",
+    "target",
+    "method",
+    "optimizer",
+    "lr",
+    "seed",
+    "reached",
+    "time_to_target_s",
+    "steps_to_target",
+    "final_metric",
+    "trials_reached",
+    "trials",
+    "budget_steps",
+    "status",
+)
+"""The columns of ``time_to_target.csv``."""
+
+
+def is_tune_folder(path: Path) -> bool:
+    """Whether ``path`` is a folder written by ``projunn-bench tune``."""
+    return (Path(path) / TABLE).is_file()
+
+
+def _truth(value: Any) -> bool:
+    return str(value).strip().lower() in ("true", "1", "yes")
+
+
+def read_table(folder: Path) -> list[dict[str, Any]]:
+    """The rows of ``folder/time_to_target.csv`` with numbers and booleans parsed."""
+    with open(Path(folder) / TABLE, newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    out = []
+    for r in rows:
+        d: dict[str, Any] = dict(r)
+        d["reached"] = _truth(r["reached"])
+        for key in ("lr", "time_to_target_s", "final_metric"):
+            d[key] = float(r[key]) if r.get(key) not in (None, "") else None
+        for key in ("seed", "steps_to_target", "trials_reached", "trials", "budget_steps"):
+            d[key] = int(float(r[key])) if r.get(key) not in (None, "") else None
+        out.append(d)
+    return out
+
+
+def write_table(rows: Sequence[Mapping[str, Any]], path: Path) -> None:
+    """Atomically write ``rows`` as ``time_to_target.csv`` (:data:`COLUMNS`)."""
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=COLUMNS, extrasaction="ignore")
+    writer.writeheader()
+    for r in rows:
+        writer.writerow({k: ("" if r.get(k) is None else r.get(k)) for k in COLUMNS})
+    data = text.getvalue().encode("utf-8")
+    atomic_write(path, lambda f: f.write(data))
+
+
+def profile(rows: Iterable[Mapping[str, Any]]) -> dict[str, list[tuple[float, float]]]:
+    """Per method, the steps of its performance profile: ``(tau, share of problems
+    solved within tau x the fastest time)`` at each tau where the share grows. A problem
+    no method solves counts in the denominator and for no method."""
+    rows = list(rows)
+    problems: dict[tuple, dict[str, float]] = {}
+    for r in rows:
+        t = float(r["time_to_target_s"]) if r["reached"] else math.inf
+        problems.setdefault((r["preset"], r["seed"]), {})[r["method"]] = t
+    methods = list(dict.fromkeys(r["method"] for r in rows))
+    ratios: dict[str, list[float]] = {m: [] for m in methods}
+    for times in problems.values():
+        best = min(times.values())
+        for m in methods:
+            t = times.get(m, math.inf)
+            ratios[m].append(max(1.0, t / max(best, 1e-12)) if math.isfinite(t) else math.inf)
+    total = len(problems)
+    out = {}
+    for m, rs in ratios.items():
+        finite = sorted(r for r in rs if math.isfinite(r))
+        steps = []
+        for i, tau in enumerate(finite):
+            share = (i + 1) / total
+            if steps and steps[-1][0] == tau:
+                steps[-1] = (tau, share)
+            else:
+                steps.append((tau, share))
+        out[m] = steps
+    return out
+
+
+def _libs():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    sns.set_theme(style="whitegrid", context="paper")
+    return plt, sns
+
+
+def _colors(labels: Sequence[str]) -> dict[str, Any]:
+    """Each method in its report colour unless two share one, then a husl palette."""
+    _, sns = _libs()
+    from .figures import label_colors
+
+    colors = label_colors(labels)
+    if len({colors[lab] for lab in labels}) == len(labels):
+        return {lab: colors[lab] for lab in labels}
+    return dict(zip(labels, sns.color_palette("husl", n_colors=len(labels)), strict=True))
+
+
+def _save(fig, path: Path) -> Path:
+    plt, _ = _libs()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110)
+    plt.close(fig)
+    data = buffer.getvalue()
+    atomic_write(path, lambda f: f.write(data))
+    return path
+
+
+_STYLES = ("-", "--", "-.", ":")
+
+
+def plot_profile(rows: Sequence[Mapping[str, Any]], path: Path) -> Path | None:
+    """The performance-profile figure of ``rows`` (``time_to_target.csv`` rows) into
+    ``path``; ``None`` without rows."""
+    if not rows:
+        return None
+    plt, _ = _libs()
+    curves = profile(rows)
+    labels = list(curves)
+    colors = _colors(labels)
+    top = max([tau for steps in curves.values() for tau, _ in steps] + [1.0])
+    right = max(2.0, top * 1.5)
+    problems = len({(r["preset"], r["seed"]) for r in rows})
+    fig, ax = plt.subplots(figsize=(9, 5), constrained_layout=True)
+    for i, m in enumerate(labels):
+        xs, ys = [1.0], [0.0]
+        for tau, share in curves[m]:
+            xs += [tau, tau]
+            ys += [ys[-1], share]
+        xs.append(right)
+        ys.append(ys[-1])
+        ax.plot(xs, ys, color=colors[m], ls=_STYLES[i % len(_STYLES)], lw=1.6, label=m)
+    ax.set_xscale("log")
+    ax.set(
+        xlim=(1.0, right),
+        ylim=(-0.02, 1.02),
+        xlabel="τ (time to target / fastest method's time on the problem)",
+        ylabel="share of problems solved within τ",
+        title=f"Performance profile: {problems} problems (preset × seed)",
+    )
+    ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False, fontsize=8)
+    return _save(fig, path)
+
+
+def plot_wall_curves(
+    curves: Sequence[Mapping[str, Any]],
+    targets: Mapping[str, tuple[str, float]],
+    path: Path,
+    order: Sequence[str] = (),
+) -> Path | None:
+    """Learning curves against training seconds: one panel per preset, a line per method
+    (legend in ``order``, then the others) and seed (``curves``: dicts with ``preset``,
+    ``method``, ``seed``, ``wall_time``, ``value``), the target (``targets[preset] =
+    (metric, value)``) dashed."""
+    presets = list(dict.fromkeys(c["preset"] for c in curves))
+    if not presets:
+        return None
+    plt, _ = _libs()
+    labels = list(dict.fromkeys([*order, *(c["method"] for c in curves)]))
+    labels = [lab for lab in labels if any(c["method"] == lab for c in curves)]
+    colors = _colors(labels)
+    fig, axes = plt.subplots(
+        1, len(presets), figsize=(6.5 * len(presets), 4.6), squeeze=False, constrained_layout=True
+    )
+    for ax, preset in zip(axes[0], presets, strict=True):
+        metric, value = targets[preset]
+        for i, m in enumerate(labels):
+            series: dict[int, list[tuple[float, float]]] = {}
+            for c in curves:
+                if c["preset"] == preset and c["method"] == m and c["value"] is not None:
+                    series.setdefault(c["seed"], []).append((c["wall_time"], c["value"]))
+            for j, (_, pts) in enumerate(sorted(series.items())):
+                pts.sort()
+                ax.plot(
+                    [p[0] for p in pts],
+                    [p[1] for p in pts],
+                    color=colors[m],
+                    ls=_STYLES[i % len(_STYLES)],
+                    lw=1.3,
+                    alpha=1.0 if j == 0 else 0.55,
+                    label=m if j == 0 else None,
+                )
+        ax.axhline(value, color="0.3", ls="--", lw=1)
+        ax.set(xlabel="training time [s]", ylabel=metric, title=f"{preset} (target dashed)")
+        if metric.endswith("loss"):
+            ax.set_yscale("log")
+    axes[0][-1].legend(loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False, fontsize=8)
+    fig.suptitle("Learning curves at each method's chosen lr (one line per seed)")
+    return _save(fig, path)
+
+
+def read_curves(folder: Path, table: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """The target-metric curves (against training seconds) of the chosen trials in
+    ``table``, read from ``folder/trials.csv``."""
+    chosen = {(r["preset"], r["method"], r["seed"], f"{r['lr']:.6g}") for r in table}
+    metric = {r["preset"]: _target_metric(r["target"]) for r in table}
+    points: dict[tuple, dict[str, Any]] = {}
+    path = Path(folder) / TRIALS
+    if not path.is_file():
+        return []
+    with open(path, newline="", encoding="utf-8") as f:
+        for r in csv.DictReader(f):
+            opts = dict(kv.split("=", 1) for kv in r["options"].split(";") if "=" in kv)
+            label = r["method"] if not r.get("k") else f"{r['method']}-k{int(float(r['k']))}"
+            key = (opts.get("preset"), label, int(opts.get("seed", -1)), opts.get("lr"))
+            if key not in chosen or r.get("step") in (None, ""):
+                continue
+            point = points.setdefault((*key, int(float(r["step"]))), {})
+            point.update(preset=key[0], method=label, seed=key[2])
+            if r["metric"] == "wall_time":
+                point["wall_time"] = float(r["value"])
+            elif r["metric"] == metric[key[0]]:
+                point["value"] = float(r["value"]) if r["value"] not in ("", None) else None
+    return [p for p in points.values() if "wall_time" in p and "value" in p]
+
+
+def _target_metric(target: str) -> str:
+    return target.split()[0]
+
+
+def _target_value(target: str) -> float:
+    return float(target.split()[-1])
+
+
+def summary_table(rows: Sequence[Mapping[str, Any]]) -> Table:
+    """Per preset and method: the chosen lr, the seeds that reached the target, the
+    median time and steps to target over the seeds, trials that reached."""
+    from statistics import median
+
+    from .render import fmt_number, fmt_seconds
+
+    groups: dict[tuple[str, str], list[Mapping[str, Any]]] = {}
+    for r in rows:
+        groups.setdefault((r["preset"], r["method"]), []).append(r)
+    out = []
+    for (preset, method), rs in groups.items():
+        steps = [r["steps_to_target"] for r in rs if r["reached"]]
+        out.append(
+            [
+                preset,
+                method,
+                rs[0]["optimizer"],
+                f"{rs[0]['lr']:.3g}",
+                f"{sum(r['reached'] for r in rs)}/{len(rs)}",
+                fmt_seconds(median(r["time_to_target_s"] for r in rs)),
+                str(int(median(steps))) if steps else "–",
+                fmt_number(median(r["final_metric"] for r in rs if r["final_metric"] is not None))
+                if any(r["final_metric"] is not None for r in rs)
+                else "–",
+                f"{rs[0]['trials_reached']}/{rs[0]['trials']}",
+            ]
+        )
+    columns = [
+        "preset",
+        "method",
+        "optimizer",
+        "chosen lr",
+        "seeds reached",
+        "median time to target",
+        "median steps",
+        "median final metric",
+        "trials reached",
+    ]
+    return Table(columns, out)
+
+
+def markdown_table(rows: Sequence[Mapping[str, Any]]) -> str:
+    """``time_to_target.md``: the summary table, then every row."""
+    from .render import markdown
+
+    targets = sorted({(r["preset"], r["target"]) for r in rows})
+    blocks = [
+        Text(
+            "Targets: "
+            + "; ".join(f"{p}: {t}" for p, t in targets)
+            + ". Time is training wall time (evaluation excluded); a seed that misses the "
+            "target counts as its whole budget. Trials reached: of every lr point and seed."
+        ),
+        summary_table(rows),
+        Heading("Every method and seed at the chosen lr", 3),
+        Table(
+            list(COLUMNS),
+            [["" if r.get(c) is None else str(r.get(c)) for c in COLUMNS] for r in rows],
+        ),
+    ]
+    return markdown(blocks, "Time to target")
+
+
+def section(doc, loaded) -> None:
+    """The report section of every tune folder among ``loaded``'s sources (nothing when
+    there is none): table, performance profile and wall-time learning curves."""
+    folders = list(dict.fromkeys(s.path for s in loaded.sources if is_tune_folder(s.path)))
+    for i, folder in enumerate(folders):
+        rows = read_table(folder)
+        if not rows:
+            continue
+        doc.add(
+            Heading(f"Time to target ({folder.name})"),
+            Text(
+                "`projunn-bench tune`: every method with the same tuning budget (the same "
+                "quasi-random learning rates of its optimizer family, the same seeds); per "
+                "method the chosen lr is the one with the most seeds reaching the target, "
+                "then the smallest mean time to target (a run that does not reach it counts "
+                "as its whole budget). Time is training wall time, evaluation excluded. "
+                "The `results.csv` curves of this folder are the first seed's."
+            ),
+            summary_table(rows),
+        )
+        stem = f"fig7_tune_{i}" if len(folders) > 1 else "fig7_tune"
+        doc.figure(
+            plot_profile(rows, doc.folder / f"{stem}_profile.png"),
+            "Performance profile: share of (preset, seed) problems a method solves within "
+            "τ × the fastest method's time.",
+        )
+        targets = {
+            r["preset"]: (_target_metric(r["target"]), _target_value(r["target"])) for r in rows
+        }
+        order = [r["method"] for r in rows]
+        doc.figure(
+            plot_wall_curves(
+                read_curves(folder, rows), targets, doc.folder / f"{stem}_wall.png", order
+            ),
+            "The target metric against training seconds at each method's chosen lr.",
+        )
+
+
+def figures(folder: Path) -> list[Path]:
+    """Draw ``performance_profile.png`` and ``learning_curves.png`` into a tune folder."""
+    rows = read_table(folder)
+    targets = {r["preset"]: (_target_metric(r["target"]), _target_value(r["target"])) for r in rows}
+    drawn = [
+        plot_profile(rows, Path(folder) / "performance_profile.png"),
+        plot_wall_curves(
+            read_curves(folder, rows),
+            targets,
+            Path(folder) / "learning_curves.png",
+            [r["method"] for r in rows],
+        ),
+    ]
+    return [p for p in drawn if p is not None]

@@ -1,0 +1,887 @@
+"""Time to result (``projunn-bench tune``): which method reaches a task's target first,
+each with its learning rate tuned under the same budget (the AlgoPerf rules, scaled down).
+
+**The rules.** A *tune preset* (``copy-quick``, ``pdigits-quick``, ...) is a task's
+:class:`~suite.tasks.base.Target`: a fixed setup (model size, batch, step budget,
+evaluation interval, optimizer family, the unitary-parameter lr divisor), a test metric
+and the value to reach. Every method gets the same tuning budget: the same ``trials``
+learning-rate points, each trained on the same ``seeds``. The points are quasi-random:
+the first ``trials`` points ``u_i`` of a scrambled Sobol sequence in [0, 1), drawn once by
+Optuna's :class:`optuna.samplers.QMCSampler` (seeded by ``sampler_seed``), and mapped
+log-uniformly onto the lr range of the method's optimizer family, ``lr_i = lo (hi /
+lo)^u_i`` (:data:`LR_RANGES`: one range per family, never per method). So methods of one
+family try exactly the same learning rates, and methods of different families the same
+relative positions in their ranges. The lr divisor of the preset (the paper's: the
+unitary parameters learn at lr / 32) is part of the fixed setup and applies to every
+method alike (the LSTM has no unitary parameters: all of it learns at lr).
+
+A run stops when the target is met at an evaluation (every ``log_every`` steps) or when
+the step budget is spent. ``time_to_target_s`` is training wall time up to that
+evaluation (evaluation excluded, as in ``projunn-bench task``); a run that does not reach
+the target counts as the whole budget (its training time scaled to the full step budget,
+so a run that diverged early is not cheap). **The chosen lr** of a method is its point
+with the most seeds reaching the target, ties broken by the smallest mean
+``time_to_target_s`` over the seeds, then by the lower point index; where no seed of any
+point reaches the target, the best mean final metric decides (:func:`choose`).
+
+**The campaign is an Optuna study per (preset, method)**, all in one storage: a journal
+file ``campaign.journal`` in the output folder by default (any Optuna RDB URL with
+``storage=``, e.g. ``sqlite:///tune.db`` or a PostgreSQL server shared by several
+machines). When a study is created, its ``trials x seeds`` trials are enqueued with the lr
+fixed (the QMC points above), so every method gets exactly the same trials; a worker
+claims a waiting trial atomically through the storage (the state change WAITING ->
+RUNNING succeeds for one worker only), trains it and tells its value (the time to
+target). Finished trials stay in the storage: a stopped campaign goes on from there, a
+trial interrupted by Ctrl-C or SIGTERM is put back in the queue, and ``resume=True``
+re-queues the trials a killed campaign left running.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import socket
+import sys
+import time
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..measure.cases import method_label, parse_method_label
+from ..measure.methods import METHODS
+from .base import LSTM, Config, Target, Task, optimizer_name
+from .train import Run
+
+__all__ = [
+    "DEFAULT_SEEDS",
+    "DEFAULT_TRIALS",
+    "JOURNAL",
+    "LR_RANGES",
+    "Campaign",
+    "CampaignError",
+    "Outcome",
+    "TunePreset",
+    "choose",
+    "lr_points",
+    "open_storage",
+    "prepare",
+    "records",
+    "run_trial",
+    "tune_preset",
+    "tune_presets",
+    "work",
+]
+
+LR_RANGES: Mapping[str, tuple[float, float]] = {
+    "rmsprop": (1e-4, 1e-1),
+    "adam": (1e-4, 1e-1),
+    "sgd": (1e-3, 1.0),
+}
+"""The lr range of each optimizer family (log-uniform), the same for every method of it."""
+DEFAULT_TRIALS = 5
+DEFAULT_SEEDS = (0, 1)
+SAMPLER_SEED = 0
+JOURNAL = "campaign.journal"
+"""The default storage: an Optuna journal file in the output folder."""
+PLAN_WAIT = 60.0
+"""Seconds a process waits for another one to finish enqueueing a study it created."""
+
+
+class CampaignError(ValueError):
+    """A campaign cannot run as asked (the message says what to change)."""
+
+
+@dataclass(frozen=True)
+class TunePreset:
+    """``{task}-{name}``: a task and one of its :class:`Target` goals."""
+
+    name: str
+    task: Task
+    target: Target
+
+    @property
+    def config(self) -> Config:
+        return self.target.config()
+
+
+def tune_presets() -> dict[str, TunePreset]:
+    """Every tune preset, ``{task}-{target name}`` -> :class:`TunePreset`.
+
+    >>> sorted(tune_presets())[:2]
+    ['adding-paper', 'adding-quick']
+    """
+    from . import TASKS
+
+    return {
+        f"{task.name}-{name}": TunePreset(f"{task.name}-{name}", task, target)
+        for task in TASKS.values()
+        for name, target in task.targets.items()
+    }
+
+
+def tune_preset(name: str) -> TunePreset:
+    """The preset called ``name`` (a bare task name means ``{task}-quick``); ``KeyError``
+    lists the presets."""
+    known = tune_presets()
+    key = name if name in known else f"{name}-quick"
+    if key not in known:
+        raise KeyError(f"unknown tune preset {name!r}; choose from {', '.join(sorted(known))}")
+    return known[key]
+
+
+def lr_points(trials: int, sampler_seed: int = SAMPLER_SEED) -> list[float]:
+    """The first ``trials`` points in [0, 1) of the scrambled Sobol sequence of Optuna's
+    ``QMCSampler(seed=sampler_seed)`` (the QMC sampler takes its first trial from an
+    independent sampler, so one trial fixes the search space before the points are drawn).
+
+    >>> a = lr_points(4); a == lr_points(4) and len(set(a)) == 4 and all(0 <= u < 1 for u in a)
+    True
+    >>> lr_points(4, 1) != a
+    True
+    """
+    import optuna
+
+    if trials < 1:
+        raise ValueError(f"trials must be >= 1, got {trials}")
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        sampler = optuna.samplers.QMCSampler(
+            qmc_type="sobol", scramble=True, seed=sampler_seed, warn_independent_sampling=False
+        )
+    study = optuna.create_study(sampler=sampler)
+    space = {"u": optuna.distributions.FloatDistribution(0.0, 1.0)}
+    study.tell(study.ask(space), 0.0)  # fixes the search space
+    points = []
+    for _ in range(trials):
+        trial = study.ask(space)
+        points.append(float(trial.params["u"]))
+        study.tell(trial, 0.0)
+    return points
+
+
+def check_range(family: str, low: float, high: float) -> tuple[float, float]:
+    """``(low, high)`` if it is a usable lr range, else ``ValueError`` saying why."""
+    if not (low > 0 and high > 0 and math.isfinite(low) and math.isfinite(high)):
+        raise ValueError(f"the {family} lr range must be positive and finite, got {low}:{high}")
+    if not low < high:
+        raise ValueError(f"the {family} lr range {low:g}:{high:g} is empty (need low < high)")
+    return float(low), float(high)
+
+
+@dataclass(frozen=True)
+class Campaign:
+    """What to tune: ``presets`` (names), method ``labels`` (``projunn_t-k1``, ``expm``,
+    ``lstm``), ``trials`` lr points each trained on every seed of ``seeds``, the lr
+    ``ranges`` per optimizer family, the ``sampler_seed`` of the QMC points, and where
+    trials train (``device``, ``threads`` per worker)."""
+
+    presets: tuple[str, ...]
+    labels: tuple[str, ...]
+    trials: int = DEFAULT_TRIALS
+    seeds: tuple[int, ...] = DEFAULT_SEEDS
+    ranges: Mapping[str, tuple[float, float]] = field(default_factory=lambda: dict(LR_RANGES))
+    sampler_seed: int = SAMPLER_SEED
+    device: str = "cpu"
+    threads: int = 1
+
+    def __post_init__(self):
+        if self.trials < 1:
+            raise CampaignError(f"--trials must be >= 1, got {self.trials}")
+        if not self.seeds or len(set(self.seeds)) != len(self.seeds) or min(self.seeds) < 0:
+            raise CampaignError(f"--seeds must be distinct integers >= 0, got {self.seeds}")
+        for family, (low, high) in self.ranges.items():
+            try:
+                check_range(family, low, high)
+            except ValueError as e:
+                raise CampaignError(str(e)) from None
+        for name in self.presets:
+            tune_preset(name)
+
+    def preset(self, name: str) -> TunePreset:
+        return tune_preset(name)
+
+    def family(self, preset: str, label: str) -> str:
+        """The optimizer family ``label`` trains with on ``preset`` (geoopt: adam)."""
+        return optimizer_name(parse_method_label(label)[0], self.preset(preset).config)
+
+    def lr_range(self, preset: str, label: str) -> tuple[float, float]:
+        family = self.family(preset, label)
+        if family not in self.ranges:
+            raise CampaignError(f"no lr range for the {family} family (give --lr-range)")
+        return self.ranges[family]
+
+    def plan(self, preset: str, label: str) -> list[dict[str, Any]]:
+        """The trials of one study: for each point ``i`` and seed, ``point``, ``seed``,
+        ``u`` and ``lr`` (point-major, in the order they are enqueued)."""
+        low, high = self.lr_range(preset, label)
+        return [
+            {"point": i, "seed": seed, "u": u, "lr": low * (high / low) ** u}
+            for i, u in enumerate(lr_points(self.trials, self.sampler_seed))
+            for seed in self.seeds
+        ]
+
+    def higher(self) -> dict[str, bool]:
+        """Preset -> whether its target metric is better when larger."""
+        return {p: self.preset(p).target.higher for p in self.presets}
+
+    def study_name(self, preset: str, label: str) -> str:
+        return f"{preset}/{label}"
+
+    def skip_reason(self, preset: str, label: str) -> str | None:
+        """Why ``label`` cannot train on ``preset`` here (the suite's skip rules), or ``None``."""
+        p = self.preset(preset)
+        method, rank = parse_method_label(label)
+        if method != LSTM and p.task.methods is not None and method not in p.task.methods:
+            return f"{method} does not apply to the {p.task.name} task"
+        return Run(p.task, method, rank, p.config, preset, 0, self.device).skip_reason()
+
+    def studies(self) -> list[tuple[str, str]]:
+        """``(preset, label)`` of every study that can run here, preset-major."""
+        return [
+            (p, label)
+            for p in self.presets
+            for label in self.labels
+            if self.skip_reason(p, label) is None
+        ]
+
+    def describe(self) -> dict[str, Any]:
+        """A JSON-ready description (``tune.json``; compared when a campaign resumes)."""
+        return {
+            "presets": list(self.presets),
+            "methods": list(self.labels),
+            "trials": self.trials,
+            "seeds": list(self.seeds),
+            "lr_ranges": {k: list(v) for k, v in sorted(self.ranges.items())},
+            "sampler": "optuna QMCSampler(qmc_type='sobol', scramble=True, "
+            f"seed={self.sampler_seed})",
+            "sampler_seed": self.sampler_seed,
+            "device": self.device,
+            "threads": self.threads,
+        }
+
+
+# -- storage and studies ---------------------------------------------------------------
+
+
+def open_storage(out: str | Path, url: str | None = None):
+    """The campaign's Optuna storage: the RDB database at ``url``, else the journal file
+    :data:`JOURNAL` in ``out`` (created)."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    if url:
+        return optuna.storages.RDBStorage(url)
+    from optuna.storages.journal import JournalFileBackend
+
+    Path(out).mkdir(parents=True, exist_ok=True)
+    return optuna.storages.JournalStorage(JournalFileBackend(str(Path(out) / JOURNAL)))
+
+
+def _idle_sampler():
+    """The sampler the campaign studies are loaded with: never asked to sample (every
+    trial is enqueued with its lr fixed), so a plain seeded one."""
+    import optuna
+
+    return optuna.samplers.RandomSampler(seed=0)
+
+
+def _plan_attrs(campaign: Campaign, preset: str, label: str) -> dict[str, Any]:
+    plan = campaign.plan(preset, label)
+    return {
+        "preset": preset,
+        "method": label,
+        "family": campaign.family(preset, label),
+        "lr_range": list(campaign.lr_range(preset, label)),
+        "sampler": campaign.describe()["sampler"],
+        "points": sorted({round(t["lr"], 12) for t in plan}),
+        "seeds": list(campaign.seeds),
+        "target": campaign.preset(preset).target.describe(),
+    }
+
+
+def _study(storage, campaign: Campaign, preset: str, label: str):
+    """Create the study of ``(preset, label)`` and enqueue its plan, or load the existing
+    one (waiting while another process finishes enqueueing); ``CampaignError`` when it
+    was planned differently."""
+    import optuna
+
+    name = campaign.study_name(preset, label)
+    attrs = _plan_attrs(campaign, preset, label)
+    try:
+        study = optuna.create_study(
+            study_name=name, storage=storage, direction="minimize", sampler=_idle_sampler()
+        )
+    except optuna.exceptions.DuplicatedStudyError:
+        study = optuna.load_study(study_name=name, storage=storage, sampler=_idle_sampler())
+        deadline = time.monotonic() + PLAN_WAIT
+        while "planned" not in study.user_attrs and time.monotonic() < deadline:
+            time.sleep(0.2)
+        if "planned" not in study.user_attrs:  # its creator died while enqueueing
+            _enqueue_missing(study, campaign.plan(preset, label))
+            study.set_user_attr("planned", len(campaign.plan(preset, label)))
+        for key, value in attrs.items():
+            if study.user_attrs.get(key) != value:
+                raise CampaignError(
+                    f"study {name!r} in this storage was planned with {key}="
+                    f"{study.user_attrs.get(key)!r}, not {value!r}: use a new --out (or "
+                    "--storage), or the settings it was started with"
+                ) from None
+        return study
+    for key, value in attrs.items():
+        study.set_user_attr(key, value)
+    _enqueue_missing(study, campaign.plan(preset, label))
+    study.set_user_attr("planned", len(campaign.plan(preset, label)))
+    return study
+
+
+def _key(trial) -> tuple[int, int]:
+    return int(trial.user_attrs["point"]), int(trial.user_attrs["seed"])
+
+
+def _enqueue(study, planned: Mapping[str, Any]) -> None:
+    attrs = {k: planned[k] for k in ("point", "seed", "u")}
+    study.enqueue_trial({"lr": planned["lr"]}, user_attrs=attrs)
+
+
+def _enqueue_missing(study, plan: Sequence[Mapping[str, Any]]) -> None:
+    from optuna.trial import TrialState
+
+    live = (TrialState.WAITING, TrialState.RUNNING, TrialState.COMPLETE)
+    have = {_key(t) for t in study.get_trials(deepcopy=False, states=live)}
+    for planned in plan:
+        if (planned["point"], planned["seed"]) not in have:
+            _enqueue(study, planned)
+
+
+def prepare(campaign: Campaign, storage, *, resume: bool = False) -> tuple[list, int]:
+    """The campaign's studies (created and planned where new) and how many trials were
+    found left running by a stopped campaign (re-queued when ``resume``)."""
+    from optuna.trial import TrialState
+
+    studies, stale = [], 0
+    for preset, label in campaign.studies():
+        study = _study(storage, campaign, preset, label)
+        running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+        stale += len(running)
+        if resume:
+            study_id = storage.get_study_id_from_name(study.study_name)
+            for t in running:
+                trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, t.number)
+                storage.set_trial_state_values(trial_id, TrialState.FAIL)
+            _enqueue_missing(study, campaign.plan(preset, label))
+        studies.append(study)
+    return studies, stale
+
+
+def counts(studies) -> dict[str, int]:
+    """Trials per state name over ``studies`` (``WAITING``, ``RUNNING``, ``COMPLETE``, ...)."""
+    out: dict[str, int] = {}
+    for study in studies:
+        for t in study.get_trials(deepcopy=False):
+            out[t.state.name] = out.get(t.state.name, 0) + 1
+    return out
+
+
+# -- one trial -------------------------------------------------------------------------
+
+
+@dataclass
+class Outcome:
+    """One trained trial: whether the target was ``reached``, ``time_to_target_s``
+    (the whole budget when not reached), ``steps_to_target``, the last evaluated value
+    of the target metric (``final_metric``), steps and seconds trained, ``status``
+    ("ok", "error": diverged or failed) with its ``reason``, and the ``curve``:
+    ``[step, training seconds, metric value]`` at each evaluation."""
+
+    reached: bool
+    time_to_target_s: float
+    steps_to_target: int | None
+    final_metric: float | None
+    steps_run: int
+    train_time_s: float
+    status: str = "ok"
+    reason: str = ""
+    curve: list[list[float]] = field(default_factory=list)
+
+    def attrs(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+class _Reached(Exception):
+    """Raised from the record callback at the evaluation that meets the target."""
+
+
+def run_trial(
+    preset: TunePreset,
+    label: str,
+    lr: float,
+    seed: int,
+    *,
+    device: str = "cpu",
+    problems: dict | None = None,
+) -> Outcome:
+    """Train ``label`` on ``preset`` at ``lr`` with ``seed`` until the target or the
+    budget; ``problems`` caches the task's problem per seed.
+
+    >>> p = tune_preset("copy-tiny")
+    >>> o = run_trial(p, "expm", 1e-2, 0)
+    >>> o.status, o.steps_run <= p.config.steps, o.curve[0][:2]
+    ('ok', True, [0, 0.0])
+    """
+    from .train import train
+
+    method, rank = parse_method_label(label)
+    config = preset.config.replace(lr=lr)
+    target = preset.target
+    run = Run(preset.task, method, rank, config, preset.name, seed, device)
+    cache = problems if problems is not None else {}
+    if (preset.name, seed) not in cache:
+        cache[preset.name, seed] = preset.task.problem(
+            config, seed=seed, device=device, data_dir=None
+        )
+    problem = cache[preset.name, seed]
+    curve: list[list[float]] = []
+    seen: dict[int, float] = {}
+
+    def record(metric, value, unit, step=None, status="ok", reason=""):
+        if step is None:
+            return
+        if metric == target.metric:
+            seen[step] = value
+        elif metric == "wall_time":
+            curve.append([step, float(value), seen.get(step)])
+            if target.reached(seen.get(step)):
+                raise _Reached
+
+    status, reason = "ok", ""
+    try:
+        trained = train(run, problem, record)
+        status = trained.status
+        if status != "ok":
+            reason = "the training loss became non-finite"
+    except _Reached:
+        pass
+    except Exception as e:  # a method that fails is a result of the campaign
+        status, reason = "error", f"{type(e).__name__}: {e}"[:500]
+    last_step, last_time, last_value = curve[-1] if curve else (0, 0.0, None)
+    reached = status == "ok" and target.reached(last_value)
+    if reached:
+        seconds = last_time
+    elif last_step > 0:
+        seconds = last_time * config.steps / last_step  # the whole budget
+    else:
+        seconds = math.inf
+    return Outcome(
+        reached=reached,
+        time_to_target_s=seconds,
+        steps_to_target=int(last_step) if reached else None,
+        final_metric=last_value,
+        steps_run=int(last_step),
+        train_time_s=last_time,
+        status=status,
+        reason=reason,
+        curve=curve,
+    )
+
+
+# -- workers ----------------------------------------------------------------------------
+
+
+def _claim(storage, study) -> int | None:
+    """Atomically take one waiting trial of ``study`` (its id), or ``None``."""
+    from optuna.trial import TrialState
+
+    study_id = storage.get_study_id_from_name(study.study_name)
+    waiting = storage.get_all_trials(study_id, deepcopy=False, states=(TrialState.WAITING,))
+    for t in sorted(waiting, key=lambda t: t.number):
+        trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, t.number)
+        if storage.set_trial_state_values(trial_id, TrialState.RUNNING):
+            return trial_id
+    return None
+
+
+def _run_claimed(study, trial_id: int, campaign: Campaign, problems: dict, worker: str) -> None:
+    import optuna
+
+    trial = optuna.trial.Trial(study, trial_id)
+    preset, label = study.user_attrs["preset"], study.user_attrs["method"]
+    low, high = study.user_attrs["lr_range"]
+    lr = trial.suggest_float("lr", low, high, log=True)  # the enqueued value
+    seed = int(trial.user_attrs["seed"])
+    trial.set_user_attr("worker", worker)
+    try:
+        outcome = run_trial(
+            tune_preset(preset), label, lr, seed, device=campaign.device, problems=problems
+        )
+    except BaseException:  # interrupted: the trial goes back in the queue
+        study.tell(trial, state=optuna.trial.TrialState.FAIL)
+        _enqueue(study, {**trial.user_attrs, "lr": lr})
+        raise
+    for key, value in outcome.attrs().items():
+        trial.set_user_attr(key, value)
+    value = outcome.time_to_target_s
+    study.tell(trial, value if math.isfinite(value) else sys.float_info.max)
+
+
+def work(
+    campaign: Campaign,
+    out: str | Path,
+    url: str | None = None,
+    *,
+    index: int = 0,
+    on_trial: Callable[[], None] | None = None,
+) -> int:
+    """One worker: claim and train waiting trials, round-robin over the studies (starting
+    at study ``index``), until none is left; returns how many it trained. ``on_trial`` is
+    called after each."""
+    import torch
+
+    torch.set_num_threads(campaign.threads)
+    storage = open_storage(out, url)
+    studies, _ = prepare(campaign, storage)
+    if studies:
+        shift = index % len(studies)
+        studies = studies[shift:] + studies[:shift]
+    worker = f"{socket.gethostname()}:{os.getpid()}"
+    problems: dict = {}
+    done = 0
+    while True:
+        progressed = False
+        for study in studies:
+            trial_id = _claim(storage, study)
+            if trial_id is None:
+                continue
+            _run_claimed(study, trial_id, campaign, problems, worker)
+            done += 1
+            progressed = True
+            if on_trial:
+                on_trial()
+        if not progressed:
+            return done
+
+
+# -- reading a campaign back -------------------------------------------------------------
+
+
+def records(studies) -> list[dict[str, Any]]:
+    """One dict per finished trial of ``studies``: ``preset``, ``method``, ``family``,
+    ``point``, ``seed``, ``lr``, ``worker``, ``number``, ``state`` and the
+    :class:`Outcome` fields."""
+    from optuna.trial import TrialState
+
+    out = []
+    for study in studies:
+        attrs = study.user_attrs
+        for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+            out.append(
+                {
+                    "preset": attrs["preset"],
+                    "method": attrs["method"],
+                    "family": attrs["family"],
+                    "point": int(t.user_attrs["point"]),
+                    "seed": int(t.user_attrs["seed"]),
+                    "lr": float(t.params["lr"]),
+                    "number": t.number,
+                    "state": t.state.name,
+                    **{k: t.user_attrs.get(k) for k in (*Outcome.__dataclass_fields__, "worker")},
+                }
+            )
+    return out
+
+
+def choose(
+    trials: Sequence[Mapping[str, Any]], higher: Mapping[str, bool] | None = None
+) -> dict[tuple[str, str], int]:
+    """The chosen lr point of each ``(preset, method)``: the most seeds reaching the
+    target, then the smallest mean ``time_to_target_s`` over the seeds (not reached: the
+    whole budget), then the lower point index. Where no seed reaches the target at any
+    point, the best mean ``final_metric`` decides (``higher[preset]``: larger is better).
+
+    >>> t = [dict(preset="p", method="m", point=i, seed=s, reached=r, time_to_target_s=x,
+    ...           final_metric=0.0)
+    ...      for i, s, r, x in [(0, 0, True, 5.0), (0, 1, False, 9.0), (1, 0, True, 7.0),
+    ...                         (1, 1, True, 8.0), (2, 0, True, 1.0), (2, 1, True, 20.0)]]
+    >>> choose(t)
+    {('p', 'm'): 1}
+    """
+    higher = higher or {}
+    scores: dict[tuple[str, str], dict[int, list]] = {}
+    for t in trials:
+        per = scores.setdefault((t["preset"], t["method"]), {}).setdefault(t["point"], [])
+        final = t.get("final_metric")
+        final = math.inf if final is None or final != final else float(final)
+        sign = -1.0 if higher.get(t["preset"], False) and math.isfinite(final) else 1.0
+        per.append((bool(t["reached"]), float(t["time_to_target_s"]), sign * final))
+    chosen = {}
+    for key, points in scores.items():
+
+        def score(item):
+            point, runs = item
+            reached = sum(r for r, _, _ in runs)
+            mean_time = sum(x for _, x, _ in runs) / len(runs) if reached else 0.0
+            return (-reached, mean_time, sum(b for _, _, b in runs) / len(runs), point)
+
+        chosen[key] = min(points.items(), key=score)[0]
+    return chosen
+
+
+def target_table(campaign: Campaign, trials: Sequence[Mapping[str, Any]]) -> list[dict]:
+    """The rows of ``time_to_target.csv``: per preset, method and seed, the chosen lr's
+    trial, with how many of the method's trials reached the target."""
+    chosen = choose(trials, campaign.higher())
+    reached: dict[tuple[str, str], int] = {}
+    total: dict[tuple[str, str], int] = {}
+    for t in trials:
+        key = (t["preset"], t["method"])
+        total[key] = total.get(key, 0) + 1
+        reached[key] = reached.get(key, 0) + bool(t["reached"])
+    rows = []
+    for t in trials:
+        key = (t["preset"], t["method"])
+        if chosen.get(key) != t["point"]:
+            continue
+        preset = campaign.preset(t["preset"])
+        rows.append(
+            {
+                "preset": t["preset"],
+                "task": preset.task.name,
+                "target": preset.target.describe(),
+                "method": t["method"],
+                "optimizer": t["family"],
+                "lr": t["lr"],
+                "seed": t["seed"],
+                "reached": bool(t["reached"]),
+                "time_to_target_s": t["time_to_target_s"],
+                "steps_to_target": t["steps_to_target"],
+                "final_metric": t["final_metric"],
+                "trials_reached": reached[key],
+                "trials": total[key],
+                "budget_steps": preset.config.steps,
+                "status": t["status"],
+            }
+        )
+    order = {label: i for i, label in enumerate(campaign.labels)}
+    rows.sort(key=lambda r: (campaign.presets.index(r["preset"]), order[r["method"]], r["seed"]))
+    return rows
+
+
+def campaign_labels(names: Sequence[str], ranks: Sequence[int]) -> list[str]:
+    """Method labels of ``names`` (ranked methods once per rank).
+
+    >>> campaign_labels(["projunn_t", "expm", "lstm"], [1, 4])
+    ['projunn_t-k1', 'projunn_t-k4', 'expm', 'lstm']
+    """
+    out = []
+    for name in names:
+        ranked = name != LSTM and METHODS[name].ranked
+        out += [method_label(name, k) for k in ranks] if ranked else [name]
+    return out
+
+
+def read_json(path: Path) -> dict[str, Any] | None:
+    """The JSON object in ``path``, ``None`` when there is none."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+# -- the campaign from start to end --------------------------------------------------------
+
+
+@dataclass
+class CampaignResult:
+    """How a campaign ended: ``status`` (complete, interrupted, terminated), its
+    conventional ``exit_code``, the trial counts per state, and the files written."""
+
+    status: str
+    exit_code: int
+    counts: dict[str, int]
+    files: list[Path]
+    errors: int = 0
+
+
+def _worker_main(campaign: Campaign, out: str, url: str | None, index: int) -> None:
+    """A worker process: SIGTERM stops it like Ctrl-C (its trial goes back in the queue)."""
+    import signal
+
+    from ..measure.record import Terminated
+
+    def stop(signum, frame):
+        raise Terminated
+
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        work(campaign, out, url, index=index)
+    except (KeyboardInterrupt, Terminated):
+        sys.exit(130)
+
+
+def run_campaign(
+    campaign: Campaign,
+    out: str | Path,
+    *,
+    url: str | None = None,
+    workers: int = 1,
+    resume: bool = False,
+    progress: bool = True,
+    info: Mapping[str, Any] | None = None,
+    log: Callable[[str], None] = lambda msg: None,
+) -> CampaignResult:
+    """Plan the studies, train the waiting trials with ``workers`` processes (the
+    calling process itself for one) and write the results folder ``out`` (also when
+    interrupted: from the finished trials)."""
+    import multiprocessing
+    import signal
+
+    from tqdm import tqdm
+
+    from ..measure.record import Terminated
+
+    out = Path(out)
+    storage = open_storage(out, url)
+    studies, stale = prepare(campaign, storage, resume=resume)
+    if stale and not resume:
+        log(f"{stale} trial(s) left running by a stopped campaign: --resume re-runs them")
+    state = counts(studies)
+    total = sum(state.values()) - state.get("FAIL", 0)
+    bar = tqdm(
+        total=total,
+        initial=state.get("COMPLETE", 0),
+        desc="trials",
+        unit="trial",
+        file=sys.stderr,
+        disable=not progress,
+        dynamic_ncols=True,
+    )
+    status = "complete"
+
+    def stop(signum, frame):
+        raise Terminated
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    processes: list = []
+    try:
+        if workers == 1:
+            work(campaign, out, url, on_trial=lambda: bar.update(1))
+        else:
+            context = multiprocessing.get_context("spawn")
+            for i in range(workers):
+                p = context.Process(target=_worker_main, args=(campaign, str(out), url, i))
+                p.start()
+                processes.append(p)
+            while any(p.is_alive() for p in processes):
+                time.sleep(1.0)
+                bar.n = counts(studies).get("COMPLETE", 0)
+                bar.refresh()
+    except KeyboardInterrupt:
+        status = "interrupted"
+    except Terminated:
+        status = "terminated"
+    finally:
+        for p in processes:
+            if p.is_alive() and status == "terminated":
+                p.terminate()
+        for p in processes:
+            p.join(timeout=60)
+        signal.signal(signal.SIGTERM, previous)
+        bar.n = counts(studies).get("COMPLETE", 0)
+        bar.close()
+    files = write_outputs(campaign, studies, out, status=status, info=info)
+    state = counts(studies)
+    if status == "complete" and state.get("WAITING", 0) + state.get("RUNNING", 0):
+        status = "incomplete"  # another worker still holds trials (a shared storage)
+    found = records(studies)
+    errors = sum(r["status"] == "error" for r in found)
+    code = {"complete": 0, "incomplete": 0, "interrupted": 130, "terminated": 143}[status]
+    return CampaignResult(status, code, state, files, errors)
+
+
+def _rows(campaign: Campaign, trial: Mapping[str, Any]) -> list:
+    """The :class:`suite.measure.rows.Row` s of one finished trial: its curve (the target
+    metric and ``wall_time`` at each evaluation) and, once, ``time_to_target``,
+    ``steps_to_target``, ``reached`` and ``final_metric``."""
+    from ..measure.rows import Measurement, Row
+
+    preset = campaign.preset(trial["preset"])
+    config = preset.config
+    method, rank = parse_method_label(trial["method"])
+    identity = {
+        "workload": preset.task.name,
+        "method": method,
+        "n": config.hidden,
+        "k": rank,
+        "dtype": config.dtype,
+        "device": campaign.device,
+        "options": f"preset={trial['preset']};lr={trial['lr']:.6g};seed={trial['seed']};"
+        f"point={trial['point']};trial={trial['number']};optimizer={trial['family']};"
+        f"target={preset.target.describe()}",
+    }
+    metric = preset.target.metric
+    unit = "%" if metric.endswith("accuracy") else "1"
+    found = []
+    for step, seconds, value in trial["curve"] or []:
+        if value is not None:
+            found.append(Measurement(metric, value, unit, step=int(step)))
+        found.append(Measurement("wall_time", seconds, "s", step=int(step)))
+    status, reason = trial["status"], trial["reason"] or ""
+    seconds = trial["time_to_target_s"]
+    found.append(Measurement("reached", float(bool(trial["reached"])), "1"))
+    if math.isfinite(seconds):
+        note = "" if trial["reached"] else "not reached: the whole budget"
+        found.append(Measurement("time_to_target", seconds, "s", reason=note))
+    if trial["reached"]:
+        found.append(Measurement("steps_to_target", trial["steps_to_target"], "steps"))
+    if trial["final_metric"] is not None:
+        found.append(Measurement(f"final_{metric}", trial["final_metric"], unit))
+    if status == "error":
+        found.append(Measurement.error(reason or "failed", "train"))
+    return [Row.of(identity, m) for m in found]
+
+
+def write_outputs(
+    campaign: Campaign,
+    studies,
+    out: Path,
+    *,
+    status: str = "complete",
+    info: Mapping[str, Any] | None = None,
+) -> list[Path]:
+    """Write the results folder from the finished trials (each file atomically):
+    ``time_to_target.csv`` / ``.md``, ``trials.csv`` (every trial's rows), ``results.csv``
+    (the chosen lr's rows of the first seed), ``machine.json``, ``tune.json`` and the two
+    figures (``performance_profile.png``, ``learning_curves.png``; with the ``report``
+    extra)."""
+    from ..measure import machine, output
+    from ..report import tune as report
+
+    found = sorted(records(studies), key=lambda t: (t["preset"], t["method"], t["number"]))
+    table = target_table(campaign, found)
+    out.mkdir(parents=True, exist_ok=True)
+    files = [out / report.TABLE, out / "time_to_target.md", out / report.TRIALS]
+    report.write_table(table, files[0])
+    output.atomic_write_text(files[1], report.markdown_table(table))
+    output.write_table([row for t in found for row in _rows(campaign, t)], files[2])
+    chosen = choose(found, campaign.higher())
+    first = campaign.seeds[0]
+    picked = [t for t in found if chosen.get((t["preset"], t["method"])) == t["point"]]
+    shown = [row for t in picked if t["seed"] == first for row in _rows(campaign, t)]
+    files.append(output.write_table(shown, out / "results.csv"))
+    description = campaign.describe()
+    run = {"command": "tune", "status": status, **description, **dict(info or {})}
+    output.write_json(out / "machine.json", {**machine.describe(), "run": run})
+    lrs = {f"{t['preset']}/{t['method']}": t["lr"] for t in picked if t["seed"] == first}
+    output.write_json(out / "tune.json", {**description, "status": status, "chosen_lr": lrs})
+    files += [out / "machine.json", out / "tune.json"]
+    if table:
+        try:
+            files += report.figures(out)
+        except ImportError as e:
+            print(f"no figures: {e.name} is not installed (pip install -e '.[report]')",
+                  file=sys.stderr)  # fmt: skip
+    return files
