@@ -99,6 +99,9 @@ def output_dir(text: str) -> Path:
     if path.exists() and not path.is_dir():
         raise argparse.ArgumentTypeError(f"{text!r} exists and is not a folder")
     missing = [p for p in (path.absolute(), *path.absolute().parents) if not p.exists()]
+    above = (missing[-1].parent if missing else path.absolute()).resolve()
+    if not above.is_dir():
+        raise argparse.ArgumentTypeError(f"cannot create {text!r}: {above} is a file")
     try:
         path.mkdir(parents=True, exist_ok=True)
         fd, probe = tempfile.mkstemp(dir=path, prefix=".projunn-bench-check-")
