@@ -3,7 +3,8 @@
 The gate is ``asv continuous --interleave-rounds --factor F BASE HEAD`` restricted to the
 timed benchmarks of the ``gate`` grid (:data:`suite.measure.cases.GRIDS`): float32 on the CPU,
 N = 64, 256, 1024, projUNN at k = 1 and 16 — every method of the update and train_step
-workloads, O(N^3) baselines only up to :data:`CUBIC_MAX_N` (above it one of their steps
+workloads but the peer libraries' (geoopt, geotorch: the gate guards the project's own
+code), O(N^3) baselines only up to :data:`CUBIC_MAX_N` (above it one of their steps
 costs more than the rest of a combination together), and the conv_train_step of every
 convolution method (SOC included) at 16 channels, 8 x 8. N = 1024 is where projUNN's O(kN^2)
 shows (log-log slope 1.8 from N = 1024 on, ``results/core_speed.md``).
@@ -107,9 +108,11 @@ def bench_regexes(device: str = "cpu") -> list[str]:
             ([n for n in (grid.channels if conv else grid.sizes) if n <= CUBIC_MAX_N], True),
             ([n for n in (grid.channels if conv else grid.sizes) if n > CUBIC_MAX_N], False),
         ):
-            methods = [
-                lab for lab in labels if cubic_too or not METHODS[parse_method_label(lab)[0]].cubic
-            ]
+            methods = []
+            for lab in labels:
+                spec = METHODS[parse_method_label(lab)[0]]
+                if (cubic_too or not spec.cubic) and spec.requires is None:
+                    methods.append(lab)  # the project's code: a peer library's is not gated
             if not sizes or not methods:
                 continue
             shape = _alternation(sizes) + (f", {_alternation(grid.spatial)}" if conv else "")

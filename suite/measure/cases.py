@@ -51,7 +51,7 @@ from projunn_core.graph import graph_unavailable
 from .methods import METHODS
 from .rows import IDENTITY, Row
 from .settings import Settings
-from .workloads import WORKLOADS
+from .workloads import TRAIN_OPTIMIZER, WORKLOADS
 
 __all__ = [
     "CUBIC_CAP",
@@ -306,9 +306,21 @@ class Case:
         """The :data:`suite.measure.rows.IDENTITY` columns of this case's rows
         (``options`` as in :meth:`as_dict`)."""
         grid = (("height", self.spatial), ("width", self.spatial)) if self.spatial else ()
-        options = ";".join(f"{k}={v}" for k, v in grid + self.options)
+        options = ";".join(f"{k}={v}" for k, v in grid + self.options + self._optimizer())
         fields = {"options": options, **{f: getattr(self, f) for f in IDENTITY[:-1]}}
         return {f: fields[f] for f in IDENTITY}
+
+    def _optimizer(self) -> tuple[tuple[str, str], ...]:
+        """``(("optimizer", name),)`` where a training workload trains this method with
+        another optimizer than the workloads' own (geoopt has no RMSprop), so that its rows
+        say so; empty otherwise."""
+        if WORKLOADS[self.workload].uses != "layer":
+            return ()
+        try:
+            used = self.spec.optimizer_for(TRAIN_OPTIMIZER)
+        except ValueError:  # it has none: the case fails when it runs, and says why
+            return ()
+        return () if used == TRAIN_OPTIMIZER else (("optimizer", used),)
 
     def rows(self, measurements) -> list[Row]:
         """The table rows of ``measurements`` of this case.
