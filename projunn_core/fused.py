@@ -122,13 +122,9 @@ def _pow2(n: int, least: int = 16) -> int:
     return max(least, 1 << max(0, math.ceil(math.log2(max(n, 1)))))
 
 
-def _real(x: torch.Tensor) -> tuple[torch.Tensor, int]:
-    """x as real elements (``view_as_real`` for complex) and -1 where x carried a lazy
-    conjugation (its imaginary parts are then negated by the kernel)."""
-    sign = 1
-    if x.is_conj():
-        x, sign = x.conj(), -1
-    return (torch.view_as_real(x) if x.is_complex() else x), sign
+def _real(x: torch.Tensor) -> torch.Tensor:
+    """x as real elements (``view_as_real`` for complex; x carries no lazy conjugation)."""
+    return torch.view_as_real(x) if x.is_complex() else x
 
 
 def _taylor(device: torch.device) -> torch.Tensor:
@@ -146,18 +142,18 @@ def _gram_shape(rows: int, n: int, cplx: bool) -> tuple[int, int, int, int]:
 
 
 @torch.library.custom_op("projunn::gram", mutates_args=())
-def gram(first: torch.Tensor, second: torch.Tensor | None = None) -> torch.Tensor:
-    """Partial Gram matrices of the rows of ``first`` (B, r0, N) followed by those of
-    ``second`` (B, r1, N): float64 (B, chunks, parts, R, R) whose sum over chunks is the Gram
-    matrix, zero-padded to R >= r0 + r1 rows (parts: real and, for complex rows, imaginary)."""
-    x0, c0 = _real(first)
-    x1, c1 = _real(second) if second is not None else (x0, 1)
+def _gram(
+    first: torch.Tensor, conj_first: bool, second: torch.Tensor | None, conj_second: bool
+) -> torch.Tensor:
+    x0 = _real(first)
+    x1 = _real(second) if second is not None else x0
     B, r0, n = first.shape
     r1 = 0 if second is None else second.shape[1]
     chunks, parts, R, _ = _gram_shape(r0 + r1, n, first.is_complex())
     out = torch.empty(B, chunks, parts, R, R, dtype=torch.float64, device=first.device)
     if B == 0:
         return out
+    c0, c1 = (-1 if conj_first else 1), (-1 if conj_second else 1)
     kernels().gram_kernel[(B, chunks)](
         x0, *x0.stride()[:3], r0, c0, x1, *x1.stride()[:3], r1, c1,
         out, out.stride(0), out.stride(1), out.stride(2), n, _CHUNK,
@@ -167,11 +163,27 @@ def gram(first: torch.Tensor, second: torch.Tensor | None = None) -> torch.Tenso
     return out
 
 
-@gram.register_fake
-def _gram_fake(first, second=None):
+@_gram.register_fake
+def _gram_fake(first, conj_first, second, conj_second):
     r1 = 0 if second is None else second.shape[1]
     shape = _gram_shape(first.shape[1] + r1, first.shape[2], first.is_complex())
     return first.new_empty((first.shape[0], *shape), dtype=torch.float64)
+
+
+def gram(
+    first: torch.Tensor,
+    second: torch.Tensor | None = None,
+    *,
+    conj_first: bool = False,
+    conj_second: bool = False,
+) -> torch.Tensor:
+    """Partial Gram matrices ``X X^H`` of the rows X of ``first`` (B, r0, N) followed by those of
+    ``second`` (B, r1, N), conjugated where ``conj_*`` says so (so that ``Y^H`` is passed as
+    ``Y.mT`` with ``conj_first=True``, without a copy), by ``projunn::gram``: float64
+    (B, chunks, parts, R, R) whose sum over chunks is the Gram matrix, zero-padded to
+    R >= r0 + r1 rows (parts: real and, for complex rows, imaginary). The tensors must not carry
+    a lazy conjugation (``x.is_conj()``): torch would copy them to resolve it."""
+    return _gram(first, conj_first, second, conj_second)
 
 
 @torch.library.custom_op("projunn::sketch_basis", mutates_args=())
@@ -182,7 +194,7 @@ def sketch_basis(partials: torch.Tensor, rank: int, n: int, dtype: torch.dtype) 
     cplx = dtype.is_complex
     out = torch.empty(B, rank, rank, dtype=dtype, device=partials.device)
     if B:
-        o, _ = _real(out)
+        o = _real(out)
         kernels().sketch_kernel[(B,)](
             partials, partials.stride(0), partials.stride(1), partials.stride(2),
             partials.shape[-1], chunks, o, o.stride(0), o.stride(1), o.stride(2), n,
@@ -220,8 +232,7 @@ def small_problem(
     out = torch.empty(B, m, m, dtype=rows.dtype, device=rows.device)
     if B == 0:
         return out
-    o, _ = _real(out)
-    x, _ = _real(rows)
+    o, x = _real(out), _real(rows)
     P = _pow2(2 * u * k)
     kernels().small_kernel[(B,)](
         partials, partials.stride(0), partials.stride(1), partials.stride(2),

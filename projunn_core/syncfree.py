@@ -329,7 +329,8 @@ def _fused_update(A3, X, variant, scale, guard, valid, skipped, sketch=None) -> 
     skipped."""
     if valid is not None:
         valid = valid.reshape(-1)
-    partials = fused.gram(X, sketch)
+    cplx = X.is_complex()
+    partials = fused.gram(X, sketch, conj_second=cplx)
     C = fused.small_problem(partials, X, valid, skipped, variant, scale, sketch is not None, guard)
     left = times(A3, X.mH) @ C
     A3.baddbmm_(left, X)
@@ -425,11 +426,12 @@ def step(
     G3 = G.reshape(-1, n, n)
     if impl == "fused":
         Y = _sketch(G3, rank, generator, power_iters, "cholesky")
-        a = Y @ fused.sketch_basis(fused.gram(Y.mH), rank, n, A.dtype)
+        cplx = A.is_complex()  # Y^H and a^H go to the Gram kernel as Y^T and a^T, conjugated
+        a = Y @ fused.sketch_basis(fused.gram(Y.mT, conj_first=cplx), rank, n, A.dtype)
         X = _rows_buffer(A3, rank)
         torch.matmul(a.mH, G3, out=X[:, :rank])  # b^H
         torch.matmul(a.mH, A3, out=X[:, rank:])  # (A^H a)^H
-        _fused_update(A3, X, variant, scale, guard, valid, skipped, sketch=a.mH)
+        _fused_update(A3, X, variant, scale, guard, valid, skipped, sketch=a.mT)
     else:
         ah = _range_rows(G3, rank, generator, power_iters, impl)
         X = _rows([ah @ G3, ah @ A3])  # b^H, (A^H a)^H
