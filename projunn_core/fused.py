@@ -24,6 +24,7 @@ CPU tests run them); :func:`unavailable` says why they cannot run.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import math
 import os
@@ -118,6 +119,11 @@ def kernels():
     return _STATE["kernels"]
 
 
+def _on(device: torch.device):
+    """Launch on ``device`` (Triton launches on the current CUDA device)."""
+    return torch.cuda.device(device) if device.type == "cuda" else contextlib.nullcontext()
+
+
 def _pow2(n: int, least: int = 16) -> int:
     return max(least, 1 << max(0, math.ceil(math.log2(max(n, 1)))))
 
@@ -154,12 +160,13 @@ def _gram(
     if B == 0:
         return out
     c0, c1 = (-1 if conj_first else 1), (-1 if conj_second else 1)
-    kernels().gram_kernel[(B, chunks)](
-        x0, *x0.stride()[:3], r0, c0, x1, *x1.stride()[:3], r1, c1,
-        out, out.stride(0), out.stride(1), out.stride(2), n, _CHUNK,
-        R=R, CPLX=first.is_complex(), TWO=second is not None, BN=32 if R >= 64 else 64,
-        num_warps=8 if R >= 64 else 4,
-    )  # fmt: skip
+    with _on(first.device):
+        kernels().gram_kernel[(B, chunks)](
+            x0, *x0.stride()[:3], r0, c0, x1, *x1.stride()[:3], r1, c1,
+            out, out.stride(0), out.stride(1), out.stride(2), n, _CHUNK,
+            R=R, CPLX=first.is_complex(), TWO=second is not None, BN=32 if R >= 64 else 64,
+            num_warps=8 if R >= 64 else 4,
+        )  # fmt: skip
     return out
 
 
@@ -195,11 +202,12 @@ def sketch_basis(partials: torch.Tensor, rank: int, n: int, dtype: torch.dtype) 
     out = torch.empty(B, rank, rank, dtype=dtype, device=partials.device)
     if B:
         o = _real(out)
-        kernels().sketch_kernel[(B,)](
-            partials, partials.stride(0), partials.stride(1), partials.stride(2),
-            partials.shape[-1], chunks, o, o.stride(0), o.stride(1), o.stride(2), n,
-            K=rank, CPLX=cplx, PS=_pow2((2 if cplx else 1) * rank), num_warps=4,
-        )  # fmt: skip
+        with _on(partials.device):
+            kernels().sketch_kernel[(B,)](
+                partials, partials.stride(0), partials.stride(1), partials.stride(2),
+                partials.shape[-1], chunks, o, o.stride(0), o.stride(1), o.stride(2), n,
+                K=rank, CPLX=cplx, PS=_pow2((2 if cplx else 1) * rank), num_warps=4,
+            )  # fmt: skip
     return out
 
 
@@ -234,16 +242,17 @@ def small_problem(
         return out
     o, x = _real(out), _real(rows)
     P = _pow2(2 * u * k)
-    kernels().small_kernel[(B,)](
-        partials, partials.stride(0), partials.stride(1), partials.stride(2),
-        partials.shape[-1], partials.shape[1], _taylor(rows.device),
-        x, x.stride(0), x.stride(1), x.stride(2), o, o.stride(0), o.stride(1), o.stride(2),
-        o if valid is None else valid, o if skipped is None else skipped,
-        struct.unpack("<q", struct.pack("<d", scale))[0], n,
-        K=k, CPLX=cplx, POLAR=variant == "D", STEP=step, GUARD=guard,
-        HAS_VALID=valid is not None, HAS_SKIPPED=skipped is not None, P=P,
-        PS=_pow2(u * k), BN=64, num_warps=8 if P >= 64 else 4,
-    )  # fmt: skip
+    with _on(rows.device):
+        kernels().small_kernel[(B,)](
+            partials, partials.stride(0), partials.stride(1), partials.stride(2),
+            partials.shape[-1], partials.shape[1], _taylor(rows.device),
+            x, x.stride(0), x.stride(1), x.stride(2), o, o.stride(0), o.stride(1), o.stride(2),
+            o if valid is None else valid, o if skipped is None else skipped,
+            struct.unpack("<q", struct.pack("<d", scale))[0], n,
+            K=k, CPLX=cplx, POLAR=variant == "D", STEP=step, GUARD=guard,
+            HAS_VALID=valid is not None, HAS_SKIPPED=skipped is not None, P=P,
+            PS=_pow2(u * k), BN=64, num_warps=8 if P >= 64 else 4,
+        )  # fmt: skip
     return out
 
 

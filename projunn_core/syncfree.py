@@ -2,7 +2,18 @@
 
 The eager kernels solve their small problem with ``eigh`` / ``svd`` and check finiteness on
 the host; both synchronize a GPU with the host and cannot be captured in a CUDA graph.
-Here every piece is a fixed sequence of device operations, the same for every input:
+Here nothing reads a value back to the host. There are three implementations, chosen by the
+``impl`` argument of :func:`kernel` and :func:`step` (one of :data:`IMPLS`):
+
+* ``"fused"`` (what ``"auto"`` takes where it can run): the small problem in one Triton
+  kernel per step, three ``projunn::`` custom operators in all (:mod:`projunn_core.fused`;
+  docs/design.md, section 7.1). It needs Triton and CUDA tensors, or CPU tensors under
+  ``TRITON_INTERPRET=1`` (Triton's interpreter), and a rank up to
+  :data:`projunn_core.fused.MAX_RANK`;
+* ``"cholesky"`` (``"auto"`` everywhere else) and ``"householder"``: a fixed sequence of
+  torch operators, the same for every input, described below.
+
+The torch implementations:
 
 * **basis**: shifted CholeskyQR (:func:`orth_rows`). Each pass factors the Gram matrix
   with a small relative shift, so that a zero or dependent column never breaks the
@@ -13,7 +24,7 @@ Here every piece is a fixed sequence of device operations, the same for every in
   on degenerate inputs). The range finder takes a third pass for double-precision
   weights: there the round-off directions of a sketch of a gradient of rank below k must
   end exactly orthogonal to the gradient's range (two passes leave ~1e-12, invisible in
-  single precision). ``BASIS = "householder"`` uses ``torch.linalg.qr`` instead.
+  single precision). ``impl="householder"`` uses ``torch.linalg.qr`` instead.
 * **exponential** (projUNN-T): ``exp(M) - I`` of the small skew-Hermitian matrix by a
   degree-25 Taylor polynomial (Paterson-Stockmeyer) of ``M / 2^7``, then 7 squarings of
   ``E = exp(Z) - I`` as ``E <- E (E + 2I)``, which keep the relative accuracy of small
@@ -24,20 +35,23 @@ Here every piece is a fixed sequence of device operations, the same for every in
 * **polar factor** (projUNN-D): Newton's iteration ``X <- (z X + (z X)^-H) / 2`` with
   Frobenius-norm scaling ``z``, a fixed number of iterations
   (:func:`polar_minus_identity`).
-* **no-op on bad input**: a matrix whose step is not finite, out of the exponential's
-  range or not converged is left bit-for-bit unchanged, selected on the device with
-  ``torch.where``; an optional device counter records how many matrices were skipped.
 
-The random sketch of :func:`step` is drawn with ``torch.randn(generator=...)`` exactly as
-:func:`projunn_core.lowrank` draws it, so a seed gives the same sketch in both paths; a
-CUDA graph replays such a draw correctly once the generator is registered with the graph
-(:mod:`projunn_core.graph` does that).
+In every implementation:
+
+* **no-op on bad input**: a matrix whose step is not finite, out of the exponential's
+  range or not converged is left bit-for-bit unchanged, selected on the device (with
+  ``torch.where``, or inside the fused kernel); an optional device counter records how many
+  matrices were skipped.
+* **random sketch**: :func:`step` draws it with ``torch.randn(generator=...)`` exactly as
+  :func:`projunn_core.lowrank` draws it, so a seed gives the same sketch in every path; a
+  CUDA graph replays such a draw correctly once the generator is registered with the graph
+  (:mod:`projunn_core.graph` does that).
 
 >>> import torch, projunn_core as pc
 >>> A = pc.init.haar(8, dtype=torch.float64)
 >>> a, b = torch.randn(8, 2, dtype=torch.float64), torch.randn(8, 2, dtype=torch.float64)
 >>> B = A.clone()
->>> kernel(A, a, b, "T") is A
+>>> kernel(A, a, b, "T", impl="cholesky") is A
 True
 >>> bool(torch.allclose(A, pc.projunn_t(B, a, b)))
 True
