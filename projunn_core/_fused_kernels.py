@@ -470,7 +470,7 @@ def sketch_kernel(
     _store_small(out + b * so_b, so_r, so_c, T, K, CPLX, PS)
 
 
-@_jit(do_not_specialize=["scale_bits"])
+@_jit(do_not_specialize=["scale_bits", "limit_bits"])
 def small_kernel(
     g,
     sg_b,
@@ -490,6 +490,7 @@ def small_kernel(
     valid,
     skipped,
     scale_bits,
+    limit_bits,
     N,
     K: tl.constexpr,
     CPLX: tl.constexpr,
@@ -508,7 +509,8 @@ def small_kernel(
     STEP: the Gram matrix also holds the rows ``a^H`` of the sketch basis after X, and the
     update is for ``a (a^H a)^+ a^H (scale G)`` (the projection on span a). ``POLAR``: projUNN-D,
     else projUNN-T. ``GUARD``: a step that is not finite, out of range or not converged (or
-    whose ``valid`` entry is false) gets C = 0 and zero rows X, and counts into ``skipped``."""
+    whose ``valid`` entry is false, or with a row of X longer than ``limit``, for which
+    ``A X^H`` could overflow) gets C = 0 and zero rows X, and counts into ``skipped``."""
     b = tl.program_id(0)
     U: tl.constexpr = 2 if CPLX else 1
     KE: tl.constexpr = U * K
@@ -532,6 +534,8 @@ def small_kernel(
     else:
         Pc = tl.where((rows == cols + KE) & (cols < KE), 1.0, 0.0).to(tl.float64)
     w, wd, Wb = _balance(W, P)
+    # |(A X^H)_il| <= |row l of X| (A unitary): rows that long would overflow A's dtype
+    ok = ok & (tl.max(w, axis=0) <= _f64(limit_bits))
     Pb = Pc * w[:, None] * w[None, :]
     s = ((U * N + NE + 1) * NE).to(tl.float64) * 2.220446049250313e-16
     L, Li, chol_ok = _chol_inv(_regularized(Wb, NE, s, P), NE, P)

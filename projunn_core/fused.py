@@ -133,6 +133,11 @@ def _real(x: torch.Tensor) -> torch.Tensor:
     return torch.view_as_real(x) if x.is_complex() else x
 
 
+def _bits(x: float) -> int:
+    """The int64 bit pattern of the float64 x (Triton would pass a float as float32)."""
+    return struct.unpack("<q", struct.pack("<d", x))[0]
+
+
 def _taylor(device: torch.device) -> torch.Tensor:
     """1/j!, j = 1..25, float64 on ``device`` (made on the device, cached)."""
     from .syncfree import _constant
@@ -232,7 +237,9 @@ def small_problem(
     ``X = rows`` (B, 2k, N) = ``[b^H; (A^H a)^H]`` (followed by those of ``a^H`` if ``step``:
     a is then a nearly orthonormal sketch basis, and the update is for ``scale`` times the
     projection of ``a b^H`` on span a). ``guard``: where the step is not finite, out of range,
-    not converged or not ``valid``, C and the rows are zeroed and ``skipped`` counts it."""
+    not converged or not ``valid`` (or has a row so long, a quarter of the dtype's largest
+    number, that ``A X^H`` could overflow), C and the rows are zeroed and ``skipped`` counts
+    it."""
     B, m, n = rows.shape
     k = m // 2
     cplx = rows.is_complex()
@@ -248,7 +255,7 @@ def small_problem(
             partials.shape[-1], partials.shape[1], _taylor(rows.device),
             x, x.stride(0), x.stride(1), x.stride(2), o, o.stride(0), o.stride(1), o.stride(2),
             o if valid is None else valid, o if skipped is None else skipped,
-            struct.unpack("<q", struct.pack("<d", scale))[0], n,
+            _bits(scale), _bits(torch.finfo(rows.dtype).max / 4), n,
             K=k, CPLX=cplx, POLAR=variant == "D", STEP=step, GUARD=guard,
             HAS_VALID=valid is not None, HAS_SKIPPED=skipped is not None, P=P,
             PS=_pow2(u * k), BN=64, num_warps=8 if P >= 64 else 4,

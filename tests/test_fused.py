@@ -337,3 +337,17 @@ def test_profiler_shows_one_small_problem_per_step(interp, gen):
     assert ours == ["projunn::gram", "projunn::gram", "projunn::sketch_basis"] + [
         "projunn::small_problem"
     ]
+
+
+@pytest.mark.parametrize("variant", "TD")
+def test_rows_long_enough_to_overflow_are_skipped(variant, interp, gen):
+    """float32: a b^H of moderate size from b ~ 1e38 and a ~ 1e-38 is finite, but A X^H would
+    overflow (|(A X^H)_il| can reach the length of row l of X): skipped, not corrupted."""
+    A = haar(16, torch.float32, batch=(2,), generator=gen)
+    a, b = 1e-38 * randn(2, 16, 2, dtype=A.dtype, generator=gen), randn(2, 16, 2, dtype=A.dtype)
+    b[0] *= 1e38  # matrix 0 only
+    before = A.clone()
+    skipped = torch.zeros((), dtype=torch.int64)
+    sf.kernel(A, a, b, variant, impl="fused", skipped=skipped)
+    assert skipped.item() == 1 and torch.equal(A[0], before[0]) and torch.isfinite(A).all()
+    assert pc.unitarity_error(A[1]) < 1e-6
