@@ -29,6 +29,8 @@ def _import_triton_for_the_interpreter() -> None:
     os.environ["TRITON_INTERPRET"] = "1"
     try:
         import triton  # noqa: F401
+    except ImportError:  # a broken install: projunn_core.fused will say so
+        pass
     finally:
         if old is None:
             del os.environ["TRITON_INTERPRET"]
