@@ -6,7 +6,7 @@
 True
 """
 
-from . import conv, graph, init, nn, optim, syncfree
+from . import conv, fused, graph, init, nn, optim, syncfree
 from .kernels import projunn_d, projunn_t
 from .lowrank import LOWRANK_METHODS, lowrank
 from .protocol import OPTIMIZER_NAMES, UnitaryLayer, sequence_operator, unitarity_error
@@ -19,6 +19,7 @@ __all__ = [
     "VARIANTS",
     "UnitaryLayer",
     "conv",
+    "fused",
     "graph",
     "init",
     "lowrank",

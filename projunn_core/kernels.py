@@ -148,6 +148,30 @@ def _apply(A: torch.Tensor, Q: torch.Tensor, E: torch.Tensor, check: bool) -> to
     return A
 
 
+def check_impl(impl, sync_free: bool) -> str:
+    """``impl`` (None, or one of :data:`projunn_core.syncfree.IMPLS`) for a step with
+    ``sync_free``; returns the implementation to ask for (``"auto"`` when None). ``impl``
+    chooses among implementations of the sync-free step, so it needs ``sync_free=True``.
+
+    >>> check_impl(None, True), check_impl("householder", True)
+    ('auto', 'householder')
+    >>> check_impl("fused", False)
+    Traceback (most recent call last):
+        ...
+    ValueError: impl='fused' chooses an implementation of the sync-free step: pass ...
+    """
+    if impl is None:
+        return "auto"
+    if not sync_free:
+        raise ValueError(
+            f"impl={impl!r} chooses an implementation of the sync-free step: pass "
+            "sync_free=True with it"
+        )
+    if impl not in syncfree.IMPLS:
+        raise ValueError(f"impl must be one of {syncfree.IMPLS}, got {impl!r}")
+    return impl
+
+
 def check_counter(skipped, A: torch.Tensor) -> None:
     """``skipped`` must be ``None`` or a 0-dim int64 tensor on A's device."""
     if skipped is not None and (
@@ -187,6 +211,7 @@ def projunn_t(
     check: bool = True,
     sync_free: bool = False,
     skipped: torch.Tensor | None = None,
+    impl: str | None = None,
 ) -> torch.Tensor:
     """projUNN-T, in place: ``A <- A exp(skew(A^H a b^H))``; returns A.
 
@@ -198,17 +223,21 @@ def projunn_t(
     ``sync_free=True``: the same step with no host synchronization
     (:mod:`projunn_core.syncfree`, CUDA-graph capturable); ``check`` then leaves A
     unchanged on the device instead of raising (non-finite or out-of-range steps; A is
-    assumed unitary), counted in the 0-dim int64 tensor ``skipped``.
+    assumed unitary), counted in the 0-dim int64 tensor ``skipped``. ``impl`` (with
+    ``sync_free=True`` only) picks its implementation, one of
+    :data:`projunn_core.syncfree.IMPLS` (default ``"auto"``: the fused Triton kernel where it
+    can run, else torch operators).
 
     >>> import torch
     >>> A = torch.eye(3); a = torch.zeros(3, 1); b = torch.ones(3, 1)
     >>> torch.equal(projunn_t(A, a, b), torch.eye(3))
     True
     """
+    impl = check_impl(impl, sync_free)
     if sync_free:
         _validate(A, a, b, False)
         check_counter(skipped, A)
-        return syncfree.kernel(A, a, b, "T", guard=check, skipped=skipped)
+        return syncfree.kernel(A, a, b, "T", guard=check, skipped=skipped, impl=impl)
     _validate(A, a, b, check)
     return tangent_update(A, a, b, check)
 
@@ -235,10 +264,11 @@ def projunn_d(
     check: bool = True,
     sync_free: bool = False,
     skipped: torch.Tensor | None = None,
+    impl: str | None = None,
 ) -> torch.Tensor:
     """projUNN-D, in place: ``A <-`` the closest unitary to ``A + a b^H``; returns A.
 
-    Arguments, checks and ``sync_free`` as for :func:`projunn_t` (here the small SVD
+    Arguments, checks, ``sync_free`` and ``impl`` as for :func:`projunn_t` (here the small SVD
     synchronizes a GPU even with ``check=False``).
 
     >>> import torch
@@ -247,10 +277,11 @@ def projunn_d(
     tensor([[1., 0.],
             [0., 1.]], dtype=torch.float64)
     """
+    impl = check_impl(impl, sync_free)
     if sync_free:
         _validate(A, a, b, False)
         check_counter(skipped, A)
-        return syncfree.kernel(A, a, b, "D", guard=check, skipped=skipped)
+        return syncfree.kernel(A, a, b, "D", guard=check, skipped=skipped, impl=impl)
     _validate(A, a, b, check)
     return polar_update(A, a, b, check)
 

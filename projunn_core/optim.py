@@ -25,6 +25,9 @@ batched weight) is left bit-for-bit unchanged and counted on the device, while m
 buffers take a step with a zero gradient. Reading ``skipped_steps`` then synchronizes
 once. The randomized sketch draws from ``generator`` (or the device's default
 generator); a seeded CUDA generator gives the same sketches on every process.
+``impl`` (with ``capturable=True`` only) picks the implementation of that sync-free step,
+one of :data:`projunn_core.syncfree.IMPLS`; the default ``"auto"`` takes the fused Triton
+kernel (:mod:`projunn_core.fused`) where it can run, else torch operators.
 
 >>> import torch, projunn_core as pc
 >>> W = torch.nn.Parameter(pc.init.haar(6))
@@ -40,6 +43,7 @@ import torch
 
 from . import syncfree
 from ._checks import all_finite, check_choice, check_rank, check_size, check_square
+from .kernels import check_impl
 from .lowrank import lowrank_method
 from .protocol import check_optimizer_name
 from .repair import reorthogonalize
@@ -61,10 +65,11 @@ UNITARY_OPTIONS = ("rank", "variant", "approx", "reorthogonalize_every")
 class _ProjUNNMixin:
     """Adds unitary parameter groups to a ``torch.optim`` optimizer (mixed in first)."""
 
-    def _setup(self, generator, skip_nonfinite, capturable=False) -> None:
+    def _setup(self, generator, skip_nonfinite, capturable=False, impl=None) -> None:
         self.generator = generator
         self.skip_nonfinite = skip_nonfinite
         self.capturable = bool(capturable)
+        self.impl = check_impl(impl, self.capturable) if impl is not None else None
         self._skipped = 0
         self._skipped_on_device = {}  # device -> int64 counter (capturable steps)
         self._standins = {}  # unitary parameter -> buffer torch's update writes into
@@ -112,6 +117,8 @@ class _ProjUNNMixin:
         for p in _as_list(group["params"]):
             where = f"the parameters' device ({p.device})"
             check_sync_free_setup(group["approx"], self.generator, p.device, who=who, where=where)
+            if self.impl == "fused":  # say now, not at the first step, why it cannot run
+                syncfree.resolve_impl(self.impl, p, group["rank"])
 
     @staticmethod
     def _check_unitary_group(group: dict) -> None:
@@ -233,6 +240,7 @@ class _ProjUNNMixin:
                 guard=self.skip_nonfinite,
                 valid=ok,
                 skipped=self._skipped_on_device[p.device],
+                impl=self.impl or "auto",
             )
         for p, before, ok in plain:
             torch.where(ok, p.data, before, out=p.data)
@@ -257,9 +265,17 @@ class SGD(_ProjUNNMixin, torch.optim.SGD):
     """``torch.optim.SGD`` (momentum, Nesterov) with projUNN for unitary groups."""
 
     def __init__(
-        self, params, lr=1e-3, *, generator=None, skip_nonfinite=True, capturable=False, **kwargs
+        self,
+        params,
+        lr=1e-3,
+        *,
+        generator=None,
+        skip_nonfinite=True,
+        capturable=False,
+        impl=None,
+        **kwargs,
     ):
-        self._setup(generator, skip_nonfinite, capturable)
+        self._setup(generator, skip_nonfinite, capturable, impl)
         params = _as_list(params)
         kwargs.update(_base_options(torch.optim.SGD, capturable, params))
         super().__init__(params, lr=lr, **kwargs)
@@ -269,9 +285,17 @@ class RMSprop(_ProjUNNMixin, torch.optim.RMSprop):
     """``torch.optim.RMSprop`` with projUNN for unitary groups."""
 
     def __init__(
-        self, params, lr=1e-2, *, generator=None, skip_nonfinite=True, capturable=False, **kwargs
+        self,
+        params,
+        lr=1e-2,
+        *,
+        generator=None,
+        skip_nonfinite=True,
+        capturable=False,
+        impl=None,
+        **kwargs,
     ):
-        self._setup(generator, skip_nonfinite, capturable)
+        self._setup(generator, skip_nonfinite, capturable, impl)
         params = _as_list(params)
         kwargs.update(_base_options(torch.optim.RMSprop, capturable, params))
         super().__init__(params, lr=lr, **kwargs)
@@ -281,9 +305,17 @@ class Adam(_ProjUNNMixin, torch.optim.Adam):
     """``torch.optim.Adam`` with projUNN for unitary groups."""
 
     def __init__(
-        self, params, lr=1e-3, *, generator=None, skip_nonfinite=True, capturable=False, **kwargs
+        self,
+        params,
+        lr=1e-3,
+        *,
+        generator=None,
+        skip_nonfinite=True,
+        capturable=False,
+        impl=None,
+        **kwargs,
     ):
-        self._setup(generator, skip_nonfinite, capturable)
+        self._setup(generator, skip_nonfinite, capturable, impl)
         params = _as_list(params)
         kwargs.update(_base_options(torch.optim.Adam, capturable, params))
         super().__init__(params, lr=lr, **kwargs)

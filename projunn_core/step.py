@@ -23,7 +23,7 @@ from ._checks import (
     check_rank,
     check_square,
 )
-from .kernels import check_counter, polar_update, projunn_d, projunn_t, tangent_update
+from .kernels import check_counter, check_impl, polar_update, projunn_d, projunn_t, tangent_update
 from .lowrank import check_power_iters, lowrank, lowrank_method
 from .syncfree import step as sync_free_step
 
@@ -81,7 +81,9 @@ def _update(
     approx_options,
     sync_free,
     skipped,
+    impl,
 ):
+    impl = check_impl(impl, sync_free)
     n = check_square("A", A)
     check_no_overlap("A", A)  # both paths write A in place
     check_like(name, delta, A, last=n)
@@ -100,6 +102,7 @@ def _update(
             power_iters=power_iters,
             guard=check,
             skipped=skipped,
+            impl=impl,
         )
     if check:
         check_has_data("A", A)
@@ -130,11 +133,12 @@ def projunn_update(
     generator: torch.Generator | None = None,
     sync_free: bool = False,
     skipped: torch.Tensor | None = None,
+    impl: str | None = None,
     **approx_options,
 ) -> torch.Tensor:
     """Move unitary A, in place, by the additive update ``delta`` (N x N) applied
     through its rank-``rank`` approximation; returns A. (What an optimizer calls.)
-    ``sync_free`` and ``skipped`` as in :func:`projunn_step`.
+    ``sync_free``, ``skipped`` and ``impl`` as in :func:`projunn_step`.
 
     >>> import torch
     >>> A = torch.eye(4); projunn_update(A, torch.zeros(4, 4)).equal(torch.eye(4))
@@ -153,6 +157,7 @@ def projunn_update(
         approx_options,
         sync_free,
         skipped,
+        impl,
     )
 
 
@@ -168,6 +173,7 @@ def projunn_step(
     generator: torch.Generator | None = None,
     sync_free: bool = False,
     skipped: torch.Tensor | None = None,
+    impl: str | None = None,
     **approx_options,
 ) -> torch.Tensor:
     """Move unitary A, in place, by the additive update ``-lr * G`` through its rank-k
@@ -183,6 +189,9 @@ def projunn_step(
     device: a matrix whose step is not finite (or out of the exponential's range, or
     not converged) is left unchanged and counted into ``skipped`` (a 0-dim int64 tensor
     on A's device), instead of raising. A seed gives the same sketch as the eager path.
+    ``impl`` (with ``sync_free=True`` only) picks the implementation of the sync-free step:
+    one of :data:`projunn_core.syncfree.IMPLS`; the default ``"auto"`` takes the fused Triton
+    kernel (:mod:`projunn_core.fused`) where it can run, else torch operators.
 
     >>> import torch, projunn_core as pc
     >>> A, G = pc.init.haar(6), torch.randn(6, 6)
@@ -207,4 +216,5 @@ def projunn_step(
         approx_options,
         sync_free,
         skipped,
+        impl,
     )

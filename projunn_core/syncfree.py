@@ -2,7 +2,18 @@
 
 The eager kernels solve their small problem with ``eigh`` / ``svd`` and check finiteness on
 the host; both synchronize a GPU with the host and cannot be captured in a CUDA graph.
-Here every piece is a fixed sequence of device operations, the same for every input:
+Here nothing reads a value back to the host. There are three implementations, chosen by the
+``impl`` argument of :func:`kernel` and :func:`step` (one of :data:`IMPLS`):
+
+* ``"fused"`` (what ``"auto"`` takes where it can run): the small problem in one Triton
+  kernel per step, three ``projunn::`` custom operators in all (:mod:`projunn_core.fused`;
+  docs/design.md, section 7.1). It needs Triton and CUDA tensors, or CPU tensors under
+  ``TRITON_INTERPRET=1`` (Triton's interpreter), and a rank up to
+  :data:`projunn_core.fused.MAX_RANK`;
+* ``"cholesky"`` (``"auto"`` everywhere else) and ``"householder"``: a fixed sequence of
+  torch operators, the same for every input, described below.
+
+The torch implementations:
 
 * **basis**: shifted CholeskyQR (:func:`orth_rows`). Each pass factors the Gram matrix
   with a small relative shift, so that a zero or dependent column never breaks the
@@ -13,7 +24,7 @@ Here every piece is a fixed sequence of device operations, the same for every in
   on degenerate inputs). The range finder takes a third pass for double-precision
   weights: there the round-off directions of a sketch of a gradient of rank below k must
   end exactly orthogonal to the gradient's range (two passes leave ~1e-12, invisible in
-  single precision). ``BASIS = "householder"`` uses ``torch.linalg.qr`` instead.
+  single precision). ``impl="householder"`` uses ``torch.linalg.qr`` instead.
 * **exponential** (projUNN-T): ``exp(M) - I`` of the small skew-Hermitian matrix by a
   degree-25 Taylor polynomial (Paterson-Stockmeyer) of ``M / 2^7``, then 7 squarings of
   ``E = exp(Z) - I`` as ``E <- E (E + 2I)``, which keep the relative accuracy of small
@@ -24,20 +35,23 @@ Here every piece is a fixed sequence of device operations, the same for every in
 * **polar factor** (projUNN-D): Newton's iteration ``X <- (z X + (z X)^-H) / 2`` with
   Frobenius-norm scaling ``z``, a fixed number of iterations
   (:func:`polar_minus_identity`).
-* **no-op on bad input**: a matrix whose step is not finite, out of the exponential's
-  range or not converged is left bit-for-bit unchanged, selected on the device with
-  ``torch.where``; an optional device counter records how many matrices were skipped.
 
-The random sketch of :func:`step` is drawn with ``torch.randn(generator=...)`` exactly as
-:func:`projunn_core.lowrank` draws it, so a seed gives the same sketch in both paths; a
-CUDA graph replays such a draw correctly once the generator is registered with the graph
-(:mod:`projunn_core.graph` does that).
+In every implementation:
+
+* **no-op on bad input**: a matrix whose step is not finite, out of the exponential's
+  range or not converged is left bit-for-bit unchanged, selected on the device (with
+  ``torch.where``, or inside the fused kernel); an optional device counter records how many
+  matrices were skipped.
+* **random sketch**: :func:`step` draws it with ``torch.randn(generator=...)`` exactly as
+  :func:`projunn_core.lowrank` draws it, so a seed gives the same sketch in every path; a
+  CUDA graph replays such a draw correctly once the generator is registered with the graph
+  (:mod:`projunn_core.graph` does that).
 
 >>> import torch, projunn_core as pc
 >>> A = pc.init.haar(8, dtype=torch.float64)
 >>> a, b = torch.randn(8, 2, dtype=torch.float64), torch.randn(8, 2, dtype=torch.float64)
 >>> B = A.clone()
->>> kernel(A, a, b, "T") is A
+>>> kernel(A, a, b, "T", impl="cholesky") is A
 True
 >>> bool(torch.allclose(A, pc.projunn_t(B, a, b)))
 True
@@ -47,17 +61,20 @@ from __future__ import annotations
 
 import torch
 
+from . import fused
 from ._checks import real_dtype, wide_dtype
 from ._products import times
 
 __all__ = [
     "EXP_RANGE",
+    "IMPLS",
     "NEWTON_ITERATIONS",
     "ORTH_PASSES",
     "expm1_skew",
     "kernel",
     "orth_rows",
     "polar_minus_identity",
+    "resolve_impl",
     "step",
 ]
 
@@ -78,11 +95,12 @@ _NEWTON_SCALED = 6
 ORTH_PASSES = 2
 """Shifted CholeskyQR passes of :func:`orth_rows` (see the module docstring)."""
 
-BASIS = "cholesky"
-"""How :func:`orth_rows` builds bases: ``"cholesky"`` (shifted CholeskyQR, a few small
-cuSOLVER/cuBLAS calls per pass) or ``"householder"`` (``torch.linalg.qr``: exactly
-orthonormal, also sync-free and capturable; its kernel count grows with the width 2k).
-Both are exact; which is faster on a GPU is measured by ``scripts/gpu_check.py``."""
+IMPLS = ("auto", "fused", "cholesky", "householder")
+"""Implementations of the sync-free step (the ``impl`` argument): ``"fused"`` (the small problem
+in one Triton kernel, :mod:`projunn_core.fused`), ``"cholesky"`` (torch operators, bases by
+shifted CholeskyQR), ``"householder"`` (torch operators, bases by ``torch.linalg.qr``: exactly
+orthonormal, also sync-free and capturable; its kernel count grows with the width 2k), and
+``"auto"``: ``"fused"`` where it can run (see :func:`resolve_impl`), else ``"cholesky"``."""
 
 _POLAR_TOL = 1e-10  # ||P^H P - I||_F above this after the iterations: not converged
 
@@ -91,6 +109,32 @@ _CONSTANTS: dict = {}
 
 def _capturing(device: torch.device) -> bool:
     return device.type == "cuda" and torch.cuda.is_current_stream_capturing()
+
+
+def resolve_impl(impl: str, A: torch.Tensor, rank: int) -> str:
+    """The implementation ``impl`` (one of :data:`IMPLS`) stands for, for a step of A at
+    ``rank``: ``"auto"`` is ``"fused"`` where :func:`projunn_core.fused.unavailable` finds
+    nothing against it (Triton, and CUDA tensors or CPU tensors under ``TRITON_INTERPRET=1``, and
+    a rank the kernels take), else ``"cholesky"``; an unavailable ``"fused"`` is an error that
+    says why.
+
+    >>> resolve_impl("householder", torch.eye(3), 1)
+    'householder'
+    >>> resolve_impl("fused", torch.eye(3, device="meta"), 1)
+    Traceback (most recent call last):
+        ...
+    ValueError: impl='fused' cannot run here: the fused kernels run on CUDA tensors ... got meta
+    """
+    if impl not in IMPLS:
+        raise ValueError(f"impl must be one of {IMPLS}, got {impl!r}")
+    if impl in ("auto", "fused"):
+        why = fused.unavailable(A.device, A.dtype, rank)
+        if why is None:
+            return "fused"
+        if impl == "fused":
+            raise ValueError(f"impl='fused' cannot run here: {why}")
+        return "cholesky"
+    return impl
 
 
 def _constant(name: str, dtype: torch.dtype, device: torch.device, size: int = 0):
@@ -203,7 +247,7 @@ def _shift(n: int, m: int, dtype: torch.dtype) -> float:
 
 
 def orth_rows(
-    X: torch.Tensor, passes: int = ORTH_PASSES, *, want_r: bool = True
+    X: torch.Tensor, passes: int = ORTH_PASSES, *, want_r: bool = True, method: str = "cholesky"
 ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
     """``Q^H`` (B, m, n), ``R`` (B, m, m) upper triangular with ``X^H = Q R``, and the
     Cholesky status (0 = fine) for the rows of X (B, m, n); R and the status are ``None``
@@ -216,7 +260,7 @@ def orth_rows(
     ``Q Q^H`` projects onto a space that contains the rows of X); see the module docstring
     for how orthonormal the other directions end.
 
-    With ``BASIS = "householder"`` it is ``torch.linalg.qr`` of ``X^H`` instead (then Q has
+    With ``method="householder"`` it is ``torch.linalg.qr`` of ``X^H`` instead (then Q has
     ``min(m, n)`` columns and R that many rows).
 
     >>> X = torch.tensor([[[1.0, 1.0, 0.0], [2.0, 2.0, 0.0]]], dtype=torch.float64)
@@ -224,7 +268,7 @@ def orth_rows(
     >>> bool(torch.allclose(R.mH @ Qh, X)), int(info)  # exact although the rows are dependent
     (True, 0)
     """
-    if BASIS == "householder":
+    if method == "householder":
         Q, R = torch.linalg.qr(X.mH)
         if not want_r:
             return Q.mH, None, None
@@ -266,10 +310,11 @@ def _rows(blocks: list[torch.Tensor]) -> torch.Tensor:
     return torch.cat(blocks, dim=-2, out=out)
 
 
-def _update(A3, X, k, variant, scale, guard, valid, skipped) -> None:
+def _update(A3, X, k, variant, scale, guard, valid, skipped, method) -> None:
     """The projUNN update of A3 (B, N, N) in place for ``scale * a b^H``, given the rows
-    ``X = [b^H; (A^H a)^H]`` (B, 2k, N) in double precision."""
-    Qh, R, info = orth_rows(X)
+    ``X = [b^H; (A^H a)^H]`` (B, 2k, N) in double precision (torch operators; ``method``: how
+    :func:`orth_rows` builds the basis)."""
+    Qh, R, info = orth_rows(X, method=method)
     K = R[..., k:] @ R[..., :k].mH  # coordinates of (A^H a) b^H
     if variant == "T":
         E, ok = expm1_skew(K - K.mH, 0.5 * scale)
@@ -291,6 +336,24 @@ def _update(A3, X, k, variant, scale, guard, valid, skipped) -> None:
     A3.baddbmm_(left, Qh)
 
 
+def _fused_update(A3, X, variant, scale, guard, valid, skipped, sketch=None) -> None:
+    """The same update through the fused small problem (section 7.1): the Gram matrix of the
+    rows X (B, 2k, N) in A's dtype (and of ``sketch``, the rows ``a^H`` of the range finder's
+    basis), the coefficient matrix C, and ``A += (A X^H) C X``. X is zeroed where the step is
+    skipped."""
+    if valid is not None:
+        valid = valid.reshape(-1)
+    cplx = X.is_complex()
+    partials = fused.gram(X, sketch, conj_second=cplx)
+    C = fused.small_problem(partials, X, valid, skipped, variant, scale, sketch is not None, guard)
+    left = times(A3, X.mH) @ C
+    A3.baddbmm_(left, X)
+
+
+def _rows_buffer(A3: torch.Tensor, k: int) -> torch.Tensor:
+    return torch.empty(A3.shape[0], 2 * k, A3.shape[-1], dtype=A3.dtype, device=A3.device)
+
+
 @torch.no_grad()
 def kernel(
     A: torch.Tensor,
@@ -301,6 +364,7 @@ def kernel(
     guard: bool = True,
     valid: torch.Tensor | None = None,
     skipped: torch.Tensor | None = None,
+    impl: str = "auto",
 ) -> torch.Tensor:
     """projUNN-``variant`` ("T" or "D") of A (..., N, N) by ``a b^H`` (a, b (..., N, k)), in
     place and without host synchronization; the arguments are assumed valid (the public
@@ -308,29 +372,46 @@ def kernel(
 
     ``guard``: a matrix whose step is not finite, out of range or not converged is left
     unchanged, also where the boolean tensor ``valid`` (one entry per matrix) is false, and
-    counted into the integer tensor ``skipped``. Returns A.
+    counted into the integer tensor ``skipped``. ``impl``: one of :data:`IMPLS`. Returns A.
     """
     n, k = A.shape[-1], a.shape[-1]
+    impl = resolve_impl(impl, A, k)
     A3, copied = _as_batch(A)
     ah = a.reshape(-1, n, k).mH
-    X = _rows([b.reshape(-1, n, k).mH, ah @ A3])
-    _update(A3, X, k, variant, 1.0, guard, valid, skipped)
+    if impl == "fused":
+        X = _rows_buffer(A3, k)
+        X[:, :k].copy_(b.reshape(-1, n, k).mH)
+        torch.matmul(ah, A3, out=X[:, k:])
+        _fused_update(A3, X, variant, 1.0, guard, valid, skipped)
+    else:
+        X = _rows([b.reshape(-1, n, k).mH, ah @ A3])
+        _update(A3, X, k, variant, 1.0, guard, valid, skipped, impl)
     return A.copy_(A3.view(A.shape)) if copied else A
 
 
-def _range_rows(G3: torch.Tensor, k: int, generator, power_iters: int) -> torch.Tensor:
+def _range_rows(G3: torch.Tensor, k: int, generator, power_iters: int, method: str):
     """``a^H`` (B, k, N): an orthonormal basis of the range of ``G Omega`` (randomized range
     finder; Omega Gaussian, drawn as :func:`projunn_core.lowrank` draws it)."""
+    Y = _sketch(G3, k, generator, power_iters, method)
+    return _orth_sketch(Y, G3.dtype, method)
+
+
+def _sketch(G3, k, generator, power_iters, method):
+    """``Y = (G G^H)^q G Omega`` (B, N, k), re-orthonormalized between the products."""
     omega = torch.randn(
         G3.shape[0], G3.shape[-1], k, dtype=G3.dtype, device=G3.device, generator=generator
     )
     Y = G3 @ omega
-    # single precision cannot see the ~1e-12 a third pass removes (module docstring)
-    passes = ORTH_PASSES + (G3.dtype in (torch.float64, torch.complex128))
     for _ in range(power_iters):
-        Yh = orth_rows(Y.mH.to(wide_dtype(G3.dtype)), passes, want_r=False)[0].to(G3.dtype)
+        Yh = _orth_sketch(Y, G3.dtype, method)
         Y = G3 @ (G3.mH @ Yh.mH)
-    return orth_rows(Y.mH.to(wide_dtype(G3.dtype)), passes, want_r=False)[0].to(G3.dtype)
+    return Y
+
+
+def _orth_sketch(Y, dtype, method):
+    # single precision cannot see the ~1e-12 a third pass removes (module docstring)
+    passes = ORTH_PASSES + (dtype in (torch.float64, torch.complex128))
+    return orth_rows(Y.mH.to(wide_dtype(dtype)), passes, want_r=False, method=method)[0].to(dtype)
 
 
 @torch.no_grad()
@@ -346,16 +427,27 @@ def step(
     guard: bool = True,
     valid: torch.Tensor | None = None,
     skipped: torch.Tensor | None = None,
+    impl: str = "auto",
 ) -> torch.Tensor:
     """One projUNN step without host synchronization: A (..., N, N) moves in place by the
     rank-``rank`` range-finder approximation of ``scale * G`` (``a = orth(G Omega)``,
     ``b = G^H a``) through projUNN-``variant``. Arguments are assumed valid; ``guard``,
-    ``valid`` and ``skipped`` as in :func:`kernel`. Returns A.
+    ``valid``, ``skipped`` and ``impl`` as in :func:`kernel`. Returns A.
     """
     n = A.shape[-1]
+    impl = resolve_impl(impl, A, rank)
     A3, copied = _as_batch(A)
     G3 = G.reshape(-1, n, n)
-    ah = _range_rows(G3, rank, generator, power_iters)
-    X = _rows([ah @ G3, ah @ A3])  # b^H, (A^H a)^H
-    _update(A3, X, rank, variant, scale, guard, valid, skipped)
+    if impl == "fused":
+        Y = _sketch(G3, rank, generator, power_iters, "cholesky")
+        cplx = A.is_complex()  # Y^H and a^H go to the Gram kernel as Y^T and a^T, conjugated
+        a = Y @ fused.sketch_basis(fused.gram(Y.mT, conj_first=cplx), rank, n, A.dtype)
+        X = _rows_buffer(A3, rank)
+        torch.matmul(a.mH, G3, out=X[:, :rank])  # b^H
+        torch.matmul(a.mH, A3, out=X[:, rank:])  # (A^H a)^H
+        _fused_update(A3, X, variant, scale, guard, valid, skipped, sketch=a.mT)
+    else:
+        ah = _range_rows(G3, rank, generator, power_iters, impl)
+        X = _rows([ah @ G3, ah @ A3])  # b^H, (A^H a)^H
+        _update(A3, X, rank, variant, scale, guard, valid, skipped, impl)
     return A.copy_(A3.view(A.shape)) if copied else A

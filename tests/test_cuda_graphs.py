@@ -1,11 +1,14 @@
 """On CUDA: the sync-free step makes no host synchronization, and a captured step replays
-exactly what the eager steps do (skipped without CUDA; projunn-bench gpu-check runs them)."""
+exactly what the eager steps do, for both implementations of the sync-free step (torch
+operators and the fused Triton kernels; skipped without CUDA; projunn-bench gpu-check runs
+them)."""
 
 import pytest
 import torch
 from helpers import max_abs
 
 import projunn_core as pc
+from projunn_core import fused
 
 pytestmark = [
     pytest.mark.cuda,
@@ -14,6 +17,15 @@ pytestmark = [
 
 DEV = "cuda"
 OPTIMIZERS = ("sgd", "rmsprop", "adam")
+
+
+@pytest.fixture(params=["cholesky", "fused"])
+def impl(request):
+    """Both implementations of the sync-free step (the fused one needs Triton)."""
+    why = fused.unavailable(DEV) if request.param == "fused" else None
+    if why is not None:
+        pytest.skip(f"impl='fused' cannot run here: {why}")
+    return request.param
 
 
 def _gen(seed):
@@ -35,7 +47,7 @@ class _NoSync:
 @pytest.mark.parametrize("variant", "TD")
 @pytest.mark.parametrize("dtype", [torch.float32, torch.complex64])
 @pytest.mark.parametrize("batch,k", [((), 1), ((), 16), ((3,), 2), ((3,), 16)])
-def test_sync_free_step_makes_no_host_sync(variant, dtype, batch, k):
+def test_sync_free_step_makes_no_host_sync(variant, dtype, batch, k, impl):
     A = pc.init.haar(64, dtype=dtype, device=DEV).expand(*batch, 64, 64).clone()
     G = torch.randn(*batch, 64, 64, dtype=dtype, device=DEV)
     a, b = torch.randn(*batch, 64, k, dtype=dtype, device=DEV), torch.randn_like(G[..., :k])
@@ -43,8 +55,10 @@ def test_sync_free_step_makes_no_host_sync(variant, dtype, batch, k):
     gen = _gen(0)
 
     def steps():
-        pc.projunn_step(A, G, 0.1, k, variant, sync_free=True, generator=gen, skipped=skipped)
-        pc.VARIANTS[variant](A, 0.01 * a, b, sync_free=True, skipped=skipped)
+        pc.projunn_step(
+            A, G, 0.1, k, variant, sync_free=True, generator=gen, skipped=skipped, impl=impl
+        )
+        pc.VARIANTS[variant](A, 0.01 * a, b, sync_free=True, skipped=skipped, impl=impl)
 
     steps()  # warm-up: cached constants, cuBLAS/cuSOLVER handles
     with _NoSync():
@@ -98,16 +112,16 @@ def test_capturable_optimizer_step_makes_no_host_sync(name):
 
 
 @pytest.mark.parametrize("variant", "TD")
-def test_captured_update_replays_the_eager_steps(variant):
+def test_captured_update_replays_the_eager_steps(variant, impl):
     A0 = pc.init.haar(128, dtype=torch.float64, device=DEV)
     G = torch.randn(128, 128, dtype=torch.float64, device=DEV)
     eager, graphed = A0.clone(), A0.clone()
     g_eager, g_graph = _gen(5), _gen(5)
     for _ in range(3 + 4):  # the capture's 3 warm-up steps, then 4 replays
-        pc.projunn_step(eager, G, 0.05, 4, variant, sync_free=True, generator=g_eager)
+        pc.projunn_step(eager, G, 0.05, 4, variant, sync_free=True, generator=g_eager, impl=impl)
 
     def update():
-        pc.projunn_step(graphed, G, 0.05, 4, variant, sync_free=True, generator=g_graph)
+        pc.projunn_step(graphed, G, 0.05, 4, variant, sync_free=True, generator=g_graph, impl=impl)
 
     step = pc.graph.capture_step(update, generators=[g_graph], warmup=3)
     assert step.graphed

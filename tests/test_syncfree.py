@@ -2,13 +2,16 @@
 
 Every piece runs on the CPU too, so CPU CI checks the same arithmetic a CUDA graph
 replays; whether it synchronizes a GPU is checked on CUDA (tests/test_cuda_graphs.py) and
-here by a dispatch mode that records any host read our code asks for.
+here by a dispatch mode that records any host read our code asks for. The kernel and step
+tests run for both implementations (the ``impl`` fixture): torch operators ("cholesky") and the
+fused Triton kernels ("fused", on a CPU through Triton's interpreter; skipped without Triton).
 """
 
 import numpy as np
 import pytest
 import scipy.linalg
 import torch
+from fused_support import require_interpreter
 from helpers import DOUBLE, haar, max_abs, randn, ref_expm_step, ref_polar_step
 from torch.utils._python_dispatch import TorchDispatchMode
 
@@ -18,6 +21,14 @@ from projunn_core import syncfree as sf
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 REFS = {"T": ref_expm_step, "D": ref_polar_step}
+
+
+@pytest.fixture(params=["cholesky", "fused"])
+def impl(request, monkeypatch):
+    """Both implementations of the sync-free step (the fused one in Triton's interpreter)."""
+    if request.param == "fused":
+        require_interpreter(monkeypatch)
+    return request.param
 
 
 def _skew(B, m, dtype, norm, gen):
@@ -107,29 +118,29 @@ def test_orth_rows_basis(dtype, gen):
 @pytest.mark.parametrize("variant", "TD")
 @pytest.mark.parametrize("dtype", DOUBLE)
 @pytest.mark.parametrize("n,k", [(2, 1), (8, 1), (16, 3), (12, 6), (7, 5), (9, 9), (64, 4)])
-def test_kernel_matches_scipy_reference(variant, dtype, n, k, gen):
+def test_kernel_matches_scipy_reference(variant, dtype, n, k, gen, impl):
     A = haar(n, dtype, generator=gen)
     a, b = 0.3 * randn(n, k, dtype=dtype, generator=gen), randn(n, k, dtype=dtype, generator=gen)
     expected = REFS[variant](A, a, b)
-    assert sf.kernel(A, a, b, variant) is A
+    assert sf.kernel(A, a, b, variant, impl=impl) is A
     assert max_abs(A, expected) < 1e-12
     assert pc.unitarity_error(A) < 1e-13
 
 
 @pytest.mark.parametrize("variant", "TD")
 @pytest.mark.parametrize("dtype", DOUBLE)
-def test_kernel_batched_and_non_contiguous(variant, dtype, gen):
+def test_kernel_batched_and_non_contiguous(variant, dtype, gen, impl):
     A = haar(6, dtype, batch=(3, 2), generator=gen).transpose(0, 1)  # batch not viewable
     a = 0.5 * randn(2, 3, 6, 2, dtype=dtype, generator=gen)
     b = randn(2, 3, 6, 2, dtype=dtype, generator=gen)
     expected = REFS[variant](A, a, b)
-    sf.kernel(A, a, b, variant)
+    sf.kernel(A, a, b, variant, impl=impl)
     assert max_abs(A, expected) < 1e-12
 
 
 @pytest.mark.parametrize("variant", "TD")
 @pytest.mark.parametrize("dtype", DOUBLE)
-def test_kernel_degenerate_inputs_stay_exact(variant, dtype, gen):
+def test_kernel_degenerate_inputs_stay_exact(variant, dtype, gen, impl):
     n, k = 12, 3
     A0 = haar(n, dtype, generator=gen)
     b = randn(n, k, dtype=dtype, generator=gen)
@@ -147,34 +158,35 @@ def test_kernel_degenerate_inputs_stay_exact(variant, dtype, gen):
     for name, (a, bb) in cases.items():
         A = A0.clone()
         skipped = torch.zeros((), dtype=torch.int64)
-        sf.kernel(A, a, bb, variant, skipped=skipped)
+        sf.kernel(A, a, bb, variant, skipped=skipped, impl=impl)
         assert max_abs(A, REFS[variant](A0, a, bb)) < 1e-12, name
         assert pc.unitarity_error(A) < 1e-13, name
         assert skipped.item() == 0, name
 
 
-def test_kernel_d_singular_update_stays_unitary(gen):
+def test_kernel_d_singular_update_stays_unitary(gen, impl):
     A = haar(6, torch.float64, generator=gen)
     x = randn(6, 1, generator=gen)
     x = x / x.norm()
-    sf.kernel(A, -(A @ x), x, "D")  # (A + a b^H) x = 0
+    sf.kernel(A, -(A @ x), x, "D", impl=impl)  # (A + a b^H) x = 0
     assert torch.isfinite(A).all() and pc.unitarity_error(A) < 1e-13
 
 
 @pytest.mark.parametrize("variant", "TD")
 @pytest.mark.parametrize("dtype", (torch.float32, torch.complex64))
-def test_kernel_single_precision(variant, dtype, gen):
+def test_kernel_single_precision(variant, dtype, gen, impl):
     A = haar(64, dtype, generator=gen)
     a = 0.1 * randn(64, 4, dtype=dtype, generator=gen)
     b = randn(64, 4, dtype=dtype, generator=gen)
     expected = REFS[variant](A, a, b)
-    sf.kernel(A, a, b, variant)
+    sf.kernel(A, a, b, variant, impl=impl)
     assert A.dtype == dtype and max_abs(A, expected) < 1e-5
     assert pc.unitarity_error(A) < 1e-6
 
 
 @pytest.mark.parametrize("variant", "TD")
-def test_bad_matrix_of_a_batch_is_skipped_bit_for_bit(variant, gen):
+@pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")  # the NaN input
+def test_bad_matrix_of_a_batch_is_skipped_bit_for_bit(variant, gen, impl):
     A = haar(8, torch.float32, batch=(4,), generator=gen)
     a, b = randn(4, 8, 2, dtype=torch.float32, generator=gen), randn(4, 8, 2, dtype=A.dtype)
     a[1, 3, 0] = float("nan")  # matrix 1: non-finite input
@@ -182,56 +194,65 @@ def test_bad_matrix_of_a_batch_is_skipped_bit_for_bit(variant, gen):
     valid = torch.tensor([True, True, True, False])  # matrix 3: invalid from outside
     before = A.clone()
     skipped = torch.zeros((), dtype=torch.int64)
-    sf.kernel(A, a, b, variant, valid=valid, skipped=skipped)
+    sf.kernel(A, a, b, variant, valid=valid, skipped=skipped, impl=impl)
     assert skipped.item() == 3
     assert torch.equal(A[1:], before[1:])
     assert not torch.equal(A[0], before[0]) and pc.unitarity_error(A[0]) < 1e-6
 
 
-def test_out_of_range_exponential_is_skipped(gen):
+def test_out_of_range_exponential_is_skipped(gen, impl):
     A = haar(6, torch.float64, generator=gen)
     a, b = randn(6, 1, generator=gen), randn(6, 1, generator=gen)
     a *= 10 * sf.EXP_RANGE / (a.norm() * b.norm())
     before = A.clone()
     skipped = torch.zeros((), dtype=torch.int64)
-    sf.kernel(A, a, b, "T", skipped=skipped)
+    sf.kernel(A, a, b, "T", skipped=skipped, impl=impl)
     assert torch.equal(A, before) and skipped.item() == 1
 
 
 @pytest.mark.parametrize("variant", "TD")
 @pytest.mark.parametrize("dtype", DOUBLE)
 @pytest.mark.parametrize("n,k,r", [(16, 4, 16), (40, 4, 2), (24, 8, 8), (10, 10, 10)])
-def test_step_matches_the_eager_step(variant, dtype, n, k, r, gen):
+def test_step_matches_the_eager_step(variant, dtype, n, k, r, gen, impl):
     """Same seed, same sketch: the sync-free step equals the eager one."""
     A = haar(n, dtype, generator=gen)
     G = randn(n, r, dtype=dtype, generator=gen) @ randn(r, n, dtype=dtype, generator=gen) / n
     seed = int(torch.randint(0, 2**31, (1,), generator=gen))
     eager = A.clone()
     pc.projunn_step(eager, G, 0.3, k, variant, generator=torch.Generator().manual_seed(seed))
-    sf.step(A, G, k, variant, scale=-0.3, generator=torch.Generator().manual_seed(seed))
+    sf.step(A, G, k, variant, scale=-0.3, generator=torch.Generator().manual_seed(seed), impl=impl)
     assert max_abs(A, eager) < 1e-12
     assert pc.unitarity_error(A) < 1e-13
 
 
 @pytest.mark.parametrize("variant", "TD")
-def test_step_is_exact_for_low_rank_gradients(variant, gen):
+def test_step_is_exact_for_low_rank_gradients(variant, gen, impl):
     n, k, r = 30, 6, 2
     A0 = haar(n, torch.complex128, generator=gen)
     G = randn(n, r, dtype=A0.dtype, generator=gen) @ randn(r, n, dtype=A0.dtype, generator=gen)
     exact = REFS[variant](A0, -0.1 * G, torch.eye(n, dtype=A0.dtype))
     A = A0.clone()
-    sf.step(A, G, k, variant, scale=-0.1, generator=torch.Generator().manual_seed(1))
+    sf.step(A, G, k, variant, scale=-0.1, generator=torch.Generator().manual_seed(1), impl=impl)
     assert max_abs(A, exact) < 1e-13
 
 
-def test_step_batched_with_power_iterations(gen):
+def test_step_batched_with_power_iterations(gen, impl):
     A = haar(20, torch.float64, batch=(3,), generator=gen)
     G = randn(3, 20, 20, generator=gen)
     eager = A.clone()
     pc.projunn_step(
         eager, G, 0.05, 4, "T", generator=torch.Generator().manual_seed(3), power_iters=1
     )
-    sf.step(A, G, 4, "T", scale=-0.05, power_iters=1, generator=torch.Generator().manual_seed(3))
+    sf.step(
+        A,
+        G,
+        4,
+        "T",
+        scale=-0.05,
+        power_iters=1,
+        generator=torch.Generator().manual_seed(3),
+        impl=impl,
+    )
     assert max_abs(A, eager) < 1e-12
 
 
@@ -251,31 +272,34 @@ class _HostReads(TorchDispatchMode):
 
 
 @pytest.mark.parametrize("variant", "TD")
-def test_no_host_reads(variant, gen):
+def test_no_host_reads(variant, gen, impl):
     A = haar(16, torch.float32, batch=(2,), generator=gen)
     G = randn(2, 16, 16, dtype=torch.float32, generator=gen)
     a, b = randn(2, 16, 3, dtype=A.dtype, generator=gen), randn(2, 16, 3, dtype=A.dtype)
     skipped = torch.zeros((), dtype=torch.int64)
     with _HostReads() as mode:
-        sf.step(A, G, 3, variant, scale=-0.1, skipped=skipped)
-        sf.kernel(A, a, b, variant, skipped=skipped, valid=torch.ones(2, dtype=torch.bool))
+        sf.step(A, G, 3, variant, scale=-0.1, skipped=skipped, impl=impl)
+        sf.kernel(
+            A, a, b, variant, skipped=skipped, valid=torch.ones(2, dtype=torch.bool), impl=impl
+        )
     assert mode.seen == []
 
 
 @pytest.mark.parametrize("variant", "TD")
-def test_householder_basis_gives_the_same_steps(variant, gen, monkeypatch):
+def test_householder_basis_gives_the_same_steps(variant, gen):
     """The alternative basis (torch.linalg.qr) is exact too, k = N included."""
-    monkeypatch.setattr(sf, "BASIS", "householder")
     for n, k in [(12, 3), (7, 7)]:
         A = haar(n, torch.complex128, batch=(2,), generator=gen)
         a = 0.3 * randn(2, n, k, dtype=A.dtype, generator=gen)
         b = randn(2, n, k, dtype=A.dtype, generator=gen)
         expected = REFS[variant](A, a, b)
-        sf.kernel(A, a, b, variant)
+        sf.kernel(A, a, b, variant, impl="householder")
         assert max_abs(A, expected) < 1e-12 and pc.unitarity_error(A) < 1e-13
     G = randn(20, 2, generator=gen) @ randn(2, 20, generator=gen)
     A0 = haar(20, generator=gen)
     A = A0.clone()
-    sf.step(A, G, 4, variant, scale=-0.1, generator=torch.Generator().manual_seed(0))
+    sf.step(
+        A, G, 4, variant, scale=-0.1, generator=torch.Generator().manual_seed(0), impl="householder"
+    )
     exact = REFS[variant](A0, -0.1 * G, torch.eye(20, dtype=torch.float64))
     assert max_abs(A, exact) < 1e-13
