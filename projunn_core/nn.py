@@ -25,7 +25,9 @@ class UnitaryLinear(nn.Module):
     """Square map ``y = x @ W^T`` with W unitary (orthogonal when real), trained by projUNN.
 
     ``init``: "haar", "identity", "henaff" or "cayley". ``rank``, ``variant`` ("T"/"D")
-    and ``approx`` are the projUNN options its :meth:`optimizer` uses.
+    and ``approx`` are the projUNN options its :meth:`optimizer` uses; ``impl`` (see
+    :data:`projunn_core.syncfree.IMPLS`) the sync-free implementation of its capturable
+    optimizers (``optimizer(..., capturable=True)``).
     """
 
     def __init__(
@@ -38,10 +40,12 @@ class UnitaryLinear(nn.Module):
         rank: int = 1,
         variant: str = "T",
         approx: str = "range",
+        impl: str | None = None,
         generator=None,
     ):
         super().__init__()
         self.n, self.rank, self.variant, self.approx = n, rank, variant, approx
+        self.impl = impl
         W = initial_matrix(init, n, dtype=dtype, device=device, generator=generator)
         self.weight = nn.Parameter(W)
         self.weight.projunn_unitary = True
@@ -66,7 +70,10 @@ class UnitaryLinear(nn.Module):
     def optimizer(self, name: str = "sgd", lr: float = 1e-3, **kw) -> torch.optim.Optimizer:
         """A projUNN optimizer (``name``: sgd, rmsprop, adam) that keeps W unitary;
         ``rank``/``variant``/``approx``/``reorthogonalize_every`` in ``kw`` override the
-        layer's (see :mod:`projunn_core.optim`)."""
+        layer's (see :mod:`projunn_core.optim`); the layer's ``impl`` is the default of the
+        optimizer's."""
+        if self.impl is not None:
+            kw.setdefault("impl", self.impl)
         return optim.make_unitary(name, [self.weight], lr, self, **kw)
 
     def extra_repr(self) -> str:

@@ -152,6 +152,7 @@ OPTION_VALUES: Mapping[str, Callable[[Any], Any]] = MappingProxyType(
         "train_terms": _positive,
         "eval_terms": _positive,
         "init": _choice(*pc.init.INITS),
+        "impl": _choice(*pc.syncfree.IMPLS),
         "update_base": _every,
         "lam": _number(0, math.inf),
         "eps": _number(0, 1),
@@ -367,9 +368,27 @@ def _projunn_update(variant: str):
     return update
 
 
+def _projunn_graphed_build(variant: str):
+    def build(n, *, dtype, device, rank=1, approx="range", init="haar", impl="auto"):
+        return pc.nn.UnitaryLinear(
+            n,
+            dtype=dtype,
+            device=device,
+            init=init,
+            rank=rank,
+            variant=variant,
+            approx=approx,
+            impl=impl,
+        )
+
+    return build
+
+
 def _projunn_sync_free_update(variant: str):
-    def update(A, G, lr, *, rank=1, approx="range"):
-        return pc.projunn_step(A, G, lr, rank=rank, variant=variant, approx=approx, sync_free=True)
+    def update(A, G, lr, *, rank=1, approx="range", impl="auto"):
+        return pc.projunn_step(
+            A, G, lr, rank=rank, variant=variant, approx=approx, sync_free=True, impl=impl
+        )
 
     return update
 
@@ -500,10 +519,10 @@ _ENTRIES = [
         Method(
             f"projunn_{variant.lower()}_graphed",
             f"projUNN-{variant} without host synchronization, replayed as a CUDA graph (CUDA only)",
-            _projunn_build(variant),
+            _projunn_graphed_build(variant),
             _projunn_sync_free_update(variant),
             ranked=True,
-            defaults={"approx": "range"},
+            defaults={"approx": "range", "impl": "auto"},
             reference=reference,
             initializable=True,
             graphed=True,

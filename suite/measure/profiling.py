@@ -19,7 +19,9 @@ that no instrument disturbs another:
 3. **syncs** (CUDA): ``steps`` steps under ``torch.cuda.set_sync_debug_mode("warn")``,
    counting the warnings. A lower bound: synchronizations torch does not route through
    that check (e.g. inside cuSOLVER/MAGMA) are not seen;
-4. **profile**: ``steps`` back-to-back steps under ``torch.profiler`` (CPU, plus CUDA
+4. **compute operators**: one step under a dispatch mode counts the compute operators it
+   dispatches, views excluded (:func:`compute_ops`; any device);
+5. **profile**: ``steps`` back-to-back steps under ``torch.profiler`` (CPU, plus CUDA
    activity on CUDA devices; one discarded profiled step first so that CUPTI's start-up
    is not measured). ``profiled_time`` = wall time of the window / steps (one device
    synchronization at its end, recorded as :data:`WAIT_RANGE`); operator self times are
@@ -204,6 +206,7 @@ class StepProfile:
     resident_memory: int | None
     host_peak_rss: int | None
     memory_source: str
+    compute_ops_per_step: float | None = None
 
     @property
     def on_cuda(self) -> bool:
@@ -241,7 +244,9 @@ class StepProfile:
         """Tidy rows (:class:`suite.measure.workloads.Measurement`).
 
         Metrics: ``time`` (s, median/IQR/samples of the unprofiled steps; with ``timing``),
-        ``profiled_time`` (s), ``ops_per_step``, ``kernels_per_step``,
+        ``profiled_time`` (s), ``ops_per_step`` (aten calls, views included),
+        ``compute_ops_per_step`` (compute operators dispatched, views and metadata-only
+        operators excluded: :func:`compute_ops`), ``kernels_per_step``,
         ``memcpy_per_step``, ``device_busy_time`` (s), ``device_busy_fraction``,
         ``host_syncs_per_step`` (the last four CUDA only; syncs are a lower bound, said in
         ``reason``), ``step_peak_memory``, ``step_resident_memory``,
@@ -262,6 +267,7 @@ class StepProfile:
             rows.append(Measurement.timing("time", self.time))
         add("profiled_time", self.profiled_time, "s")
         add("ops_per_step", self.ops_per_step, "1")
+        add("compute_ops_per_step", self.compute_ops_per_step, "1")
         add("kernels_per_step", self.kernels_per_step, "1")
         add("memcpy_per_step", self.memcpy_per_step, "1")
         add("device_busy_time", self.device_busy_time, "s")
@@ -627,4 +633,25 @@ def _profile(work, steps, settings, timing, trace) -> StepProfile:
         resident_memory=resident,
         host_peak_rss=rss_peak,
         memory_source=source,
+        compute_ops_per_step=compute_ops(work),
     )
+
+
+def compute_ops(work: Prepared) -> float:
+    """The compute operators one step of ``work`` dispatches, views and metadata-only
+    operators left out (:func:`suite.measure.opcount.count_ops`), on any device: the
+    launch budget of a GPU step, visible on a CPU. A CUDA-graph step is counted on the
+    function it captured (its replay dispatches no operator).
+
+    >>> from suite.measure.cases import Case
+    >>> from suite.measure.workloads import prepare
+    >>> compute_ops(prepare(Case("update", "unconstrained", 8)))  # A.add_(G, alpha=-lr)
+    1.0
+    """
+    from .opcount import count_ops
+
+    graph = work.state.get("graph")
+    step = getattr(graph, "fn", None) or work.step
+    counted = count_ops(step)
+    synchronize(work.device)
+    return float(counted.total)

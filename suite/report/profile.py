@@ -53,6 +53,7 @@ def _figures_table(labels: list[str], profiles: list) -> str:
         ),
         row("wall time under the profiler", lambda p: _ms(p.profiled_time)),
         row("aten operator calls", lambda p: _count(p.ops_per_step)),
+        row("compute operators (views excluded)", lambda p: _count(p.compute_ops_per_step)),
     ]
     if cuda:
         rows += [

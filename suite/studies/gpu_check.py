@@ -15,8 +15,9 @@ It writes as it goes into a new folder ``OUT/YYYYmmdd-HHMMSS/``: ``results.csv``
   event time (``time``, ``time_cuda_events``, medians) beside the byte floor
   ``6 N^2 4 / copy bandwidth`` (``byte_floor``, bandwidth measured first);
 * ``profile`` -- kernels, device busy time and host syncs per step of eager vs graphed
-  projUNN-T at N = 1024 and 8192 (:class:`~suite.measure.probes.Profile`, in the same
-  runs as the sweep's timing).
+  projUNN-T at N = 1024 and 8192, the graphed one with each sync-free implementation
+  (the default, and ``impl`` = cholesky, householder: :data:`OTHER_IMPLS`)
+  (:class:`~suite.measure.probes.Profile`, in the same runs as the sweep's timing).
 
 Every case goes through :func:`suite.measure.runner.run_case`: a failure is an "error"
 row and the check goes on. Without CUDA the CPU-safe parts run on the CPU (graphed
@@ -64,6 +65,9 @@ SWEEP_METHODS = (
 )
 PROFILE_SIZES = (1024, 8192)
 PROFILED = ("projunn_t", "projunn_t_graphed")
+OTHER_IMPLS = ("cholesky", "householder")
+"""Sync-free implementations profiled beside the default (``impl="auto"``: the fused Triton
+kernel where it runs, else ``cholesky``), as cases with the option ``impl``."""
 SYNC_N, SYNC_K = 256, 4
 SYNC_METRIC = HOST_SYNCS.name
 NO_SYNCS = "host syncs are counted on CUDA only"
@@ -188,6 +192,11 @@ def _sweep_cases(ctx: Context, n: int) -> list[tuple[Case, bool]]:
             continue
         for k in ctx.ranks if METHODS[name].ranked else (None,):
             out.append((Case("update", name, n, k, device=ctx.device), profiled))
+            if profiled and METHODS[name].graphed:  # each implementation, as a case option
+                out += [
+                    (Case("update", name, n, k, device=ctx.device, options=(("impl", i),)), True)
+                    for i in OTHER_IMPLS
+                ]
     return out
 
 
@@ -280,7 +289,8 @@ def summary(rows: Sequence[Row], device: str, ranks, notes=None) -> str:
     if failures:
         lines += ["", *failures]
     lines += ["", "## Targets of the graphed projUNN step", ""]
-    small = [_value(rows, "projunn_t_graphed", n, k) for n in sizes if n <= 1024 for k in ranks]
+    graphed = ("projunn_t_graphed", "projunn_d_graphed")
+    small = [_value(rows, m, n, k) for m in graphed for n in sizes if n <= 1024 for k in ranks]
     small = [v for v in small if v is not None]
     if small:
         verdict = "met" if max(small) < 1e-4 else "not met"
@@ -288,31 +298,49 @@ def summary(rows: Sequence[Row], device: str, ranks, notes=None) -> str:
     step, floor = _value(rows, "projunn_t_graphed", 8192, 1), _value(rows, "byte_floor", 8192)
     if step and floor:
         lines.append(f"- N = 8192, k = 1 within 1.5x the byte floor: {step / floor:.2f}x")
-    losses = []
-    for n in (n for n in sizes if n >= 128):
-        best = [v for k in ranks if (v := _value(rows, "projunn_t_graphed", n, k)) is not None]
-        for other in ("expm", "cayley"):
-            v = _value(rows, other, n)
-            if best and v is not None and max(best) >= v:
-                losses.append(f"{other} at N={n}")
-    if any(_value(rows, "projunn_t_graphed", n, k) for n in sizes for k in ranks):
+    for method, variant in zip(graphed, "TD", strict=True):
+        if not any(_value(rows, method, n, k) for n in sizes for k in ranks):
+            lines.append(f"- not measured: no graphed projUNN-{variant} times (they need CUDA)")
+            continue
+        losses = []
+        for n in (n for n in sizes if n >= 128):
+            best = [v for k in ranks if (v := _value(rows, method, n, k)) is not None]
+            for other in ("expm", "cayley"):
+                v = _value(rows, other, n)
+                if best and v is not None and max(best) >= v:
+                    losses.append(f"{other} at N={n}")
         verdict = "met" if not losses else "not met: " + ", ".join(losses)
         lines.append(
-            f"- graphed projUNN-T faster than expm and Cayley at every N >= 128: {verdict}"
+            f"- graphed projUNN-{variant} faster than expm and Cayley at every N >= 128: {verdict}"
         )
-    else:
-        lines.append("- not measured: no graphed projUNN-T times (they need CUDA)")
+    ops = [
+        r.value
+        for r in rows
+        if r.metric == "compute_ops_per_step" and r.status == "ok" and r.method in graphed
+        and (r.k or 0) <= 16 and "impl=" not in r.options
+    ]  # fmt: skip
+    if ops:
+        verdict = "met" if max(ops) <= 12 else "not met"
+        lines.append(
+            f"- at most 12 compute operators per graphed step (k <= 16): {verdict} "
+            f"(max {max(ops):.0f})"
+        )
     syncs = [r for r in rows if r.metric == SYNC_METRIC and r.status == "ok" and r.n == SYNC_N]
     if syncs:
         lines += ["", f"## Host syncs per step (N = {SYNC_N}, sync debug mode)", ""]
         lines += [f"- {r.workload} {r.method}: {r.value:.0f} ({r.reason})" for r in syncs]
-    kernels = [r for r in rows if r.metric == "kernels_per_step" and r.status == "ok"]
-    if kernels:
-        lines += ["", "## Kernels per step (update; time: wall ms)", ""]
-        for r in kernels:
+    counted = [r for r in rows if r.metric == "compute_ops_per_step" and r.status == "ok"]
+    if counted:
+        lines += ["", "## Per step (update): compute operators, kernels, wall time", ""]
+        for r in counted:
             t = _value(rows, r.method, r.n, r.k, ("time",), r.options)
+            kernels = _value(rows, r.method, r.n, r.k, ("kernels_per_step",), r.options)
+            launched = "" if kernels is None else f", {kernels:.0f} kernels"
             extra = f" ({r.options})" if r.options else ""
-            lines.append(f"- {r.method}{extra} N={r.n} k={r.k}: {r.value:.0f} kernels, {ms(t)} ms")
+            lines.append(
+                f"- {r.method}{extra} N={r.n} k={r.k}: {r.value:.0f} compute operators"
+                f"{launched}, {ms(t)} ms"
+            )
     return "\n".join(lines) + "\n"
 
 
