@@ -38,11 +38,11 @@ def test_a_quiet_machine_flags_nothing():
 
 
 def test_timings_under_a_cpu_hog_are_flagged():
-    """One busy process per core (bounded to 30 s, stopped by the test) besides the
-    one-thread sweep: three runnable threads on two cores."""
+    """Two busy processes per core (bounded to 30 s, stopped by the test) besides the
+    one-thread sweep: five runnable threads on two cores, a share of about 0.4."""
     hogs = [
         subprocess.Popen([sys.executable, "-c", HOG.format(seconds=30)])
-        for _ in range(os.cpu_count() or 1)
+        for _ in range(2 * (os.cpu_count() or 1))
     ]
     try:
         time.sleep(0.3)  # the hogs are running

@@ -180,3 +180,15 @@ def test_gpu_check_summary_judges_the_targets():
     assert "replayed step < 0.1 ms: met (max 0.080 ms)" in text
     assert "within 1.5x the byte floor: 1.30x" in text
     assert "faster than expm and Cayley at every N >= 128: not met: cayley at N=256" in text
+
+
+def test_gpu_check_times_the_training_step_of_projunn_baselines_and_peers(tmp_path, capsys):
+    args = ["--out", str(tmp_path), "--device", "cpu", "--budget", "60", "--parts", "train"]
+    assert cli(["gpu-check", *args, "--sizes", "16", "--ranks", "2"]) == 0
+    (folder,) = tmp_path.iterdir()
+    rows = (folder / "results.csv").read_text()
+    for method in ("projunn_t", "expm", "landing"):
+        assert f"train_step,{method},16," in rows
+    summary = (folder / "summary.md").read_text()
+    assert "## The training step, batch 128" in summary and "| landing |" in summary
+    assert "train_step,projunn_t_graphed,16,2" in rows  # a skipped row: CUDA graphs need CUDA

@@ -22,8 +22,10 @@ examples:
 parts: tests (pytest -m cuda: counts; fails when none ran on a GPU), syncs (host syncs
   per update and training step of every method, and where they happen), sweep (the
   update at every N and k: eager and graphed projUNN, expm, Cayley, A.add_(G); wall and
-  CUDA-event medians beside the byte floor 6 N^2 4 / copy bandwidth), profile (kernels,
-  busy time and syncs per step of eager vs graphed projUNN-T at N = 1024, 8192).
+  CUDA-event medians beside the byte floor 6 N^2 4 / copy bandwidth), profile (compute
+  operators, kernels, busy time and syncs per step of eager vs graphed projUNN-T at
+  N = 1024, 8192, the graphed one with each sync-free implementation), train (the training
+  step, batch 128, N = 256 ... 8192: projUNN graphed and eager, baselines, peers).
 output (a new folder under --out): results.csv (the projunn-bench table, read by
   projunn-bench report), summary.md (printed at the end), tests.txt, machine.json.
 The sweep stops early to keep --budget; a watchdog ends the process 60 s past it.

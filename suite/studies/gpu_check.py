@@ -14,6 +14,8 @@ It writes as it goes into a new folder ``OUT/YYYYmmdd-HHMMSS/``: ``results.csv``
   the sync-free graphed projUNN-T/-D, expm, Cayley and ``A.add_(G)``: wall time and CUDA
   event time (``time``, ``time_cuda_events``, medians) beside the byte floor
   ``6 N^2 4 / copy bandwidth`` (``byte_floor``, bandwidth measured first);
+* ``train``   -- the training step (batch 128) at N = 256 ... 8192: graphed and eager
+  projUNN beside the baselines and the peer libraries (where installed);
 * ``profile`` -- kernels, device busy time and host syncs per step of eager vs graphed
   projUNN-T at N = 1024 and 8192, the graphed one with each sync-free implementation
   (the default, and ``impl`` = cholesky, householder: :data:`OTHER_IMPLS`)
@@ -51,7 +53,7 @@ from ..measure.timing import measure, measure_events
 
 __all__ = ["PARTS", "check", "copy_bandwidth", "summary"]
 
-PARTS = ("tests", "syncs", "sweep", "profile")
+PARTS = ("tests", "syncs", "sweep", "profile", "train")
 SIZES = (256, 1024, 8192, 128, 4096, 16384, 512, 2048)  # the targets first, should time run out
 CPU_SIZES = (256, 1024, 128, 512)  # --device cpu without --sizes: what 2 cores do in minutes
 RANKS = (1, 16)
@@ -68,6 +70,26 @@ PROFILED = ("projunn_t", "projunn_t_graphed")
 OTHER_IMPLS = ("cholesky", "householder")
 """Sync-free implementations profiled beside the default (``impl="auto"``: the fused Triton
 kernel where it runs, else ``cholesky``), as cases with the option ``impl``."""
+TRAIN_SIZES = (256, 1024, 8192, 4096, 2048, 512)  # the targets first, should time run out
+TRAIN_METHODS = (
+    "projunn_t_graphed",
+    "projunn_d_graphed",
+    "projunn_t",
+    "projunn_d",
+    "expm",
+    "cayley",
+    "torch_orthogonal",
+    "eunn",
+    "unconstrained",
+    "geoopt_stiefel",
+    "geoopt_canonical",
+    "geotorch_expm",
+    "geotorch_cayley",
+    "landing",
+)
+"""The training step's methods: projUNN (graphed and eager) beside the baselines and the
+peer libraries (skipped, with the install line, where their library is missing)."""
+TRAIN_TIMING = Settings(warmup=2, min_time=0.05, max_time=0.3, batch=128)
 SYNC_N, SYNC_K = 256, 4
 SYNC_METRIC = HOST_SYNCS.name
 NO_SYNCS = "host syncs are counted on CUDA only"
@@ -220,6 +242,21 @@ def part_sweep(ctx: Context) -> None:
             ctx.rec.add(run_case(case, TIMING, probes=probes).rows)
 
 
+def part_train(ctx: Context) -> None:
+    """The training step (batch 128) over N: graphed and eager projUNN, the baselines and
+    the peers, wall and CUDA-event time."""
+    timing = [TIME, CUDA_EVENTS] if ctx.device == "cuda" else [TIME]
+    sizes = [n for n in TRAIN_SIZES if n in ctx.sizes] or list(ctx.sizes)
+    for n in sizes:
+        for name in TRAIN_METHODS:
+            for k in ctx.ranks if METHODS[name].ranked else (None,):
+                case = Case("train_step", name, n, k, device=ctx.device)
+                if ctx.left() < ctx.reserve:
+                    ctx.rec.add(case.rows([Measurement.skipped("gpu-check budget spent")]))
+                    continue
+                ctx.rec.add(run_case(case, TRAIN_TIMING, probes=timing).rows)
+
+
 def part_profile(ctx: Context) -> None:
     """The profiled cases alone (with the sweep, they are profiled in its runs)."""
     if "sweep" not in ctx.parts:
@@ -231,26 +268,51 @@ PART_FUNCS = {
     "syncs": part_syncs,
     "sweep": part_sweep,
     "profile": part_profile,
+    "train": part_train,
 }
 
 
 # -- summary ----------------------------------------------------------------------------
 
 
-def _value(rows, method, n, k=None, metric=("time_cuda_events", "time"), options=""):
-    """The first ok value of ``method`` at (n, k) for the first metric found."""
+def _value(
+    rows, method, n, k=None, metric=("time_cuda_events", "time"), options="", workload="update"
+):
+    """The first ok value of ``method`` at (n, k) in ``workload`` for the first metric found."""
     for m in metric:
         for r in rows:
-            if (r.method, r.n, r.k, r.metric, r.status, r.options) == (
-                method,
-                n,
-                k,
-                m,
-                "ok",
-                options,
-            ):
+            key = (r.workload, r.method, r.n, r.k, r.metric, r.status, r.options)
+            if key == (workload, method, n, k, m, "ok", options):
                 return r.value
     return None
+
+
+def _train_table(rows, ranks, ms) -> list[str]:
+    """Markdown lines: the training step's times by N and method (empty without any)."""
+    timed = [
+        r for r in rows if r.workload == "train_step" and r.metric == "time" and r.status == "ok"
+    ]
+    if not timed:
+        return []
+    sizes = sorted({r.n for r in timed})
+    labels = []
+    for name in TRAIN_METHODS:
+        labels += (
+            [(f"{name} k={k}", name, k) for k in ranks]
+            if METHODS[name].ranked
+            else [(name, name, None)]
+        )
+    lines = ["", "## The training step, batch 128, ms per step", ""]
+    lines += [
+        "| method | " + " | ".join(f"N={n}" for n in sizes) + " |",
+        "|---" * (len(sizes) + 1) + "|",
+    ]
+    for label, name, k in labels:
+        opts = Case("train_step", name, 16, k).identity()["options"]  # optimizer=adam: geoopt
+        cells = [ms(_value(rows, name, n, k, options=opts, workload="train_step")) for n in sizes]
+        if any(c != "–" for c in cells):
+            lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def summary(rows: Sequence[Row], device: str, ranks, notes=None) -> str:
@@ -325,6 +387,7 @@ def summary(rows: Sequence[Row], device: str, ranks, notes=None) -> str:
             f"- at most 12 compute operators per graphed step (k <= 16): {verdict} "
             f"(max {max(ops):.0f})"
         )
+    lines += _train_table(rows, ranks, ms)
     syncs = [r for r in rows if r.metric == SYNC_METRIC and r.status == "ok" and r.n == SYNC_N]
     if syncs:
         lines += ["", f"## Host syncs per step (N = {SYNC_N}, sync debug mode)", ""]
@@ -333,8 +396,8 @@ def summary(rows: Sequence[Row], device: str, ranks, notes=None) -> str:
     if counted:
         lines += ["", "## Per step (update): compute operators, kernels, wall time", ""]
         for r in counted:
-            t = _value(rows, r.method, r.n, r.k, ("time",), r.options)
-            kernels = _value(rows, r.method, r.n, r.k, ("kernels_per_step",), r.options)
+            t = _value(rows, r.method, r.n, r.k, ("time",), r.options, r.workload)
+            kernels = _value(rows, r.method, r.n, r.k, ("kernels_per_step",), r.options, r.workload)
             launched = "" if kernels is None else f", {kernels:.0f} kernels"
             extra = f" ({r.options})" if r.options else ""
             lines.append(
