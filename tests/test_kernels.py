@@ -301,3 +301,25 @@ def test_self_overlapping_A_is_refused_by_the_steps_too(sync_free):
     with pytest.raises(ValueError, match="A has elements that share memory"):
         pc.projunn_step(A, torch.ones(3, 8, 8), 0.1, sync_free=sync_free)
     assert torch.equal(A[1], torch.eye(8))
+
+
+@pytest.mark.parametrize("kernel", [pc.projunn_t, pc.projunn_d])
+def test_the_unitarity_check_catches_what_a_norm_test_missed(kernel, gen):
+    """At N = 1024 a check of ||A^H v|| against ||v|| accepted all of these; A A^H v - v
+    sees them: its relative norm estimates ||A A^H - I||_F / sqrt(N) for a spread-out v."""
+    n = 1024
+    U = haar(n, torch.float32, generator=gen)
+    longer, zeroed = U.clone(), U.clone()
+    longer[:, 7] *= 3  # unitarity error 0.25
+    zeroed[:, 7] = 0  # 0.031
+    gaussian = torch.randn(n, n, generator=gen) / n**0.5  # about 1
+    a, b = 0.1 * torch.randn(n, 2, generator=gen), torch.randn(n, 2, generator=gen)
+    for name, A in {"column x3": longer, "zeroed column": zeroed, "1.01 A": 1.01 * U,
+                    "Gaussian": gaussian}.items():  # fmt: skip
+        before = A.clone()
+        with pytest.raises(ValueError, match=r"A is not unitary: \|\|A A\^H v - v\|\|"):
+            kernel(A, a, b)
+        assert torch.equal(A, before), name
+    drifted = _drifted(n, 3e-4, torch.float32, gen)  # float32 drift of many steps passes
+    kernel(drifted, a, b)
+    assert pc.kernels.residual_tolerance(torch.float32) == pytest.approx(3.45e-3, rel=1e-3)
