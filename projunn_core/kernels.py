@@ -51,12 +51,23 @@ def _exp_skew_minus_identity(M: torch.Tensor) -> torch.Tensor:
     return (V * d.unsqueeze(-2)) @ V.mH
 
 
+MAX_ROTATION = 1e8
+"""Largest rotation angle (radians) of a real projUNN-T step the checked kernels compute:
+beyond it double precision resolves the angle to worse than 1e-8 rad, and dropping the
+imaginary part of exp no longer leaves an orthogonal matrix reliably."""
+
+
 def _check_real_rotation(M: torch.Tensor, E: torch.Tensor, dtype: torch.dtype) -> None:
     """For real A, dropping ``Im E`` leaves ``Re(E + I)`` orthogonal up to ``|Im E|^2``;
     ``Im E`` is round-off unless the rotation angles are so large (around 1e8 rad and
-    beyond) that double precision cannot resolve them."""
-    if E.numel() and float(E.imag.abs().max()) > math.sqrt(torch.finfo(dtype).eps):
-        angle = float(torch.linalg.matrix_norm(M, ord=2).max())
+    beyond) that double precision cannot resolve them. Refused: angles beyond
+    :data:`MAX_ROTATION` (there ``Im E`` may still cancel by chance) and an ``Im E`` above
+    round-off. (Complex weights keep E whole: unitary at any angle.)"""
+    if not E.numel():
+        return
+    angle = float(torch.linalg.matrix_norm(M, ord=2).max())
+    imaginary = float(E.imag.abs().max()) > math.sqrt(torch.finfo(dtype).eps)
+    if angle > MAX_ROTATION or imaginary:
         raise ValueError(
             f"the update rotates by up to {angle:.3g} rad, too much to compute accurately "
             "(exp's real part would not be orthogonal): scale it down; A was left unchanged"
