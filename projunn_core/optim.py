@@ -65,7 +65,20 @@ UNITARY_OPTIONS = ("rank", "variant", "approx", "reorthogonalize_every")
 class _ProjUNNMixin:
     """Adds unitary parameter groups to a ``torch.optim`` optimizer (mixed in first)."""
 
-    def _setup(self, generator, skip_nonfinite, capturable=False, impl=None) -> None:
+    DEFAULT_LR = 1e-3
+    """The learning rate when none is given (the torch base class's default)."""
+
+    def __init__(
+        self,
+        params,
+        lr=None,
+        *,
+        generator=None,
+        skip_nonfinite=True,
+        capturable=False,
+        impl=None,
+        **kwargs,
+    ):
         self.generator = generator
         self.skip_nonfinite = skip_nonfinite
         self.capturable = bool(capturable)
@@ -73,6 +86,15 @@ class _ProjUNNMixin:
         self._skipped = 0
         self._skipped_on_device = {}  # device -> int64 counter (capturable steps)
         self._standins = {}  # unitary parameter -> buffer torch's update writes into
+        params = _as_list(params)  # torch's __init__ calls add_param_group: set up first
+        kwargs.update(_base_options(self._torch_base(), capturable, params))
+        super().__init__(params, lr=self.DEFAULT_LR if lr is None else lr, **kwargs)
+
+    @classmethod
+    def _torch_base(cls) -> type:
+        """The ``torch.optim`` class this optimizer extends (next after the mixin)."""
+        mro = cls.__mro__
+        return mro[mro.index(_ProjUNNMixin) + 1]
 
     @property
     def skipped_steps(self) -> int:
@@ -264,61 +286,15 @@ def _as_list(params) -> list:
 class SGD(_ProjUNNMixin, torch.optim.SGD):
     """``torch.optim.SGD`` (momentum, Nesterov) with projUNN for unitary groups."""
 
-    def __init__(
-        self,
-        params,
-        lr=1e-3,
-        *,
-        generator=None,
-        skip_nonfinite=True,
-        capturable=False,
-        impl=None,
-        **kwargs,
-    ):
-        self._setup(generator, skip_nonfinite, capturable, impl)
-        params = _as_list(params)
-        kwargs.update(_base_options(torch.optim.SGD, capturable, params))
-        super().__init__(params, lr=lr, **kwargs)
-
 
 class RMSprop(_ProjUNNMixin, torch.optim.RMSprop):
     """``torch.optim.RMSprop`` with projUNN for unitary groups."""
 
-    def __init__(
-        self,
-        params,
-        lr=1e-2,
-        *,
-        generator=None,
-        skip_nonfinite=True,
-        capturable=False,
-        impl=None,
-        **kwargs,
-    ):
-        self._setup(generator, skip_nonfinite, capturable, impl)
-        params = _as_list(params)
-        kwargs.update(_base_options(torch.optim.RMSprop, capturable, params))
-        super().__init__(params, lr=lr, **kwargs)
+    DEFAULT_LR = 1e-2
 
 
 class Adam(_ProjUNNMixin, torch.optim.Adam):
     """``torch.optim.Adam`` with projUNN for unitary groups."""
-
-    def __init__(
-        self,
-        params,
-        lr=1e-3,
-        *,
-        generator=None,
-        skip_nonfinite=True,
-        capturable=False,
-        impl=None,
-        **kwargs,
-    ):
-        self._setup(generator, skip_nonfinite, capturable, impl)
-        params = _as_list(params)
-        kwargs.update(_base_options(torch.optim.Adam, capturable, params))
-        super().__init__(params, lr=lr, **kwargs)
 
 
 _CLASSES = {"sgd": SGD, "rmsprop": RMSprop, "adam": Adam}

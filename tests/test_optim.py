@@ -144,6 +144,20 @@ def test_non_square_unitary_parameter_rejected():
         pc.optim.SGD([{"params": [torch.nn.Parameter(torch.ones(3, 4))], "unitary": True}])
 
 
+@pytest.mark.parametrize(
+    "ours, theirs",
+    [
+        (pc.optim.SGD, torch.optim.SGD),
+        (pc.optim.RMSprop, torch.optim.RMSprop),
+        (pc.optim.Adam, torch.optim.Adam),
+    ],
+)
+def test_default_learning_rate_is_torchs(ours, theirs):
+    w = torch.nn.Parameter(torch.zeros(3))
+    assert ours([w]).defaults["lr"] == theirs([w]).defaults["lr"]
+    assert ours([w], lr=0.25).defaults["lr"] == 0.25
+
+
 def test_make_and_unknown_name():
     p = torch.nn.Parameter(torch.ones(2))
     assert isinstance(pc.optim.make("RMSprop", [p], lr=0.1), pc.optim.RMSprop)

@@ -34,16 +34,12 @@ REASON_LIMIT = 1000
 
 
 @dataclass(frozen=True)
-class Measurement:
-    """One metric: ``value`` in ``unit``; ``iqr``/``repeat``/``samples`` for timings
-    (seconds; ``samples`` ``;``-separated); ``status`` (:data:`STATUSES`) with its
-    ``reason``; ``step`` for a learning-curve row; for a timing, the ``cpu_share`` of its
-    sampling and whether that makes it ``contended``
-    (:data:`suite.measure.timing.CONTENDED_BELOW`)."""
+class _Measured:
+    """The measurement fields that :class:`Measurement` and :class:`Row` share."""
 
-    metric: str
-    value: float | None
-    unit: str
+    metric: str = ""
+    value: float | None = None
+    unit: str = ""
     iqr: float | None = None
     repeat: int | None = None
     status: str = "ok"
@@ -56,6 +52,15 @@ class Measurement:
     def __post_init__(self):
         if self.status not in STATUSES:
             raise ValueError(f"status must be one of {STATUSES}, got {self.status!r}")
+
+
+@dataclass(frozen=True)
+class Measurement(_Measured):
+    """One metric: ``value`` in ``unit``; ``iqr``/``repeat``/``samples`` for timings
+    (seconds; ``samples`` ``;``-separated); ``status`` (:data:`STATUSES`) with its
+    ``reason``; ``step`` for a learning-curve row; for a timing, the ``cpu_share`` of its
+    sampling and whether that makes it ``contended``
+    (:data:`suite.measure.timing.CONTENDED_BELOW`)."""
 
     @classmethod
     def timing(cls, metric: str, t) -> Measurement:
@@ -86,12 +91,8 @@ class Measurement:
 
 
 @dataclass(frozen=True)
-class Row:
-    """One line of a results table: which case (``workload``, ``method``, ``n``, ``k``,
-    ``dtype``, ``device``, ``options`` as ``name=value;...``) and what was measured (the
-    fields of :class:`Measurement`). For a timing, ``value`` is the median in seconds,
-    ``iqr`` the interquartile range of the samples, ``repeat`` their number and
-    ``samples`` the samples themselves."""
+class _Case:
+    """The fields that say which case a :class:`Row` belongs to (:data:`IDENTITY`)."""
 
     workload: str
     method: str
@@ -100,21 +101,15 @@ class Row:
     dtype: str = "float32"
     device: str = "cpu"
     options: str = ""
-    metric: str = ""
-    value: float | None = None
-    unit: str = ""
-    iqr: float | None = None
-    repeat: int | None = None
-    status: str = "ok"
-    reason: str = ""
-    step: int | None = None
-    samples: str = ""
-    cpu_share: float | None = None
-    contended: bool | None = None
 
-    def __post_init__(self):
-        if self.status not in STATUSES:
-            raise ValueError(f"status must be one of {STATUSES}, got {self.status!r}")
+
+@dataclass(frozen=True)
+class Row(_Measured, _Case):
+    """One line of a results table: which case (``workload``, ``method``, ``n``, ``k``,
+    ``dtype``, ``device``, ``options`` as ``name=value;...``) and what was measured (the
+    fields of :class:`Measurement`). For a timing, ``value`` is the median in seconds,
+    ``iqr`` the interquartile range of the samples, ``repeat`` their number and
+    ``samples`` the samples themselves."""
 
     @classmethod
     def of(cls, identity: Mapping[str, Any], m: Measurement) -> Row:
@@ -133,8 +128,8 @@ class Row:
         ...                  "value": "0.5", "metric": "time", "status": "ok"}).n
         64
         """
-        numbers = {"n": int, "k": int, "repeat": int, "step": int, "value": float, "iqr": float}
-        numbers["cpu_share"] = float
+        numbers = {"n": int, "k": int, "repeat": int, "step": int}
+        numbers.update(value=float, iqr=float, cpu_share=float)
         fields = {}
         for name in COLUMNS:
             v = record.get(name)
