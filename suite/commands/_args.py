@@ -22,7 +22,10 @@ from ..measure.methods import METHODS, check_option
 from ..measure.output import FORMATS, require_format
 
 __all__ = [
+    "ALL",
     "FORMATS",
+    "add_training_method_arguments",
+    "chosen_methods",
     "add_option_argument",
     "add_out_argument",
     "add_threads_argument",
@@ -30,6 +33,7 @@ __all__ = [
     "factor",
     "method_label_arg",
     "method_option",
+    "nonnegative_int",
     "output_dir",
     "positive_float",
     "positive_int",
@@ -37,15 +41,24 @@ __all__ = [
 ]
 
 
-def positive_int(text: str) -> int:
-    """An argparse type: an integer >= 1."""
+def _int_at_least(text: str, minimum: int, below: str) -> int:
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} is not positive")
+    if value < minimum:
+        raise argparse.ArgumentTypeError(f"{value} is {below}")
     return value
+
+
+def positive_int(text: str) -> int:
+    """An argparse type: an integer >= 1."""
+    return _int_at_least(text, 1, "not positive")
+
+
+def nonnegative_int(text: str) -> int:
+    """An argparse type: an integer >= 0 (a seed)."""
+    return _int_at_least(text, 0, "negative")
 
 
 def positive_float(text: str) -> float:
@@ -163,6 +176,48 @@ def add_out_argument(parser: argparse.ArgumentParser, default: str = "results/ru
         metavar="DIR",
         help=f"parent folder; each run makes a new timestamped subfolder (default: {default})",
     )
+
+
+ALL = "all"
+"""The ``--method`` value that stands for every method (:func:`chosen_methods`)."""
+
+
+def add_training_method_arguments(parser: argparse.ArgumentParser, methods_help: str) -> None:
+    """``--method M [M ...]`` (default :data:`ALL`) and ``--rank K [K ...]`` (default 1)
+    of the commands that train (``task``, ``tune``); read ``--method`` with
+    :func:`chosen_methods`."""
+    parser.add_argument("--method", nargs="+", default=[ALL], metavar="M", help=methods_help)
+    parser.add_argument(
+        "--rank",
+        nargs="+",
+        type=positive_int,
+        default=[1],
+        metavar="K",
+        help="ranks k of the ranked methods (projunn_t, projunn_d; default: 1)",
+    )
+
+
+def chosen_methods(names, choices, every, parser) -> tuple[list[str], bool]:
+    """``--method``'s ``names`` in order, once each, all of them ``choices``, and whether
+    they were named; :data:`ALL` alone stands for ``every`` (exits with status 2 otherwise).
+
+    >>> chosen_methods(["b", "a", "b"], ["a", "b"], ["a"], argparse.ArgumentParser())
+    (['b', 'a'], True)
+    >>> chosen_methods([ALL], ["a", "b"], ["a"], argparse.ArgumentParser())
+    (['a'], False)
+    """
+    names = list(dict.fromkeys(names))
+    if ALL in names:
+        if len(names) > 1:
+            parser.error(f"argument --method: {ALL!r} cannot be combined with other methods")
+        return list(every), False
+    unknown = [n for n in names if n not in choices]
+    if unknown:
+        parser.error(
+            f"argument --method: unknown {', '.join(map(repr, unknown))}; "
+            f"choose from {', '.join(choices)} or {ALL}"
+        )
+    return names, True
 
 
 def add_threads_argument(parser: argparse.ArgumentParser, default: str = "torch's") -> None:

@@ -20,16 +20,18 @@ from ..measure.cases import DTYPES, method_label
 from ..measure.methods import METHODS
 from ..tasks import LSTM, TASKS
 from ._args import (
+    ALL,
     add_out_argument,
     add_threads_argument,
+    add_training_method_arguments,
     apply_threads,
+    chosen_methods,
     positive_float,
     positive_int,
 )
 
 NAME = "task"
 
-ALL = "all"
 METHOD_NAMES = (*METHODS, LSTM)
 
 _EPILOG = f"""\
@@ -95,21 +97,7 @@ EPILOG = _EPILOG.format(presets=_presets_text())
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("task", choices=sorted(TASKS), help="the task")
-    parser.add_argument(
-        "--method",
-        nargs="+",
-        default=[ALL],
-        metavar="M",
-        help=f"methods to train one after another (default: {ALL})",
-    )
-    parser.add_argument(
-        "--rank",
-        nargs="+",
-        type=positive_int,
-        default=[1],
-        metavar="K",
-        help="ranks k of the ranked methods (projunn_t, projunn_d; default: 1)",
-    )
+    add_training_method_arguments(parser, f"methods to train one after another (default: {ALL})")
     parser.add_argument("--preset", default="quick", help="configuration (default: quick)")
     parser.add_argument("--hidden", type=positive_int, metavar="H", help="hidden size N")
     parser.add_argument(
@@ -150,22 +138,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-figure", action="store_true", help="do not draw curves.png")
 
 
-def _methods(names: list[str], parser, task=None) -> tuple[list[str], bool]:
-    """The method list (``all`` expanded: the ``task``'s methods) and whether it was
-    given explicitly."""
-    if ALL in names:
-        if len(names) > 1:
-            parser.error(f"argument --method: {ALL!r} cannot be combined with other methods")
-        return list(getattr(task, "methods", None) or METHOD_NAMES), False
-    unknown = [n for n in names if n not in METHOD_NAMES]
-    if unknown:
-        parser.error(
-            f"argument --method: unknown {', '.join(map(repr, unknown))}; "
-            f"choose from {', '.join(METHOD_NAMES)} or {ALL}"
-        )
-    return list(dict.fromkeys(names)), True
-
-
 def build_runs(args, parser) -> list:
     """Check the options and return the :class:`~suite.tasks.train.Run` list (exits with
     status 2 on bad input)."""
@@ -187,7 +159,8 @@ def build_runs(args, parser) -> list:
         parser.error(str(e))
     except ValueError as e:
         parser.error(f"bad configuration: {e}")
-    names, explicit = _methods(args.method, parser, task)
+    every = getattr(task, "methods", None) or METHOD_NAMES
+    names, explicit = chosen_methods(args.method, METHOD_NAMES, every, parser)
     runs = []
     for name in names:
         for rank in args.rank if ranked(name) else [None]:

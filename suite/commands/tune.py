@@ -14,10 +14,16 @@ import textwrap
 
 from ..measure.methods import METHODS
 from ..tasks import LSTM
-from ._args import output_dir, positive_int
+from ._args import (
+    ALL,
+    add_training_method_arguments,
+    chosen_methods,
+    nonnegative_int,
+    output_dir,
+    positive_int,
+)
 
 NAME = "tune"
-ALL = "all"
 DEFAULT_OUT = "results/tune"
 
 
@@ -133,39 +139,21 @@ def _lr_range(text: str) -> tuple[str, tuple[float, float]]:
         raise argparse.ArgumentTypeError(str(e)) from None
 
 
-def _seed(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{value} is negative")
-    return value
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from ..tasks.tune import DEFAULT_SEEDS, DEFAULT_TRIALS, SAMPLER_SEED
 
     parser.add_argument(
         "task", nargs="+", metavar="TASK", help="tune presets (copy-quick, ...) or task names"
     )
-    parser.add_argument(
-        "--method",
-        nargs="+",
-        default=[ALL],
-        metavar="M",
-        help=f"methods (default {ALL}: every method the task trains, the peers and lstm)",
+    add_training_method_arguments(
+        parser, f"methods (default {ALL}: every method the task trains, the peers and lstm)"
     )
-    parser.add_argument(
-        "--rank", nargs="+", type=positive_int, default=[1], metavar="K",
-        help="ranks of the ranked methods (default: 1)",
-    )  # fmt: skip
     parser.add_argument(
         "--trials", type=positive_int, default=DEFAULT_TRIALS, metavar="T",
         help=f"lr points per method (default: {DEFAULT_TRIALS})",
     )  # fmt: skip
     parser.add_argument(
-        "--seeds", nargs="+", type=_seed, default=list(DEFAULT_SEEDS), metavar="S",
+        "--seeds", nargs="+", type=nonnegative_int, default=list(DEFAULT_SEEDS), metavar="S",
         help=f"seeds every point is trained on (default: {' '.join(map(str, DEFAULT_SEEDS))})",
     )  # fmt: skip
     parser.add_argument(
@@ -173,7 +161,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"an optimizer family's lr range (default: {_lr_ranges_text()}; repeatable)",
     )  # fmt: skip
     parser.add_argument(
-        "--sampler-seed", type=_seed, default=SAMPLER_SEED, metavar="N",
+        "--sampler-seed", type=nonnegative_int, default=SAMPLER_SEED, metavar="N",
         help=f"seed of the Sobol sequence (default: {SAMPLER_SEED})",
     )  # fmt: skip
     parser.add_argument(
@@ -204,21 +192,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def _labels(args, parser, presets) -> list[str]:
     from ..tasks.tune import campaign_labels
 
-    names = list(dict.fromkeys(args.method))
     choices = [*(n for n, m in METHODS.items() if not m.graphed), LSTM]
-    if ALL in names:
-        if len(names) > 1:
-            parser.error(f"argument --method: {ALL!r} cannot be combined with other methods")
-        names = []
-        for p in presets:
-            names += [n for n in (p.task.methods or choices) if n in choices or n == LSTM]
-        names = list(dict.fromkeys(names))
-    unknown = [n for n in names if n not in choices]
-    if unknown:
-        parser.error(
-            f"argument --method: unknown {', '.join(map(repr, unknown))}; "
-            f"choose from {', '.join(choices)} or {ALL}"
-        )
+    every = [n for p in presets for n in (p.task.methods or choices) if n in choices]
+    names, _ = chosen_methods(args.method, choices, dict.fromkeys(every), parser)
     return campaign_labels(names, args.rank)
 
 
