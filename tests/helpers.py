@@ -70,6 +70,19 @@ def max_abs(x, y):
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def rnn_losses(rnn, opt, x, y, steps: int) -> list[float]:
+    """Train ``rnn`` to map ``x`` to ``y`` (mean squared error) for ``steps`` steps of
+    ``opt``; the loss before each step."""
+    losses = []
+    for _ in range(steps):
+        opt.zero_grad()
+        loss = (rnn(x) - y).pow(2).mean()
+        loss.backward()
+        opt.step()
+        losses.append(float(loss.detach()))
+    return losses
+
+
 def run_asv(*args: str, **env: str) -> subprocess.CompletedProcess:
     """Run ``asv ARGS`` in the repository (this venv's asv; the test is skipped without
     one) with ``env`` added to the environment; returns the finished process."""

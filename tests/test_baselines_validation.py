@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from helpers import rnn_losses
 
 from baselines import (
     EUNN,
@@ -151,13 +152,7 @@ def test_unitary_rnn_trains_with_each_baseline(name, dtype):
     assert rnn.cell.recurrent.__class__ is METHODS[name]
     x, y = torch.randn(4, 6, 2), torch.randn(4, 6, 3)
     opt = rnn.optimizer("rmsprop", lr=1e-2, recurrent_lr=1e-3)
-    losses = []
-    for _ in range(5):
-        opt.zero_grad()
-        loss = (rnn(x) - y).pow(2).mean()
-        loss.backward()
-        opt.step()
-        losses.append(float(loss.detach()))
+    losses = rnn_losses(rnn, opt, x, y, steps=5)
     assert all(torch.isfinite(torch.tensor(losses)))
     if name != "unconstrained":
         assert unitarity_error(rnn.cell.recurrent.matrix()) < 1e-5

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 from conv_helpers import direct_circular_conv, spatial_kernel
-from helpers import ALL_DTYPES, COMPLEX, DOUBLE, haar
+from helpers import ALL_DTYPES, COMPLEX, DOUBLE, haar, rnn_losses
 
 from baselines import (
     PEER_CONV_LAYERS,
@@ -429,12 +429,6 @@ def test_landing_as_the_recurrent_matrix_of_a_unitary_rnn(dtype, gen):
     x = torch.randn(4, 6, 2, generator=gen)
     y = torch.randn(4, 6, 3, generator=gen)
     opt = rnn.optimizer("rmsprop", lr=1e-2, recurrent_lr=1e-2)
-    losses = []
-    for _ in range(20):
-        opt.zero_grad()
-        loss = (rnn(x) - y).pow(2).mean()
-        loss.backward()
-        opt.step()
-        losses.append(float(loss.detach()))
+    losses = rnn_losses(rnn, opt, x, y, steps=20)
     assert losses[-1] < losses[0]
     assert 0 < rnn.cell.recurrent.distance() <= 0.2 / math.sqrt(8) * (1 + 1e-5)

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import scipy.linalg
 import torch
-from helpers import ROOT, haar
+from helpers import ROOT, haar, rnn_losses
 
 import baselines
 from baselines import (
@@ -415,12 +415,6 @@ def test_peer_as_the_recurrent_matrix_of_a_unitary_rnn(library, cls, name, gen):
     x = torch.randn(4, 6, 2, generator=gen)
     y = torch.randn(4, 6, 3, generator=gen)
     opt = rnn.optimizer(name, lr=1e-2)
-    losses = []
-    for _ in range(20):
-        opt.zero_grad()
-        loss = (rnn(x) - y).pow(2).mean()
-        loss.backward()
-        opt.step()
-        losses.append(float(loss.detach()))
+    losses = rnn_losses(rnn, opt, x, y, steps=20)
     assert losses[-1] < losses[0]
     assert unitarity_error(rnn.cell.recurrent.matrix()) < 1e-5
