@@ -24,6 +24,7 @@ from ..measure.output import FORMATS, require_format
 __all__ = [
     "ALL",
     "FORMATS",
+    "add_factor_argument",
     "add_training_method_arguments",
     "chosen_methods",
     "add_option_argument",
@@ -175,6 +176,20 @@ def add_out_argument(parser: argparse.ArgumentParser, default: str = "results/ru
         default=default,
         metavar="DIR",
         help=f"parent folder; each run makes a new timestamped subfolder (default: {default})",
+    )
+
+
+def add_factor_argument(parser: argparse.ArgumentParser, counts: str) -> None:
+    """``--factor F``: the detector's ratio (:data:`suite.report.compare.FACTOR` by default);
+    ``counts`` says what a ratio above it does in this command."""
+    from ..report.compare import FACTOR
+
+    parser.add_argument(
+        "--factor",
+        type=factor,
+        default=FACTOR,
+        metavar="F",
+        help=f"{counts} (default: {FACTOR}, calibrated on A/A runs: results/detector.md)",
     )
 
 

@@ -10,8 +10,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..report.compare import FACTOR
-from ._args import factor
+from ._args import add_factor_argument
 
 NAME = "compare"
 
@@ -49,13 +48,7 @@ DESCRIPTION = (
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("base", metavar="BASE", help="the reference results")
     parser.add_argument("new", metavar="NEW", help="the results to check")
-    parser.add_argument(
-        "--factor",
-        type=factor,
-        default=FACTOR,
-        metavar="F",
-        help=f"smallest ratio of medians that counts (default: {FACTOR}, chosen from A/A runs)",
-    )
+    add_factor_argument(parser, "a ratio of medians above this, beyond the noise, counts")
     parser.add_argument("--out", metavar="FILE", help="also write the markdown to FILE")
     parser.add_argument(
         "--asv", metavar="DIR", help="BASE and NEW are commit hashes in this asv results folder"

@@ -10,7 +10,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from ._args import factor, output_dir
+from ._args import add_factor_argument, output_dir
 
 NAME = "gate"
 
@@ -40,17 +40,9 @@ DESCRIPTION = (
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from ..gate.asv import FACTOR
-
     parser.add_argument("base", metavar="BASE", help="commit, branch or tag to compare with")
     parser.add_argument("head", metavar="HEAD", nargs="?", default="HEAD", help="(HEAD)")
-    parser.add_argument(
-        "--factor",
-        type=factor,
-        default=FACTOR,
-        metavar="F",
-        help=f"slower by more than this ratio (and beyond noise) fails (default {FACTOR})",
-    )
+    add_factor_argument(parser, "a case slower by more than this ratio, beyond the noise, fails")
     parser.add_argument(
         "--out",
         type=output_dir,

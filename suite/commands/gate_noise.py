@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ._args import factor, positive_int
+from ._args import add_factor_argument, positive_int
 
 NAME = "gate-noise"
 
@@ -37,12 +37,8 @@ DESCRIPTION = (
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from ..gate.asv import FACTOR
-
     parser.add_argument("--runs", type=positive_int, default=3, help="A/A runs (default 3)")
-    parser.add_argument(
-        "--factor", type=factor, default=FACTOR, metavar="F", help=f"(default {FACTOR})"
-    )
+    add_factor_argument(parser, "the gate's factor in the A/A and planted runs")
     parser.add_argument(
         "--plant-n",
         type=positive_int,
