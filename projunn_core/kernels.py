@@ -246,6 +246,17 @@ def _validate(A, a, b, check: bool) -> None:
         check_finite("b", b)
 
 
+def _dispatch(variant, A, a, b, check, sync_free, skipped, impl) -> torch.Tensor:
+    """Validate, then take the ``variant`` step eagerly or sync-free (see :func:`projunn_t`)."""
+    impl = check_impl(impl, sync_free)
+    if sync_free:
+        _validate(A, a, b, False)
+        check_counter(skipped, A)
+        return syncfree.kernel(A, a, b, variant, guard=check, skipped=skipped, impl=impl)
+    _validate(A, a, b, check)
+    return (tangent_update if variant == "T" else polar_update)(A, a, b, check)
+
+
 @torch.no_grad()
 def projunn_t(
     A: torch.Tensor,
@@ -277,13 +288,7 @@ def projunn_t(
     >>> torch.equal(projunn_t(A, a, b), torch.eye(3))
     True
     """
-    impl = check_impl(impl, sync_free)
-    if sync_free:
-        _validate(A, a, b, False)
-        check_counter(skipped, A)
-        return syncfree.kernel(A, a, b, "T", guard=check, skipped=skipped, impl=impl)
-    _validate(A, a, b, check)
-    return tangent_update(A, a, b, check)
+    return _dispatch("T", A, a, b, check, sync_free, skipped, impl)
 
 
 def tangent_update(A: torch.Tensor, a: torch.Tensor, b: torch.Tensor, check: bool):
@@ -321,13 +326,7 @@ def projunn_d(
     tensor([[1., 0.],
             [0., 1.]], dtype=torch.float64)
     """
-    impl = check_impl(impl, sync_free)
-    if sync_free:
-        _validate(A, a, b, False)
-        check_counter(skipped, A)
-        return syncfree.kernel(A, a, b, "D", guard=check, skipped=skipped, impl=impl)
-    _validate(A, a, b, check)
-    return polar_update(A, a, b, check)
+    return _dispatch("D", A, a, b, check, sync_free, skipped, impl)
 
 
 def polar_update(A: torch.Tensor, a: torch.Tensor, b: torch.Tensor, check: bool):
