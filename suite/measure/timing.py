@@ -91,8 +91,9 @@ CONTENTION_LOG = "PROJUNN_BENCH_CONTENTION_LOG"
 
 CONTENDED_BELOW = 0.9
 """A timing whose ``cpu_share`` is below this is contended (see the module docstring):
-on the project's quiet 2-core machine every case of the quick grid measured 0.96 or more
-(``results/contention.md``), under a CPU hog on every core 0.7 or less."""
+on the project's quiet 2-core machine every timed case of the quick grid measured 0.94 or
+more (median 0.9998), under one CPU hog per core 0.75 or less (median 0.49)
+(``results/contention.md``)."""
 
 
 def _schedstat() -> tuple[int, int] | None:
