@@ -8,7 +8,7 @@ method, projUNN up to N = 1024) with OMP/MKL/OpenBLAS pinned to one thread, then
 
 * ``gate.log``: everything asv printed;
 * ``compare.md``: the verdict and the comparison (the pull-request comment);
-* ``contention.jsonl``: the CPU share each timed combination logged (a case timed while
+* ``contention.jsonl``: the CPU share of each timed case and commit (a case timed while
   other processes held the cores is listed, never called slower).
 
 The verdict is the detector of ``projunn-bench compare`` (:mod:`suite.report.compare`) on
@@ -32,6 +32,7 @@ from pathlib import Path
 
 from ..measure.output import atomic_write_text
 from ..measure.timing import CONTENTION_LOG
+from ..report.contention import compact
 from . import asv as gate_asv
 
 __all__ = [
@@ -193,6 +194,7 @@ def run_gate(
             _run([asv, "machine", "--yes"], root, env, log)
         status, output = _run(cmd, root, env, log)
     wall = time.monotonic() - start
+    compact(log_path)  # one line per case and commit instead of one per sample
     if status == 1 and "PERFORMANCE DECREASED" not in output:
         status = 2  # asv could not build, install or import the suite
     if status not in (0, 1):
