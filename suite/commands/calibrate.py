@@ -27,8 +27,9 @@ examples:
 The sweeps (the timed workloads of --grid) run one after another into OUT/runs/; a
 stopped campaign keeps its finished runs (judge them with --from). --gate-data takes the
 data folder of projunn-bench gate-noise (its aa-* runs: asv results of both commits).
-Candidate factors 1.1-1.45; planted slowdowns 1.5x, 2x, 3x of every case in turn. Run it
-on a quiet machine: contended cases are not judged, and the report counts them.
+Candidate factors 1.1-1.45 (and 1.5-2.5, to show what the noise alone needs); planted
+slowdowns 1.5x, 2x, 3x of every case in turn. Run it on a quiet machine: contended cases
+are not judged, and the report counts them.
 output: OUT/detector.md (also printed, and written to --report), OUT/runs/*.
 exit status: 0 done, 2 bad usage or nothing to judge, 130 interrupted."""
 

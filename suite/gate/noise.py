@@ -30,11 +30,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..measure.output import atomic_write_text
-from ..report.contention import contention_marks, mark
-from ..report.load import load_one
+from ..report.contention import asv_pair
 from .run import project_root, verdict
 
-__all__ = ["GateRun", "campaign", "judge", "load_run", "pair", "report"]
+__all__ = ["GateRun", "campaign", "judge", "load_run", "report"]
 
 PLANT = """
 
@@ -139,17 +138,6 @@ def judge(folder: Path, factor: float):
     return verdict(base, head, factor, folder / "contention.jsonl")
 
 
-def pair(folder: Path) -> tuple[str, object, object] | None:
-    """``(label, base frame, head frame)`` of a run's saved asv results, contention marked
-    (an A/A pair for :func:`suite.report.calibration.evaluate`)."""
-    base, head = folder / "asv" / "base.json", folder / "asv" / "head.json"
-    if not (base.is_file() and head.is_file()):
-        return None
-    (sb, db), (sh, dh) = load_one(base), load_one(head)
-    marks = contention_marks(folder / "contention.jsonl")
-    return folder.name, mark(db, sb.commit, marks), mark(dh, sh.commit, marks)
-
-
 def report(aa: list[GateRun], planted: GateRun, factor: float, plant_n: int, data: Path) -> str:
     """The campaign's markdown: each run, the planted cases, the A/A pairs judged again
     at other factors with planted slowdowns of one case (:mod:`suite.report.calibration`)."""
@@ -184,7 +172,7 @@ def report(aa: list[GateRun], planted: GateRun, factor: float, plant_n: int, dat
         f"{len(target)} projUNN cases flagged; update ratios "
         f"{', '.join(fmt(x) for x in update) or '–'}.",
     ]
-    pairs = [p for p in (pair(data / r.label) for r in aa) if p is not None]
+    pairs = [p for p in (asv_pair(data / r.label) for r in aa) if p is not None]
     if pairs:
         from ..report.calibration import evaluate, render
 

@@ -35,8 +35,9 @@ def _percent(x: float) -> str:
     return "–" if x != x else f"{100 * x:.0f} %"
 
 
-FACTORS = (1.1, 1.15, 1.2, 1.25, 1.3, 1.35, 1.4, 1.45)
-"""Candidate default factors."""
+FACTORS = (1.1, 1.15, 1.2, 1.25, 1.3, 1.35, 1.4, 1.45, 1.5, 1.75, 2.0, 2.5)
+"""Candidate factors: below 1.5 the candidates for the default (only a factor under 1.5 can
+catch a planted 1.5x); from 1.5 on, to show what the A/A noise alone would need."""
 PLANTS = (1.5, 2.0, 3.0)
 """Planted slowdowns of one case that the chosen factor must catch."""
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-__all__ = ["compact", "contention_marks", "mark"]
+__all__ = ["asv_pair", "compact", "contention_marks", "mark"]
 
 
 def _timing_lines(log: Path) -> dict[tuple, dict]:
@@ -80,3 +80,18 @@ def mark(frame, commit: str, marks: dict[tuple, float]):
     return frame.assign(
         cpu_share=share, contended=[x is not None and x < CONTENDED_BELOW for x in share]
     )
+
+
+def asv_pair(folder: Path):
+    """``(label, base frame, head frame)`` of a gate run's saved asv results
+    (``folder/asv/base.json``, ``head.json``), contention marked from
+    ``folder/contention.jsonl``; ``None`` where they are missing. (An A/A pair of the
+    gate-noise campaign, for :func:`suite.report.calibration.evaluate`.)"""
+    from .load import load_one
+
+    base, head = folder / "asv" / "base.json", folder / "asv" / "head.json"
+    if not (base.is_file() and head.is_file()):
+        return None
+    (sb, db), (sh, dh) = load_one(base), load_one(head)
+    marks = contention_marks(folder / "contention.jsonl")
+    return folder.name, mark(db, sb.commit, marks), mark(dh, sh.commit, marks)

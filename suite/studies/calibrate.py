@@ -25,7 +25,7 @@ from ..measure.output import atomic_write_text
 from ..measure.runner import run_sweep
 from ..measure.workloads import WORKLOADS
 from ..report.calibration import PLANTS, Calibration, evaluate, render
-from ..report.contention import contention_marks, mark
+from ..report.contention import asv_pair
 from ..report.load import load_one
 
 __all__ = ["calibrate", "chosen", "gate_pairs", "run_pairs", "sweeps"]
@@ -60,15 +60,8 @@ def run_pairs(folders: Sequence[Path]) -> list[tuple[str, object, object]]:
 def gate_pairs(data: Path) -> list[tuple[str, object, object]]:
     """The A/A pairs of a gate-noise data folder: each ``aa-*`` run's asv results of its
     two commits, the contention its benchmarks logged marked."""
-    out = []
-    for folder in sorted(Path(data).glob("aa-*")):
-        base, head = folder / "asv" / "base.json", folder / "asv" / "head.json"
-        if not (base.is_file() and head.is_file()):
-            continue
-        (sb, db), (sh, dh) = load_one(base), load_one(head)
-        marks = contention_marks(folder / "contention.jsonl")
-        out.append((folder.name, mark(db, sb.commit, marks), mark(dh, sh.commit, marks)))
-    return out
+    pairs = (asv_pair(folder) for folder in sorted(Path(data).glob("aa-*")))
+    return [p for p in pairs if p is not None]
 
 
 def chosen(calibrations: Sequence[Calibration], plants: Sequence[float] = PLANTS) -> float | None:
