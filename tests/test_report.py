@@ -124,7 +124,9 @@ def scaling_rows(device="cpu", seed=0):
     return rows
 
 
-def write_run(folder: Path, rows, *, status="complete", gpu="", date="2026-11-27T00:00:00+00:00"):
+def write_run(
+    folder: Path, rows, *, status="complete", gpu="", date="2026-11-27T00:00:00+00:00", threads=1
+):
     folder.mkdir(parents=True)
     output.write_table([Row(**r) for r in rows], folder / "results.csv")
     machine = {
@@ -134,6 +136,7 @@ def write_run(folder: Path, rows, *, status="complete", gpu="", date="2026-11-27
         "git_commit": "0123456789abcdef",
         "hostname": "testbox",
         "run": {"status": status, "started": date},
+        "torch_threads": threads,
     }
     output.write_json(folder / "machine.json", machine)
     return folder
@@ -476,6 +479,20 @@ def test_compare_a_run_with_itself_reports_nothing(runs, capsys, tmp_path):
     text = out.read_text()
     assert "0 regressed, 0 improved, 25 unchanged" in text
     assert text == capsys.readouterr().out
+
+
+def test_compare_says_when_multithreaded_cpu_runs_exceed_what_the_factor_covers(tmp_path, capsys):
+    rows = scaling_rows("cpu")
+    write_run(tmp_path / "one", rows)
+    two = write_run(tmp_path / "two", rows, threads=2)
+    assert main(["compare", str(tmp_path / "one"), str(two)]) == 0
+    out = capsys.readouterr().out
+    assert f"{two}: timed with 2 CPU threads" in out and "--threads 1" in out
+    assert f"{tmp_path / 'one'}: timed" not in out  # one thread: no note
+    gpu = [r for r in scaling_rows("cuda", seed=1) if r["workload"] != "accuracy"]
+    g1, g2 = write_run(tmp_path / "g1", gpu), write_run(tmp_path / "g2", gpu, threads=4)
+    assert main(["compare", str(g1), str(g2)]) == 0
+    assert "CPU threads" not in capsys.readouterr().out  # CUDA timings: threads do not matter
 
 
 def test_compare_tripled_case_is_exactly_the_one_regression(runs, tmp_path, capsys):

@@ -16,7 +16,7 @@ NAME = "gate"
 
 EPILOG = """\
 examples:
-  projunn-bench gate main                          # main vs HEAD, factor 1.5
+  projunn-bench gate main                          # main vs HEAD, factor 1.6
   projunn-bench gate origin/main HEAD --factor 2 --out gate-results
   projunn-bench gate main --dry-run                # print the asv command only
 
