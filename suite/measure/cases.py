@@ -242,10 +242,10 @@ class Case:
         # a batch of F matrices of size n costs like one of size F^(1/3) n
         cubic_n = round(self.n * self.frequencies ** (1 / 3))
         if spec.cubic and cubic_n > CUBIC_CAP[dev_type]:
-            size = f"N={self.n}" if not self.conv else f"{self.frequencies} x C={self.n}"
+            batch = f"; {self.frequencies} x C={self.n} costs like N={cubic_n}" if self.conv else ""
             return (
                 f"{self.method} costs O(N^3): skipped above N={CUBIC_CAP[dev_type]} "
-                f"on {dev_type} (suite.measure.cases.CUBIC_CAP; {size} costs like N={cubic_n})"
+                f"on {dev_type} (suite.measure.cases.CUBIC_CAP{batch})"
             )
         mem = _available_memory(self.device)
         itemsize = (

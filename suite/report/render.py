@@ -108,15 +108,14 @@ def fmt_seconds(s: Any) -> str:
 def fmt_bytes(b: Any) -> str:
     """Bytes as MiB or GiB: ``fmt_bytes(3 * 2**30)`` -> ``'3.00 GiB'``.
 
-    >>> fmt_bytes(48281600)
-    '46.0 MiB'
+    >>> fmt_bytes(48281600), fmt_bytes(126 * 2**30)
+    ('46.0 MiB', '126 GiB')
     """
     if _missing(b):
         return "–"
     b = float(b)
-    if b >= 2**30:
-        return f"{b / 2**30:#.3g} GiB"
-    return f"{b / 2**20:#.3g} MiB"
+    value, unit = (b / 2**30, "GiB") if b >= 2**30 else (b / 2**20, "MiB")
+    return f"{value:.0f} {unit}" if value >= 100 else f"{value:#.3g} {unit}"
 
 
 def fmt_number(x: Any, digits: int = 3) -> str:
