@@ -22,6 +22,7 @@ from suite.gate import run as gate_run  # noqa: E402
 from suite.measure.cases import GRIDS, method_labels  # noqa: E402
 from suite.measure.methods import METHODS  # noqa: E402
 from suite.report import asv_offline  # noqa: E402
+from suite.report.compare import FACTOR  # noqa: E402
 
 GRID = GRIDS[gate.GRID]
 
@@ -255,7 +256,7 @@ def test_gate_noise_rewrites_its_summary_from_saved_runs(tmp_path):
     assert cli(["gate-noise", "--from-data", "--data", str(tmp_path), "--out", str(out)]) == 0
     text = out.read_text()
     assert "Commit b4ec1a6d" in text and "| planted | 1 | 8.0 | 2.0, 2.0 | 2 |" in text
-    assert "A/A false alarms at factor 1.5: 0 in 1 runs" in text
+    assert f"A/A false alarms at factor {FACTOR}: 0 in 1 runs" in text
     assert "1 of 1 projUNN cases flagged; update ratios 2.00" in text
     assert "| factor | A/A false alarms |" in text  # the pair judged at other factors
 
