@@ -140,7 +140,7 @@ def main(args, parser: argparse.ArgumentParser) -> int:
     from ..measure.probes import Profile
     from ..measure.profiling import SYNC_NOTE
     from ..measure.record import Recorder
-    from ..measure.runner import run_case
+    from ..measure.runner import frozen_heap, run_case
 
     cases = _cases(args, parser)
     if args.min_time > args.max_time:
@@ -164,7 +164,7 @@ def main(args, parser: argparse.ArgumentParser) -> int:
     }
     done: list[tuple[cases_mod.Case, Any]] = []
     failed = False
-    with Recorder(args.out, info=info) as rec:
+    with Recorder(args.out, info=info) as rec, frozen_heap():
         for i, case in enumerate(cases, 1):
             label = cases_mod.method_label(case.method, case.k)
             print(f"[{i}/{len(cases)}] profiling {case.id} ...", file=sys.stderr, flush=True)

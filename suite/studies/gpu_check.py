@@ -47,7 +47,7 @@ from ..measure.methods import METHODS
 from ..measure.probes import CUDA_EVENTS, HOST_SYNCS, TIME, Profile
 from ..measure.record import Recorder
 from ..measure.rows import Measurement, Row
-from ..measure.runner import run_case
+from ..measure.runner import frozen_heap, run_case
 from ..measure.settings import Settings
 from ..measure.timing import measure, measure_events
 
@@ -427,7 +427,7 @@ def check(
     started = time.monotonic()
     text = None  # stays None when Ctrl-C / SIGTERM ends the run before the summary
     try:
-        with Recorder(out, info=dict(info or {}), flush_every=0) as rec:
+        with Recorder(out, info=dict(info or {}), flush_every=0) as rec, frozen_heap():
             ctx = Context(rec, device, tuple(sizes), tuple(ranks), tuple(parts), budget)
             for part in [p for p in PARTS if p in parts]:
                 if ctx.left() <= 0 and part != "tests":
