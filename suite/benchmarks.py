@@ -6,8 +6,9 @@ Cases that cannot run here raise :class:`~suite.measure.cases.Skip` (a
 ``NotImplementedError``) in ``setup``, which asv records as skipped, with the reason from
 :meth:`suite.measure.cases.Case.skip_reason`. Parameters: method (ranked methods carry
 their rank: ``projunn_t-k4``, see :func:`suite.measure.cases.method_label`), n, dtype,
-device. ``asv.conf.json`` sets ``launch_method: forkserver``, so each parameter
-combination forks from a process that has already imported torch. ``setup`` sets the grid's
+device. Plug-ins (:mod:`suite.plugins`) load when this module is imported, so their
+methods are parameters too. ``asv.conf.json`` sets ``launch_method: forkserver``, so each
+parameter combination forks from a process that has already imported torch. ``setup`` sets the grid's
 torch thread count (``Settings.threads``; the ``gate`` grid runs on one thread and times
 CPU time, ``Settings.clock``) and runs the step once (and synchronizes) so that even a
 first sample is warm.
@@ -54,7 +55,9 @@ from .measure.timing import (
 )
 from .measure.timing import timer as _sync_timer
 from .measure.workloads import dist_to_exact, prepare, unitarity_metrics
+from .plugins import load_plugins
 
+load_plugins()  # the user's methods (PROJUNN_BENCH_PLUGINS, entry points) join the grid
 GRID = current_grid()
 _SIZES = list(GRID.sizes)
 _DTYPES = list(GRID.dtypes)
@@ -116,6 +119,8 @@ class _Timed:
     rounds = GRID.asv_rounds
     timeout = 600
     warmup_time = 0.1
+    case: Case | None = None  # stays None when setup skips before building the case
+    work = None
 
     def setup(self, *params):
         device = params[-1]
@@ -131,8 +136,11 @@ class _Timed:
             _PROCESS_SHARE.append((CpuShare().__enter__(), time.perf_counter()))
 
     def teardown(self, *params):
+        # asv calls teardown even after setup raised Skip (its NotImplementedError
+        # convention): a combination skipped before its case was built has nothing to log.
         self.work = None
-        _log_contention(self.case)
+        if self.case is not None:
+            _log_contention(self.case)
 
 
 class _CudaMemory(_Timed):

@@ -6,19 +6,52 @@ About a minute per method on 2 CPU cores, so these belong in the nightly run; th
 pull-request gate leaves them out by name (``--bench`` excluding ``Task``)::
 
     asv run --python=same --bench "TaskCopy|TaskPdigits"
+
+They follow ``$PROJUNN_BENCH_GRID`` like the rest of the suite: under ``tiny`` each
+method trains the quick preset shrunk by :data:`SMOKE` (under a second), so that
+``PROJUNN_BENCH_GRID=tiny asv run --quick --python=same`` is a smoke test of minutes, not
+half an hour; every other grid trains the quick preset.
 """
 
 from __future__ import annotations
 
-from ..measure.cases import method_labels
+from ..measure.cases import GRIDS, current_grid, method_labels
 from . import LSTM, TASKS
+from .base import Config
 
-__all__ = ["RANKS", "TaskCopy", "TaskPdigits", "final_test_loss"]
+__all__ = ["RANKS", "SMOKE", "TaskCopy", "TaskPdigits", "final_test_loss", "task_config"]
 
 RANKS = (1,)
 """Ranks of the ranked methods (projUNN) among the parameters."""
 
 PRESET = "quick"
+
+GRID = current_grid()
+
+SMOKE = {
+    "copy": {"T": 5, "hidden": 8, "batch": 8, "steps": 20, "test_size": 100},
+    "pdigits": {"hidden": 8, "batch": 8, "steps": 20, "test_size": 100},
+}
+"""Overrides of each task's ``PRESET`` under the ``tiny`` grid: a smoke test that every
+method trains end to end, not a measure of what it learns."""
+
+
+def task_config(task: str, grid: str | None = None) -> Config:
+    """The configuration ``task`` trains under ``grid`` (default: ``$PROJUNN_BENCH_GRID``,
+    as the benchmarks do): the ``PRESET``, shrunk by :data:`SMOKE` under ``tiny``.
+
+    >>> task_config("copy", "tiny").steps, task_config("copy", "quick").steps
+    (20, 600)
+    >>> task_config("copy", "huge")
+    Traceback (most recent call last):
+    ...
+    ValueError: unknown grid 'huge'; choose from ['full', 'gate', 'quick', 'tiny']
+    """
+    name = GRID.name if grid is None else grid
+    if name not in GRIDS:
+        raise ValueError(f"unknown grid {name!r}; choose from {sorted(GRIDS)}")
+    config = TASKS[task].preset(PRESET)
+    return config.replace(**SMOKE[task]) if name == "tiny" else config
 
 
 def _labels() -> list[str]:
@@ -27,9 +60,9 @@ def _labels() -> list[str]:
     return [*method_labels("train_step", RANKS, devices=("cpu",)), LSTM]
 
 
-def final_test_loss(task: str, label: str, **overrides) -> float:
+def final_test_loss(task: str, label: str, grid: str | None = None, **overrides) -> float:
     """The test loss after training ``label`` (a method label such as ``projunn_t-k1``)
-    on the ``PRESET`` of ``task`` (``overrides`` change its configuration).
+    on ``task`` as configured for ``grid`` (:func:`task_config`; ``overrides`` change it).
 
     >>> final_test_loss("copy", "expm", T=2, hidden=4, steps=1, test_size=2) > 0
     True
@@ -39,7 +72,7 @@ def final_test_loss(task: str, label: str, **overrides) -> float:
 
     method, rank = parse_method_label(label)
     spec = TASKS[task]
-    config = spec.preset(PRESET).replace(**overrides)
+    config = task_config(task, grid).replace(**overrides)
     run = Run(spec, method, rank, config, PRESET)
     reason = run.skip_reason()
     if reason:
@@ -63,12 +96,14 @@ class _FinalLoss:
 
 
 class TaskCopy(_FinalLoss):
-    """Copy task, quick preset: test cross-entropy after training (nats)."""
+    """Copy task, quick preset (``tiny`` grid: :data:`SMOKE`): test cross-entropy after
+    training (nats)."""
 
     task = "copy"
 
 
 class TaskPdigits(_FinalLoss):
-    """Permuted 8x8 digits, quick preset: test cross-entropy after training (nats)."""
+    """Permuted 8x8 digits, quick preset (``tiny`` grid: :data:`SMOKE`): test
+    cross-entropy after training (nats)."""
 
     task = "pdigits"
