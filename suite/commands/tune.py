@@ -9,6 +9,7 @@ runs) and prints the summary.
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import textwrap
 
@@ -39,9 +40,11 @@ def _presets_text() -> str:
     lines = []
     for name, p in tune_presets().items():
         c = p.config
+        sizes = ", ".join(map(str, p.target.sizes)) if p.target.sizes else str(c.hidden)
+        budget = f" or {p.target.time_budget:g} s" if p.target.time_budget else ""
         lines.append(
-            f"  {name}: {p.target.describe()} within {c.steps} steps, evaluated every "
-            f"{c.log_interval}; T={c.T} hidden={c.hidden} batch={c.batch} {c.optimizer} "
+            f"  {name}: {p.target.describe()} within {c.steps} steps{budget}, evaluated every "
+            f"{c.log_interval}; T={c.T} hidden={sizes} batch={c.batch} {c.optimizer} "
             f"lr/{c.lr_divisor:g} for the unitary parameters"
         )
         doc = " ".join((p.target.config.__doc__ or "").split())
@@ -66,6 +69,8 @@ examples:
   projunn-bench tune copy-quick pdigits-quick --workers 2      # the quick campaign
   projunn-bench tune copy --method projunn_t expm geotorch_expm --trials 3 --seeds 0
   projunn-bench tune pdigits-quick --out results/tune --resume # go on after a kill
+  projunn-bench tune pdigits-quick --hidden 64 256 512 --time-budget 30  # time against N
+  projunn-bench tune pdigits-scale --workers 2                 # the family at 64, 256, 512
   projunn-bench tune copy-paper --device cuda --storage postgresql://host/db  # shared
   projunn-bench report results/tune                            # the report of a campaign
 
@@ -81,8 +86,13 @@ the rules:
   trials: the first T points u_1..u_T of one scrambled Sobol sequence (QMCSampler,
     --sampler-seed), lr = lo (hi / lo)^u, each trained on every --seeds seed: every
     method gets exactly the same points, enqueued into its study when the study is made.
-  a run stops at the first evaluation meeting the target; not reaching it counts as the
-    whole budget (training time scaled to the full step budget).
+  a run stops at the first evaluation meeting the target, or when its step budget or
+    its time budget (--time-budget, or the preset's: seconds of training wall time,
+    checked at each evaluation) is spent. A run that stops without the target is "not
+    reached": its time is shown as "> budget" or "-", never as a time, and counts as
+    infinite in the performance profile; to choose the lr it costs the whole budget.
+  --hidden N [N ...]: every preset at each hidden size N (a scale family such as
+    pdigits-scale has its own sizes); each N is its own study, with its own chosen lr.
   the chosen lr of a method: its point with the most seeds reaching the target, then the
     smallest mean time to target over the seeds, then the lower point; where no point
     reaches it on any seed, the best mean final metric.
@@ -90,17 +100,26 @@ the rules:
 storage and workers:
   default: OUT/campaign.journal (an Optuna JournalStorage file); --storage URL takes an
   Optuna RDB URL instead (sqlite:///tune.db; postgresql://... to share one campaign among
-  machines: run the same command on each). --workers W trains with W processes on this
+  machines: run the same command on each, at the same moment if you like; the tune
+  extra installs the driver, psycopg 3). --workers W trains with W processes on this
   machine, each on --threads threads (default 1). Workers claim waiting trials
   atomically through the storage, so no trial is run twice and none is lost. The same
   --out (or --storage) goes on from the finished trials; a trial interrupted by Ctrl-C
   or SIGTERM goes back in the queue; --resume also re-queues the trials a killed campaign
   left running (use it only when no other worker of the campaign is running).
+faults:
+  a journal torn by a crash mid-write is repaired when opened (the torn records are
+  dropped with a warning naming the file; the complete ones are kept). Workers die with
+  the process that started them. The trial of a worker that died is re-queued: on an
+  RDB storage by Optuna's heartbeat (every --heartbeat S seconds; stale after 3 S), on
+  the journal when its process on this machine is gone. A process with nothing left to
+  claim waits while other live workers train, to pick up such a trial.
 
 output (OUT, rewritten atomically whenever the campaign stops):
-  time_to_target.csv / .md  one row per preset, method and seed at the chosen lr: method,
-                            optimizer, lr, seed, reached, time_to_target_s,
-                            steps_to_target, final_metric, trials_reached, trials, ...
+  time_to_target.csv / .md  one row per preset, hidden, method and seed at the chosen lr:
+                            method, optimizer, lr, seed, reached, time_to_target_s (empty
+                            when not reached), steps_to_target, final_metric,
+                            train_time_s, stopped (target/steps/time/error), trials, ...
   trials.csv                every trial's rows (the target metric and wall_time at each
                             evaluation; time_to_target, steps_to_target, reached once)
   results.csv, machine.json the chosen lr's rows of the first seed (a run folder: the
@@ -108,10 +127,16 @@ output (OUT, rewritten atomically whenever the campaign stops):
   performance_profile.png   share of (preset, seed) problems solved within tau x the
                             fastest method's time, tau on a log axis
   learning_curves.png       the target metric against training seconds, chosen lr
+  time_to_target_vs_n.png   (two or more N) median time to target against N, log-log,
+                            a miss drawn at the budget as a cross
+  every row of trials.csv / results.csv has the hidden size in column n (and hidden=N in
+  options)
   tune.json                 the campaign settings and each method's chosen lr
 progress: a bar on stderr (--no-progress: none).
-exit status: 0 done, 1 a trial failed, 2 bad usage (nothing run), 130 interrupted, 143
-  terminated (the finished trials are kept and written)."""
+exit status: 0 done, 1 a trial failed, 2 bad usage (nothing run), 3 a worker died or
+  planned trials were left (the cause is printed; "status" in tune.json is written from
+  the final count: complete or incomplete), 130 interrupted, 143 terminated (the
+  finished trials are kept and written)."""
 
 
 def _epilog() -> str:
@@ -139,8 +164,30 @@ def _lr_range(text: str) -> tuple[str, tuple[float, float]]:
         raise argparse.ArgumentTypeError(str(e)) from None
 
 
+def hidden_size(text: str) -> int:
+    """An argparse type: a hidden size, an integer >= 2."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer hidden size") from None
+    if value < 2:
+        raise argparse.ArgumentTypeError(f"hidden size {value} is below 2")
+    return value
+
+
+def seconds(text: str) -> float:
+    """An argparse type: a positive, finite number of seconds."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"{text} is not a positive, finite number of seconds")
+    return value
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from ..tasks.tune import DEFAULT_SEEDS, DEFAULT_TRIALS, SAMPLER_SEED
+    from ..tasks.tune import DEFAULT_SEEDS, DEFAULT_TRIALS, HEARTBEAT, SAMPLER_SEED
 
     parser.add_argument(
         "task", nargs="+", metavar="TASK", help="tune presets (copy-quick, ...) or task names"
@@ -155,6 +202,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--seeds", nargs="+", type=nonnegative_int, default=list(DEFAULT_SEEDS), metavar="S",
         help=f"seeds every point is trained on (default: {' '.join(map(str, DEFAULT_SEEDS))})",
+    )  # fmt: skip
+    parser.add_argument(
+        "--hidden", nargs="+", type=hidden_size, metavar="N",
+        help="train every preset at each of these hidden sizes (default: the preset's own; "
+        "a scale family such as pdigits-scale: its sizes)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--time-budget", type=seconds, metavar="SECONDS",
+        help="seconds of training (wall clock, evaluation excluded) a trial may take; a "
+        "trial out of time or steps is not reached (default: the preset's, if any)",
     )  # fmt: skip
     parser.add_argument(
         "--lr-range", action="append", type=_lr_range, default=[], metavar="FAMILY=LO:HI",
@@ -175,6 +232,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--storage", metavar="URL", help="an Optuna RDB URL (default: OUT/campaign.journal)"
     )
+    parser.add_argument(
+        "--heartbeat", type=positive_int, default=HEARTBEAT, metavar="S",
+        help=f"seconds between a trial's heartbeats on an RDB storage; a trial whose worker "
+        f"misses 3 is re-queued (default: {HEARTBEAT})",
+    )  # fmt: skip
     parser.add_argument(
         "--out", type=output_dir, default=DEFAULT_OUT, metavar="DIR",
         help=f"the campaign folder (default: {DEFAULT_OUT}); the same folder resumes",
@@ -209,11 +271,14 @@ def build_campaign(args, parser):
             presets.append(tune_preset(name))
         except KeyError as e:
             parser.error(f"argument TASK: {e.args[0]}")
+    if args.hidden and len(set(args.hidden)) != len(args.hidden):
+        parser.error(f"argument --hidden: sizes must be distinct, got {args.hidden}")
     for p in presets:
-        try:
-            p.task.check(p.config, None)
-        except ValueError as e:
-            parser.error(f"preset {p.name} cannot run here: {e}")
+        for n in args.hidden or p.target.sizes or [None]:
+            try:
+                p.task.check(p.config.replace(hidden=n), None)
+            except ValueError as e:
+                parser.error(f"preset {p.name} cannot run here: {e}")
     labels = _labels(args, parser, presets)
     explicit = ALL not in args.method
     ranges = {**LR_RANGES, **dict(args.lr_range)}
@@ -227,10 +292,12 @@ def build_campaign(args, parser):
             sampler_seed=args.sampler_seed,
             device=args.device,
             threads=args.threads,
+            hidden=tuple(args.hidden or ()),
+            time_budget=args.time_budget,
         )
     except CampaignError as e:
         parser.error(str(e))
-    for p in campaign.presets:
+    for p in campaign.instances():
         for label in labels:
             reason = campaign.skip_reason(p, label)
             if reason and explicit:
@@ -263,23 +330,25 @@ def _check_out(args, parser) -> None:
 
 
 def main(args, parser: argparse.ArgumentParser) -> int:
+    from ..tasks.storage import plain_repair_warnings
     from ..tasks.tune import CampaignError, run_campaign
 
     try:
         import optuna  # noqa: F401
     except ImportError:
         parser.error('projunn-bench tune needs optuna: pip install "projunn-bench[tune]"')
+    plain_repair_warnings()
     campaign = build_campaign(args, parser)
     _check_out(args, parser)
     skipped = [
         (p, label, r)
-        for p in campaign.presets
+        for p in campaign.instances()
         for label in campaign.labels
         if (r := campaign.skip_reason(p, label))
     ]
     studies = campaign.studies()
     print(
-        f"projunn-bench tune {' '.join(campaign.presets)}: {len(studies)} studies, "
+        f"projunn-bench tune {' '.join(campaign.instances())}: {len(studies)} studies, "
         f"{campaign.trials} lr points x {len(campaign.seeds)} seed(s) each, "
         f"{args.workers} worker(s) x {args.threads} thread(s), storage "
         f"{args.storage or args.out / 'campaign.journal'}",
@@ -295,6 +364,7 @@ def main(args, parser: argparse.ArgumentParser) -> int:
             progress=not args.no_progress,
             info={"argv": args.argv},
             log=lambda msg: print(msg, file=sys.stderr),
+            heartbeat=args.heartbeat,
         )
     except CampaignError as e:
         parser.error(str(e))
@@ -305,6 +375,8 @@ def main(args, parser: argparse.ArgumentParser) -> int:
         print(f"skipped {label} on {p}: {reason}")
     state = ", ".join(f"{k.lower()} {v}" for k, v in sorted(result.counts.items()))
     print(f"\ntrials: {state}\nfolder: {args.out}")
+    for problem in result.problems:
+        print(f"{result.status}: {problem}", file=sys.stderr)
     if result.exit_code:
         print(f"{result.status}: the finished trials are written", file=sys.stderr)
         return result.exit_code

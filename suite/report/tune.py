@@ -4,9 +4,10 @@ table, the performance profile and the learning curves against wall time.
 A tune folder holds ``time_to_target.csv`` (one row per preset, method and seed at the
 method's chosen lr) and ``trials.csv`` (every trial's rows, :class:`suite.measure.rows.Row`
 columns). :func:`profile` computes the performance profile (Dolan & Moré 2002, as AlgoPerf
-uses it): a *problem* is one (preset, seed); method m's ratio on problem p is
-``t(m, p) / min over methods of t(·, p)`` (``inf`` where m did not reach the target) and
-``rho_m(tau)`` is the share of problems with ratio ``<= tau``.
+uses it): a *problem* is one (preset, hidden size, seed); method m's ratio on problem p
+is ``t(m, p) / min over methods of t(·, p)`` (``inf`` where m did not reach the target:
+a miss is never a time) and ``rho_m(tau)`` is the share of problems with ratio ``<= tau``.
+:func:`plot_vs_n` draws the time to target against the hidden size N.
 
 >>> rows = [dict(preset="copy-quick", seed=s, method=m, reached=r, time_to_target_s=t)
 ...         for s, m, r, t in [(0, "a", True, 1.0), (0, "b", True, 2.0),
@@ -33,18 +34,22 @@ __all__ = [
     "TRIALS",
     "is_tune_folder",
     "plot_profile",
+    "plot_vs_n",
     "plot_wall_curves",
     "profile",
     "read_table",
     "section",
     "summary_table",
+    "vs_n_points",
 ]
 
 TABLE = "time_to_target.csv"
 TRIALS = "trials.csv"
+VS_N = "time_to_target_vs_n.png"
 COLUMNS = (
     "preset",
     "task",
+    "hidden",
     "target",
     "method",
     "optimizer",
@@ -54,12 +59,16 @@ COLUMNS = (
     "time_to_target_s",
     "steps_to_target",
     "final_metric",
+    "train_time_s",
+    "stopped",
     "trials_reached",
     "trials",
     "budget_steps",
+    "time_budget_s",
     "status",
 )
-"""The columns of ``time_to_target.csv``."""
+"""The columns of ``time_to_target.csv`` (``time_to_target_s`` is empty where the target
+was not reached; ``stopped``: target, steps, time or error)."""
 
 
 def is_tune_folder(path: Path) -> bool:
@@ -72,17 +81,22 @@ def _truth(value: Any) -> bool:
 
 
 def read_table(folder: Path) -> list[dict[str, Any]]:
-    """The rows of ``folder/time_to_target.csv`` with numbers and booleans parsed."""
+    """The rows of ``folder/time_to_target.csv`` with numbers and booleans parsed (a
+    target not reached: ``time_to_target_s`` is ``inf``, also in folders written before
+    misses were left empty; no ``hidden`` column: ``None``)."""
     with open(Path(folder) / TABLE, newline="", encoding="utf-8") as f:
         rows = list(csv.DictReader(f))
     out = []
     for r in rows:
         d: dict[str, Any] = dict(r)
         d["reached"] = _truth(r["reached"])
-        for key in ("lr", "time_to_target_s", "final_metric"):
+        for key in ("lr", "time_to_target_s", "final_metric", "train_time_s", "time_budget_s"):
             d[key] = float(r[key]) if r.get(key) not in (None, "") else None
-        for key in ("seed", "steps_to_target", "trials_reached", "trials", "budget_steps"):
+        for key in ("seed", "hidden", "steps_to_target", "trials_reached", "trials",
+                    "budget_steps"):  # fmt: skip
             d[key] = int(float(r[key])) if r.get(key) not in (None, "") else None
+        if not d["reached"] or d["time_to_target_s"] is None:
+            d["time_to_target_s"] = math.inf
         out.append(d)
     return out
 
@@ -106,7 +120,7 @@ def profile(rows: Iterable[Mapping[str, Any]]) -> dict[str, list[tuple[float, fl
     problems: dict[tuple, dict[str, float]] = {}
     for r in rows:
         t = float(r["time_to_target_s"]) if r["reached"] else math.inf
-        problems.setdefault((r["preset"], r["seed"]), {})[r["method"]] = t
+        problems.setdefault((r["preset"], r.get("hidden"), r["seed"]), {})[r["method"]] = t
     methods = list(dict.fromkeys(r["method"] for r in rows))
     ratios: dict[str, list[float]] = {m: [] for m in methods}
     for times in problems.values():
@@ -175,7 +189,7 @@ def plot_profile(rows: Sequence[Mapping[str, Any]], path: Path) -> Path | None:
     colors = _colors(labels)
     top = max([tau for steps in curves.values() for tau, _ in steps] + [1.0])
     right = max(2.0, top * 1.5)
-    problems = len({(r["preset"], r["seed"]) for r in rows})
+    problems = len({(r["preset"], r.get("hidden"), r["seed"]) for r in rows})
     fig, ax = plt.subplots(figsize=(9, 5), constrained_layout=True)
     for i, m in enumerate(labels):
         xs, ys = [1.0], [0.0]
@@ -191,7 +205,7 @@ def plot_profile(rows: Sequence[Mapping[str, Any]], path: Path) -> Path | None:
         ylim=(-0.02, 1.02),
         xlabel="τ (time to target / fastest method's time on the problem)",
         ylabel="share of problems solved within τ",
-        title=f"Performance profile: {problems} problems (preset × seed)",
+        title=f"Performance profile: {problems} problems (preset × N × seed; a miss: ∞)",
     )
     ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False, fontsize=8)
     return _save(fig, path)
@@ -203,26 +217,32 @@ def plot_wall_curves(
     path: Path,
     order: Sequence[str] = (),
 ) -> Path | None:
-    """Learning curves against training seconds: one panel per preset, a line per method
-    (legend in ``order``, then the others) and seed (``curves``: dicts with ``preset``,
-    ``method``, ``seed``, ``wall_time``, ``value``), the target (``targets[preset] =
-    (metric, value)``) dashed."""
-    presets = list(dict.fromkeys(c["preset"] for c in curves))
-    if not presets:
+    """Learning curves against training seconds: one panel per preset and hidden size, a
+    line per method (legend in ``order``, then the others) and seed (``curves``: dicts
+    with ``preset``, ``hidden`` (optional), ``method``, ``seed``, ``wall_time``,
+    ``value``), the target (``targets[preset] = (metric, value)``) dashed."""
+    panels = list(dict.fromkeys((c["preset"], c.get("hidden")) for c in curves))
+    if not panels:
         return None
     plt, _ = _libs()
     labels = list(dict.fromkeys([*order, *(c["method"] for c in curves)]))
     labels = [lab for lab in labels if any(c["method"] == lab for c in curves)]
     colors = _colors(labels)
+    columns = min(len(panels), 3)
+    lines = -(-len(panels) // columns)
     fig, axes = plt.subplots(
-        1, len(presets), figsize=(6.5 * len(presets), 4.6), squeeze=False, constrained_layout=True
-    )
-    for ax, preset in zip(axes[0], presets, strict=True):
+        lines, columns, figsize=(6.5 * columns, 4.6 * lines), squeeze=False,
+        constrained_layout=True,
+    )  # fmt: skip
+    for ax in axes.flat[len(panels) :]:
+        ax.set_visible(False)
+    for ax, (preset, hidden) in zip(axes.flat, panels, strict=False):
         metric, value = targets[preset]
         for i, m in enumerate(labels):
             series: dict[int, list[tuple[float, float]]] = {}
             for c in curves:
-                if c["preset"] == preset and c["method"] == m and c["value"] is not None:
+                here = c["preset"] == preset and c.get("hidden") == hidden
+                if here and c["method"] == m and c["value"] is not None:
                     series.setdefault(c["seed"], []).append((c["wall_time"], c["value"]))
             for j, (_, pts) in enumerate(sorted(series.items())):
                 pts.sort()
@@ -236,18 +256,120 @@ def plot_wall_curves(
                     label=m if j == 0 else None,
                 )
         ax.axhline(value, color="0.3", ls="--", lw=1)
-        ax.set(xlabel="training time [s]", ylabel=metric, title=f"{preset} (target dashed)")
+        where = preset if hidden is None else f"{preset}, N = {hidden}"
+        ax.set(xlabel="training time [s]", ylabel=metric, title=f"{where} (target dashed)")
         if metric.endswith("loss"):
             ax.set_yscale("log")
-    axes[0][-1].legend(loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False, fontsize=8)
+    axes[0][columns - 1].legend(
+        loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False, fontsize=8
+    )
     fig.suptitle("Learning curves at each method's chosen lr (one line per seed)")
+    return _save(fig, path)
+
+
+def vs_n_points(
+    rows: Sequence[Mapping[str, Any]],
+) -> dict[tuple[str, str], list[tuple[int, float, bool]]]:
+    """Per ``(preset, method)``, ``(N, seconds, missed)`` at each hidden size N of
+    ``rows`` (``time_to_target.csv`` rows), N ascending: the median time to target over
+    the seeds, a miss counting as infinite. Where the median is a miss, ``seconds`` is
+    where it is drawn: at the budget (``time_budget_s``, else the longest training time
+    of its seeds: the step budget's) and ``missed`` is true. Rows without ``hidden``
+    are left out.
+
+    >>> rows = [dict(preset="p", hidden=n, method="m", seed=s, reached=r, time_to_target_s=t,
+    ...              time_budget_s=20.0, train_time_s=t if r else 21.0)
+    ...         for n, s, r, t in [(64, 0, True, 1.0), (64, 1, True, 3.0),
+    ...                            (512, 0, True, 9.0), (512, 1, False, math.inf)]]
+    >>> vs_n_points(rows)
+    {('p', 'm'): [(64, 2.0, False), (512, 20.0, True)]}
+    """
+    from statistics import median
+
+    groups: dict[tuple[str, str], dict[int, list[Mapping[str, Any]]]] = {}
+    for r in rows:
+        if r.get("hidden") is None:
+            continue
+        per = groups.setdefault((r["preset"], r["method"]), {})
+        per.setdefault(int(r["hidden"]), []).append(r)
+    out = {}
+    for key, sizes in groups.items():
+        points = []
+        for n, rs in sorted(sizes.items()):
+            times = [float(r["time_to_target_s"]) if r["reached"] else math.inf for r in rs]
+            seconds = median(times)
+            if math.isfinite(seconds):
+                points.append((n, seconds, False))
+                continue
+            budget = rs[0].get("time_budget_s")
+            if not budget:
+                spent = [float(r["train_time_s"]) for r in rs if r.get("train_time_s")]
+                budget = max(spent, default=None)
+            if budget:
+                points.append((n, float(budget), True))
+        out[key] = points
+    return out
+
+
+def plot_vs_n(rows: Sequence[Mapping[str, Any]], path: Path) -> Path | None:
+    """``time_to_target_vs_n.png``: the median time to target against the hidden size N,
+    log-log, one panel per preset and a line per method; a miss is drawn at the budget
+    as a large ✕ (the time budget dotted). ``None`` unless some preset has two or more N."""
+    points = vs_n_points(rows)
+    presets = [
+        p
+        for p in dict.fromkeys(p for p, _ in points)
+        if len({n for (q, _), pts in points.items() if q == p for n, _, _ in pts}) > 1
+    ]
+    if not presets:
+        return None
+    plt, _ = _libs()
+    labels = list(dict.fromkeys(m for p, m in points if p in presets))
+    colors = _colors(labels)
+    fig, axes = plt.subplots(
+        1, len(presets), figsize=(6.5 * len(presets) + 2.5, 4.8), squeeze=False,
+        constrained_layout=True,
+    )  # fmt: skip
+    for ax, preset in zip(axes[0], presets, strict=True):
+        sizes: set[int] = set()
+        for i, m in enumerate(labels):
+            pts = points.get((preset, m), [])
+            if not pts:
+                continue
+            sizes.update(n for n, _, _ in pts)
+            ax.plot([n for n, _, _ in pts], [y for _, y, _ in pts], color=colors[m],
+                    ls=_STYLES[i % len(_STYLES)], lw=1.5, marker="o", ms=5, label=m)  # fmt: skip
+            misses = [(n, y) for n, y, missed in pts if missed]
+            if misses:
+                ax.scatter([n for n, _ in misses], [y for _, y in misses], marker="X",
+                           s=140, color=colors[m], edgecolors="black", linewidths=0.8,
+                           zorder=5)  # fmt: skip
+        budgets = {r.get("time_budget_s") for r in rows if r["preset"] == preset}
+        budgets.discard(None)
+        for b in budgets:
+            ax.axhline(b, color="0.4", ls=":", lw=1)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xticks(sorted(sizes), [str(n) for n in sorted(sizes)])
+        ax.minorticks_off()
+        target = next((r["target"] for r in rows if r["preset"] == preset), "")
+        ax.set(xlabel="hidden size N", ylabel="median time to target [s]",
+               title=f"{preset}: {target}")  # fmt: skip
+    ax = axes[0][-1]
+    ax.scatter([], [], marker="X", s=140, color="white", edgecolors="black",
+               label="not reached (drawn at the budget)")  # fmt: skip
+    ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False, fontsize=8)
+    fig.suptitle("Time to target against N (median over seeds, chosen lr)")
     return _save(fig, path)
 
 
 def read_curves(folder: Path, table: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """The target-metric curves (against training seconds) of the chosen trials in
     ``table``, read from ``folder/trials.csv``."""
-    chosen = {(r["preset"], r["method"], r["seed"], f"{r['lr']:.6g}") for r in table}
+    chosen = {
+        (r["preset"], r.get("hidden"), r["method"], r["seed"], f"{r['lr']:.6g}") for r in table
+    }
+    sized = any(r.get("hidden") is not None for r in table)
     metric = {r["preset"]: _target_metric(r["target"]) for r in table}
     points: dict[tuple, dict[str, Any]] = {}
     path = Path(folder) / TRIALS
@@ -257,11 +379,12 @@ def read_curves(folder: Path, table: Sequence[Mapping[str, Any]]) -> list[dict[s
         for r in csv.DictReader(f):
             opts = dict(kv.split("=", 1) for kv in r["options"].split(";") if "=" in kv)
             label = r["method"] if not r.get("k") else f"{r['method']}-k{int(float(r['k']))}"
-            key = (opts.get("preset"), label, int(opts.get("seed", -1)), opts.get("lr"))
+            hidden = int(float(r["n"])) if sized else None
+            key = (opts.get("preset"), hidden, label, int(opts.get("seed", -1)), opts.get("lr"))
             if key not in chosen or r.get("step") in (None, ""):
                 continue
             point = points.setdefault((*key, int(float(r["step"]))), {})
-            point.update(preset=key[0], method=label, seed=key[2])
+            point.update(preset=key[0], hidden=hidden, method=label, seed=key[3])
             if r["metric"] == "wall_time":
                 point["wall_time"] = float(r["value"])
             elif r["metric"] == metric[key[0]]:
@@ -278,26 +401,29 @@ def _target_value(target: str) -> float:
 
 
 def summary_table(rows: Sequence[Mapping[str, Any]]) -> Table:
-    """Per preset and method: the chosen lr, the seeds that reached the target, the
-    median time and steps to target over the seeds, trials that reached."""
+    """Per preset, hidden size N and method: the chosen lr, the seeds that reached the
+    target, the median time (a miss counts as infinite: :func:`time_text`) and steps to
+    target over the seeds, trials that reached."""
     from statistics import median
 
-    from .render import fmt_number, fmt_seconds
+    from .render import fmt_number
 
-    groups: dict[tuple[str, str], list[Mapping[str, Any]]] = {}
+    groups: dict[tuple[str, Any, str], list[Mapping[str, Any]]] = {}
     for r in rows:
-        groups.setdefault((r["preset"], r["method"]), []).append(r)
+        groups.setdefault((r["preset"], r.get("hidden"), r["method"]), []).append(r)
     out = []
-    for (preset, method), rs in groups.items():
+    for (preset, hidden, method), rs in groups.items():
         steps = [r["steps_to_target"] for r in rs if r["reached"]]
+        times = [r["time_to_target_s"] if r["reached"] else math.inf for r in rs]
         out.append(
             [
                 preset,
+                "" if hidden is None else str(hidden),
                 method,
                 rs[0]["optimizer"],
                 f"{rs[0]['lr']:.3g}",
                 f"{sum(r['reached'] for r in rs)}/{len(rs)}",
-                fmt_seconds(median(r["time_to_target_s"] for r in rs)),
+                time_text(median(times), rs[0].get("time_budget_s")),
                 str(int(median(steps))) if steps else "–",
                 fmt_number(median(r["final_metric"] for r in rs if r["final_metric"] is not None))
                 if any(r["final_metric"] is not None for r in rs)
@@ -307,6 +433,7 @@ def summary_table(rows: Sequence[Mapping[str, Any]]) -> Table:
         )
     columns = [
         "preset",
+        "N",
         "method",
         "optimizer",
         "chosen lr",
@@ -319,6 +446,20 @@ def summary_table(rows: Sequence[Mapping[str, Any]]) -> Table:
     return Table(columns, out)
 
 
+def time_text(seconds: float | None, budget: float | None = None) -> str:
+    """A time to target for a table: a miss (``inf``, ``None``) is ``> budget`` (the time
+    budget per trial, when there is one) or ``–``, never a time.
+
+    >>> time_text(1.5), time_text(math.inf, 20.0), time_text(math.inf), time_text(None)
+    ('1.50 s', '> 20 s', '–', '–')
+    """
+    from .render import fmt_seconds
+
+    if seconds is None or not math.isfinite(seconds):
+        return f"> {budget:g} s" if budget else "–"
+    return fmt_seconds(seconds)
+
+
 def markdown_table(rows: Sequence[Mapping[str, Any]]) -> str:
     """``time_to_target.md``: the summary table, then every row."""
     from .render import markdown
@@ -329,7 +470,9 @@ def markdown_table(rows: Sequence[Mapping[str, Any]]) -> str:
             "Targets: "
             + "; ".join(f"{p}: {t}" for p, t in targets)
             + ". Time is training wall time (evaluation excluded); a seed that misses the "
-            "target counts as its whole budget. Trials reached: of every lr point and seed."
+            "target (its step or time budget ran out) is not reached: `> budget` or `–`, "
+            "infinite in the median and the performance profile. Trials reached: of every "
+            "lr point and seed."
         ),
         summary_table(rows),
         Heading("Every method and seed at the chosen lr", 3),
@@ -377,10 +520,16 @@ def section(doc, loaded) -> None:
             ),
             "The target metric against training seconds at each method's chosen lr.",
         )
+        doc.figure(
+            plot_vs_n(rows, doc.folder / f"{stem}_vs_n.png"),
+            "Time to target against the hidden size N (log-log, median over seeds); a "
+            "miss (✕) is drawn at the budget.",
+        )
 
 
 def figures(folder: Path) -> list[Path]:
-    """Draw ``performance_profile.png`` and ``learning_curves.png`` into a tune folder."""
+    """Draw ``performance_profile.png``, ``learning_curves.png`` and (two or more hidden
+    sizes) ``time_to_target_vs_n.png`` into a tune folder."""
     rows = read_table(folder)
     targets = {r["preset"]: (_target_metric(r["target"]), _target_value(r["target"])) for r in rows}
     drawn = [
@@ -391,5 +540,6 @@ def figures(folder: Path) -> list[Path]:
             Path(folder) / "learning_curves.png",
             [r["method"] for r in rows],
         ),
+        plot_vs_n(rows, Path(folder) / VS_N),
     ]
     return [p for p in drawn if p is not None]

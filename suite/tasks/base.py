@@ -125,7 +125,9 @@ class Target:
     (its ``steps`` are the step budget, its ``log_every`` the evaluation interval, its
     ``optimizer`` the optimizer family whose lr is tuned; its ``lr`` is not used) until
     test ``metric`` is at most ``value`` (at least, with ``higher=True``).
-    ``why`` says where the numbers come from.
+    ``why`` says where the numbers come from. A family sized for a scaling campaign
+    names the hidden ``sizes`` it runs at by default (``tune --hidden`` overrides them)
+    and a wall-clock ``time_budget`` per trial in training seconds (``--time-budget``).
 
     >>> t = Target(lambda: Config(T=5, hidden=8, batch=4, steps=20, lr=1e-3), "test_loss", 0.5)
     >>> t.reached(0.4), t.reached(0.6), t.describe()
@@ -137,6 +139,8 @@ class Target:
     value: float
     higher: bool = False
     why: str = ""
+    sizes: tuple[int, ...] = ()
+    time_budget: float | None = None
 
     def reached(self, metric_value: float | None) -> bool:
         """Whether ``metric_value`` meets the target (``None`` or NaN never does)."""

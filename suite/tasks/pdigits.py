@@ -62,6 +62,25 @@ def tune_quick() -> Config:
     )  # fmt: skip
 
 
+SCALE_SIZES = (64, 256, 512)
+"""The hidden sizes of the ``pdigits-scale`` family."""
+SCALE_BUDGET = 30.0
+"""Seconds of training per ``pdigits-scale`` trial."""
+
+
+def tune_scale() -> Config:
+    """The scale family (``tune pdigits-scale``: hidden 64, 256 and 512), sized for 2 CPU
+    cores: batch 32, at most 400 steps or 30 s of training per trial, evaluated every 10
+    steps on the 360 test images; the paper's lr divisor (32), Henaff initialisation.
+    Target 92 % (measured with projUNN-T k = 1, one thread, lr 2e-3 to 1e-2: first
+    reached near step 210 at N = 64, 100 at N = 256 and 40-80 at N = 512, where 90 % falls
+    by step 20 and is trivial). Our choice; results/tune_scale.md."""
+    return Config(
+        T=64, hidden=SCALE_SIZES[0], batch=32, steps=400, lr=1e-3, lr_divisor=32,
+        init="henaff", log_every=10, test_size=360,
+    )  # fmt: skip
+
+
 class PermutedDigits(PixelTask):
     name = "pdigits"
     description = "permuted pixel-by-pixel 8x8 digits (scikit-learn's bundled set), 64 steps"
@@ -71,6 +90,11 @@ class PermutedDigits(PixelTask):
         "paper": Target(
             quick, "test_accuracy", 90.0, higher=True,
             why="the quick preset (hidden 64, 500 steps) to 90 %",
+        ),
+        "scale": Target(
+            tune_scale, "test_accuracy", 92.0, higher=True, sizes=SCALE_SIZES,
+            time_budget=SCALE_BUDGET,
+            why="not trivial at any N: 90 % falls by step 20 at N = 512, 92 % near step 40-80",
         ),
     }  # fmt: skip
     pixels = 64

@@ -97,15 +97,35 @@ class CampaignError(ValueError):
 
 @dataclass(frozen=True)
 class TunePreset:
-    """``{task}-{name}``: a task and one of its :class:`Target` goals."""
+    """``{task}-{name}``: a task and one of its :class:`Target` goals, at its own hidden
+    size or at ``hidden`` (the key ``{task}-{name}@{hidden}``), with the target's time
+    budget per trial or ``time_budget`` (seconds of training, ``None``: none).
+
+    >>> p = tune_preset("pdigits-scale@256")
+    >>> p.name, p.key, p.config.hidden, p.budget == p.target.time_budget > 0
+    ('pdigits-scale', 'pdigits-scale@256', 256, True)
+    """
 
     name: str
     task: Task
     target: Target
+    hidden: int | None = None
+    time_budget: float | None = None
 
     @property
     def config(self) -> Config:
-        return self.target.config()
+        config = self.target.config()
+        return config if self.hidden is None else config.replace(hidden=self.hidden)
+
+    @property
+    def key(self) -> str:
+        """The name of this preset at its size: ``name``, or ``name@hidden``."""
+        return self.name if self.hidden is None else f"{self.name}@{self.hidden}"
+
+    @property
+    def budget(self) -> float | None:
+        """Seconds of training a trial may take (``None``: only the step budget)."""
+        return self.time_budget if self.time_budget is not None else self.target.time_budget
 
 
 def tune_presets() -> dict[str, TunePreset]:
@@ -124,13 +144,32 @@ def tune_presets() -> dict[str, TunePreset]:
 
 
 def tune_preset(name: str) -> TunePreset:
-    """The preset called ``name`` (a bare task name means ``{task}-quick``); ``KeyError``
-    lists the presets."""
+    """The preset called ``name`` (a bare task name means ``{task}-quick``; ``name@N``:
+    at hidden size ``N``); ``KeyError`` lists the presets.
+
+    >>> tune_preset("copy-quick@64").config.hidden, tune_preset("copy").name
+    (64, 'copy-quick')
+    """
     known = tune_presets()
-    key = name if name in known else f"{name}-quick"
+    base, at, size = name.partition("@")
+    key = base if base in known else f"{base}-quick"
     if key not in known:
-        raise KeyError(f"unknown tune preset {name!r}; choose from {', '.join(sorted(known))}")
-    return known[key]
+        raise KeyError(f"unknown tune preset {base!r}; choose from {', '.join(sorted(known))}")
+    if not at:
+        return known[key]
+    if not size.isdigit() or int(size) < 2:
+        raise KeyError(f"{name!r}: the hidden size after '@' must be an integer >= 2")
+    return dataclasses.replace(known[key], hidden=int(size))
+
+
+def split_key(key: str) -> tuple[str, int]:
+    """``(preset name, hidden size)`` of a study's preset key (``copy-quick@64``).
+
+    >>> split_key("copy-quick@64"), split_key("copy-quick")
+    (('copy-quick', 64), ('copy-quick', 32))
+    """
+    preset = tune_preset(key)
+    return preset.name, preset.config.hidden
 
 
 def lr_points(trials: int, sampler_seed: int = SAMPLER_SEED) -> list[float]:
@@ -178,7 +217,9 @@ class Campaign:
     """What to tune: ``presets`` (names), method ``labels`` (``projunn_t-k1``, ``expm``,
     ``lstm``), ``trials`` lr points each trained on every seed of ``seeds``, the lr
     ``ranges`` per optimizer family, the ``sampler_seed`` of the QMC points, and where
-    trials train (``device``, ``threads`` per worker)."""
+    trials train (``device``, ``threads`` per worker). ``hidden``: the hidden sizes every
+    preset runs at (empty: each preset's own ``Target.sizes``, else its own size);
+    ``time_budget``: seconds of training per trial (``None``: each target's own)."""
 
     presets: tuple[str, ...]
     labels: tuple[str, ...]
@@ -188,10 +229,19 @@ class Campaign:
     sampler_seed: int = SAMPLER_SEED
     device: str = "cpu"
     threads: int = 1
+    hidden: tuple[int, ...] = ()
+    time_budget: float | None = None
 
     def __post_init__(self):
         if self.trials < 1:
             raise CampaignError(f"--trials must be >= 1, got {self.trials}")
+        if any(isinstance(n, bool) or not isinstance(n, int) or n < 2 for n in self.hidden):
+            raise CampaignError(f"--hidden sizes must be integers >= 2, got {self.hidden}")
+        if len(set(self.hidden)) != len(self.hidden):
+            raise CampaignError(f"--hidden sizes must be distinct, got {self.hidden}")
+        budget = self.time_budget
+        if budget is not None and not (math.isfinite(budget) and budget > 0):
+            raise CampaignError(f"--time-budget must be a positive number of seconds, got {budget}")
         if not self.seeds or len(set(self.seeds)) != len(self.seeds) or min(self.seeds) < 0:
             raise CampaignError(f"--seeds must be distinct integers >= 0, got {self.seeds}")
         for family, (low, high) in self.ranges.items():
@@ -203,7 +253,25 @@ class Campaign:
             tune_preset(name)
 
     def preset(self, name: str) -> TunePreset:
-        return tune_preset(name)
+        """The preset ``name`` (``name@N``: at hidden ``N``) with this campaign's budget."""
+        found = tune_preset(name)
+        if self.time_budget is None:
+            return found
+        return dataclasses.replace(found, time_budget=self.time_budget)
+
+    def instances(self) -> list[str]:
+        """The preset keys this campaign trains: each preset at each hidden size
+        (``pdigits-scale@64``), or at its own size (``pdigits-quick``).
+
+        >>> Campaign(("copy-quick",), ("expm",), hidden=(8, 16)).instances()
+        ['copy-quick@8', 'copy-quick@16']
+        """
+        keys = []
+        for name in self.presets:
+            preset = tune_preset(name)
+            sizes = self.hidden or preset.target.sizes
+            keys += [f"{preset.name}@{n}" for n in sizes] if sizes else [preset.name]
+        return keys
 
     def family(self, preset: str, label: str) -> str:
         """The optimizer family ``label`` trains with on ``preset`` (geoopt: adam)."""
@@ -227,7 +295,7 @@ class Campaign:
 
     def higher(self) -> dict[str, bool]:
         """Preset -> whether its target metric is better when larger."""
-        return {p: self.preset(p).target.higher for p in self.presets}
+        return {self.preset(p).name: self.preset(p).target.higher for p in self.presets}
 
     def study_name(self, preset: str, label: str) -> str:
         return f"{preset}/{label}"
@@ -241,10 +309,10 @@ class Campaign:
         return Run(p.task, method, rank, p.config, preset, 0, self.device).skip_reason()
 
     def studies(self) -> list[tuple[str, str]]:
-        """``(preset, label)`` of every study that can run here, preset-major."""
+        """``(preset key, label)`` of every study that can run here, preset-major."""
         return [
             (p, label)
-            for p in self.presets
+            for p in self.instances()
             for label in self.labels
             if self.skip_reason(p, label) is None
         ]
@@ -262,6 +330,9 @@ class Campaign:
             "sampler_seed": self.sampler_seed,
             "device": self.device,
             "threads": self.threads,
+            "hidden": list(self.hidden),
+            "time_budget_s": self.time_budget,
+            "instances": self.instances(),
         }
 
 
@@ -301,6 +372,7 @@ def _plan_attrs(campaign: Campaign, preset: str, label: str) -> dict[str, Any]:
         "points": sorted({round(t["lr"], 12) for t in plan}),
         "seeds": list(campaign.seeds),
         "target": campaign.preset(preset).target.describe(),
+        "time_budget": campaign.preset(preset).budget,
     }
 
 
@@ -393,10 +465,13 @@ def counts(studies) -> dict[str, int]:
 @dataclass
 class Outcome:
     """One trained trial: whether the target was ``reached``, ``time_to_target_s``
-    (the whole budget when not reached), ``steps_to_target``, the last evaluated value
-    of the target metric (``final_metric``), steps and seconds trained, ``status``
-    ("ok", "error": diverged or failed) with its ``reason``, and the ``curve``:
-    ``[step, training seconds, metric value]`` at each evaluation."""
+    (``inf`` when not reached: a miss is never a time), ``steps_to_target``, the last
+    evaluated value of the target metric (``final_metric``), steps and seconds trained,
+    ``status`` ("ok", "error": diverged or failed) with its ``reason``, the ``curve``:
+    ``[step, training seconds, metric value]`` at each evaluation, what ended it
+    (``stopped``: "target", "steps", "time" or "error") and ``charged_s``, the seconds
+    it costs when the lr is chosen (the time to target, else the whole budget: the time
+    budget, or the training time scaled to the full step budget, whichever is smaller)."""
 
     reached: bool
     time_to_target_s: float
@@ -407,13 +482,23 @@ class Outcome:
     status: str = "ok"
     reason: str = ""
     curve: list[list[float]] = field(default_factory=list)
+    stopped: str = ""
+    charged_s: float = math.inf
 
     def attrs(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """The fields as JSON-ready trial attributes (a non-finite time: ``None``)."""
+        out = dataclasses.asdict(self)
+        for key in ("time_to_target_s", "charged_s"):
+            out[key] = out[key] if math.isfinite(out[key]) else None
+        return out
 
 
 class _Reached(Exception):
     """Raised from the record callback at the evaluation that meets the target."""
+
+
+class _OutOfTime(Exception):
+    """Raised from the record callback at the first evaluation past the time budget."""
 
 
 def run_trial(
@@ -426,7 +511,9 @@ def run_trial(
     problems: dict | None = None,
 ) -> Outcome:
     """Train ``label`` on ``preset`` at ``lr`` with ``seed`` until the target or the
-    budget; ``problems`` caches the task's problem per seed.
+    budget (the step budget, and ``preset.budget`` seconds of training: the run stops at
+    the first evaluation past it, and a target met after it is not reached); ``problems``
+    caches the task's problem per seed.
 
     >>> p = tune_preset("copy-tiny")
     >>> o = run_trial(p, "expm", 1e-2, 0)
@@ -445,6 +532,7 @@ def run_trial(
             config, seed=seed, device=device, data_dir=None
         )
     problem = cache[preset.name, seed]
+    budget = preset.budget
     curve: list[list[float]] = []
     seen: dict[int, float] = {}
 
@@ -455,10 +543,12 @@ def run_trial(
             seen[step] = value
         elif metric == "wall_time":
             curve.append([step, float(value), seen.get(step)])
+            if budget is not None and value > budget:
+                raise _OutOfTime
             if target.reached(seen.get(step)):
                 raise _Reached
 
-    status, reason = "ok", ""
+    status, reason, stopped = "ok", "", "steps"
     try:
         trained = train(run, problem, record)
         status = trained.status
@@ -466,19 +556,23 @@ def run_trial(
             reason = "the training loss became non-finite"
     except _Reached:
         pass
+    except _OutOfTime:
+        stopped = "time"
     except Exception as e:  # a method that fails is a result of the campaign
         status, reason = "error", f"{type(e).__name__}: {e}"[:500]
     last_step, last_time, last_value = curve[-1] if curve else (0, 0.0, None)
-    reached = status == "ok" and target.reached(last_value)
+    in_time = budget is None or last_time <= budget
+    reached = status == "ok" and in_time and target.reached(last_value)
     if reached:
-        seconds = last_time
-    elif last_step > 0:
-        seconds = last_time * config.steps / last_step  # the whole budget
+        charged = last_time
+        stopped = "target"
     else:
-        seconds = math.inf
+        stopped = "error" if status != "ok" else stopped
+        scaled = last_time * config.steps / last_step if last_step > 0 else math.inf
+        charged = min(scaled, math.inf if budget is None else budget)  # the whole budget
     return Outcome(
         reached=reached,
-        time_to_target_s=seconds,
+        time_to_target_s=last_time if reached else math.inf,
         steps_to_target=int(last_step) if reached else None,
         final_metric=last_value,
         steps_run=int(last_step),
@@ -486,6 +580,8 @@ def run_trial(
         status=status,
         reason=reason,
         curve=curve,
+        stopped=stopped,
+        charged_s=charged,
     )
 
 
@@ -516,7 +612,7 @@ def _run_claimed(study, trial_id: int, campaign: Campaign, problems: dict, worke
     trial.set_user_attr("worker", worker)
     try:
         outcome = run_trial(
-            tune_preset(preset), label, lr, seed, device=campaign.device, problems=problems
+            campaign.preset(preset), label, lr, seed, device=campaign.device, problems=problems
         )
     except BaseException:  # interrupted: the trial goes back in the queue
         study.tell(trial, state=optuna.trial.TrialState.FAIL)
@@ -569,38 +665,50 @@ def work(
 
 
 def records(studies) -> list[dict[str, Any]]:
-    """One dict per finished trial of ``studies``: ``preset``, ``method``, ``family``,
-    ``point``, ``seed``, ``lr``, ``worker``, ``number``, ``state`` and the
-    :class:`Outcome` fields."""
+    """One dict per finished trial of ``studies``: ``preset`` (its name), ``hidden``,
+    ``key`` (``preset@hidden`` where the campaign gave sizes), ``method``, ``family``,
+    ``point``, ``seed``, ``lr``, ``worker``, ``number``, ``state``, ``time_budget_s`` and
+    the :class:`Outcome` fields (``time_to_target_s``: ``inf`` when not reached; a
+    campaign written before ``charged_s`` existed charged a miss as its time)."""
     from optuna.trial import TrialState
 
     out = []
     for study in studies:
         attrs = study.user_attrs
+        preset, hidden = split_key(attrs["preset"])
         for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-            out.append(
-                {
-                    "preset": attrs["preset"],
-                    "method": attrs["method"],
-                    "family": attrs["family"],
-                    "point": int(t.user_attrs["point"]),
-                    "seed": int(t.user_attrs["seed"]),
-                    "lr": float(t.params["lr"]),
-                    "number": t.number,
-                    "state": t.state.name,
-                    **{k: t.user_attrs.get(k) for k in (*Outcome.__dataclass_fields__, "worker")},
-                }
-            )
+            found = {
+                "preset": preset,
+                "hidden": hidden,
+                "key": attrs["preset"],
+                "time_budget_s": attrs.get("time_budget"),
+                "method": attrs["method"],
+                "family": attrs["family"],
+                "point": int(t.user_attrs["point"]),
+                "seed": int(t.user_attrs["seed"]),
+                "lr": float(t.params["lr"]),
+                "number": t.number,
+                "state": t.state.name,
+                **{k: t.user_attrs.get(k) for k in (*Outcome.__dataclass_fields__, "worker")},
+            }
+            seconds = found["time_to_target_s"]
+            seconds = math.inf if seconds is None else float(seconds)
+            if found["charged_s"] is None:
+                found["charged_s"] = seconds if "charged_s" not in t.user_attrs else math.inf
+            found["time_to_target_s"] = seconds if found["reached"] else math.inf
+            out.append(found)
     return out
 
 
 def choose(
     trials: Sequence[Mapping[str, Any]], higher: Mapping[str, bool] | None = None
 ) -> dict[tuple[str, str], int]:
-    """The chosen lr point of each ``(preset, method)``: the most seeds reaching the
-    target, then the smallest mean ``time_to_target_s`` over the seeds (not reached: the
-    whole budget), then the lower point index. Where no seed reaches the target at any
-    point, the best mean ``final_metric`` decides (``higher[preset]``: larger is better).
+    """The chosen lr point of each ``(key, method)`` (``key``: the preset at its size,
+    ``preset`` where a trial has none): the most seeds reaching the target, then the
+    smallest mean ``charged_s`` over the seeds (the time to target; not reached: the whole
+    budget; ``time_to_target_s`` where a trial has no ``charged_s``), then the lower point
+    index. Where no seed reaches the target at any point, the best mean ``final_metric``
+    decides (``higher[preset]``: larger is better).
 
     >>> t = [dict(preset="p", method="m", point=i, seed=s, reached=r, time_to_target_s=x,
     ...           final_metric=0.0)
@@ -612,11 +720,13 @@ def choose(
     higher = higher or {}
     scores: dict[tuple[str, str], dict[int, list]] = {}
     for t in trials:
-        per = scores.setdefault((t["preset"], t["method"]), {}).setdefault(t["point"], [])
+        key = (t.get("key", t["preset"]), t["method"])
+        per = scores.setdefault(key, {}).setdefault(t["point"], [])
         final = t.get("final_metric")
         final = math.inf if final is None or final != final else float(final)
         sign = -1.0 if higher.get(t["preset"], False) and math.isfinite(final) else 1.0
-        per.append((bool(t["reached"]), float(t["time_to_target_s"]), sign * final))
+        charged = float(t.get("charged_s", t["time_to_target_s"]))
+        per.append((bool(t["reached"]), charged, sign * final))
     chosen = {}
     for key, points in scores.items():
 
@@ -631,24 +741,27 @@ def choose(
 
 
 def target_table(campaign: Campaign, trials: Sequence[Mapping[str, Any]]) -> list[dict]:
-    """The rows of ``time_to_target.csv``: per preset, method and seed, the chosen lr's
-    trial, with how many of the method's trials reached the target."""
+    """The rows of ``time_to_target.csv``: per preset, hidden size, method and seed, the
+    chosen lr's trial, with how many of the method's trials reached the target
+    (``time_to_target_s``: ``None`` when not reached)."""
     chosen = choose(trials, campaign.higher())
     reached: dict[tuple[str, str], int] = {}
     total: dict[tuple[str, str], int] = {}
     for t in trials:
-        key = (t["preset"], t["method"])
+        key = (t.get("key", t["preset"]), t["method"])
         total[key] = total.get(key, 0) + 1
         reached[key] = reached.get(key, 0) + bool(t["reached"])
     rows = []
     for t in trials:
-        key = (t["preset"], t["method"])
+        key = (t.get("key", t["preset"]), t["method"])
         if chosen.get(key) != t["point"]:
             continue
-        preset = campaign.preset(t["preset"])
+        preset = campaign.preset(key[0])
         rows.append(
             {
-                "preset": t["preset"],
+                "preset": preset.name,
+                "key": key[0],
+                "hidden": preset.config.hidden,
                 "task": preset.task.name,
                 "target": preset.target.describe(),
                 "method": t["method"],
@@ -656,17 +769,21 @@ def target_table(campaign: Campaign, trials: Sequence[Mapping[str, Any]]) -> lis
                 "lr": t["lr"],
                 "seed": t["seed"],
                 "reached": bool(t["reached"]),
-                "time_to_target_s": t["time_to_target_s"],
+                "time_to_target_s": t["time_to_target_s"] if t["reached"] else None,
                 "steps_to_target": t["steps_to_target"],
                 "final_metric": t["final_metric"],
+                "train_time_s": t["train_time_s"],
+                "stopped": t.get("stopped") or ("target" if t["reached"] else ""),
                 "trials_reached": reached[key],
                 "trials": total[key],
                 "budget_steps": preset.config.steps,
+                "time_budget_s": preset.budget,
                 "status": t["status"],
             }
         )
     order = {label: i for i, label in enumerate(campaign.labels)}
-    rows.sort(key=lambda r: (campaign.presets.index(r["preset"]), order[r["method"]], r["seed"]))
+    where = {key: i for i, key in enumerate(campaign.instances())}
+    rows.sort(key=lambda r: (where.get(r["key"], len(where)), order[r["method"]], r["seed"]))
     return rows
 
 
@@ -804,11 +921,13 @@ def run_campaign(
 
 def _rows(campaign: Campaign, trial: Mapping[str, Any]) -> list:
     """The :class:`suite.measure.rows.Row` s of one finished trial: its curve (the target
-    metric and ``wall_time`` at each evaluation) and, once, ``time_to_target``,
-    ``steps_to_target``, ``reached`` and ``final_metric``."""
+    metric and ``wall_time`` at each evaluation) and, once, ``reached`` (a miss says which
+    budget ran out), ``time_to_target`` and ``steps_to_target`` (when reached: a miss has
+    no time) and ``final_metric``. Column ``n`` is the hidden size (also ``hidden=`` in
+    ``options``)."""
     from ..measure.rows import Measurement, Row
 
-    preset = campaign.preset(trial["preset"])
+    preset = campaign.preset(trial.get("key", trial["preset"]))
     config = preset.config
     method, rank = parse_method_label(trial["method"])
     identity = {
@@ -818,7 +937,8 @@ def _rows(campaign: Campaign, trial: Mapping[str, Any]) -> list:
         "k": rank,
         "dtype": config.dtype,
         "device": campaign.device,
-        "options": f"preset={trial['preset']};lr={trial['lr']:.6g};seed={trial['seed']};"
+        "options": f"preset={preset.name};hidden={config.hidden};lr={trial['lr']:.6g};"
+        f"seed={trial['seed']};time_budget={preset.budget};"
         f"point={trial['point']};trial={trial['number']};optimizer={trial['family']};"
         f"target={preset.target.describe()}",
     }
@@ -830,18 +950,26 @@ def _rows(campaign: Campaign, trial: Mapping[str, Any]) -> list:
             found.append(Measurement(metric, value, unit, step=int(step)))
         found.append(Measurement("wall_time", seconds, "s", step=int(step)))
     status, reason = trial["status"], trial["reason"] or ""
-    seconds = trial["time_to_target_s"]
-    found.append(Measurement("reached", float(bool(trial["reached"])), "1"))
-    if math.isfinite(seconds):
-        note = "" if trial["reached"] else "not reached: the whole budget"
-        found.append(Measurement("time_to_target", seconds, "s", reason=note))
+    note = "" if trial["reached"] else f"not reached: {_miss(trial, preset)}"
+    found.append(Measurement("reached", float(bool(trial["reached"])), "1", reason=note))
     if trial["reached"]:
+        found.append(Measurement("time_to_target", trial["time_to_target_s"], "s"))
         found.append(Measurement("steps_to_target", trial["steps_to_target"], "steps"))
     if trial["final_metric"] is not None:
         found.append(Measurement(f"final_{metric}", trial["final_metric"], unit))
     if status == "error":
         found.append(Measurement.error(reason or "failed", "train"))
     return [Row.of(identity, m) for m in found]
+
+
+def _miss(trial: Mapping[str, Any], preset: TunePreset) -> str:
+    """Which budget a trial that missed its target ran out of."""
+    stopped = trial.get("stopped")
+    if stopped == "time":
+        return f"over the time budget ({preset.budget:g} s of training)"
+    if stopped == "error":
+        return "the run failed"
+    return f"the step budget ({preset.config.steps} steps) ran out"
 
 
 def write_outputs(
@@ -854,13 +982,15 @@ def write_outputs(
 ) -> list[Path]:
     """Write the results folder from the finished trials (each file atomically):
     ``time_to_target.csv`` / ``.md``, ``trials.csv`` (every trial's rows), ``results.csv``
-    (the chosen lr's rows of the first seed), ``machine.json``, ``tune.json`` and the two
-    figures (``performance_profile.png``, ``learning_curves.png``; with the ``report``
-    extra)."""
+    (the chosen lr's rows of the first seed), ``machine.json``, ``tune.json`` and the
+    figures (``performance_profile.png``, ``learning_curves.png`` and, with two or more
+    hidden sizes, ``time_to_target_vs_n.png``; with the ``report`` extra)."""
     from ..measure import machine, output
     from ..report import tune as report
 
-    found = sorted(records(studies), key=lambda t: (t["preset"], t["method"], t["number"]))
+    found = sorted(
+        records(studies), key=lambda t: (t["preset"], t["hidden"], t["method"], t["number"])
+    )
     table = target_table(campaign, found)
     out.mkdir(parents=True, exist_ok=True)
     files = [out / report.TABLE, out / "time_to_target.md", out / report.TRIALS]
@@ -869,13 +999,13 @@ def write_outputs(
     output.write_table([row for t in found for row in _rows(campaign, t)], files[2])
     chosen = choose(found, campaign.higher())
     first = campaign.seeds[0]
-    picked = [t for t in found if chosen.get((t["preset"], t["method"])) == t["point"]]
+    picked = [t for t in found if chosen.get((t["key"], t["method"])) == t["point"]]
     shown = [row for t in picked if t["seed"] == first for row in _rows(campaign, t)]
     files.append(output.write_table(shown, out / "results.csv"))
     description = campaign.describe()
     run = {"command": "tune", "status": status, **description, **dict(info or {})}
     output.write_json(out / "machine.json", {**machine.describe(), "run": run})
-    lrs = {f"{t['preset']}/{t['method']}": t["lr"] for t in picked if t["seed"] == first}
+    lrs = {f"{t['key']}/{t['method']}": t["lr"] for t in picked if t["seed"] == first}
     output.write_json(out / "tune.json", {**description, "status": status, "chosen_lr": lrs})
     files += [out / "machine.json", out / "tune.json"]
     if table:
