@@ -20,6 +20,16 @@ commands and the asv modules use everything (``tests/test_layout.py`` checks it)
 
 Start with ``projunn-bench list`` and ``projunn-bench --help``.
 
+Your own method beside the built-in ones (:mod:`suite.plugins`; the README has a complete
+example): build a layer that follows ``projunn_core/protocol.py`` and register it,
+
+>>> from suite import Method, register_method
+>>> Method.__module__, register_method.__module__
+('suite.measure.methods', 'suite.measure.methods')
+
+then name its module in ``PROJUNN_BENCH_PLUGINS`` or in the entry-point group
+``projunn_bench.methods`` of your package.
+
 The import names ``suite`` and ``baselines`` are generic (PyPI has unrelated packages
 called so); :func:`check_layout` fails clearly when another installed package shadows
 ours, and ``projunn-bench`` calls it first.
@@ -27,10 +37,26 @@ ours, and ``projunn-bench`` calls it first.
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 from pathlib import Path
 
-__all__ = ["check_layout"]
+__all__ = ["Method", "PluginError", "check_layout", "load_plugins", "register_method"]
+
+_LAZY = {
+    "Method": "suite.measure.methods",
+    "register_method": "suite.measure.methods",
+    "load_plugins": "suite.plugins",
+    "PluginError": "suite.plugins",
+}
+"""Public names imported on first use (torch is heavy; ``projunn-bench --help`` stays fast)."""
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'suite' has no attribute {name!r}")
+
 
 _SIBLINGS = ("projunn_core", "baselines", "suite")
 

@@ -41,13 +41,25 @@ COMMANDS = (
 )
 """Modules of :mod:`suite.commands`, in the order ``projunn-bench --help`` lists them."""
 
+WITH_METHODS = ("run", "profile", "task", "tune", "listing")
+"""The commands that take methods: their ``--help`` says how to add one (:data:`PLUGINS_HELP`)."""
+
+PLUGINS_HELP = """\
+your own methods (plug-ins, suite.plugins; README: "Your own method"):
+  PROJUNN_BENCH_PLUGINS=module[,module...]  modules on the path (PYTHONPATH), module:function
+                                            or .py files, loaded before the options are read
+  entry-point group projunn_bench.methods   the same, declared by an installed package
+  each registers its methods with suite.register_method; one that fails to load is an
+  error naming it (exit status 2) and nothing runs."""
+
 
 def build_parser() -> argparse.ArgumentParser:
     """The argparse parser of ``projunn-bench`` with every command's subparser."""
     parser = argparse.ArgumentParser(
         prog="projunn-bench",
         description="Benchmarks of unitary/orthogonal weight updates: projUNN and baselines.",
-        epilog="run 'projunn-bench COMMAND --help' for the options and examples of each command.",
+        epilog="run 'projunn-bench COMMAND --help' for the options and examples of each "
+        "command.\n\n" + PLUGINS_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -57,7 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
             module.NAME,
             help=module.HELP,
             description=module.DESCRIPTION,
-            epilog=module.EPILOG,
+            epilog=module.EPILOG + (f"\n\n{PLUGINS_HELP}" if name in WITH_METHODS else ""),
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
         module.add_arguments(command)
@@ -67,8 +79,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``projunn-bench`` (``argv`` defaults to ``sys.argv[1:]``); returns
-    the exit status. Bad options raise ``SystemExit(2)`` with a message naming them."""
+    the exit status. Bad options raise ``SystemExit(2)`` with a message naming them. The
+    plug-ins (:mod:`suite.plugins`: entry points, ``$PROJUNN_BENCH_PLUGINS``) load first;
+    one that fails is an error naming it (status 2) before any command runs."""
     check_layout()
+    from .plugins import PluginError, load_plugins
+
+    try:  # before the parser: the plug-ins' methods are choices of --method(s)
+        load_plugins()
+    except PluginError as e:  # nothing has run and no results folder exists yet
+        print(f"projunn-bench: error: {e}", file=sys.stderr)
+        return 2
     parser = build_parser()
     args = parser.parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)

@@ -195,9 +195,12 @@ def describe() -> dict[str, Any]:
     Keys: ``timestamp``, ``hostname``, ``platform``, ``python``, ``cpu_model``,
     ``cpu_physical_cores``, ``cpu_logical_cores``, ``ram_bytes``, ``torch``, ``cuda``
     (torch's CUDA version or ``""``), ``cudnn``, ``torch_threads``, ``cuda_available``,
-    ``git_commit``, ``environment``, the :data:`GPU_FIELDS` of GPU 0 and ``gpus`` (all GPUs).
+    ``git_commit``, ``environment``, ``plugin_methods`` (the methods plug-ins registered:
+    name -> module), the :data:`GPU_FIELDS` of GPU 0 and ``gpus`` (all GPUs).
     """
     import psutil
+
+    from .methods import plugin_methods
 
     d: dict[str, Any] = {
         "timestamp": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
@@ -215,6 +218,7 @@ def describe() -> dict[str, Any]:
         "cuda_available": torch.cuda.is_available(),
         "git_commit": git_commit(Path(__file__).resolve().parents[2]),
         "environment": environment(),
+        "plugin_methods": plugin_methods(),
     }
     gpus = gpu_info()
     d.update(GPU_FIELDS)
@@ -367,5 +371,11 @@ class GpuMonitor(_Sampler):
 
 def environment() -> dict[str, str]:
     """Environment variables that change results (threads, grid, CUDA visibility)."""
-    keys = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "CUDA_VISIBLE_DEVICES", "PROJUNN_BENCH_GRID")
+    keys = (
+        "OMP_NUM_THREADS",
+        "MKL_NUM_THREADS",
+        "CUDA_VISIBLE_DEVICES",
+        "PROJUNN_BENCH_GRID",
+        "PROJUNN_BENCH_PLUGINS",
+    )
     return {k: os.environ[k] for k in keys if k in os.environ}

@@ -31,7 +31,9 @@ install line is the skip reason where it is missing), ``optimizers`` / ``train_o
 
 from __future__ import annotations
 
+import importlib.util
 import math
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -48,11 +50,16 @@ from .workloads import WORKLOADS
 
 __all__ = [
     "METHODS",
+    "OPTIMIZER_LABELS",
     "OPTION_VALUES",
+    "RESERVED_NAMES",
     "UPDATES",
+    "RegistrationError",
     "Method",
     "check_option",
     "method",
+    "plugin_methods",
+    "register_method",
 ]
 
 # -- option values ---------------------------------------------------------------------
@@ -180,6 +187,17 @@ def check_option(name: str, value: Any) -> Any:
         raise ValueError(f"option {name} {e}") from None
 
 
+class RegistrationError(ValueError):
+    """:func:`register_method` refused a method (the message names it and says why)."""
+
+
+OPTIMIZER_LABELS: Mapping[str, str] = MappingProxyType(
+    {"sgd": "SGD", "rmsprop": "RMSprop", "adam": "Adam"}
+)
+"""The readable name of each optimizer of the layer protocol (``m.optimizer(name)``);
+a method whose layer implements one differently says so in ``Method.optimizer_labels``."""
+
+
 @dataclass(frozen=True)
 class Method:
     """One registry entry.
@@ -205,7 +223,9 @@ class Method:
     offers, and ``train_optimizer`` the one it trains with where a workload or task asks
     for another (:meth:`optimizer_for`); ``tolerance_option`` names the option that bounds
     ``||W W^H - I||_F`` for a method that is only near-unitary by design (Landing's
-    ``eps``; ``None``: unitary up to rounding, see :meth:`unitarity_bound`).
+    ``eps``; ``None``: unitary up to rounding, see :meth:`unitarity_bound`);
+    ``optimizer_labels`` give the readable name of an optimizer its layer implements its
+    own way (geoopt's "adam" is "Riemannian Adam (geoopt)"; :meth:`optimizer_label`).
 
     Convolutions: ``conv(channels, height, width, dtype=..., device=..., **options)``
     builds the method's orthogonal convolution (``None``: it has none), taking the options
@@ -234,13 +254,21 @@ class Method:
     optimizers: tuple[str, ...] = OPTIMIZER_NAMES
     train_optimizer: str | None = None
     tolerance_option: str | None = None
+    optimizer_labels: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self):
         unknown = sorted(set(self.optimizers) - set(OPTIMIZER_NAMES))
         if unknown or not self.optimizers:
-            raise ValueError(f"{self.name}: optimizers must be some of {OPTIMIZER_NAMES}")
+            raise RegistrationError(f"{self.name}: optimizers must be some of {OPTIMIZER_NAMES}")
         if self.train_optimizer is not None and self.train_optimizer not in self.optimizers:
-            raise ValueError(f"{self.name}: train_optimizer must be one of {self.optimizers}")
+            raise RegistrationError(
+                f"{self.name}: train_optimizer must be one of {self.optimizers}"
+            )
+        stray = sorted(set(self.optimizer_labels) - set(self.optimizers))
+        if stray:
+            raise RegistrationError(
+                f"{self.name}: optimizer_labels name optimizers it lacks: {stray}"
+            )
 
     def optimizer_for(self, name: str) -> str:
         """The optimizer this method trains with when ``name`` is asked for: ``name``
@@ -255,6 +283,19 @@ class Method:
         if self.train_optimizer is None:
             raise ValueError(f"{self.name} has no {name} optimizer; it has {self.optimizers}")
         return self.train_optimizer
+
+    def optimizer_label(self, name: str) -> str:
+        """The readable name of the optimizer this method trains with when ``name`` is
+        asked for (its ``optimizer_labels``, else :data:`OPTIMIZER_LABELS`): what the
+        tables print.
+
+        >>> METHODS["geoopt_stiefel"].optimizer_label("rmsprop")
+        'Riemannian Adam (geoopt)'
+        >>> METHODS["expm"].optimizer_label("rmsprop")
+        'RMSprop'
+        """
+        used = self.optimizer_for(name)
+        return self.optimizer_labels.get(used) or OPTIMIZER_LABELS[used]
 
     def optimizer_note(self, name: str) -> str:
         """``""`` when this method trains with ``name``, else what it trains with instead
@@ -284,7 +325,14 @@ class Method:
     def unavailable(self) -> str | None:
         """Why this method cannot be built here (its library is not installed, with the
         install line), or ``None``. Nothing is imported."""
-        return None if self.requires is None else baselines.peers.missing(self.requires)
+        if self.requires is None:
+            return None
+        try:
+            return baselines.peers.missing(self.requires)
+        except ValueError:  # not a peer library: a plug-in's own dependency
+            if importlib.util.find_spec(self.requires) is not None:
+                return None
+            return f"{self.requires} is not installed: pip install {self.requires}"
 
     def __call__(
         self, n: int, dtype=torch.float32, device="cpu", *, init: str | None = None, **options
@@ -455,6 +503,10 @@ _PEERS = [
             requires="geoopt",
             optimizers=baselines.peers.GEOOPT_OPTIMIZERS,
             train_optimizer="adam",
+            optimizer_labels={
+                "sgd": "Riemannian SGD (geoopt)",
+                "adam": "Riemannian Adam (geoopt)",
+            },
         )
         for kind, manifold, how in (
             ("stiefel", "EuclideanStiefel", "Euclidean metric, QR retraction"),
@@ -603,13 +655,28 @@ _ENTRIES = [
     *_PEERS,
 ]
 
-METHODS: Mapping[str, Method] = MappingProxyType({m.name: m for m in _ENTRIES})
-"""name -> :class:`Method` (callable: ``METHODS[name](n, dtype=..., device=..., **options)``)."""
+_REGISTRY: dict[str, Method] = {m.name: m for m in _ENTRIES}
+_UPDATES: dict[str, Callable[..., torch.Tensor]] = {
+    m.name: m.update for m in _ENTRIES if m.update is not None
+}
+_BUILT_IN = frozenset(_REGISTRY)
+_ORIGINS: dict[str, str] = {}
+"""Plug-in method name -> the module that registered it."""
+_REGISTER_HOOKS: list[Callable[[str], None]] = []
+"""Called with each registered name (:mod:`suite.plugins` counts a plug-in's methods)."""
 
-UPDATES: Mapping[str, Callable[..., torch.Tensor]] = MappingProxyType(
-    {m.name: m.update for m in _ENTRIES if m.update is not None}
-)
+METHODS: Mapping[str, Method] = MappingProxyType(_REGISTRY)
+"""name -> :class:`Method` (callable: ``METHODS[name](n, dtype=..., device=..., **options)``).
+A read-only live view: :func:`register_method` adds the plug-ins' methods to it."""
+
+UPDATES: Mapping[str, Callable[..., torch.Tensor]] = MappingProxyType(_UPDATES)
 """name -> functional in-place update ``(A, G, lr, **options) -> A`` (update workload)."""
+
+RESERVED_NAMES = ("lstm", "baseline", "all")
+"""Names the front ends give other meanings (the LSTM reference, the no-memory baseline
+rows, ``--method all``): no method may take them."""
+
+_NAME = re.compile(r"[a-z][a-z0-9_]*\Z")
 
 
 def method(name: str) -> Method:
@@ -622,3 +689,145 @@ def method(name: str) -> Method:
         return METHODS[name]
     except KeyError:
         raise KeyError(f"unknown method {name!r}; choose from {sorted(METHODS)}") from None
+
+
+def plugin_methods() -> dict[str, str]:
+    """The methods plug-ins registered: name -> the module that registered it
+    (``machine.json`` records it with every result).
+
+    >>> plugin_methods()
+    {}
+    """
+    return dict(_ORIGINS)
+
+
+def register_method(method: Method, *, origin: str | None = None) -> Method:
+    """Add ``method`` to :data:`METHODS` (and its ``update`` to :data:`UPDATES`), so that
+    every front end, workload and report picks it up; returns it.
+
+    ``origin`` names who registers it (default: the module of its ``build``, or ``conv``).
+    The name must be lower case letters, digits and ``_`` (a label such as ``m-k4`` carries
+    a rank), not a built-in method's nor one of :data:`RESERVED_NAMES`; a name another
+    origin registered is refused, while the same origin registering it again replaces it
+    (loading a plug-in twice is harmless). The method is checked before it is added: its
+    options (``defaults``, ``conv_defaults``) must be ones the suite knows
+    (:data:`OPTION_VALUES`), its ``dtypes`` known dtype names, and, where it can be built
+    here, a 4 x 4 layer must follow the protocol (``projunn_core/protocol.py``): ``m(x)``
+    keeps the shape, ``m.matrix()`` is 4 x 4 and unitary (within its tolerance), and one
+    step of each optimizer in ``optimizers`` keeps it so. Any failure raises
+    :class:`RegistrationError` (a ``ValueError``) naming the method and the problem;
+    nothing is added then. The torch random state is left as it was.
+
+    >>> register_method(METHODS["expm"])
+    Traceback (most recent call last):
+    ...
+    suite.measure.methods.RegistrationError: method name 'expm' is a built-in method's; ...
+    """
+    if not isinstance(method, Method):
+        raise RegistrationError(
+            f"register_method takes a suite.Method, got {type(method).__name__}"
+        )
+    name = method.name
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise RegistrationError(
+            f"method name {name!r} must be lower case letters, digits and _ (a letter first)"
+        )
+    if name in _BUILT_IN:
+        raise RegistrationError(f"method name {name!r} is a built-in method's; choose another name")
+    if name in RESERVED_NAMES:
+        raise RegistrationError(f"method name {name!r} is reserved ({', '.join(RESERVED_NAMES)})")
+    made_by = method.build if method.build is not None else method.conv
+    if made_by is None or not callable(made_by):
+        raise RegistrationError(f"method {name!r} needs a build (or conv) function")
+    origin = origin or getattr(made_by, "__module__", None) or "?"
+    if name in _ORIGINS and _ORIGINS[name] != origin:
+        raise RegistrationError(
+            f"method name {name!r} is already registered by {_ORIGINS[name]}; "
+            f"{origin} cannot register it too (rename one of them)"
+        )
+    _check_method(method)
+    _REGISTRY[name] = method
+    _UPDATES.pop(name, None)
+    if method.update is not None:
+        _UPDATES[name] = method.update
+    _ORIGINS[name] = origin
+    for hook in _REGISTER_HOOKS:
+        hook(name)
+    return method
+
+
+_DTYPE_NAMES = ("float32", "float64", "complex64", "complex128")
+
+
+def _check_method(m: Method) -> None:
+    """Raise ``ValueError`` naming ``m`` where its fields or its layer break the suite's
+    rules (see :func:`register_method`)."""
+    for field_name in ("defaults", "conv_defaults"):
+        for key, value in getattr(m, field_name).items():
+            if key not in OPTION_VALUES:
+                raise RegistrationError(
+                    f"method {m.name!r}: option {key!r} in {field_name} is not one the suite "
+                    f"knows; choose from {sorted(OPTION_VALUES)}"
+                )
+            if value is not None:
+                try:
+                    check_option(key, value)
+                except ValueError as e:
+                    raise RegistrationError(f"method {m.name!r}: {field_name}: {e}") from None
+    if m.dtypes is not None:
+        wrong = sorted(set(m.dtypes) - set(_DTYPE_NAMES))
+        if wrong or not m.dtypes:
+            raise RegistrationError(f"method {m.name!r}: dtypes must be some of {_DTYPE_NAMES}")
+    if m.build is None or m.graphed or m.unavailable():
+        return
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        try:
+            _check_layer(m)
+        except RegistrationError:
+            raise
+        except Exception as e:
+            raise RegistrationError(
+                f"method {m.name!r}: building or stepping a 4 x 4 layer failed: "
+                f"{type(e).__name__}: {e}"
+            ) from e
+
+
+def _check_layer(m: Method) -> None:
+    """One 4 x 4 layer of ``m``: the protocol's shapes, unitarity, one step per optimizer."""
+    from projunn_core.protocol import unitarity_error
+
+    n = 4
+    dtype = getattr(torch, (m.dtypes or ("float32",))[0])
+    bound = m.unitarity_bound(n) if m.approximate else None
+    tolerance = (bound or 0.0) + (1e-3 if dtype in (torch.float32, torch.complex64) else 1e-8)
+
+    def unitary(layer, when: str) -> None:
+        W = layer.matrix()
+        if tuple(W.shape) != (n, n):
+            raise RegistrationError(
+                f"method {m.name!r}: matrix() {when} has shape {tuple(W.shape)}"
+            )
+        error = unitarity_error(W)
+        if m.unitary and not error <= tolerance:
+            raise RegistrationError(
+                f"method {m.name!r}: matrix() {when} is not unitary: "
+                f"||W^H W - I||_F / sqrt(n) = {error:.3g} > {tolerance:.3g}"
+            )
+
+    for name in m.optimizers:
+        layer = m(n, dtype=dtype)
+        if not callable(getattr(layer, "matrix", None)):
+            raise RegistrationError(f"method {m.name!r}: its layer has no matrix() method")
+        unitary(layer, "after build")
+        x = torch.randn(3, n, dtype=dtype)
+        y = layer(x)
+        if tuple(y.shape) != (3, n):
+            raise RegistrationError(
+                f"method {m.name!r}: layer(x) of x {(3, n)} has shape {y.shape}"
+            )
+        opt = layer.optimizer(name, lr=1e-2, **m.optimizer_options)
+        opt.zero_grad()
+        y.abs().square().sum().backward()
+        opt.step()
+        unitary(layer, f"after one {name} step")
