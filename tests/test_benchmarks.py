@@ -12,8 +12,9 @@ device, options) and ``grid``; accuracy benchmarks add their metrics (``unitarit
 under ``benchmarks[i]["extra_info"]`` next to ``benchmarks[i]["stats"]`` (min, max, mean,
 median, iqr, rounds ... in seconds). Entries are grouped by workload, size and device
 (``benchmarks[i]["group"]``), so that ``pytest-benchmark compare`` shows comparable rows
-together. The GPU, torch and CUDA versions are recorded once per file under
-``machine_info["projunn"]`` (conftest.py).
+together. Plug-ins (``PROJUNN_BENCH_PLUGINS``, entry points; ``suite.plugins``) load first,
+so their methods are cases too. The GPU, torch and CUDA versions are recorded once per file
+under ``machine_info["projunn"]`` (conftest.py).
 """
 
 from __future__ import annotations
@@ -24,7 +25,9 @@ import torch
 from suite.measure.cases import Skip, available_devices, current_grid, iter_cases
 from suite.measure.timing import synchronize
 from suite.measure.workloads import evaluate, prepare
+from suite.plugins import load_plugins
 
+load_plugins()  # the user's methods (PROJUNN_BENCH_PLUGINS, entry points) join the cases
 GRID = current_grid(default="tiny")
 SETTINGS = GRID.settings
 DEVICES = available_devices()

@@ -39,7 +39,7 @@ def test_digits_conv_trains_conv_methods_and_records_orthogonality(tmp_path, cap
     assert {r["step"] for r in accuracy} == {"0", "2", "4"}
     assert all(0 <= float(r["value"]) <= 100 for r in accuracy)
     assert {r["workload"] for r in rows} == {"digits-conv"}
-    assert "| projunn_t-k1 | 4 |" in capsys.readouterr().out
+    assert "| projunn_t-k1 | RMSprop | 4 |" in capsys.readouterr().out
 
 
 def test_method_all_means_the_conv_methods_and_others_are_refused(tmp_path, capsys):

@@ -158,7 +158,7 @@ def test_task_command_end_to_end(tmp_path, capsys):
         assert unitarity == [] if method == "lstm" else unitarity[0] < 1e-5
     assert (folders[0] / "curves.png").stat().st_size > 0
     out = capsys.readouterr().out
-    assert "| projunn_t-k2 | 4 |" in out and "no-memory baseline" in out
+    assert "| projunn_t-k2 | RMSprop | 4 |" in out and "no-memory baseline" in out
 
 
 def _values(folder):

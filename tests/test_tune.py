@@ -149,7 +149,7 @@ def test_the_cli_writes_the_table_and_the_report_draws_it(tmp_path):
         rows = list(csv.DictReader(f))
     assert [r["method"] for r in rows] == ["expm", "lstm"]
     for r in rows:
-        assert r["trials"] == "2" and r["optimizer"] == "rmsprop" and float(r["lr"]) > 0
+        assert r["trials"] == "2" and r["optimizer"] == "RMSprop" and float(r["lr"]) > 0
         assert r["reached"] in ("True", "False") and r["hidden"] == "8"
         # a time only where the target was reached (issue 24: a miss is never a time)
         assert (r["time_to_target_s"] != "") == (r["reached"] == "True")

@@ -159,8 +159,9 @@ def build_runs(args, parser) -> list:
         parser.error(str(e))
     except ValueError as e:
         parser.error(f"bad configuration: {e}")
-    every = getattr(task, "methods", None) or METHOD_NAMES
-    names, explicit = chosen_methods(args.method, METHOD_NAMES, every, parser)
+    known = (*METHODS, LSTM)  # the registry now, plug-ins included
+    every = getattr(task, "methods", None) or known
+    names, explicit = chosen_methods(args.method, known, every, parser)
     runs = []
     for name in names:
         for rank in args.rank if ranked(name) else [None]:
@@ -172,8 +173,12 @@ def build_runs(args, parser) -> list:
     return runs
 
 
-def _summary(rows: list) -> tuple[str, list[dict[str, Any]]]:
-    """The final values per method of a run's rows as markdown, and as dicts."""
+def _summary(
+    rows: list, optimizers: dict[str, str] | None = None
+) -> tuple[str, list[dict[str, Any]]]:
+    """The final values per method of a run's rows as markdown, and as dicts;
+    ``optimizers`` maps a method label to the optimizer it trained with."""
+    optimizers = optimizers or {}
     last: dict[tuple, dict[str, Any]] = {}
     baseline = {r.metric: r.value for r in rows if r.method == "baseline"}
     for r in rows:
@@ -185,15 +190,16 @@ def _summary(rows: list) -> tuple[str, list[dict[str, Any]]]:
         entry[r.metric] = r.value
     metrics = ("train_loss", "test_loss", "test_accuracy", "wall_time")
     present = [m for m in metrics if any(m in e for e in last.values())]
-    head = "| method | steps | " + " | ".join(present) + " | below baseline |"
-    lines = [head, "|" + "---|" * (len(present) + 3)]
+    head = "| method | optimizer | steps | " + " | ".join(present) + " | below baseline |"
+    lines = [head, "|" + "---|" * (len(present) + 4)]
     for e in last.values():
         label = method_label(e["method"], e["k"])
         cells = [f"{e[m]:.4g}" if m in e else "-" for m in present]
         below = "-"
         if "test_loss" in e and "baseline_loss" in baseline:
             below = "yes" if e["test_loss"] < baseline["baseline_loss"] else "no"
-        lines.append(f"| {label} | {e['step']} | " + " | ".join(cells) + f" | {below} |")
+        used = optimizers.get(label, "-")
+        lines.append(f"| {label} | {used} | {e['step']} | " + " | ".join(cells) + f" | {below} |")
     base = ", ".join(f"{k} = {v:.4g}" for k, v in baseline.items())
     lines.append(EQUAL_LR)
     return "\n".join(lines) + (f"\nno-memory baseline: {base}" if base else ""), list(last.values())
@@ -232,7 +238,11 @@ def main(args, parser: argparse.ArgumentParser) -> int:
     )
     if result is None:  # not rank 0
         return 0
-    text, finals = _summary(result.rows)
+    from ..tasks.base import optimizer_label
+
+    text, finals = _summary(
+        result.rows, {r.label: optimizer_label(r.method, r.config) for r in runs}
+    )
     print(text)
     if args.task == "pmnist":
         from ..tasks.paper import beside

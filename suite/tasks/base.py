@@ -31,6 +31,7 @@ __all__ = [
     "Target",
     "Task",
     "count_parameters",
+    "optimizer_label",
     "optimizer_name",
     "sequence_model",
     "synthetic_data",
@@ -239,6 +240,21 @@ def optimizer_name(method: str, config: Config) -> str:
     if method not in METHODS:
         return config.optimizer
     return METHODS[method].optimizer_for(config.optimizer)
+
+
+def optimizer_label(method: str, config: Config) -> str:
+    """The readable name of the optimizer ``method`` trains with under ``config`` (what
+    the tables print; :meth:`suite.measure.methods.Method.optimizer_label`).
+
+    >>> cfg = Config(T=5, hidden=6, batch=2, steps=1, lr=1e-3)
+    >>> optimizer_label("geoopt_stiefel", cfg), optimizer_label("lstm", cfg)
+    ('Riemannian Adam (geoopt)', 'RMSprop')
+    """
+    from ..measure.methods import METHODS, OPTIMIZER_LABELS
+
+    if method not in METHODS:
+        return OPTIMIZER_LABELS.get(config.optimizer, config.optimizer)
+    return METHODS[method].optimizer_label(config.optimizer)
 
 
 def count_parameters(model: nn.Module) -> int:

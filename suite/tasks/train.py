@@ -29,7 +29,7 @@ import torch
 from ..measure.cases import method_label
 from ..measure.methods import METHODS
 from ..measure.timing import timer
-from .base import Config, Problem, Task, count_parameters
+from .base import Config, Problem, Task, count_parameters, optimizer_name
 
 __all__ = ["DIVERGED_ABOVE", "Run", "Trained", "World", "divergence", "evaluate", "train"]
 
@@ -115,7 +115,20 @@ class Run:
         if self.method in METHODS and METHODS[self.method].graphed:
             eager = self.method.removesuffix("_graphed")
             return f"{self.method} is a CUDA graph replay of one step; task runs train {eager}"
+        try:
+            optimizer_name(self.method, self.config)
+        except ValueError as e:  # its layer has not that optimizer, and no substitute
+            return f"{e} (choose one with --optimizer)"
         return self.task.skip_reason(self.method, self.rank, self.config, self.device)
+
+    @property
+    def optimizer(self) -> str:
+        """The optimizer this run trains with: ``config.optimizer``, or the method's own
+        where its layer has not that one (geoopt: adam for rmsprop)."""
+        try:
+            return optimizer_name(self.method, self.config)
+        except ValueError:  # skipped with that reason (skip_reason)
+            return self.config.optimizer
 
     def identity(self) -> dict[str, Any]:
         """The case columns every row of this run shares (:data:`suite.measure.rows.IDENTITY`)."""
@@ -126,7 +139,9 @@ class Run:
             "k": self.rank,
             "dtype": self.config.dtype,
             "device": str(self.device),
-            "options": f"preset={self.preset};seed={self.seed};{self.config.describe()}",
+            # the optimizer that really trains (geoopt: adam where rmsprop is asked)
+            "options": f"preset={self.preset};seed={self.seed};"
+            + self.config.replace(optimizer=self.optimizer).describe(),
         }
 
 

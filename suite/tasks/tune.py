@@ -53,7 +53,7 @@ from typing import Any
 
 from ..measure.cases import method_label, parse_method_label
 from ..measure.methods import METHODS
-from .base import LSTM, Config, Target, Task, optimizer_name
+from .base import LSTM, Config, Target, Task, optimizer_label, optimizer_name
 from .train import Run
 
 __all__ = [
@@ -765,7 +765,8 @@ def target_table(campaign: Campaign, trials: Sequence[Mapping[str, Any]]) -> lis
                 "task": preset.task.name,
                 "target": preset.target.describe(),
                 "method": t["method"],
-                "optimizer": t["family"],
+                # the optimizer that really ran, by name (geoopt: "Riemannian Adam (geoopt)")
+                "optimizer": optimizer_label(parse_method_label(t["method"])[0], preset.config),
                 "lr": t["lr"],
                 "seed": t["seed"],
                 "reached": bool(t["reached"]),
@@ -823,11 +824,18 @@ class CampaignResult:
     errors: int = 0
 
 
-def _worker_main(campaign: Campaign, out: str, url: str | None, index: int) -> None:
-    """A worker process: SIGTERM stops it like Ctrl-C (its trial goes back in the queue)."""
+def _worker_main(
+    campaign: Campaign, out: str, url: str | None, index: int, plugins: tuple = ((), ())
+) -> None:
+    """A worker process: SIGTERM stops it like Ctrl-C (its trial goes back in the queue).
+    It first loads the parent's ``plugins`` (:func:`suite.plugins.worker_specs`): a
+    spawned process starts with the built-in methods only."""
     import signal
 
     from ..measure.record import Terminated
+    from ..plugins import load_in_worker
+
+    load_in_worker(plugins)
 
     def stop(signum, frame):
         raise Terminated
@@ -859,6 +867,7 @@ def run_campaign(
     from tqdm import tqdm
 
     from ..measure.record import Terminated
+    from ..plugins import worker_specs
 
     out = Path(out)
     storage = open_storage(out, url)
@@ -889,7 +898,8 @@ def run_campaign(
         else:
             context = multiprocessing.get_context("spawn")
             for i in range(workers):
-                p = context.Process(target=_worker_main, args=(campaign, str(out), url, i))
+                specs = worker_specs()  # the plug-ins' methods, in the workers too
+                p = context.Process(target=_worker_main, args=(campaign, str(out), url, i, specs))
                 p.start()
                 processes.append(p)
             while any(p.is_alive() for p in processes):
