@@ -60,7 +60,7 @@ def _triton():
         try:
             import triton
         except ImportError as error:  # CPU builds of torch come without Triton
-            _STATE["triton"] = (None, f"Triton is not installed ({error})")
+            _STATE["triton"] = (None, f"Triton is not installed ({error}; pip install triton)")
         else:
             _STATE["triton"] = (triton, None)
     return _STATE["triton"]
