@@ -31,9 +31,32 @@ def _timed_rows(settings=ONE_THREAD):
     return [r for r in rows if r.metric == "time"]
 
 
+QUIET = 0.95
+"""The share a pure CPU loop gets on a quiet machine at least (about 1 measured)."""
+
+
+def _busy() -> str:
+    """Why the machine is not quiet now (a 0.1 s pure CPU loop waited for a CPU), or ''."""
+    with CpuShare(threads=1) as probe:
+        end = time.perf_counter() + 0.1
+        while time.perf_counter() < end:
+            pass
+    if probe.share is None or probe.share >= QUIET:
+        return ""
+    load, cores = os.getloadavg()[0], os.cpu_count()
+    return f"a 0.1 s CPU loop got {probe.share:.2f} of a CPU (load {load:.1f}, {cores} cores)"
+
+
 def test_a_quiet_machine_flags_nothing():
+    """No false alarm on a quiet machine. Whether it is quiet is checked before and after
+    (other jobs on a shared machine make a real contention, rightly flagged): a busy
+    machine skips the check with the probe's share and the load."""
+    busy = _busy()
     rows = _timed_rows()
+    busy = busy or _busy()
     assert rows and all(r.cpu_share is not None for r in rows)
+    if busy and any(r.contended for r in rows):
+        pytest.skip(f"the machine is busy, so its timings are rightly contended: {busy}")
     assert not any(r.contended for r in rows), [(r.method, r.cpu_share) for r in rows]
 
 
@@ -56,10 +79,16 @@ def test_timings_under_a_cpu_hog_are_flagged():
 
 
 def test_cpu_share_of_a_sleeping_block_is_not_contention():
+    """Sleeping is not waiting for a CPU: a block that sleeps 0.5 s and computes a few
+    milliseconds waited far less than the sleep, on a quiet machine or a busy one (other
+    load makes the computing part wait, a few times its length: on a busy machine the
+    share of such a block is rightly below the contention threshold)."""
     with CpuShare(threads=2) as meter:
-        time.sleep(0.05)  # blocked, not waiting for a CPU
-        sum(range(200_000))
-    assert meter.share is not None and meter.share > CONTENDED_BELOW
+        time.sleep(0.5)  # blocked, not waiting for a CPU
+        sum(range(50_000))
+    assert meter.share is not None and meter.ran is not None and meter.waited is not None
+    assert meter.ran > 0 and meter.waited < 0.25, (meter.ran, meter.waited, meter.share)
+    assert meter.share == pytest.approx(meter.ran / (meter.ran + meter.waited))
 
 
 def test_run_warns_and_strict_exits_3_on_contention(tmp_path, capsys, monkeypatch):

@@ -124,7 +124,8 @@ class CpuShare:
 
     Linux: from the scheduler's statistics (CPU time / (CPU time + run-queue wait), all
     threads together: idle or blocked threads count neither way, so a quiet run is close
-    to 1 whatever the thread count). Elsewhere: CPU time / (wall time x ``threads``).
+    to 1 whatever the thread count; ``ran`` and ``waited`` hold the two, in seconds).
+    Elsewhere: CPU time / (wall time x ``threads``), and ``ran`` / ``waited`` stay ``None``.
 
     >>> with CpuShare() as meter:
     ...     _ = sum(range(100_000))
@@ -135,6 +136,8 @@ class CpuShare:
     def __init__(self, threads: int | None = None):
         self.threads = threads or torch.get_num_threads()
         self.share: float | None = None
+        self.ran: float | None = None
+        self.waited: float | None = None
 
     def __enter__(self) -> CpuShare:
         self._sched = _schedstat()
@@ -146,6 +149,7 @@ class CpuShare:
         if self._sched is not None and end is not None:
             ran, waited = (b - a for a, b in zip(self._sched, end, strict=True))
             self.share = ran / (ran + waited) if ran + waited > 0 else None
+            self.ran, self.waited = ran * 1e-9, waited * 1e-9
         else:
             wall = time.perf_counter() - self._wall
             cpu = time.process_time() - self._cpu
