@@ -54,6 +54,7 @@ from typing import Any
 from ..measure.cases import method_label, parse_method_label
 from ..measure.methods import METHODS
 from .base import LSTM, Config, Target, Task, optimizer_label, optimizer_name
+from .storage import HEARTBEAT
 from .train import Run
 
 __all__ = [
@@ -339,18 +340,20 @@ class Campaign:
 # -- storage and studies ---------------------------------------------------------------
 
 
-def open_storage(out: str | Path, url: str | None = None):
-    """The campaign's Optuna storage: the RDB database at ``url``, else the journal file
-    :data:`JOURNAL` in ``out`` (created)."""
+def open_storage(out: str | Path, url: str | None = None, *, heartbeat: int | None = HEARTBEAT):
+    """The campaign's Optuna storage: the RDB database at ``url`` (its workers beat every
+    ``heartbeat`` seconds: :func:`suite.tasks.storage.rdb_storage`), else the journal file
+    :data:`JOURNAL` in ``out`` (created; torn records dropped:
+    :func:`suite.tasks.storage.journal_storage`)."""
     import optuna
+
+    from . import storage
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     if url:
-        return optuna.storages.RDBStorage(url)
-    from optuna.storages.journal import JournalFileBackend
-
+        return storage.rdb_storage(url, heartbeat)
     Path(out).mkdir(parents=True, exist_ok=True)
-    return optuna.storages.JournalStorage(JournalFileBackend(str(Path(out) / JOURNAL)))
+    return storage.journal_storage(Path(out) / JOURNAL)
 
 
 def _idle_sampler():
@@ -432,13 +435,19 @@ def _enqueue_missing(study, plan: Sequence[Mapping[str, Any]]) -> None:
 
 def prepare(campaign: Campaign, storage, *, resume: bool = False) -> tuple[list, int]:
     """The campaign's studies (created and planned where new) and how many trials were
-    found left running by a stopped campaign (re-queued when ``resume``)."""
+    found left running by a stopped campaign (re-queued when ``resume``). The trials of
+    workers known to be dead are re-queued first, and those of live workers (beating, or
+    running on this machine) are left to them (:func:`suite.tasks.storage.recover`)."""
     from optuna.trial import TrialState
+
+    from .storage import awaited, recover
 
     studies, stale = [], 0
     for preset, label in campaign.studies():
         study = _study(storage, campaign, preset, label)
+        recover(storage, study)  # the trials of workers that died go back in the queue
         running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+        running = [t for t in running if not awaited(t, storage)]  # live workers keep theirs
         stale += len(running)
         if resume:
             study_id = storage.get_study_id_from_name(study.study_name)
@@ -601,7 +610,11 @@ def _claim(storage, study) -> int | None:
     return None
 
 
-def _run_claimed(study, trial_id: int, campaign: Campaign, problems: dict, worker: str) -> None:
+def _run_claimed(
+    study, trial_id: int, campaign: Campaign, problems: dict, worker: Mapping[str, Any]
+) -> bool:
+    """Train the claimed trial and tell its value, recording the ``worker`` attributes;
+    ``False`` when it was re-queued meanwhile (its heartbeat was late: the copy counts)."""
     import optuna
 
     trial = optuna.trial.Trial(study, trial_id)
@@ -609,19 +622,36 @@ def _run_claimed(study, trial_id: int, campaign: Campaign, problems: dict, worke
     low, high = study.user_attrs["lr_range"]
     lr = trial.suggest_float("lr", low, high, log=True)  # the enqueued value
     seed = int(trial.user_attrs["seed"])
-    trial.set_user_attr("worker", worker)
+    for key, value in worker.items():
+        trial.set_user_attr(key, value)
     try:
         outcome = run_trial(
             campaign.preset(preset), label, lr, seed, device=campaign.device, problems=problems
         )
     except BaseException:  # interrupted: the trial goes back in the queue
-        study.tell(trial, state=optuna.trial.TrialState.FAIL)
-        _enqueue(study, {**trial.user_attrs, "lr": lr})
+        try:
+            study.tell(trial, state=optuna.trial.TrialState.FAIL)
+        except (optuna.exceptions.UpdateFinishedTrialError, ValueError):
+            pass  # already failed as stale, and re-queued by the worker that found it
+        else:
+            _enqueue(study, {**trial.user_attrs, "lr": lr})
         raise
-    for key, value in outcome.attrs().items():
-        trial.set_user_attr(key, value)
     value = outcome.time_to_target_s
-    study.tell(trial, value if math.isfinite(value) else sys.float_info.max)
+    try:
+        for key, attr in outcome.attrs().items():
+            trial.set_user_attr(key, attr)
+        study.tell(trial, value if math.isfinite(value) else sys.float_info.max)
+    except (optuna.exceptions.UpdateFinishedTrialError, ValueError) as e:
+        if trial.storage.get_trial(trial_id).state.is_finished():
+            print(
+                f"trial {trial.number} of {study.study_name} was failed as stale and re-queued "
+                "while this worker trained it (its heartbeats were late): this result is "
+                "dropped, the re-queued copy counts",
+                file=sys.stderr,
+            )
+            return False
+        raise e
+    return True
 
 
 def work(
@@ -631,19 +661,26 @@ def work(
     *,
     index: int = 0,
     on_trial: Callable[[], None] | None = None,
+    heartbeat: int | None = HEARTBEAT,
+    poll: float = 1.0,
 ) -> int:
     """One worker: claim and train waiting trials, round-robin over the studies (starting
-    at study ``index``), until none is left; returns how many it trained. ``on_trial`` is
-    called after each."""
+    at study ``index``), until none is left and none may come back (while another live
+    worker trains, its trial is re-queued should it die: this one checks every ``poll``
+    seconds); returns how many it trained. ``on_trial`` is called after each. On an RDB
+    storage each trial beats every ``heartbeat`` seconds (:mod:`suite.tasks.storage`)."""
     import torch
+    from optuna.trial import TrialState
+
+    from .storage import awaited, beating, heartbeat_of, recover, worker_attrs
 
     torch.set_num_threads(campaign.threads)
-    storage = open_storage(out, url)
+    storage = open_storage(out, url, heartbeat=heartbeat)
     studies, _ = prepare(campaign, storage)
     if studies:
         shift = index % len(studies)
         studies = studies[shift:] + studies[:shift]
-    worker = f"{socket.gethostname()}:{os.getpid()}"
+    worker = worker_attrs(heartbeat_of(storage))
     problems: dict = {}
     done = 0
     while True:
@@ -652,13 +689,22 @@ def work(
             trial_id = _claim(storage, study)
             if trial_id is None:
                 continue
-            _run_claimed(study, trial_id, campaign, problems, worker)
-            done += 1
+            with beating(storage, trial_id):
+                done += _run_claimed(study, trial_id, campaign, problems, worker)
             progressed = True
             if on_trial:
                 on_trial()
-        if not progressed:
+        if progressed:
+            continue
+        for study in studies:  # nothing waits: the trials of workers that died come back
+            recover(storage, study)
+        live = (TrialState.WAITING, TrialState.RUNNING)
+        left = [t for study in studies for t in study.get_trials(deepcopy=False, states=live)]
+        if any(t.state == TrialState.WAITING for t in left):
+            continue
+        if not any(awaited(t, storage) for t in left):
             return done
+        time.sleep(poll)
 
 
 # -- reading a campaign back -------------------------------------------------------------
@@ -814,22 +860,33 @@ def read_json(path: Path) -> dict[str, Any] | None:
 
 @dataclass
 class CampaignResult:
-    """How a campaign ended: ``status`` (complete, interrupted, terminated), its
-    conventional ``exit_code``, the trial counts per state, and the files written."""
+    """How a campaign ended: ``status`` (complete, incomplete, interrupted, terminated),
+    its conventional ``exit_code`` (3: a worker died or trials are left), the trial counts
+    per state, the files written, and the ``problems`` that make it fail (a worker that
+    died, trials no one ran), each a sentence naming the cause."""
 
     status: str
     exit_code: int
     counts: dict[str, int]
     files: list[Path]
     errors: int = 0
+    problems: list[str] = field(default_factory=list)
 
 
 def _worker_main(
-    campaign: Campaign, out: str, url: str | None, index: int, plugins: tuple = ((), ())
+    campaign: Campaign,
+    out: str,
+    url: str | None,
+    index: int,
+    plugins: tuple = ((), ()),
+    parent: int | None = None,
+    heartbeat: int | None = HEARTBEAT,
 ) -> None:
     """A worker process: SIGTERM stops it like Ctrl-C (its trial goes back in the queue).
     It first loads the parent's ``plugins`` (:func:`suite.plugins.worker_specs`): a
-    spawned process starts with the built-in methods only."""
+    spawned process starts with the built-in methods only. It dies with its ``parent``
+    (SIGTERM: :func:`suite.tasks.storage.die_with_parent`) rather than train on as an
+    orphan beside the next run."""
     import signal
 
     from ..measure.record import Terminated
@@ -841,8 +898,13 @@ def _worker_main(
         raise Terminated
 
     signal.signal(signal.SIGTERM, stop)
+    if parent is not None:
+        from .storage import die_with_parent, plain_repair_warnings
+
+        die_with_parent(parent)
+        plain_repair_warnings()
     try:
-        work(campaign, out, url, index=index)
+        work(campaign, out, url, index=index, heartbeat=heartbeat)
     except (KeyboardInterrupt, Terminated):
         sys.exit(130)
 
@@ -857,10 +919,13 @@ def run_campaign(
     progress: bool = True,
     info: Mapping[str, Any] | None = None,
     log: Callable[[str], None] = lambda msg: None,
+    heartbeat: int | None = HEARTBEAT,
 ) -> CampaignResult:
     """Plan the studies, train the waiting trials with ``workers`` processes (the
     calling process itself for one) and write the results folder ``out`` (also when
-    interrupted: from the finished trials)."""
+    interrupted: from the finished trials), its status decided from the final count.
+    A worker that dies, or trials left that no one runs, make the result's ``problems``
+    (exit status 3); ``heartbeat``: seconds between heartbeats on an RDB storage."""
     import multiprocessing
     import signal
 
@@ -870,7 +935,7 @@ def run_campaign(
     from ..plugins import worker_specs
 
     out = Path(out)
-    storage = open_storage(out, url)
+    storage = open_storage(out, url, heartbeat=heartbeat)
     studies, stale = prepare(campaign, storage, resume=resume)
     if stale and not resume:
         log(f"{stale} trial(s) left running by a stopped campaign: --resume re-runs them")
@@ -892,14 +957,22 @@ def run_campaign(
 
     previous = signal.signal(signal.SIGTERM, stop)
     processes: list = []
+    problems: list[str] = []
     try:
         if workers == 1:
-            work(campaign, out, url, on_trial=lambda: bar.update(1))
+            try:
+                work(campaign, out, url, on_trial=lambda: bar.update(1), heartbeat=heartbeat)
+            except Exception as e:  # the worker failed: still write what finished
+                import traceback
+
+                traceback.print_exc()
+                problems.append(f"the worker failed: {type(e).__name__}: {e}")
         else:
             context = multiprocessing.get_context("spawn")
             for i in range(workers):
                 specs = worker_specs()  # the plug-ins' methods, in the workers too
-                p = context.Process(target=_worker_main, args=(campaign, str(out), url, i, specs))
+                args = (campaign, str(out), url, i, specs, os.getpid(), heartbeat)
+                p = context.Process(target=_worker_main, args=args)
                 p.start()
                 processes.append(p)
             while any(p.is_alive() for p in processes):
@@ -919,14 +992,88 @@ def run_campaign(
         signal.signal(signal.SIGTERM, previous)
         bar.n = counts(studies).get("COMPLETE", 0)
         bar.close()
-    files = write_outputs(campaign, studies, out, status=status, info=info)
-    state = counts(studies)
-    if status == "complete" and state.get("WAITING", 0) + state.get("RUNNING", 0):
-        status = "incomplete"  # another worker still holds trials (a shared storage)
     found = records(studies)
+    if status == "complete":
+        left = _left(studies, storage)
+        problems += _died(processes, found) + left
+        status = "incomplete" if left else status
+    state = counts(studies)  # the final count, before the status is written
+    files = write_outputs(
+        campaign, studies, out, status=status, info={**dict(info or {}), "problems": problems}
+    )
     errors = sum(r["status"] == "error" for r in found)
-    code = {"complete": 0, "incomplete": 0, "interrupted": 130, "terminated": 143}[status]
-    return CampaignResult(status, code, state, files, errors)
+    code = {"interrupted": 130, "terminated": 143}.get(status, 3 if problems else 0)
+    return CampaignResult(status, code, state, files, errors, problems)
+
+
+def _died(processes, found: Sequence[Mapping[str, Any]]) -> list[str]:
+    """A sentence for each worker process that ended otherwise than by running out of
+    trials (a signal, an error, a stop from outside), saying how many trials it trained."""
+    import signal
+
+    host = socket.gethostname()
+    out = []
+    for i, p in enumerate(processes):
+        code = p.exitcode
+        if code in (0, None):
+            continue
+        if code < 0:
+            how = f"was killed by {signal.Signals(-code).name}"
+        elif code == 130:
+            how = "was stopped from outside (SIGTERM or Ctrl-C: exit status 130)"
+        else:
+            how = f"failed with exit status {code} (its error is above)"
+        trained = sum(t.get("worker") == f"{host}:{p.pid}" for t in found)
+        text = f"worker {i} (pid {p.pid}) {how}"
+        if trained:
+            text += f" after {trained} trial(s)"
+        else:
+            text += " before it trained any trial"
+            main = getattr(sys.modules.get("__main__"), "__file__", None) or ""
+            if code > 0 and main.endswith(".py") and "suite" not in Path(main).parts:
+                text += (
+                    f"; the workers import {main}: a script that starts a campaign must do it "
+                    'under if __name__ == "__main__":'
+                )
+        out.append(text)
+    return out
+
+
+def _left(studies, storage) -> list[str]:
+    """What keeps the campaign from being complete: planned trials not finished, each
+    kind with what to do about it (empty: every planned trial finished)."""
+    from optuna.trial import TrialState
+
+    from .storage import MAX_RETRY, awaited
+
+    waiting = running = held = missing = 0
+    for study in studies:
+        live = study.get_trials(
+            deepcopy=False, states=(TrialState.WAITING, TrialState.RUNNING, TrialState.COMPLETE)
+        )
+        missing += max(0, int(study.user_attrs.get("planned", 0)) - len({_key(t) for t in live}))
+        for t in live:
+            if t.state == TrialState.WAITING:
+                waiting += 1
+            elif t.state == TrialState.RUNNING:
+                running += 1
+                held += awaited(t, storage)
+    out = []
+    if waiting:
+        out.append(f"no worker ran {waiting} waiting trial(s): run the command again")
+    if held:
+        out.append(f"{held} trial(s) still train in other live workers (this run did not wait)")
+    if running - held:
+        out.append(
+            f"{running - held} trial(s) were left running by a stopped campaign or another "
+            "machine: --resume re-runs them (when no other worker of the campaign runs)"
+        )
+    if missing:
+        out.append(
+            f"{missing} trial(s) failed with their worker {MAX_RETRY + 1} times and were "
+            "not re-queued again: --resume re-queues them"
+        )
+    return out
 
 
 def _rows(campaign: Campaign, trial: Mapping[str, Any]) -> list:
