@@ -24,6 +24,7 @@ from ..measure.output import FORMATS, require_format
 __all__ = [
     "ALL",
     "FORMATS",
+    "Extend",
     "add_factor_argument",
     "add_training_method_arguments",
     "chosen_methods",
@@ -40,6 +41,27 @@ __all__ = [
     "positive_int",
     "table_format",
 ]
+
+
+class Extend(argparse.Action):
+    """A list option that accumulates: ``--m a b --m c`` gives ``[a, b, c]``, like
+    ``action="extend"``, but the first use replaces the default instead of adding to it
+    (plain ``extend`` would give ``[default..., a, b, c]``). ``nargs`` defaults to ``+``.
+
+    >>> p = argparse.ArgumentParser()
+    >>> _ = p.add_argument("--m", action=Extend, default=["all"])
+    >>> p.parse_args(["--m", "a", "b", "--m", "c"]).m, p.parse_args([]).m
+    (['a', 'b', 'c'], ['all'])
+    """
+
+    def __init__(self, option_strings, dest, nargs="+", **kwargs):
+        super().__init__(option_strings, dest, nargs=nargs, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        current = getattr(namespace, self.dest, None)
+        if current is self.default or current is None:  # the first use: drop the default
+            current = []
+        setattr(namespace, self.dest, [*current, *values])
 
 
 def _int_at_least(text: str, minimum: int, below: str) -> int:
@@ -201,10 +223,10 @@ def add_training_method_arguments(parser: argparse.ArgumentParser, methods_help:
     """``--method M [M ...]`` (default :data:`ALL`) and ``--rank K [K ...]`` (default 1)
     of the commands that train (``task``, ``tune``); read ``--method`` with
     :func:`chosen_methods`."""
-    parser.add_argument("--method", nargs="+", default=[ALL], metavar="M", help=methods_help)
+    parser.add_argument("--method", action=Extend, default=[ALL], metavar="M", help=methods_help)
     parser.add_argument(
         "--rank",
-        nargs="+",
+        action=Extend,
         type=positive_int,
         default=[1],
         metavar="K",

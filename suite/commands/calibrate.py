@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ._args import add_threads_argument, output_dir, positive_int
+from ._args import Extend, add_threads_argument, output_dir, positive_int
 
 NAME = "calibrate"
 HELP = "choose compare's and the gate's default factor from A/A runs"
@@ -44,7 +44,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--from",
         dest="from_runs",
-        nargs="+",
+        action=Extend,
         type=Path,
         default=[],
         metavar="RUN",
@@ -52,7 +52,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--gate-data",
-        nargs="+",
+        action=Extend,
         type=Path,
         default=[],
         metavar="DIR",

@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ._args import add_out_argument, positive_float, positive_int
+from ._args import Extend, add_out_argument, positive_float, positive_int
 
 NAME = "drift"
 
@@ -48,12 +48,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--sizes",
         type=size_steps,
-        nargs="+",
+        action=Extend,
         metavar="N:STEPS",
         help="sizes and update counts (default 64:1000000 1024:100000)",
     )
     parser.add_argument("--quick", action="store_true", help="64:10000 1024:1000")
-    parser.add_argument("--variants", nargs="+", choices=("T", "D"), default=["T", "D"])
+    parser.add_argument("--variants", action=Extend, choices=("T", "D"), default=["T", "D"])
     parser.add_argument(
         "--every",
         type=positive_int,

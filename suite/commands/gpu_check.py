@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 
-from ._args import output_dir, positive_float, positive_int
+from ._args import Extend, output_dir, positive_float, positive_int
 
 NAME = "gpu-check"
 
@@ -57,7 +57,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--out", required=True, type=output_dir, metavar="DIR", help="parent folder of the run"
     )
     parser.add_argument(
-        "--parts", nargs="+", choices=gc.PARTS, default=list(gc.PARTS), help="(default: all)"
+        "--parts", action=Extend, choices=gc.PARTS, default=list(gc.PARTS), help="(default: all)"
     )
     parser.add_argument(
         "--budget",
@@ -68,14 +68,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--sizes",
-        nargs="+",
+        action=Extend,
         type=_size,
         metavar="N",
         help=f"matrix sizes (default: {' '.join(map(str, gc.SIZES))} on cuda, "
         f"{' '.join(map(str, gc.CPU_SIZES))} on cpu)",
     )
     parser.add_argument(
-        "--ranks", nargs="+", type=positive_int, default=list(gc.RANKS), metavar="K"
+        "--ranks", action=Extend, type=positive_int, default=list(gc.RANKS), metavar="K"
     )
     parser.add_argument(
         "--device",

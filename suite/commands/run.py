@@ -16,6 +16,7 @@ from ..measure.workloads import WORKLOADS
 from ..report.summary import run_summary
 from ._args import (
     FORMATS,
+    Extend,
     add_option_argument,
     add_out_argument,
     add_threads_argument,
@@ -107,14 +108,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--workloads",
-        nargs="+",
+        action=Extend,
         choices=list(WORKLOADS),
         metavar="W",
         help=f"workloads, from {', '.join(WORKLOADS)} (default: all)",
     )
     parser.add_argument(
         "--methods",
-        nargs="+",
+        action=Extend,
         choices=list(METHODS),
         metavar="M",
         help=f"methods, from {', '.join(METHODS)} (default: every method "
@@ -122,35 +123,35 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--sizes",
-        nargs="+",
+        action=Extend,
         type=positive_int,
         metavar="N",
         help="matrix sizes N (default: the grid's)",
     )
     parser.add_argument(
         "--channels",
-        nargs="+",
+        action=Extend,
         type=positive_int,
         metavar="C",
         help="channels C of the conv_* workloads (default: the grid's)",
     )
     parser.add_argument(
         "--spatial",
-        nargs="+",
+        action=Extend,
         type=positive_int,
         metavar="HW",
         help="grid side H = W of the conv_* workloads (default: the grid's)",
     )
     parser.add_argument(
         "--ranks",
-        nargs="+",
+        action=Extend,
         type=positive_int,
         metavar="K",
         help="projUNN ranks k (default: the grid's)",
     )
     parser.add_argument(
         "--dtypes",
-        nargs="+",
+        action=Extend,
         choices=list(cases_mod.DTYPES),
         metavar="D",
         help=f"dtypes, from {', '.join(cases_mod.DTYPES)} (default: the grid's, "

@@ -17,6 +17,7 @@ from ..measure.methods import METHODS
 from ..tasks import LSTM
 from ._args import (
     ALL,
+    Extend,
     add_training_method_arguments,
     chosen_methods,
     nonnegative_int,
@@ -200,11 +201,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"lr points per method (default: {DEFAULT_TRIALS})",
     )  # fmt: skip
     parser.add_argument(
-        "--seeds", nargs="+", type=nonnegative_int, default=list(DEFAULT_SEEDS), metavar="S",
+        "--seeds", action=Extend, type=nonnegative_int, default=list(DEFAULT_SEEDS), metavar="S",
         help=f"seeds every point is trained on (default: {' '.join(map(str, DEFAULT_SEEDS))})",
     )  # fmt: skip
     parser.add_argument(
-        "--hidden", nargs="+", type=hidden_size, metavar="N",
+        "--hidden", action=Extend, type=hidden_size, metavar="N",
         help="train every preset at each of these hidden sizes (default: the preset's own; "
         "a scale family such as pdigits-scale: its sizes)",
     )  # fmt: skip
