@@ -5,6 +5,7 @@ in rows and tables."""
 from __future__ import annotations
 
 import csv
+import itertools
 import json
 import os
 import re
@@ -487,3 +488,36 @@ def test_task_profile_asv_and_pytest_benchmark_see_the_plugin(tmp_path):
     tests += [str(ROOT / "tests" / "test_benchmarks.py"), "-k", "qr_sgd and n16"]
     got = subprocess.run(tests, cwd=ROOT, env=env_all, capture_output=True, text=True)
     assert got.returncode == 0 and re.search(r"\b[1-9]\d* passed", got.stdout), got.stdout
+
+
+def test_asv_runs_the_plugin_given_as_a_file(tmp_path):
+    """A real ``asv run`` (which drops PYTHONPATH, hence the file's path) times the plug-in."""
+    from helpers import run_asv
+
+    json5 = pytest.importorskip("json5")
+    conf = json5.loads((ROOT / "asv.conf.json").read_text())
+    conf.update(
+        repo=str(ROOT),
+        benchmark_dir=str(ROOT / "suite"),
+        results_dir=str(tmp_path / "results"),
+        html_dir=str(tmp_path / "html"),
+        env_dir=str(tmp_path / "env"),
+    )
+    path = tmp_path / "asv.conf.json"
+    path.write_text(json.dumps(conf))
+    env = {"PROJUNN_BENCH_GRID": "tiny", "OMP_NUM_THREADS": "1", plugins.ENV: str(EXAMPLE)}
+    found = run_asv("--config", str(path), "machine", "--yes", "--machine", "plug", **env)
+    assert found.returncode == 0, found.stderr[-3000:]
+    sha = subprocess.run(
+        ["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout.strip()
+    found = run_asv(
+        "--config", str(path), "run", "--quick", "--python=same", f"--set-commit-hash={sha}",
+        "--bench", r"^benchmarks\.Update\.time_update", "--machine", "plug", **env,
+    )  # fmt: skip
+    assert found.returncode == 0, (found.stdout + found.stderr)[-3000:]
+    (result,) = (tmp_path / "results" / "plug").glob(f"{sha[:8]}*.json")
+    values, params = json.loads(result.read_text())["results"]["benchmarks.Update.time_update"][:2]
+    timed = dict(zip(itertools.product(*params), values, strict=True))  # asv's order
+    ours = [v for key, v in timed.items() if key[0] == "'qr_sgd'"]
+    assert ours and all(v > 0 for v in ours), timed  # timed in every dtype, none skipped
