@@ -426,7 +426,9 @@ def test_report_markdown_has_the_tables_and_notes(report):
     assert "metrics no figure shows" in md and "`op_calls` (1)" in md
     assert "eunn has no functional update" in md
     assert "testbox" in md and "0123456789ab"[:8] in md  # the machines
-    assert "**Note:** busy box" in md and "--note 'busy box'" in md  # and how it was made
+    header = md.split("\n\n")[1]  # how it was made, as plain text: the note follows it
+    assert "**Note:** busy box" in md and "(and the note below)" in header
+    assert "--note" not in header and "`" not in header
 
 
 def test_crossovers_of_dense_and_conv_workloads_are_separate_tables(report):
@@ -674,12 +676,115 @@ def test_report_modules_import_without_pandas_or_matplotlib():
     assert out.stdout.strip() == "[]"
 
 
-def test_every_method_has_its_own_colour_in_every_figure():
-    from suite.measure.methods import METHODS
-    from suite.report.figures import _palette
+def _lab(rgb):
+    """CIELAB of an sRGB colour (D65), to judge how far apart two colours look."""
+    lin = [c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4 for c in rgb]
+    m = ((0.4124, 0.3576, 0.1805), (0.2126, 0.7152, 0.0722), (0.0193, 0.1192, 0.9505))
+    xyz = [sum(a * b for a, b in zip(row, lin, strict=True)) for row in m]
+    xyz = [v / w for v, w in zip(xyz, (0.95047, 1.0, 1.08883), strict=True)]
+    f = [v ** (1 / 3) if v > 216 / 24389 else (24389 / 27 * v + 16) / 116 for v in xyz]
+    return (116 * f[1] - 16, 500 * (f[0] - f[1]), 200 * (f[1] - f[2]))
 
-    everything = _palette([*METHODS, "lstm", "other"])
-    assert len(set(everything.values())) == len(everything)  # no two methods share one
-    assert _palette(["unconstrained", "svd"]) == {
-        m: everything[m] for m in ("svd", "unconstrained")
+
+def test_every_method_has_its_own_colour_and_marker_in_every_figure():
+    """The full registry, the LSTM reference and a plug-in the registry does not know:
+    no two share a colour (and none is hard to tell from another: CIE76 difference >= 20)
+    or a marker; a figure of a few methods draws them as the full set does."""
+    from matplotlib.colors import to_rgb
+
+    from suite.measure.methods import METHODS
+    from suite.report.figures import _palette, method_styles
+
+    names = [*METHODS, "lstm", "my_qr_plugin"]
+    everything = method_styles(names)
+    assert list(everything) == names  # registry order, then the unknown names
+    colours = [to_rgb(s.colour) for s in everything.values()]
+    assert len(set(colours)) == len(names)
+    assert len({(s.marker, s.filled) for s in everything.values()}) == len(names)
+    labs = [_lab(c) for c in colours]
+    closest = min(math.dist(a, b) for i, a in enumerate(labs) for b in labs[i + 1 :])
+    assert closest >= 20, closest
+    assert method_styles(["unconstrained", "svd", "lstm", "my_qr_plugin"]) == {
+        m: everything[m] for m in ("svd", "unconstrained", "lstm", "my_qr_plugin")
     }
+    assert _palette(["svd"]) == {"svd": to_rgb(everything["svd"].colour)}
+    many = method_styles([f"plugin_{i:02d}" for i in range(40)])  # past the palette
+    assert len({(s.colour, s.marker, s.filled) for s in many.values()}) == 40
+
+
+def _times_rows(platforms: dict[str, tuple[str, ...]], contended_below=0):
+    """Update timings of svd and projunn_t-k1 at N = 64, 256, 1024 per device and dtypes;
+    the timings of N < ``contended_below`` with a CPU share of 0.5, flagged contended."""
+    rows = []
+    for device, dtypes in platforms.items():
+        for dtype in dtypes:
+            for method, k in (("svd", None), ("projunn_t", 1)):
+                for n in (64, 256, 1024):
+                    row = {**_timed("update", method, n, k, 1e-9 * n**3), "dtype": dtype}
+                    row["device"] = device
+                    row["cpu_share"] = 0.5 if n < contended_below else 0.99
+                    row["contended"] = n < contended_below
+                    rows.append(row)
+    return rows
+
+
+def test_contended_timings_are_one_line_and_a_folded_list(tmp_path):
+    from suite.report.build import build_report
+
+    run = write_run(tmp_path / "busy", _times_rows({"cpu": ("float32",)}, contended_below=512))
+    out = build_report([run], tmp_path / "out")
+    md = out.markdown.read_text()
+    section = md[md.index("## 1. Time vs N") : md.index("### Workload update")]
+    unfolded = section[: section.index("<details>")] + section[section.index("</details>") :]
+    lines = [line for line in unfolded.splitlines() if line.strip()]
+    assert len(lines) == 4, lines  # heading, intro, the one line, the folded list's end
+    assert "**4 of 6 timings (marked †) were contended** (CPU: Test CPU, 2 cores: 4" in section
+    assert "lowest cpu_share 0.5" in section
+    folded = md[md.index("<details>") : md.index("</details>")]
+    assert folded.count("| update |") == 4 and "<summary>The 4 contended timings" in folded
+    page = out.html.read_text()
+    assert page.count("<details><summary>The 4 contended timings</summary>") == 1
+    assert page.index("<details>") < page.index("<img")  # the list, folded, before figure 1
+
+
+def test_panels_without_data_are_left_out_and_named(tmp_path):
+    from suite.report.build import build_report
+
+    rows = _times_rows({"cpu": ("float32", "complex64"), "cuda": ("float32",)})
+    cpu = write_run(tmp_path / "cpu", [r for r in rows if r["device"] == "cpu"])
+    gpu = write_run(
+        tmp_path / "gpu", [r for r in rows if r["device"] == "cuda"], gpu="Test GPU 80GB"
+    )
+    out = build_report([cpu, gpu], tmp_path / "out")
+    md = out.markdown.read_text()
+    after = md[md.index("(fig1_time_update.png)") :]
+    assert after.split("\n\n")[2] == "Not measured (no panel): complex64 on GPU: Test GPU 80GB."
+    assert md.count("Not measured (no panel)") >= 1
+
+    from suite.report import analysis as an
+    from suite.report import figures as fg
+    from suite.report.load import load
+
+    times = an.timings(load([cpu, gpu]).frame)
+    drawn = fg.plot_times(times, "update", tmp_path / "t.png")
+    assert drawn.left_out == ("complex64 on GPU: Test GPU 80GB",)
+    everywhere = fg.plot_times(times[times["dtype"] == "float32"], "update", tmp_path / "f.png")
+    assert everywhere.left_out == () and everywhere.path.read_bytes()[:4] == b"\x89PNG"
+    assert fg.plot_times(times.iloc[:0], "update", tmp_path / "none.png") is None
+
+
+def test_header_is_plain_text_and_accuracy_tables_fit(runs, tmp_path):
+    cpu, _ = runs
+    out = tmp_path / "out"
+    note = "2 threads, torch's default"
+    assert main(["report", str(cpu), "--out", str(out), "--note", note]) == 0
+    md = (out / "report.md").read_text()
+    header = md.split("\n\n")[1]
+    assert header.startswith("Generated ") and f"report {cpu} --out {out} (and the note" in header
+    assert "'\"'\"'" not in md and "`" not in header and f"**Note:** {note}" in md
+    accuracy = md[md.index("## 5. Accuracy") :]
+    assert "*accuracy: unitarity error*" in accuracy
+    assert "| platform | dtype | method | N | init | after 5 steps |" in accuracy
+    assert "unitarity_after" not in accuracy.split("dist_to_exact")[0]
+    page = (out / "report.html").read_text()
+    assert "<th>after 5 steps</th>" in page and "projunn_<wbr>t-k1" in page

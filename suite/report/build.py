@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as _dt
 import os
 import re
+import shlex
 import shutil
 import tempfile
 from collections.abc import Callable, Sequence
@@ -26,6 +27,7 @@ from . import tune as tune_report
 from .load import Loaded, load
 from .render import (
     Bullets,
+    Details,
     Figure,
     Heading,
     Table,
@@ -173,10 +175,16 @@ class _Doc:
     def add(self, *blocks) -> None:
         self.blocks.extend(blocks)
 
-    def figure(self, path: Path | None, caption: str) -> None:
-        if path is not None:
-            self.figures.append(path)
-            self.blocks.append(Figure(path, caption))
+    def figure(self, drawn: fg.Drawn | Path | None, caption: str) -> None:
+        """The figure, and one line naming its panels left out for want of data."""
+        if drawn is None:
+            return
+        path = drawn.path if isinstance(drawn, fg.Drawn) else drawn
+        self.figures.append(path)
+        self.blocks.append(Figure(path, caption))
+        left_out = drawn.left_out if isinstance(drawn, fg.Drawn) else ()
+        if left_out:
+            self.blocks.append(Text(f"Not measured (no panel): {'; '.join(left_out)}."))
 
     def per_workload(self, df, plot, stem: str, caption: str, table) -> None:
         """For each timed workload in ``df``: a heading, ``plot``'s figure, ``table``."""
@@ -201,18 +209,7 @@ def _times_section(doc: _Doc, times) -> None:
     )
     contended = times[times["contended"]]
     if not contended.empty:
-        cases = ", ".join(
-            f"{r.workload} {r.label} N={r.n} ({r.platform}, cpu_share {r.cpu_share:.2f})"
-            for r in _ordered(contended).itertuples()
-        )
-        doc.add(
-            Text(
-                f"**{len(contended)} timing(s) marked † were contended**: other processes held "
-                "the cores while they were measured (cpu_share below the threshold), so they "
-                "measure the load as much as the code. They are drawn and tabled, and left "
-                f"out of the scaling exponents and the speed-ups: {cases}."
-            )
-        )
+        doc.add(*_contended_blocks(contended, len(times)))
     marked = times.assign(
         text=[
             fmt_seconds(s) + (" †" if c else "")
@@ -226,6 +223,31 @@ def _times_section(doc: _Doc, times) -> None:
         "Median time per call vs N",
         lambda sub: _by_n(_ordered(sub), ["platform", "dtype", "label"], "text", str),
     )
+
+
+def _contended_blocks(contended, total: int) -> list:
+    """One line on the contended timings (how many, where, the lowest share), then the
+    list of them folded."""
+    shares = contended["cpu_share"].dropna()
+    lowest = f", lowest cpu_share {shares.min():.2f}" if len(shares) else ""
+    where = "; ".join(
+        f"{platform}: {len(g)}" for platform, g in contended.groupby("platform", sort=True)
+    )
+    line = (
+        f"**{len(contended)} of {total} timings (marked †) were contended** ({where}{lowest}): "
+        "other processes held the cores while they were measured, so they measure the load "
+        "as much as the code. They are drawn and tabled, and left out of the scaling "
+        "exponents and the speed-ups."
+    )
+    rows = _ordered(contended)
+    table = Table(
+        ["platform", "workload", "dtype", "method", "N", "cpu_share"],
+        [
+            [r.platform, r.workload, r.dtype, r.label, str(r.n), fmt_number(r.cpu_share)]
+            for r in rows.itertuples()
+        ],
+    )
+    return [Text(line), Details(f"The {len(contended)} contended timings", [table])]
 
 
 def _exponents_section(doc: _Doc, times, min_n: int) -> None:
@@ -346,10 +368,13 @@ def _accuracy_section(doc: _Doc, frame) -> None:
             fg.plot_unitarity(unit, doc.folder / "fig5_unitarity.png"),
             "Unitarity error after the most training steps measured.",
         )
-        index = ["platform", "workload", "dtype", "label", "n"]
-        wide = _wide(unit, index, "metric", "error", order=an._steps_of)
-        metrics = [c for c in wide.columns if c not in index]
-        doc.add(frame_table(_ordered(wide), {c: fmt_number for c in metrics}))
+        index = ["platform", "dtype", "label", "n"]
+        for wl, part in unit.groupby("workload", sort=True):
+            wide = _wide(part, index, "metric", "error", order=an._steps_of, name=_after)
+            metrics = [c for c in wide.columns if c not in index]
+            wide = _ordered(wide).rename(columns={"label": "method", "n": "N"})
+            caption = f"{wl}: {part['metric'].iloc[0].split('_')[0]} error"
+            doc.add(frame_table(wide, dict.fromkeys(metrics, fmt_number), caption=caption))
     dist = an.accuracy_distance(frame)
     if dist.empty:
         return
@@ -367,6 +392,15 @@ def _accuracy_section(doc: _Doc, frame) -> None:
     index = ["platform", "workload", "dtype", "method", "n"]
     wide = _wide(dist, index, "k", "distance", name=lambda k: f"k={k}")
     doc.add(frame_table(wide, {c: fmt_number for c in wide.columns if c.startswith("k=")}))
+
+
+def _after(metric: str) -> str:
+    """A column name for an accuracy metric without its family: ``init``, ``after 5 steps``.
+
+    >>> _after("unitarity_init"), _after("orthogonality_after_1_step")
+    ('init', 'after 1 step')
+    """
+    return metric.partition("_")[2].replace("_", " ")
 
 
 def _learning_section(doc: _Doc, frame) -> None:
@@ -416,6 +450,34 @@ def _not_drawn_section(doc: _Doc, frame) -> None:
         doc.add(frame_table(missing))
 
 
+def _plain_command(command: str, notes: int = 0) -> str:
+    """``command`` as plain text: its ``--note`` texts (shown as notes below it) are left
+    out instead of quoted for a shell, the rest is shown as typed.
+
+    >>> argv = ["projunn-bench", "report", "a.csv", "--note", "torch's default", "--out", "r"]
+    >>> _plain_command(shlex.join(argv), 1)
+    'projunn-bench report a.csv --out r (and the note below)'
+    >>> _plain_command("projunn-bench report 'unbalanced")
+    "projunn-bench report 'unbalanced"
+    """
+    try:
+        words = shlex.split(command)
+    except ValueError:  # not a shell line: show it as it is
+        return command
+    kept, skip = [], False
+    for word in words:
+        if skip:
+            skip = False
+        elif word == "--note":
+            skip = True
+        elif not word.startswith("--note="):
+            kept.append(word)
+    text = shlex.join(kept)
+    if notes:
+        text += " (and the note below)" if notes == 1 else f" (and the {notes} notes below)"
+    return text
+
+
 def report_blocks(
     loaded: Loaded,
     folder: Path,
@@ -427,12 +489,13 @@ def report_blocks(
     """The report's blocks (see :mod:`suite.report.render`) and the figures written into
     ``folder``; ``command`` is how the report was made, ``notes`` are shown first."""
     doc = _Doc(folder)
-    runs = ", ".join(f"`{s.label}`" for s in loaded.sources)
+    runs = ", ".join(s.label for s in loaded.sources)
     doc.add(
         Text(
-            f"Generated {_dt.datetime.now().strftime('%Y-%m-%d %H:%M')} by `{command}` from "
-            f"{len(loaded.sources)} source(s): {runs}. Every figure's numbers follow it as a "
-            "table; `data.csv` holds every row read. Times are medians of the timed samples."
+            f"Generated {_dt.datetime.now().strftime('%Y-%m-%d %H:%M')} by "
+            f"{_plain_command(command, len(notes))}, from {len(loaded.sources)} source(s): "
+            f"{runs}. Every figure's numbers follow it as a table; data.csv holds every row "
+            "read. Times are medians of the timed samples."
         )
     )
     if notes:

@@ -1,19 +1,27 @@
 """The report's figures, drawn with seaborn into PNG files (matplotlib's Agg backend).
 
 Each ``plot_*`` function takes a frame from :mod:`suite.report.analysis` and a path,
-writes the PNG and returns the path, or returns ``None`` when there is nothing to draw.
-Methods keep the same colour in every figure (registry order), ranks the same line
-style; platforms are columns, so CPU and GPU panels sit side by side.
+writes the PNG and returns a :class:`Drawn` (the path and the panels left out for want of
+data), or ``None`` when there is nothing to draw. Every method has its own colour and its
+own marker, the same in every figure (:func:`method_styles`), ranks the same line style;
+platforms are columns, so CPU and GPU panels sit side by side.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 from ..measure.methods import METHODS
 from . import label_order, parse_series_label
 
 __all__ = [
+    "COLOURS",
+    "MARKERS",
+    "Drawn",
+    "label_colors",
+    "label_styles",
+    "method_styles",
     "plot_distance",
     "plot_exponents",
     "plot_memory",
@@ -37,24 +45,63 @@ def _libs():
     return plt, sns
 
 
+COLOURS = (
+    "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
+    "#bcbd22", "#17becf", "#0804f9", "#ff08e8", "#0b4008", "#0165fc", "#ffb07c", "#ff0789",
+    "#886806", "#8fb67b", "#0add08", "#750851", "#0504aa", "#fdb0c0", "#a00498", "#04d8b2",
+)  # fmt: skip
+"""Method colours: matplotlib's tab10, then 14 colours each picked (from the xkcd colour
+names) as far as possible from all before it in CIELAB, skipping the too light and too
+dark; no two are closer than a colour difference of 27 (CIE76)."""
+
+_SHAPES = ("o", "s", "^", "D", "v", "P", "X", "*", "<", ">", "p", "h")
+MARKERS = tuple((shape, True) for shape in _SHAPES) + tuple((shape, False) for shape in _SHAPES)
+"""Method markers: ``(shape, filled)``, the twelve shapes filled, then hollow."""
+
+DASHES = ("-", "--", ":", "-.", (0, (5, 1)), (0, (3, 1, 1, 1, 1, 1)), (0, (1, 3)), (0, (8, 3)))
+"""Line styles of the ``style`` variable (projUNN's ranks, dtypes, sizes), in order."""
+
+
+@dataclass(frozen=True)
+class Style:
+    """How a method is drawn: ``colour`` (hex), matplotlib ``marker`` and whether it is
+    ``filled``."""
+
+    colour: str
+    marker: str
+    filled: bool
+
+
+def method_styles(methods) -> dict[str, Style]:
+    """Each method's colour and marker, distinct for up to 24 methods and the same in every
+    figure: the registry's methods first (CUDA-graph replays after the eager ones), then
+    the names it does not know (the LSTM reference, a plug-in not loaded here), sorted,
+    after them (so those depend on which unknown names are drawn together). Past 24 the
+    colours repeat with another marker.
+
+    >>> s = method_styles(["svd", "projunn_t", "my_plugin"])
+    >>> list(s), s["projunn_t"]
+    (['projunn_t', 'svd', 'my_plugin'], Style(colour='#1f77b4', marker='o', filled=True))
+    >>> method_styles(["svd"])["svd"] == s["svd"]
+    True
+    """
+    names = set(methods)
+    known = [m for m in METHODS if not METHODS[m].graphed]
+    known += [m for m in METHODS if METHODS[m].graphed]
+    order = known + sorted(names - set(METHODS))
+    styles = {}
+    for i, m in enumerate(order):
+        marker, filled = MARKERS[(i + i // len(COLOURS)) % len(MARKERS)]
+        styles[m] = Style(COLOURS[i % len(COLOURS)], marker, filled)
+    drawn = [m for m in METHODS if m in names] + sorted(names - set(METHODS))
+    return {m: styles[m] for m in drawn}
+
+
 def _palette(methods) -> dict[str, tuple]:
-    """One colour per method, the same in every figure: the registry's methods take
-    tab10's ten colours in order (then Dark2's: the peers), a CUDA-graph method the
-    lighter shade of its eager method, and names the registry does not know (the LSTM
-    reference) black to dark grey."""
-    _, sns = _libs()
-    own = [m for m in METHODS if not METHODS[m].graphed]
-    colours = sns.color_palette("tab10") + sns.color_palette("Dark2")  # 18 distinct
-    fixed = dict(zip(own, colours, strict=False))
-    for name, spec in METHODS.items():
-        eager = name.removesuffix("_graphed")
-        if spec.graphed and eager in fixed:
-            fixed[name] = tuple(0.55 * c + 0.45 for c in fixed[eager])
-    order = [m for m in METHODS if m in set(methods)] + sorted(set(methods) - set(METHODS))
-    unknown = [m for m in order if m not in fixed]  # references such as lstm: dark greys
-    greys = [(g, g, g) for g in (0.35 * i / max(1, len(unknown) - 1) for i in range(len(unknown)))]
-    fixed.update(zip(unknown, greys, strict=True))
-    return {m: fixed[m] for m in order}
+    """One colour per method (RGB), as :func:`method_styles` assigns them."""
+    from matplotlib.colors import to_rgb
+
+    return {m: to_rgb(style.colour) for m, style in method_styles(methods).items()}
 
 
 def label_colors(labels) -> dict[str, tuple]:
@@ -64,6 +111,14 @@ def label_colors(labels) -> dict[str, tuple]:
     methods = {lab: parse_series_label(lab)[0] for lab in labels}
     colors = _palette(methods.values())
     return {lab: colors[m] for lab, m in methods.items()}
+
+
+def label_styles(labels) -> dict[str, Style]:
+    """Each method label's :class:`Style` (its method's), in :func:`label_order`."""
+    labels = sorted(set(labels), key=label_order)
+    methods = {lab: parse_series_label(lab)[0] for lab in labels}
+    styles = method_styles(methods.values())
+    return {lab: styles[m] for lab, m in methods.items()}
 
 
 def _rank_column(df):
@@ -87,11 +142,23 @@ def _save(grid_or_fig, path: Path) -> Path:
     return path
 
 
-def _mark_empty(grid, df, row: str) -> None:
-    """Write "not measured" into the panels that have no data."""
-    for (row_name, col_name), ax in grid.axes_dict.items():
-        if df[(df["platform"] == col_name) & (df[row] == row_name)].empty:
-            ax.text(0.5, 0.5, "not measured", ha="center", va="center", transform=ax.transAxes)
+@dataclass(frozen=True)
+class Drawn:
+    """A figure written to ``path``; ``left_out``: its panels without data, as
+    ``"complex64 on GPU: NVIDIA H100"``, left out of the grid (the report says so in
+    one line)."""
+
+    path: Path
+    left_out: tuple[str, ...] = ()
+
+
+def _panel_grid(df, row: str):
+    """The panels of ``df``: row values and platforms (sorted), and the (row, platform)
+    pairs that have data."""
+    rows = sorted(df[row].unique())
+    cols = sorted(df["platform"].unique())
+    full = {(r, c) for r, c in zip(df[row], df["platform"], strict=True)}
+    return rows, cols, full
 
 
 def _facets(
@@ -101,64 +168,97 @@ def _facets(
     path: Path,
     *,
     hue: str,
-    hue_order,
-    palette,
+    styles: dict[str, Style],
     style: str,
     style_order,
     row: str,
     xlabel: str,
     ylabel: str,
     hline: float | None = None,
-):
+) -> Drawn:
     """Log-log lines of ``y`` vs ``x`` in a grid: columns = platforms (side by side), rows
-    = ``row``; colour = ``hue``, line style and marker = ``style``."""
-    _, sns = _libs()
-    g = sns.relplot(
-        data=df,
-        x=x,
-        y=y,
-        hue=hue,
-        hue_order=hue_order,
-        palette=palette,
-        style=style,
-        style_order=style_order,
-        col="platform",
-        col_order=sorted(df["platform"].unique()),
-        row=row,
-        row_order=sorted(df[row].unique()),
-        units="label" if "label" in df else None,  # one line per series, options apart
-        kind="line",
-        estimator=None,  # one point per case: nothing is averaged behind the reader's back
-        markers=True,
-        dashes=True,
-        height=3.5,
-        aspect=1.25,
+    = ``row``; colour and marker = ``hue`` (``styles``), line style = ``style``. A
+    panel without data is left out (an empty place in the grid), and named in the
+    returned :class:`Drawn`; one line per series (``label`` when present), one point per
+    case (nothing is averaged)."""
+    plt, _ = _libs()
+    from matplotlib.lines import Line2D
+
+    rows, cols, full = _panel_grid(df, row)
+    fig, axes = plt.subplots(
+        len(rows),
+        len(cols),
+        figsize=(4.4 * len(cols), 3.5 * len(rows)),
+        sharex=True,
+        sharey=True,
+        squeeze=False,
     )
-    g.set(xscale="log", yscale="log")
-    if hline is not None:
-        for ax in g.axes.flat:
-            ax.axhline(hline, ls=":", color="black", lw=1)
-    g.set_axis_labels(xlabel, ylabel)
-    g.set_titles("{col_name}\n{row_name}")
-    g.tight_layout()  # room for the two-line titles
-    _mark_empty(g, df, row)
-    return _save(g, path)
+    dashes = {v: DASHES[i % len(DASHES)] for i, v in enumerate(style_order)}
+    series = [hue, style] + (["label"] if "label" in df and "label" not in (hue, style) else [])
+    left_out = []
+    for i, r in enumerate(rows):
+        for j, c in enumerate(cols):
+            ax = axes[i][j]
+            if (r, c) not in full:
+                left_out.append(f"{r} on {c}")
+                ax.set_visible(False)
+                continue
+            panel = df[(df[row] == r) & (df["platform"] == c)]
+            for key, line in panel.groupby(series, sort=False):
+                line = line.sort_values(x)
+                st = styles[key[0]]
+                ax.plot(
+                    line[x],
+                    line[y],
+                    color=st.colour,
+                    marker=st.marker,
+                    markerfacecolor=st.colour if st.filled else "white",
+                    markersize=6,
+                    linestyle=dashes[key[1]],
+                    linewidth=1.5,
+                )
+            if hline is not None:
+                ax.axhline(hline, ls=":", color="black", lw=1)
+            ax.set_xscale("log")
+            ax.set_yscale("log")
+            ax.set_title(f"{c}\n{r}")
+            below = any((rr, c) in full for rr in rows[i + 1 :])
+            left = any((r, cc) in full for cc in cols[:j])
+            ax.tick_params(labelbottom=True, labelleft=not left)
+            ax.set_xlabel("" if below else xlabel)
+            ax.set_ylabel("" if left else ylabel)
+    drawn = set(df[hue])
+    handles = [Line2D([], [], color="none", label=hue)]
+    for name, st in styles.items():
+        if name in drawn:
+            face = st.colour if st.filled else "white"
+            handles.append(
+                Line2D([], [], color=st.colour, marker=st.marker, markerfacecolor=face, label=name)
+            )
+    present = set(df[style])
+    handles.append(Line2D([], [], color="none", label=style))
+    handles += [
+        Line2D([], [], color="black", linestyle=dashes[v], label=str(v))
+        for v in style_order
+        if v in present
+    ]
+    fig.tight_layout()
+    fig.legend(handles=handles, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
+    return Drawn(_save(fig, path), tuple(left_out))
 
 
 def _method_lines(df, x: str, y: str, path: Path, *, row: str, xlabel: str, ylabel: str):
-    """:func:`_facets` with a colour per method and a line style per rank."""
+    """:func:`_facets` with a colour and marker per method and a line style per rank."""
     if df.empty:
         return None
     df = _rank_column(df)
-    palette = _palette(df["method"])
     return _facets(
         df,
         x,
         y,
         path,
         hue="method",
-        hue_order=list(palette),
-        palette=palette,
+        styles=method_styles(df["method"]),
         style="rank",
         style_order=_rank_order(df),
         row=row,
@@ -225,15 +325,13 @@ def plot_speedups(best, workload: str, path: Path):
     if df.empty:
         return None
     df = df.assign(variant=[f"{v} (fastest k)" for v in df["variant"]])
-    palette = label_colors(df["baseline"])
     return _facets(
         df,
         "n",
         "speedup",
         path,
         hue="baseline",
-        palette=palette,
-        hue_order=sorted(palette, key=label_order),
+        styles=label_styles(df["baseline"]),
         style="dtype",
         style_order=sorted(df["dtype"].unique()),
         row="variant",
@@ -269,15 +367,13 @@ def plot_distance(dist, path: Path):
     df = dist.assign(
         size=[f"N={n}" for n in dist["n"]], panel=dist["workload"] + ", " + dist["dtype"]
     )
-    palette = _palette(df["method"])
     return _facets(
         df,
         "k",
         "distance",
         path,
         hue="method",
-        hue_order=list(palette),
-        palette=palette,
+        styles=method_styles(df["method"]),
         style="size",
         style_order=[f"N={n}" for n in sorted(dist["n"].unique())],
         row="panel",

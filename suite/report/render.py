@@ -1,7 +1,8 @@
 """Report blocks rendered twice: as markdown and as one self-contained HTML page.
 
 A report is a list of blocks (:class:`Heading`, :class:`Text`, :class:`Bullets`,
-:class:`Table`, :class:`Figure`). :func:`markdown` links the figures by file name;
+:class:`Table`, :class:`Figure`, and :class:`Details`: blocks folded under a one-line
+summary). :func:`markdown` links the figures by file name;
 :func:`html` embeds them as base64 ``data:`` URIs and its styles in the page, with no
 scripts and no reference to anything outside the file.
 
@@ -30,6 +31,7 @@ from typing import Any
 
 __all__ = [
     "Bullets",
+    "Details",
     "Figure",
     "Heading",
     "Table",
@@ -76,6 +78,27 @@ class Figure:
     path: Path
     caption: str
     alt: str = field(default="")
+
+
+@dataclass
+class Details:
+    """``blocks`` folded under the one-line ``summary`` (HTML ``<details>``, which
+    GitHub's markdown shows folded too).
+
+    >>> print(markdown([Details("3 more", [Bullets(["a"])])]))
+    <details><summary>3 more</summary>
+    <BLANKLINE>
+    - a
+    <BLANKLINE>
+    </details>
+    <BLANKLINE>
+    >>> "<details><summary>3 more</summary><ul><li>a</li></ul></details>" in html(
+    ...     [Details("3 more", [Bullets(["a"])])], "t")
+    True
+    """
+
+    summary: str
+    blocks: list = field(default_factory=list)
 
 
 # --------------------------------------------------------------------------- numbers
@@ -177,7 +200,11 @@ def markdown(blocks: Sequence[Any], title: str = "") -> str:
     """The report as GitHub-flavoured markdown (figures linked by file name)."""
     out: list[str] = [f"# {title}"] if title else []
     for b in blocks:
-        if isinstance(b, Heading):
+        if isinstance(b, Details):
+            inner = markdown(b.blocks).rstrip("\n")
+            summary = _html.escape(b.summary, quote=False)
+            out.append(f"<details><summary>{summary}</summary>\n\n{inner}\n\n</details>")
+        elif isinstance(b, Heading):
             out.append("#" * b.level + " " + b.text)
         elif isinstance(b, Text):
             out.append(b.text)
@@ -214,13 +241,24 @@ figure { margin: 1em 0; }
 figure img { max-width: 100%; height: auto; border: 1px solid #eee; }
 figcaption { font-style: italic; font-size: .9em; }
 code { background: #f4f4f4; padding: 0 .2em; }
-.scroll { overflow-x: auto; }
+p, li, figcaption, summary { overflow-wrap: break-word; }
+.scroll { overflow-x: auto; max-width: 100%; }
+details { margin: .5em 0 1em; }
+summary { cursor: pointer; }
 """
 
 
-def _inline(text: str) -> str:
-    """Escape ``text``; ```code``` becomes ``<code>`` and ``**bold**`` ``<strong>``."""
+def _inline(text: str, breakable: bool = False) -> str:
+    """Escape ``text``; ```code``` becomes ``<code>`` and ``**bold**`` ``<strong>``.
+    ``breakable``: a line may break after ``_`` and ``/`` too (table cells: long method
+    names and paths then wrap instead of widening the table).
+
+    >>> _inline("a_b/c", breakable=True), _inline("**x** `y`")
+    ('a_<wbr>b/<wbr>c', '<strong>x</strong> <code>y</code>')
+    """
     out = _html.escape(text)
+    if breakable:
+        out = re.sub(r"([_/])", r"\1<wbr>", out)
     out = re.sub(r"`([^`]+)`", r"<code>\1</code>", out)
     return re.sub(r"\*\*([^*]+)\*\*", r"<strong>\1</strong>", out)
 
@@ -229,11 +267,13 @@ def _data_uri(path: Path) -> str:
     return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode("ascii")
 
 
-def html(blocks: Sequence[Any], title: str) -> str:
-    """The report as one HTML page: figures embedded, styles inline, no scripts."""
-    body: list[str] = [f"<h1>{_inline(title)}</h1>"]
+def _html_blocks(blocks: Sequence[Any]) -> list[str]:
+    body: list[str] = []
     for b in blocks:
-        if isinstance(b, Heading):
+        if isinstance(b, Details):
+            inner = "".join(_html_blocks(b.blocks))
+            body.append(f"<details><summary>{_inline(b.summary)}</summary>{inner}</details>")
+        elif isinstance(b, Heading):
             level = min(max(b.level, 2), 6)
             body.append(f"<h{level}>{_inline(b.text)}</h{level}>")
         elif isinstance(b, Text):
@@ -243,9 +283,10 @@ def html(blocks: Sequence[Any], title: str) -> str:
             body.append(f"<ul>{items}</ul>")
         elif isinstance(b, Table):
             cap = f"<caption>{_inline(b.caption)}</caption>" if b.caption else ""
-            head = "".join(f"<th>{_inline(c)}</th>" for c in b.columns)
+            head = "".join(f"<th>{_inline(c, True)}</th>" for c in b.columns)
             rows = "".join(
-                "<tr>" + "".join(f"<td>{_inline(c)}</td>" for c in r) + "</tr>" for r in b.rows
+                "<tr>" + "".join(f"<td>{_inline(c, True)}</td>" for c in r) + "</tr>"
+                for r in b.rows
             )
             body.append(
                 f'<div class="scroll"><table>{cap}<thead><tr>{head}</tr></thead>'
@@ -259,6 +300,14 @@ def html(blocks: Sequence[Any], title: str) -> str:
             )
         else:
             raise TypeError(f"unknown report block {b!r}")
+    return body
+
+
+def html(blocks: Sequence[Any], title: str) -> str:
+    """The report as one HTML page: figures embedded, styles inline, no scripts. Wide
+    tables scroll inside their box and long words wrap, so the page itself never
+    scrolls sideways."""
+    body = [f"<h1>{_inline(title)}</h1>", *_html_blocks(blocks)]
     return (
         '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
         f"<title>{_html.escape(title)}</title>\n<style>{_CSS}</style>\n</head>\n<body>\n"
