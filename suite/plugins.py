@@ -21,7 +21,7 @@ loaded again.
 
 >>> parse_env("qr_retraction, my.pkg:register,,")
 ['qr_retraction', 'my.pkg:register']
->>> load_plugins(environ={})
+>>> [p.spec for p in load_plugins(environ={}) if p.source == ENV]
 []
 """
 
@@ -236,8 +236,9 @@ def worker_specs() -> tuple[list[str], list[str]]:
     loaded plug-ins, and the modules that registered methods outside them (a script's
     ``__main__`` is left out: a spawned worker runs it again itself).
 
-    >>> worker_specs()
-    ([], [])
+    >>> plugins, modules = worker_specs()
+    >>> plugins == [p.spec for p in loaded()]
+    True
     """
     from .measure.methods import plugin_methods
 
