@@ -497,6 +497,25 @@ def test_compare_says_when_multithreaded_cpu_runs_exceed_what_the_factor_covers(
     assert "CPU threads" not in capsys.readouterr().out  # CUDA timings: threads do not matter
 
 
+def test_compare_threads_note_reads_the_runs_own_threads(tmp_path, capsys):
+    """A ``--threads 1`` run on a machine whose torch default is 2 threads timed with one
+    (machine.json: run.settings.threads) and gets no note; a run that kept the default
+    (threads None) is judged by torch_threads."""
+    import json
+
+    rows = scaling_rows("cpu")
+    one = write_run(tmp_path / "one", rows, threads=2)
+    default = write_run(tmp_path / "default", rows, threads=2)
+    for folder, threads in ((one, 1), (default, None)):
+        meta = json.loads((folder / "machine.json").read_text())
+        meta["run"]["settings"] = {"threads": threads}
+        output.write_json(folder / "machine.json", meta)
+    assert main(["compare", str(one), str(default)]) == 0
+    out = capsys.readouterr().out
+    assert f"{one}: timed" not in out
+    assert f"{default}: timed with 2 CPU threads" in out
+
+
 def test_compare_tripled_case_is_exactly_the_one_regression(runs, tmp_path, capsys):
     import pandas as pd
 

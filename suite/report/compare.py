@@ -362,6 +362,20 @@ def resolve_asv_commit(results: str | Path, commit: str, machine: str | None = N
     return found[0]
 
 
+def run_threads(machine: dict) -> int | None:
+    """The torch threads a run timed with: its own ``--threads`` (``run.settings.threads``
+    in machine.json), else the machine's default (``torch_threads``).
+
+    >>> run_threads({"torch_threads": 2, "run": {"settings": {"threads": 1}}})
+    1
+    >>> run_threads({"torch_threads": 2, "run": {"settings": {"threads": None}}})
+    2
+    """
+    settings = (machine.get("run") or {}).get("settings") or {}
+    threads = settings.get("threads")
+    return threads if isinstance(threads, int) else machine.get("torch_threads")
+
+
 def _describe(source: Source) -> str:
     parts = [f"`{source.label}`", f"{source.path}"]
     if source.commit:
@@ -398,7 +412,7 @@ def compare(
     for source in (sb, sn):
         if source.status in ("interrupted", "terminated"):
             comp.notes.append(f"{source.path}: the run was {source.status}; it is partial")
-        threads = source.machine.get("torch_threads")
+        threads = run_threads(source.machine)
         cpu = any(str(c.case).endswith(" cpu") for c in comp.changes)
         if source.kind in ("run", "table") and cpu and isinstance(threads, int) and threads > 1:
             comp.notes.append(
