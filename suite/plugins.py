@@ -231,12 +231,13 @@ def _import_file(plugin: Plugin):
     return module, True
 
 
-def worker_specs() -> tuple[list[str], list[str]]:
+def worker_specs() -> tuple[list[str], list[str], list[str]]:
     """What a worker process must load to see this process's methods: the specs of the
-    loaded plug-ins, and the modules that registered methods outside them (a script's
-    ``__main__`` is left out: a spawned worker runs it again itself).
+    loaded plug-ins, the modules that registered methods outside them (a script's
+    ``__main__`` is left out: a spawned worker runs it again itself), and the names of
+    every plug-in method, which the worker checks it has.
 
-    >>> plugins, modules = worker_specs()
+    >>> plugins, modules, names = worker_specs()
     >>> plugins == [p.spec for p in loaded()]
     True
     """
@@ -244,22 +245,33 @@ def worker_specs() -> tuple[list[str], list[str]]:
 
     specs = [p.spec for p in _LOADED.values()]
     covered = {s.partition(":")[0] for s in specs} | {Path(s).stem for s in specs if _is_path(s)}
+    origins = plugin_methods()
     modules = [
         origin
-        for origin in dict.fromkeys(plugin_methods().values())
+        for origin in dict.fromkeys(origins.values())
         if origin not in covered and origin not in ("__main__", "__mp_main__")
     ]
-    return specs, modules
+    return specs, modules, sorted(origins)
 
 
-def load_in_worker(specs: tuple[Sequence[str], Sequence[str]]) -> None:
-    """Load :func:`worker_specs` of the parent process in a worker process; a failure
-    ends the worker (status 2) with a message naming the plug-in."""
-    plugins, modules = specs
+def load_in_worker(specs: Sequence[Sequence[str]]) -> None:
+    """Load :func:`worker_specs` of the parent process in a worker process; a failure,
+    or a method of the parent's still missing, ends the worker (status 2) with a message
+    naming it."""
+    plugins, modules, *rest = specs
     try:
         load_plugins(plugins, source="the parent process")
         for name in modules:
             importlib.import_module(name)
+        from .measure.methods import METHODS
+
+        missing = [name for name in (rest[0] if rest else ()) if name not in METHODS]
+        if missing:
+            raise PluginError(
+                f"method(s) {', '.join(missing)} of the parent process are not registered in "
+                "this worker: register them when their module is imported (a plug-in), not "
+                "under if __name__ == '__main__'"
+            )
     except Exception as e:
         print(f"projunn-bench worker: error: {e}", file=sys.stderr)
         raise SystemExit(2) from None

@@ -182,7 +182,7 @@ def test_a_plugin_module_loads_once(registry):
     assert found[0].source == "PROJUNN_BENCH_PLUGINS"
     plugins.load_plugins(environ={plugins.ENV: name})  # idempotent
     assert len(sys.modules[name].CALLS) == 1 and len(plugins.loaded()) == 1
-    assert plugins.worker_specs() == ([name], [])
+    assert plugins.worker_specs() == ([name], [], ["plug_ok_m"])
 
 
 def test_module_function_and_file_path_specs(registry):
@@ -231,6 +231,20 @@ def test_a_plugin_that_fails_names_itself(registry, body, spec, match):
         plugins.load_plugins(environ={plugins.ENV: spec})
     assert "from PROJUNN_BENCH_PLUGINS" in str(e.value)
     assert plugins.loaded() == []
+
+
+def test_a_worker_loads_the_parents_plugins_or_exits_naming_what_is_missing(registry, capsys):
+    _module(registry, "plug_wk", _LAYER + "\nregister_method(Method('plug_wk_m', 'x', build))\n")
+    plugins.load_in_worker((["plug_wk"], [], ["plug_wk_m"]))
+    assert "plug_wk_m" in METHODS
+    with pytest.raises(SystemExit) as e:
+        plugins.load_in_worker(([], [], ["plug_wk_m", "plug_in_main"]))
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert "worker: error: method(s) plug_in_main of the parent process" in err
+    with pytest.raises(SystemExit):
+        plugins.load_in_worker((["plug_absent"], [], []))
+    assert "'plug_absent' (from the parent process) failed in import" in capsys.readouterr().err
 
 
 def test_a_failing_plugin_takes_back_what_it_registered(registry):
