@@ -215,6 +215,37 @@ def add_factor_argument(parser: argparse.ArgumentParser, counts: str) -> None:
     )
 
 
+def count_threshold(text: str) -> float:
+    """A ``--threshold`` in percent, > 0 and < 100, as a fraction.
+
+    >>> count_threshold("1.5")
+    0.015
+    """
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0 < value < 100:
+        raise argparse.ArgumentTypeError(f"must be a percentage between 0 and 100, got {text}")
+    return value / 100
+
+
+def add_threshold_argument(parser: argparse.ArgumentParser) -> None:
+    """``--threshold PCT``: how much an instruction count (or estimated cycles) may grow
+    (:data:`suite.report.compare.COUNT_THRESHOLD` by default)."""
+    from ..report.compare import COUNT_THRESHOLD
+
+    parser.add_argument(
+        "--threshold",
+        type=count_threshold,
+        default=COUNT_THRESHOLD,
+        metavar="PCT",
+        help=f"a count (instructions, estimated cycles per step) that grew by more than PCT "
+        f"percent regresses (default: {100 * COUNT_THRESHOLD:g}, calibrated on A/A runs: "
+        "results/gate_counts.md)",
+    )
+
+
 ALL = "all"
 """The ``--method`` value that stands for every method (:func:`chosen_methods`)."""
 

@@ -10,7 +10,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from ._args import add_factor_argument
+from ._args import add_factor_argument, add_threshold_argument
 
 NAME = "compare"
 
@@ -27,6 +27,8 @@ its conditions, and runs, not samples, are independent; the factor covers the sh
 between runs (the default comes from measured A/A pairs: results/detector.md). A case
 timed contended (other processes held the cores) on either side is listed, not judged.
 This is the detector the pull-request gate uses (projunn-bench gate).
+Instruction counts (rows of projunn-bench run --instructions) have no spread to test: a
+count that grew by more than --threshold percent is a regression.
 
 examples:
   projunn-bench compare results/runs/20261127-101500 results/runs/20261128-090000
@@ -49,6 +51,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("base", metavar="BASE", help="the reference results")
     parser.add_argument("new", metavar="NEW", help="the results to check")
     add_factor_argument(parser, "a ratio of medians above this, beyond the noise, counts")
+    add_threshold_argument(parser)
     parser.add_argument("--out", metavar="FILE", help="also write the markdown to FILE")
     parser.add_argument(
         "--asv", metavar="DIR", help="BASE and NEW are commit hashes in this asv results folder"
@@ -78,6 +81,7 @@ def main(args, parser: argparse.ArgumentParser) -> int:
             factor=args.factor,
             asv=args.asv,
             machine=args.machine,
+            threshold=args.threshold,
         )
     except InputError as e:
         print(f"projunn-bench compare: error: {e}", file=sys.stderr)
@@ -94,4 +98,4 @@ def main(args, parser: argparse.ArgumentParser) -> int:
             return 2
         print(f"written: {out}", file=sys.stderr)
     print(comp.counts(), file=sys.stderr)
-    return 1 if comp.regressed else 0
+    return 1 if comp.regressed or comp.count_regressed else 0

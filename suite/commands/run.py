@@ -54,6 +54,8 @@ metrics: time [s] (median of the samples, each the mean of a block of calls time
   sqrt(N)), dist_to_exact [1] (rank-k step vs exact full-gradient step, relative),
   orthogonality_* [1] (conv: max |sigma - 1| over the frequency matrices),
   norm_error_* [1] (conv: max | ||m(x)|| / ||x|| - 1 | on random inputs).
+  with --instructions: instructions [instructions] and estimated_cycles [cycles] per step
+  (callgrind, 5 steps, one thread; cycles = L1 hits + 5 LL hits + 35 memory accesses).
   with --profile: profiled_time, ops_per_step, step_peak_memory, step_resident_memory,
   step_temporary_memory, group_self_cpu_time:GROUP and, on CUDA, kernels_per_step,
   memcpy_per_step, device_busy_time, device_busy_fraction, host_syncs_per_step (a lower
@@ -209,6 +211,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="exit 3 when a case was timed contended (other processes held the cores: "
         "cpu_share below 0.9), so that a busy machine cannot pass off its timings",
     )
+    parser.add_argument(
+        "--instructions",
+        action="store_true",
+        help="also count, for every timed CPU case, the instructions and estimated cycles "
+        "per step under callgrind (one valgrind process for all cases; rows instructions "
+        "and estimated_cycles; skipped with the install line without valgrind)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument(
         "--no-report",
@@ -272,7 +281,13 @@ def main(args, parser: argparse.ArgumentParser) -> int:
         file=sys.stderr,
     )
     result = runner.run_sweep(
-        cases, settings, args.out, fmt=args.format, progress=not args.no_progress, info=info
+        cases,
+        settings,
+        args.out,
+        fmt=args.format,
+        progress=not args.no_progress,
+        info=info,
+        instructions=args.instructions,
     )
     planned: dict[str, set[str]] = {}
     for case in cases:

@@ -34,6 +34,7 @@ from ..measure.output import atomic_write_text
 from ..measure.timing import CONTENTION_LOG
 from ..report.contention import compact
 from . import asv as gate_asv
+from . import counts as gate_counts
 
 __all__ = [
     "MARKER",
@@ -43,6 +44,7 @@ __all__ = [
     "project_root",
     "result_file",
     "run_gate",
+    "same_commit_text",
     "summary",
     "verdict",
 ]
@@ -131,31 +133,82 @@ def verdict(base_file: Path, head_file: Path, factor: float, log: Path | None = 
     return compare_frames(db, dh, factor=factor, base_label=sb.commit, new_label=sh.commit)
 
 
-def summary(base: str, head: str, comparison, wall: float, failed: list[str] = ()) -> str:
-    """The markdown of ``compare.md`` (the pull-request comment): the verdict, then the
-    comparison of :func:`verdict`.
+def summary(
+    base: str,
+    head: str,
+    comparison,
+    wall: float,
+    failed: list[str] = (),
+    counts=None,
+    times_note: str = "",
+) -> str:
+    """The markdown of ``compare.md`` (the pull-request comment): the verdict, which
+    measure flagged what, the counts (a :class:`suite.gate.counts.CountVerdict`, with
+    where the instructions went), then the time comparison of :func:`verdict`
+    (``comparison``; ``None`` with ``times_note`` saying why there is none).
 
     >>> from suite.report.compare import Comparison
     >>> print(summary("main", "HEAD", Comparison([], 1.5), 61.0).splitlines()[2])
     **No benchmark is slower** by more than 1.5x beyond noise (main vs HEAD, 1.0 min).
     """
-    bad = comparison.regressed or failed
+    timed_bad = list(comparison.regressed) if comparison is not None else []
+    counted_bad = list(counts.regressed) if counts is not None else []
+    failed = [*failed, *(counts.failed if counts is not None else [])]
+    bad = timed_bad or counted_bad or failed
     verdict_text = (
         "**PERFORMANCE DECREASED**: a benchmark is slower (or failed)"
         if bad
         else "**No benchmark is slower**"
     )
+    limits = []
+    if counts is not None:
+        limits.append(f"an instruction count +{100 * counts.threshold:g} %")
+    if comparison is not None:
+        limits.append(f"a time {comparison.factor:g}x beyond noise")
+    if counts is None and comparison is not None:
+        head_line = f"{verdict_text} by more than {comparison.factor:g}x beyond noise"
+    else:
+        head_line = f"{verdict_text} (limits: {' or '.join(limits)})"
     text = (
         f"{MARKER}\n### projUNN bench gate\n"
-        f"{verdict_text} by more than {comparison.factor:g}x beyond noise ({base} vs {head}, "
-        f"{wall / 60:.1f} min).\n\n"
-        "float32, one CPU thread, CPU time, asv continuous --interleave-rounds, judged by "
-        "the detector of `projunn-bench compare` (ratio = HEAD / BASE).\n"
+        f"{head_line} ({base} vs {head}, {wall / 60:.1f} min).\n\n"
+        "float32, one CPU thread. Counts: callgrind, one process per commit; times: CPU "
+        "time, asv continuous --interleave-rounds, judged by the detector of `projunn-bench "
+        "compare` (ratio = HEAD / BASE).\n"
     )
+    if counts is not None or comparison is not None:
+        flagged: dict[str, list[str]] = {}
+        for c in counted_bad:
+            flagged.setdefault(c.case, []).append(f"{c.test} {100 * (c.ratio - 1):+.2f} %")
+        for c in timed_bad:
+            flagged.setdefault(c.case, []).append(f"time {c.ratio:.2f}x")
+        text += (
+            "\n**Flagged by**: "
+            + (
+                "; ".join(f"`{case}`: {', '.join(what)}" for case, what in sorted(flagged.items()))
+                or "nothing"
+            )
+            + "\n"
+        )
     if failed:
         text += "\nFailed in HEAD: " + ", ".join(f"`{f}`" for f in failed) + "\n"
+    if counts is not None:
+        text += "\n" + counts.markdown().replace("<", "&lt;").replace(">", "&gt;")
+    if comparison is None:
+        return text + (f"\n#### Times\n\nNot measured: {times_note}\n" if times_note else "")
     body = comparison.markdown().split("\n", 1)[1]  # without its own title
-    return text + body.replace("<", "&lt;").replace(">", "&gt;")
+    return text + "\n#### Times\n" + body.replace("<", "&lt;").replace(">", "&gt;")
+
+
+def same_commit_text(base: str, head: str, sha: str) -> str:
+    """What the gate says when BASE and HEAD are one commit (it then exits 2).
+
+    >>> same_commit_text("main", "HEAD", "0123456789abcdef")
+    'gate: BASE (main) and HEAD (HEAD) are the same commit 0123456789: nothing to compare'
+    """
+    return (
+        f"gate: BASE ({base}) and HEAD ({head}) are the same commit {sha[:10]}: nothing to compare"
+    )
 
 
 def run_gate(
@@ -163,48 +216,114 @@ def run_gate(
     head: str = "HEAD",
     *,
     factor: float = gate_asv.FACTOR,
+    threshold: float | None = None,
     out: Path = Path("gate-results"),
     dry_run: bool = False,
     root: Path | None = None,
+    counts: bool = True,
+    times: bool = True,
 ) -> int:
     """Run the gate (see the module docstring); returns the exit status: 0 nothing slower,
-    1 "PERFORMANCE DECREASED" (or a benchmark failed in HEAD), 2 asv could not run.
+    1 "PERFORMANCE DECREASED" (or a benchmark failed in HEAD), 2 the gate could not run
+    (asv failed, BASE and HEAD are the same commit). ``counts``: count instructions
+    (:mod:`suite.gate.counts`, judged at ``threshold``); ``times``: time with asv.
     Raises :class:`GateError` before anything runs when the gate cannot run here."""
+    from ..measure.callgrind import missing_reason
+    from ..report.compare import COUNT_THRESHOLD
+
+    threshold = COUNT_THRESHOLD if threshold is None else threshold
+    if not (counts or times):
+        raise GateError("nothing to measure: counts and times are both off")
     root = root or project_root()
     check_commits(root, base, head)
     cmd = gate_asv.command(base, head, factor=factor, extra=["--show-stderr"])
     if dry_run:
-        print(shlex.join(cmd))
+        if times:
+            print(shlex.join(cmd))
+        if counts:
+            print(
+                f"count: {len(gate_counts.cases())} cases of {base} and of {head}, one "
+                "callgrind process each",
+                file=sys.stderr,
+            )
         return 0
-    asv = asv_executable()
-    if asv is None:
+    asv = asv_executable() if times else None
+    if times and asv is None:
         raise GateError(
             'asv is not installed here; install the test extra (pip install -e ".[test]") '
-            "or asv itself"
+            "or asv itself (or gate the counts alone: --no-times)"
         )
-    cmd[0] = asv
-    out.mkdir(parents=True, exist_ok=True)
-    env = gate_asv.environment()
-    log_path = out / "contention.jsonl"
-    log_path.unlink(missing_ok=True)
-    env[CONTENTION_LOG] = str(log_path.resolve())
-    start = time.monotonic()
-    with open(out / "gate.log", "w") as log:
-        if not (Path.home() / ".asv-machine.json").exists():
-            _run([asv, "machine", "--yes"], root, env, log)
-        status, output = _run(cmd, root, env, log)
-    wall = time.monotonic() - start
-    compact(log_path)  # one line per case and commit instead of one per sample
-    if status == 1 and "PERFORMANCE DECREASED" not in output:
-        status = 2  # asv could not build, install or import the suite
-    if status not in (0, 1):
-        print(f"gate: asv failed (exit {status}); see {out / 'gate.log'}")
-        return 2
+    if counts and missing_reason() and not times:
+        raise GateError(missing_reason())
     base_hash, head_hash = (_git_hash(root, name) for name in (base, head))
-    comp = verdict(result_file(root, base_hash), result_file(root, head_hash), factor, log_path)
-    failed = [c.case for c in comp.only_base]  # timed in BASE, not in HEAD: it failed
-    atomic_write_text(out / "compare.md", summary(base, head, comp, wall, failed))
-    bad = bool(comp.regressed or failed)
-    print(f"gate: {'PERFORMANCE DECREASED' if bad else 'ok'} in {wall:.0f} s; {comp.counts()}")
+    out.mkdir(parents=True, exist_ok=True)
+    if base_hash == head_hash:
+        text = same_commit_text(base, head, base_hash)
+        atomic_write_text(out / "compare.md", f"{MARKER}\n### projUNN bench gate\n{text[6:]}.\n")
+        print(text)
+        return 2
+    start = time.monotonic()
+    count_verdict, count_note = None, ""
+    if counts and missing_reason():
+        count_note = missing_reason()
+        print(f"gate: instructions not counted: {count_note}")
+    elif counts:
+        count_verdict = _count(root, base_hash, head_hash, out, threshold)
+        print(
+            f"gate: counted in {time.monotonic() - start:.0f} s; "
+            f"{len(count_verdict.regressed)} count(s) beyond {100 * threshold:g} %"
+        )
+    comp, failed, times_note = None, [], "--no-times" if not times else ""
+    if times:
+        cmd[0] = asv
+        env = gate_asv.environment()
+        log_path = out / "contention.jsonl"
+        log_path.unlink(missing_ok=True)
+        env[CONTENTION_LOG] = str(log_path.resolve())
+        with open(out / "gate.log", "w") as log:
+            if not (Path.home() / ".asv-machine.json").exists():
+                _run([asv, "machine", "--yes"], root, env, log)
+            status, output = _run(cmd, root, env, log)
+        compact(log_path)  # one line per case and commit instead of one per sample
+        if status == 1 and "PERFORMANCE DECREASED" not in output:
+            status = 2  # asv could not build, install or import the suite
+        if status not in (0, 1):
+            print(f"gate: asv failed (exit {status}); see {out / 'gate.log'}")
+            if count_verdict is None:
+                return 2
+            times_note = f"asv failed (exit {status}); see gate.log"
+        else:
+            comp = verdict(
+                result_file(root, base_hash), result_file(root, head_hash), factor, log_path
+            )
+            failed = [c.case for c in comp.only_base]  # timed in BASE, not in HEAD: it failed
+    wall = time.monotonic() - start
+    text = summary(base, head, comp, wall, failed, count_verdict, times_note)
+    if count_note:
+        text += f"\nInstructions not counted: {count_note}\n"
+    atomic_write_text(out / "compare.md", text)
+    bad = bool(
+        (comp is not None and comp.regressed)
+        or failed
+        or (count_verdict is not None and (count_verdict.regressed or count_verdict.failed))
+    )
+    told = comp.counts() if comp is not None else "times not judged"
+    print(f"gate: {'PERFORMANCE DECREASED' if bad else 'ok'} in {wall:.0f} s; {told}")
     print(f"gate: wrote {out / 'compare.md'}")
     return 1 if bad else 0
+
+
+def _count(root: Path, base: str, head: str, out: Path, threshold: float):
+    """Count both commits (BASE first), keeping callgrind's files under ``out/counts``."""
+    import shutil
+
+    counted = gate_counts.cases()
+    runs = {}
+    with open(out / "counts.log", "w") as log:
+        for side, commit in (("base", base), ("head", head)):
+            folder = out / "counts" / side
+            shutil.rmtree(folder, ignore_errors=True)
+            print(f"gate: counting {len(counted)} cases of {commit[:10]} under callgrind")
+            runs[side] = gate_counts.count_commit(root, commit, folder, counted, log=log)
+            shutil.rmtree(folder / "code", ignore_errors=True)
+    return gate_counts.CountVerdict(runs["base"], runs["head"], counted, threshold)

@@ -48,6 +48,7 @@ __all__ = [
     "SweepResult",
     "case_statuses",
     "contended_cases",
+    "count_rows",
     "frozen_heap",
     "release",
     "run_case",
@@ -133,6 +134,31 @@ def run_case(
         release(case.device)
 
 
+def count_rows(cases: Sequence[Case], settings: Settings, **options: Any) -> list[Row]:
+    """The ``instructions`` and ``estimated_cycles`` rows of the timed CPU cases among
+    ``cases``, all counted in one callgrind process
+    (:func:`suite.measure.callgrind.count_cases`, ``options`` go there); skipped rows with
+    the install line when valgrind is missing, error rows when the process fails.
+
+    >>> count_rows([Case("accuracy", "svd", 8), Case("update", "svd", 8, device="cuda")],
+    ...            Settings())
+    []
+    """
+    from . import callgrind
+
+    counted = [c for c in cases if callgrind.countable(c)]
+    if not counted:
+        return []
+    missing = callgrind.missing_reason()
+    if missing:
+        return [r for c in counted for r in c.rows([Measurement.skipped(missing, "instructions")])]
+    try:
+        found = callgrind.count_cases(counted, settings, **options)
+    except Exception as e:  # the timings are kept; the counts say what failed
+        return [r for c in counted for r in c.rows([Measurement.error(e, "instructions")])]
+    return [r for c in counted for r in c.rows(found.measurements(c.id))]
+
+
 def case_statuses(rows: Sequence[Row]) -> Counter:
     """Cases per status ("ok", "skipped", "error") among ``rows``: a case counts as its
     worst row (error > skipped > ok).
@@ -195,6 +221,7 @@ def run_sweep(
     progress: bool = True,
     info: dict[str, Any] | None = None,
     flush_every: float = 5.0,
+    instructions: bool = False,
 ) -> SweepResult:
     """Run ``cases`` (:func:`run_case`) into a new folder under ``out`` (a
     :class:`suite.measure.record.Recorder`); returns a :class:`SweepResult`.
@@ -202,6 +229,9 @@ def run_sweep(
     The table is rewritten atomically as cases finish and at the end; on Ctrl-C or
     SIGTERM the rows measured so far are written, ``machine.json`` records the run as
     "interrupted" / "terminated", and the sweep returns (the signal is not re-raised).
+
+    With ``instructions``, after the timings one callgrind process counts every timed CPU
+    case (:func:`count_rows`): rows ``instructions`` and ``estimated_cycles``.
     """
     from tqdm import tqdm
 
@@ -229,6 +259,8 @@ def run_sweep(
                     done += 1
         finally:
             bar.close()
+        if instructions and done == len(cases):
+            rec.add(count_rows(cases, settings))
     return SweepResult(
         rec.folder, rec.table, rec.machine, rec.rows, rec.status, done, len(cases), rec.exit_code
     )

@@ -43,7 +43,10 @@ __all__ = [
     "FACTOR",
     "CaseChange",
     "Comparison",
+    "COUNTED",
+    "COUNT_THRESHOLD",
     "compare",
+    "compare_counts",
     "compare_frames",
     "median_interval",
     "resolve_asv_commit",
@@ -61,6 +64,14 @@ shift a case by up to 1.56x, so 1.5x cannot be told from noise in one pair). Run
 more than one CPU thread shift by up to 2.1x and need 2.5 (``compare`` says so)."""
 LEVEL = 0.99
 """Confidence level of the intervals of the medians (asv's own level)."""
+COUNTED = ("instructions", "estimated_cycles")
+"""The count metrics (``projunn-bench run --instructions``, the gate): judged by
+:data:`COUNT_THRESHOLD`, not by the factor."""
+COUNT_THRESHOLD = 0.01
+"""A count (instructions or estimated cycles per step) that grew by more than this
+fraction is a regression. Calibrated on A/A pairs of whole gate runs, each side its own
+callgrind process (``results/gate_counts.md``): the largest A/A difference stays far
+below it, and every reference plant moves its cases by more."""
 
 
 def _samples(row: Mapping[str, Any]) -> list[float]:
@@ -162,9 +173,16 @@ class Comparison:
     base_label: str = "BASE"
     new_label: str = "NEW"
     notes: list[str] = field(default_factory=list)
+    counted: list[CaseChange] = field(default_factory=list)
+    threshold: float = COUNT_THRESHOLD
 
     def of_kind(self, kind: str) -> list[CaseChange]:
         return [c for c in self.changes if c.kind == kind]
+
+    @property
+    def count_regressed(self) -> list[CaseChange]:
+        """The counts (``test``: the metric) that grew beyond the threshold."""
+        return [c for c in self.counted if c.kind == "regressed"]
 
     @property
     def regressed(self) -> list[CaseChange]:
@@ -227,6 +245,8 @@ class Comparison:
                 )
             )
             blocks.append(_change_table(self.contended, samples=False))
+        if self.counted:
+            blocks += _count_blocks(self.counted, self.threshold)
         noisy = [
             c
             for c in self.unchanged
@@ -250,13 +270,83 @@ def _change_table(changes: list[CaseChange], samples: bool) -> Table:
     return Table(columns + (["samples"] if samples else []), rows)
 
 
+def _count_blocks(counted: list[CaseChange], threshold: float) -> list:
+    """The markdown blocks of the count comparison: what moved beyond the threshold."""
+    from .render import Heading, Text
+
+    moved = sorted(
+        (c for c in counted if c.kind != "unchanged"), key=lambda c: -abs(math.log(c.ratio))
+    )
+    largest = max(counted, key=lambda c: abs(c.ratio - 1))
+    text = (
+        f"Instruction counts (callgrind, per step): a count that changed by more than "
+        f"{100 * threshold:g} % counts. {len(moved)} of {len(counted)} counts moved beyond "
+        f"it; the largest change is {_percent(largest.ratio)} ({largest.test}, "
+        f"`{largest.case}`)."
+    )
+    blocks: list = [Heading(f"Counts beyond {100 * threshold:g} % ({len(moved)})"), Text(text)]
+    if moved:
+        rows = [
+            [c.case, c.test, _count(c.base), _count(c.new), _percent(c.ratio), c.kind]
+            for c in moved
+        ]
+        blocks.append(Table(["case", "measure", "BASE", "NEW", "change", "verdict"], rows))
+    return blocks
+
+
+def _count(x: float) -> str:
+    """``'1.23e+06'`` style counts, exact below 10 000."""
+    return f"{x:.0f}" if x < 1e4 else f"{x:.4g}"
+
+
+def _percent(ratio: float) -> str:
+    """``'+1.35 %'`` for a ratio of 1.0135."""
+    return f"{100 * (ratio - 1):+.2f} %"
+
+
+def compare_counts(base, new, *, threshold: float = COUNT_THRESHOLD) -> list[CaseChange]:
+    """The count rows (:data:`COUNTED`) of two tidy frames, case by case and metric by
+    metric: "regressed" when NEW / BASE exceeds ``1 + threshold``, "improved" below its
+    inverse, else "unchanged" (``test`` holds the metric; a count has no spread, its noise
+    is the threshold's business).
+
+    >>> import pandas as pd
+    >>> row = dict(workload="update", method="svd", k=None, n=8, dtype="float32",
+    ...            device="cpu", options="", status="ok", step=None, metric="instructions")
+    >>> a, b = pd.DataFrame([{**row, "value": 1e6}]), pd.DataFrame([{**row, "value": 1.03e6}])
+    >>> [(c.test, c.kind) for c in compare_counts(a, b)]
+    [('instructions', 'regressed')]
+    >>> compare_counts(a, b, threshold=0.05)[0].kind
+    'unchanged'
+    """
+    if not threshold > 0:
+        raise ValueError(f"the count threshold must be > 0, got {threshold}")
+    out = []
+    for metric in COUNTED:
+        b, n = _timed(base, metric), _timed(new, metric)
+        kb = {tuple(r[c] for c in CASE_KEYS): r for r in b.to_dict("records")}
+        kn = {tuple(r[c] for c in CASE_KEYS): r for r in n.to_dict("records")}
+        for key in sorted(kb.keys() & kn.keys(), key=str):
+            vb, vn = float(kb[key]["value"]), float(kn[key]["value"])
+            ratio = vn / vb if vb > 0 else math.inf
+            kind = (
+                "regressed"
+                if ratio > 1 + threshold
+                else "improved"
+                if ratio < 1 / (1 + threshold)
+                else "unchanged"
+            )
+            out.append(CaseChange(_case_name(kb[key]), vb, vn, ratio, metric, True, kind))
+    return out
+
+
 def _case_name(row: Mapping[str, Any]) -> str:
     label = series_label(row["method"], row["k"], row["options"])
     return f"{row['workload']} {label} N={row['n']} {row['dtype']} {row['device']}"
 
 
-def _timed(df):
-    t = df[(df["status"] == "ok") & (df["metric"] == "time") & df["step"].isna()]
+def _timed(df, metric: str = "time"):
+    t = df[(df["status"] == "ok") & (df["metric"] == metric) & df["step"].isna()]
     t = t.assign(k=t["k"].astype("Int64").astype(object).where(t["k"].notna(), None))
     return t.drop_duplicates(CASE_KEYS, keep="last")
 
@@ -268,8 +358,10 @@ def compare_frames(
     factor: float = FACTOR,
     base_label: str = "BASE",
     new_label: str = "NEW",
+    threshold: float = COUNT_THRESHOLD,
 ) -> Comparison:
-    """Compare the ``time`` rows of two tidy frames case by case (see the module doc)."""
+    """Compare the ``time`` rows of two tidy frames case by case (see the module doc), and
+    their count rows (:func:`compare_counts`, into ``counted``)."""
     if not factor > 1:
         raise ValueError(f"factor must be > 1, got {factor}")
     b, n = _timed(base), _timed(new)
@@ -306,6 +398,8 @@ def compare_frames(
         only_new=sorted(_case_name(kn[k]) for k in kn.keys() - kb.keys()),
         base_label=base_label,
         new_label=new_label,
+        counted=compare_counts(base, new, threshold=threshold),
+        threshold=threshold,
     )
     pb, pn = set(b["platform"]), set(n["platform"])
     if pb != pn:
@@ -392,6 +486,7 @@ def compare(
     factor: float = FACTOR,
     asv: str | Path | None = None,
     machine: str | None = None,
+    threshold: float = COUNT_THRESHOLD,
 ) -> Comparison:
     """Load ``base`` and ``new`` (run folders, result tables, asv result files, or with
     ``asv`` commit hashes in that asv results folder) and compare them.
@@ -404,8 +499,15 @@ def compare(
         source, df = load_one(path)
         sides.append((source, df))
     (sb, db), (sn, dn) = sides
-    comp = compare_frames(db, dn, factor=factor, base_label=_describe(sb), new_label=_describe(sn))
-    if not comp.changes:
+    comp = compare_frames(
+        db,
+        dn,
+        factor=factor,
+        base_label=_describe(sb),
+        new_label=_describe(sn),
+        threshold=threshold,
+    )
+    if not comp.changes and not comp.counted:
         raise InputError(
             sn.path, f"has no timed case in common with {sb.path} (nothing to compare)"
         )

@@ -1,0 +1,79 @@
+"""The process :func:`suite.measure.callgrind.count_cases` runs under callgrind.
+
+``python -m suite.measure._callgrind_child SPEC.json``: counts the cases of the spec (see
+:mod:`suite.measure.callgrind` for how) and appends one JSON line per case to the spec's
+status file (after a first line with the import time and where ``projunn_core`` came
+from). Outside valgrind it runs the same steps uncounted (a dry run of the cases).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+
+
+def _line(path: str, record: dict) -> None:
+    with open(path, "a") as f:
+        f.write(json.dumps(record) + "\n")
+
+
+def main(spec_path: str) -> int:
+    start = time.monotonic()
+    import torch
+
+    import projunn_core
+
+    from .callgrind import controller
+    from .cases import Case, Skip
+    from .settings import Settings
+    from .workloads import prepare
+
+    with open(spec_path) as f:
+        spec = json.load(f)
+    torch.set_num_threads(1)
+    settings = Settings(**spec["settings"])
+    steps, status = int(spec["steps"]), spec["status"]
+    ctl = controller(spec.get("shim"))
+    modules = {"projunn_core": projunn_core.__file__, "torch": torch.__version__}
+    _line(status, {"import_s": time.monotonic() - start, "modules": modules, "mode": ctl.mode})
+
+    def seeded(step):
+        torch.manual_seed(settings.seed)  # the sketch draws the same vectors every step
+        return step()
+
+    for record in spec["cases"]:
+        record = {**record, "options": tuple(tuple(o) for o in record["options"])}
+        case = Case(**record)
+        out = {"case": case.id, "status": "ok", "dumped": False}
+        t0 = time.monotonic()
+        try:
+            work = prepare(case, settings)
+            for _ in range(settings.warmup):
+                seeded(work.step)
+            out["setup_s"] = time.monotonic() - t0
+            t1 = time.monotonic()
+            ctl.start()
+            try:
+                seeded(work.step)  # warms the simulated caches; not collected
+                for _ in range(steps):
+                    torch.manual_seed(settings.seed)
+                    ctl.toggle()
+                    work.step()
+                    ctl.toggle()
+                ctl.dump(case.id)
+                out["dumped"] = True
+            finally:
+                ctl.stop()
+            out["measured_s"] = time.monotonic() - t1
+        except Skip as e:
+            out.update(status="skipped", reason=str(e))
+        except Exception as e:  # one failing case does not stop the others
+            out.update(status="error", reason=f"{type(e).__name__}: {e}"[:1000])
+        _line(status, out)
+        work = None
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1]))
