@@ -318,7 +318,30 @@ def test_run_summary_shows_every_size_and_why_methods_are_absent(runs):
     text = run_summary([Row.from_record(r) for r in rows])
     assert "N=64" in text and "N=1024" in text
     assert "unconstrained" in text and "not selected" in text  # absent, named with why
-    assert "skipped in update: eunn has no functional update" in text
+    assert "skipped: eunn: has no functional update (1 cases in update)" in text
+
+
+def test_run_folds_missing_packages_and_ends_with_its_summary(tmp_path, capsys, monkeypatch):
+    """Without the peers extra a run printed one long line per method, workload and skip
+    rule (20 on the tiny grid) below its time tables; now one line per missing package
+    comes first and the tables, the counts and the paths end the output."""
+    import sys
+
+    for library in ("geoopt", "geotorch"):
+        monkeypatch.setitem(sys.modules, library, None)  # an import of it fails
+    argv = ["run", "--grid", "tiny", "--workloads", "update", "train_step", "--methods", "svd"]
+    argv += ["geoopt_stiefel", "geoopt_canonical", "geotorch_expm", "--dtypes", "float32"]
+    assert main([*argv, "--out", str(tmp_path), "--no-progress", "--no-report"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    geoopt = [i for i, line in enumerate(lines) if "geoopt is not installed" in line]
+    geotorch = [i for i, line in enumerate(lines) if "geotorch is not installed" in line]
+    assert len(geoopt) == len(geotorch) == 1
+    assert lines[geoopt[0]].startswith('skipped, geoopt is not installed: pip install "projunn')
+    assert "geoopt_canonical" in lines[geoopt[0]] + lines[geoopt[0] + 1]
+    first_table = next(i for i, line in enumerate(lines) if "median time per call" in line)
+    assert max(geoopt + geotorch) < first_table
+    assert not [line for line in lines[first_table:] if "skipped" in line and "cases:" not in line]
+    assert lines[-2].startswith("results: ") and lines[-1].startswith("machine: ")
 
 
 # --------------------------------------------------------------------------- report

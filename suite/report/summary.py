@@ -1,9 +1,9 @@
 """The end-of-run summary of ``projunn-bench run``: plain Python over the result rows, so
 that it needs neither pandas nor the ``report`` extra.
 
-For each workload, device and dtype: the median time of every method at every size, the
-fastest at each N marked with ``*``; then the methods absent from a workload and why, and
-the reasons of skipped and failed cases.
+What was not run and why comes first (skipped cases folded, one line per missing package),
+then the methods absent from each workload, and last, for each workload, device and dtype,
+the median time of every method at every size, the fastest at each N marked with ``*``.
 
 >>> from suite.measure.rows import Row
 >>> rows = [
@@ -11,12 +11,11 @@ the reasons of skipped and failed cases.
 ...     for m, n, t in [("svd", 64, 2e-4), ("svd", 256, 5e-3), ("expm", 64, 1e-4)]
 ... ]
 >>> text = run_summary(rows)
->>> print(text[: text.index("absent")])  # doctest: +NORMALIZE_WHITESPACE
+>>> print(text[text.index("update, cpu"):])  # doctest: +NORMALIZE_WHITESPACE
 update, cpu, float32: median time per call (* = fastest at that N)
   method    N=64        N=256
   svd       200 µs      5.00 ms*
   expm      100 µs*     –
-<BLANKLINE>
 >>> "torch_orthogonal, geotorch_expm, geotorch_cayley: has no functional update" in " ".join(
 ...     text.split()
 ... )
@@ -25,6 +24,7 @@ True
 
 from __future__ import annotations
 
+import re
 import textwrap
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
@@ -101,29 +101,70 @@ def absent_methods(
     return out
 
 
+_UNAVAILABLE = re.compile(r"^(?P<method>\S+) cannot be built here: (?P<why>.+)$")
+
+
+def _workloads(rows: list[Row]) -> str:
+    return ", ".join(dict.fromkeys(r.workload for r in rows))
+
+
 def _not_run(rows: list[Row]) -> list[str]:
-    groups: dict[tuple[str, str, str], list[str]] = defaultdict(list)
+    """Skipped cases folded: one line per missing package (the install line once, its
+    methods and workloads), one per other skip rule (the method's name taken out of the
+    reason, so methods sharing a rule share the line); failed cases one line per workload
+    and reason, with the cases."""
+    missing: dict[str, list[Row]] = defaultdict(list)
+    skipped: dict[str, list[Row]] = defaultdict(list)
+    failed: dict[tuple[str, str], list[str]] = defaultdict(list)
     for r in rows:
-        if r.status in ("skipped", "error"):
-            case = f"{_label(r)} N={r.n} {r.dtype} {r.device}"
-            groups[(r.status, r.workload, r.reason)].append(case)
+        if r.status == "skipped":
+            found = _UNAVAILABLE.match(r.reason)
+            if found and found["method"] == r.method:
+                missing[found["why"]].append(r)
+            else:
+                skipped[r.reason.removeprefix(f"{r.method} ")].append(r)
+        elif r.status == "error":
+            failed[(r.workload, r.reason)].append(f"{_label(r)} N={r.n} {r.dtype} {r.device}")
     lines = []
-    for (status, wl, reason), cases in sorted(groups.items()):
+    for why, group in sorted(missing.items()):
+        methods = ", ".join(sorted({r.method for r in group}))
+        lines.append(f"skipped, {why}: {methods} ({len(group)} cases in {_workloads(group)})")
+    for why, group in sorted(skipped.items()):
+        methods = ", ".join(sorted({r.method for r in group}))
+        lines.append(f"skipped: {methods}: {why} ({len(group)} cases in {_workloads(group)})")
+    for (wl, reason), cases in sorted(failed.items()):
         shown = ", ".join(cases[:4]) + (f", ... ({len(cases)} cases)" if len(cases) > 4 else "")
-        lines.append(f"{status} in {wl}: {reason}: {shown}")
-    return lines
+        lines.append(f"error in {wl}: {reason}: {shown}")
+    return [part for line in lines for part in textwrap.wrap(line, 88, subsequent_indent="  ")]
 
 
 def run_summary(rows: Iterable[Row], planned: Mapping[str, set[str]] | None = None) -> str:
     """The text summary of a run's rows (``planned``: workload -> the methods the run had
-    cases of, see :func:`absent_methods`). Contended timings are marked †."""
+    cases of, see :func:`absent_methods`): what was not run and why, folded (one line per
+    missing package), then the methods absent from each workload, and last the time
+    tables. Contended timings are marked †.
+
+    >>> why = "cannot be built here: geoopt is not installed: pip install geoopt"
+    >>> rows = [Row(w, m, 16, status="skipped", reason=f"{m} {why}")
+    ...         for w in ("update", "train_step") for m in ("geoopt_stiefel", "geoopt_canonical")]
+    >>> rows.append(Row("update", "svd", 16, metric="time", value=1e-4, unit="s"))
+    >>> for line in run_summary(rows).splitlines()[:2]:
+    ...     print(line)
+    skipped, geoopt is not installed: pip install geoopt: geoopt_canonical, geoopt_stiefel
+      (4 cases in update, train_step)
+    >>> run_summary(rows).splitlines()[-1].split()
+    ['svd', '100', 'µs*']
+    """
     rows = list(rows)
-    lines = _time_tables(rows)
-    if any(r.contended for r in rows):
-        lines.append("  † contended: timed while other processes held the cores")
+    lines = _not_run(rows)
     for wl, why in absent_methods(rows, planned).items():
         parts = [f"{', '.join(names)}: {reason}" for reason, names in why.items()]
         text = f"absent from {wl}: " + "; ".join(parts)
         lines += textwrap.wrap(text, 88, subsequent_indent="  ")
-    lines += _not_run(rows)
+    tables = _time_tables(rows)
+    if tables and lines:
+        lines.append("")
+    lines += tables
+    if any(r.contended for r in rows):
+        lines.append("  † contended: timed while other processes held the cores")
     return "\n".join(lines)
