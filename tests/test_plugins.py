@@ -160,6 +160,19 @@ def test_a_layer_breaking_the_protocol_is_refused(registry):
     assert "plug_big" not in METHODS and "plug_crash" not in METHODS
 
 
+def test_a_plugins_missing_library_is_a_skip_reason_with_its_install_line(registry):
+    def needs_it(n, *, dtype, device):
+        raise ImportError("plug_nolib_xyz")  # not built where the library is missing
+
+    register_method(_method("plug_lib", build=needs_it, requires="plug_nolib_xyz"))
+    from suite.measure.cases import Case
+
+    why = "plug_nolib_xyz is not installed: pip install plug_nolib_xyz"
+    assert METHODS["plug_lib"].unavailable() == why
+    assert why in Case("train_step", "plug_lib", 8).skip_reason()
+    assert _method("plug_lib2", requires="torch").unavailable() is None
+
+
 def test_registration_leaves_the_random_state_alone(registry):
     torch.manual_seed(3)
     expected = torch.rand(2)
