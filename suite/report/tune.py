@@ -324,8 +324,17 @@ def plot_vs_n(rows: Sequence[Mapping[str, Any]], path: Path) -> Path | None:
     if not presets:
         return None
     plt, _ = _libs()
+    from matplotlib import ticker
+
     labels = list(dict.fromkeys(m for p, m in points if p in presets))
     colors = _colors(labels)
+    # misses at one N sit side by side (a factor apart on the log axis), not on top
+    spread: dict[tuple[str, int, str], float] = {}
+    for p in presets:
+        for n in {n for (q, _), pts in points.items() if q == p for n, _, _ in pts}:
+            missed = [m for m in labels if any(k == n and x for k, _, x in points.get((p, m), []))]
+            for j, m in enumerate(missed):
+                spread[p, n, m] = 1.05 ** (j - (len(missed) - 1) / 2)
     fig, axes = plt.subplots(
         1, len(presets), figsize=(6.5 * len(presets) + 2.5, 4.8), squeeze=False,
         constrained_layout=True,
@@ -339,7 +348,7 @@ def plot_vs_n(rows: Sequence[Mapping[str, Any]], path: Path) -> Path | None:
             sizes.update(n for n, _, _ in pts)
             ax.plot([n for n, _, _ in pts], [y for _, y, _ in pts], color=colors[m],
                     ls=_STYLES[i % len(_STYLES)], lw=1.5, marker="o", ms=5, label=m)  # fmt: skip
-            misses = [(n, y) for n, y, missed in pts if missed]
+            misses = [(n * spread[preset, n, m], y) for n, y, missed in pts if missed]
             if misses:
                 ax.scatter([n for n, _ in misses], [y for _, y in misses], marker="X",
                            s=140, color=colors[m], edgecolors="black", linewidths=0.8,
@@ -348,10 +357,15 @@ def plot_vs_n(rows: Sequence[Mapping[str, Any]], path: Path) -> Path | None:
         budgets.discard(None)
         for b in budgets:
             ax.axhline(b, color="0.4", ls=":", lw=1)
+            ax.text(0.02, b, f"time budget {b:g} s", transform=ax.get_yaxis_transform(),
+                    va="top", fontsize=8, color="0.3")  # fmt: skip
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xticks(sorted(sizes), [str(n) for n in sorted(sizes)])
-        ax.minorticks_off()
+        ax.xaxis.set_minor_locator(ticker.NullLocator())
+        ax.yaxis.set_major_locator(ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
+        ax.yaxis.set_major_formatter(ticker.FormatStrFormatter("%g"))
+        ax.yaxis.set_minor_formatter(ticker.NullFormatter())
         target = next((r["target"] for r in rows if r["preset"] == preset), "")
         ax.set(xlabel="hidden size N", ylabel="median time to target [s]",
                title=f"{preset}: {target}")  # fmt: skip
