@@ -8,10 +8,11 @@ Cases that cannot run here raise :class:`~suite.measure.cases.Skip` (a
 their rank: ``projunn_t-k4``, see :func:`suite.measure.cases.method_label`), n, dtype,
 device. Plug-ins (:mod:`suite.plugins`) load when this module is imported, so their
 methods are parameters too. ``asv.conf.json`` sets ``launch_method: forkserver``, so each
-parameter combination forks from a process that has already imported torch. ``setup`` sets the grid's
-torch thread count (``Settings.threads``; the ``gate`` grid runs on one thread and times
-CPU time, ``Settings.clock``) and runs the step once (and synchronizes) so that even a
-first sample is warm.
+parameter combination forks from a process that has already imported torch (and
+``torch._dynamo``, which a first optimizer step imports, and the installed peer
+libraries). ``setup`` sets the grid's torch thread count (``Settings.threads``; the
+``gate`` grid runs on one thread and times CPU time, ``Settings.clock``) and runs the step
+once (and synchronizes) so that even a first sample is warm.
 
 * ``Update`` / ``TrainStep``: ``time_*`` (timer synchronizes CUDA), ``peakmem_*`` (host);
 * ``UpdateCudaMemory`` / ``TrainStepCudaMemory``: ``track_cuda_peak_memory`` (bytes,
@@ -29,10 +30,13 @@ from __future__ import annotations
 
 # The heavy imports happen here, so asv's forkserver holds them and every forked
 # parameter combination starts warm.
+import importlib
+import importlib.util
 import time
 
 import scipy.linalg  # noqa: F401
 import torch
+import torch._dynamo  # noqa: F401  (a first optimizer step imports it: 1.6 s CPU a process)
 
 import baselines  # noqa: F401
 import projunn_core.nn  # noqa: F401
@@ -57,6 +61,9 @@ from .measure.timing import timer as _sync_timer
 from .measure.workloads import dist_to_exact, prepare, unitarity_metrics
 from .plugins import load_plugins
 
+for _peer in ("geoopt", "geotorch"):  # optional peer libraries: imported once, here
+    if importlib.util.find_spec(_peer) is not None:
+        importlib.import_module(_peer)
 load_plugins()  # the user's methods (PROJUNN_BENCH_PLUGINS, entry points) join the grid
 GRID = current_grid()
 _SIZES = list(GRID.sizes)
