@@ -117,7 +117,7 @@ def test_a_miss_is_infinite_in_the_profile_and_never_shown_as_a_time():
     assert by_method["slow"]["seeds reached"] == "1/2"
     assert "2.19" not in " ".join(by_method["slow"])
     assert by_method["fast"]["median time to target"] == "1.00 s"
-    assert report.time_text(math.inf) == "–" and report.time_text(None, 30.0) == "> 30 s"
+    assert report.reach_text(math.inf) == "–" and report.reach_text(None, 30.0) == "> 30 s"
     # the same N in another preset, or another N, is another problem
     more = [*rows, _row("p", 256, "fast", 0, False, 9.0), _row("p", 256, "slow", 0, True, 3.0)]
     assert report.profile(more)["fast"] == [(1.0, 2 / 3)]

@@ -416,7 +416,7 @@ def _target_value(target: str) -> float:
 
 def summary_table(rows: Sequence[Mapping[str, Any]]) -> Table:
     """Per preset, hidden size N and method: the chosen lr, the seeds that reached the
-    target, the median time (a miss counts as infinite: :func:`time_text`) and steps to
+    target, the median time (a miss counts as infinite: :func:`reach_text`) and steps to
     target over the seeds, trials that reached."""
     from statistics import median
 
@@ -437,7 +437,7 @@ def summary_table(rows: Sequence[Mapping[str, Any]]) -> Table:
                 rs[0]["optimizer"],
                 f"{rs[0]['lr']:.3g}",
                 f"{sum(r['reached'] for r in rs)}/{len(rs)}",
-                time_text(median(times), rs[0].get("time_budget_s")),
+                reach_text(median(times), rs[0].get("time_budget_s")),
                 str(int(median(steps))) if steps else "–",
                 fmt_number(median(r["final_metric"] for r in rs if r["final_metric"] is not None))
                 if any(r["final_metric"] is not None for r in rs)
@@ -460,11 +460,11 @@ def summary_table(rows: Sequence[Mapping[str, Any]]) -> Table:
     return Table(columns, out)
 
 
-def time_text(seconds: float | None, budget: float | None = None) -> str:
+def reach_text(seconds: float | None, budget: float | None = None) -> str:
     """A time to target for a table: a miss (``inf``, ``None``) is ``> budget`` (the time
     budget per trial, when there is one) or ``–``, never a time.
 
-    >>> time_text(1.5), time_text(math.inf, 20.0), time_text(math.inf), time_text(None)
+    >>> reach_text(1.5), reach_text(math.inf, 20.0), reach_text(math.inf), reach_text(None)
     ('1.50 s', '> 20 s', '–', '–')
     """
     from .render import fmt_seconds
