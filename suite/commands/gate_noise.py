@@ -16,6 +16,7 @@ EPILOG = """\
 examples:
   projunn-bench gate-noise --out results/gate_noise.md      # 3 A/A runs (~15 min, 2 cores)
   projunn-bench gate-noise --runs 1 --out /tmp/gate.md --data /tmp/gate-data
+  projunn-bench gate-noise --counts --runs 5 --jobs 2   # count A/A pairs + reference plants
   projunn-bench gate-noise --from-data --data results/data/gate-noise-2026-11-27-quiet \\
       --out results/gate_noise.md                         # re-judge saved runs, run nothing
 
@@ -49,9 +50,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--out",
         type=Path,
-        default=Path("results/gate_noise.md"),
         metavar="FILE",
-        help="the markdown report (default: results/gate_noise.md)",
+        help="the markdown report (default: results/gate_noise.md, with --counts "
+        "results/gate_counts.md)",
+    )
+    parser.add_argument(
+        "--counts",
+        action="store_true",
+        help="calibrate the instruction counts instead: --runs A/A pairs of whole count runs "
+        "(HEAD and an empty commit, each its own callgrind process) and the reference plants "
+        "(suite.gate.plants); report the A/A spread, the threshold it supports, what each "
+        "plant moves and whether it is caught",
+    )
+    parser.add_argument(
+        "--jobs",
+        type=positive_int,
+        default=1,
+        help="with --counts: callgrind processes at once (default 1)",
     )
     parser.add_argument(
         "--data",
@@ -75,6 +90,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def main(args, parser: argparse.ArgumentParser) -> int:
     from ..gate.noise import campaign
     from ..measure.cases import GRIDS
+
+    if args.counts:
+        from ..gate import plants
+
+        out = args.out or Path("results/gate_counts.md")
+        if out.is_dir():
+            parser.error(f"argument --out: {out} is a folder, not a file")
+        today = __import__("datetime").date.today().isoformat()
+        return plants.campaign(
+            runs=args.runs,
+            out=out,
+            data=args.data or out.parent / "data" / f"gate-counts-{today}",
+            work=args.work,
+            from_data=args.from_data,
+            jobs=args.jobs,
+            argv=args.argv[1:],
+        )
+    args.out = args.out or Path("results/gate_noise.md")
 
     sizes = GRIDS["gate"].sizes
     if args.plant_n not in sizes:

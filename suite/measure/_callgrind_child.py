@@ -36,6 +36,10 @@ def main(spec_path: str) -> int:
     steps, status = int(spec["steps"]), spec["status"]
     ctl = controller(spec.get("shim"))
     modules = {"projunn_core": projunn_core.__file__, "torch": torch.__version__}
+    code = spec.get("code")
+    if code and not projunn_core.__file__.startswith(code):
+        print(f"projunn_core comes from {projunn_core.__file__}, not {code}", file=sys.stderr)
+        return 3
     _line(status, {"import_s": time.monotonic() - start, "modules": modules, "mode": ctl.mode})
 
     def seeded(step):

@@ -98,7 +98,7 @@ same on every machine (callgrind otherwise copies the host's, e.g. a 256 MiB L3)
 METRICS = {"instructions": "instructions", "estimated_cycles": "cycles"}
 """Metric -> unit of the rows a count adds to a case."""
 
-STEPS = 5
+STEPS = 3
 """Steps collected per case (the counts are per step: the total over ``STEPS``)."""
 
 _CHILD = "suite.measure._callgrind_child"
@@ -391,6 +391,7 @@ def count_cases(
         "steps": steps,
         "shim": None if shim is None else str(shim),
         "status": str(out / "status.jsonl"),
+        "code": str(Path(pythonpath[0]).resolve()) if pythonpath else None,
     }
     (out / "spec.json").write_text(json.dumps(spec, indent=1))
     (out / "status.jsonl").unlink(missing_ok=True)
@@ -411,7 +412,11 @@ def count_cases(
     root = Path(__file__).resolve().parents[2]
     env = child_environment(pythonpath=[*pythonpath, root])
     start = time.monotonic()
-    proc = subprocess.run(cmd, env=env, stdout=log, stderr=subprocess.STDOUT if log else None)
+    # cwd: not the checkout, whose projunn_core would shadow ``pythonpath``'s (python -m
+    # puts the working folder first on the import path)
+    proc = subprocess.run(
+        cmd, env=env, cwd=out, stdout=log, stderr=subprocess.STDOUT if log else None
+    )
     wall = time.monotonic() - start
     status: dict[str, dict[str, Any]] = {}
     header: dict[str, Any] = {}
