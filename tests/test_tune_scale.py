@@ -86,12 +86,14 @@ def test_a_trial_out_of_time_is_not_reached_even_if_it_would_have_been():
     preset = tune.tune_preset("copy-tiny")
     hit = tune.run_trial(preset, "expm", 3e-2, 0)  # reaches the target without a budget
     assert hit.reached and hit.stopped == "target" and hit.charged_s == hit.time_to_target_s
-    # any training takes longer than a nanosecond: stopped at the first evaluation
+    # any training takes longer than a nanosecond: evaluated and stopped after the first
+    # step, not at the first evaluation (log_interval steps later)
     late = tune.run_trial(tune.Campaign(("copy-tiny",), ("expm",), time_budget=1e-9).preset(
         "copy-tiny"), "expm", 3e-2, 0)  # fmt: skip
     assert not late.reached and late.stopped == "time"
     assert late.time_to_target_s == math.inf and late.steps_to_target is None
-    assert late.steps_run == preset.config.log_interval  # the first evaluation
+    assert preset.config.log_interval > 1 and late.steps_run == 1
+    assert [point[0] for point in late.curve] == [0, 1]
     assert late.charged_s == 1e-9  # the whole (time) budget, to choose the lr
     assert late.attrs()["time_to_target_s"] is None  # JSON-ready: no Infinity
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 import math
 import os
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -190,8 +191,14 @@ def train(
     *,
     world: World | None = None,
     progress: bool = False,
+    time_limit: float | None = None,
 ) -> Trained:
-    """Train ``run`` on ``problem``, handing rows to ``record`` (in process rank 0)."""
+    """Train ``run`` on ``problem``, handing rows to ``record`` (in process rank 0).
+
+    ``time_limit``: seconds of training after which the run evaluates once more, at the
+    step that went past it, and stops (checked after every step, not only at evaluations,
+    so a slow method overshoots a time budget by one step, not by one evaluation interval).
+    """
     world = world or World()
     cfg, task = run.config, run.task
     device = torch.device(run.device)
@@ -235,7 +242,10 @@ def train(
             running += loss.detach()
             count += 1
             bar.update(1)
-            if step % cfg.log_interval and step != cfg.steps:
+            out_of_time = (
+                time_limit is not None and clock + time.perf_counter() - start > time_limit
+            )
+            if step % cfg.log_interval and step != cfg.steps and not out_of_time:
                 continue
             clock += timer(device) - start
             train_loss = float(world.mean(running)) / count
@@ -249,6 +259,8 @@ def train(
             bar.set_postfix(loss=f"{train_loss:.4g}", refresh=False)
             running.zero_()
             count = 0
+            if out_of_time:
+                break
             start = timer(device)
     finally:
         bar.close()

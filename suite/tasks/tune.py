@@ -520,8 +520,8 @@ def run_trial(
     problems: dict | None = None,
 ) -> Outcome:
     """Train ``label`` on ``preset`` at ``lr`` with ``seed`` until the target or the
-    budget (the step budget, and ``preset.budget`` seconds of training: the run stops at
-    the first evaluation past it, and a target met after it is not reached); ``problems``
+    budget (the step budget, and ``preset.budget`` seconds of training: the run evaluates
+    at the first step past it and stops, and a target met after it is not reached); ``problems``
     caches the task's problem per seed.
 
     >>> p = tune_preset("copy-tiny")
@@ -559,7 +559,7 @@ def run_trial(
 
     status, reason, stopped = "ok", "", "steps"
     try:
-        trained = train(run, problem, record)
+        trained = train(run, problem, record, time_limit=budget)
         status = trained.status
         if status != "ok":
             reason = "the training loss became non-finite"
