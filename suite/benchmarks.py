@@ -306,3 +306,56 @@ class ConvAccuracyManySteps(_ConvOrthogonality):
         return self.value
 
     track_orthogonality_after_many_steps.unit = "max |sigma - 1|"
+
+
+def _counted_cases():
+    from .gate.counts import cases
+
+    return cases()
+
+
+class Counts:
+    """Instructions and estimated cycles per step under callgrind, over the gate's counted
+    cases (:func:`suite.gate.counts.cases`; the one parameter is the case id).
+    ``setup_cache`` counts them all in ONE valgrind process per commit
+    (:func:`suite.measure.callgrind.count_cases`, the commit's installed code); the
+    benchmarks read its results. Without valgrind every case is skipped with the install
+    line. A count moves only when the code does: the nightly dashboard's lines are flat."""
+
+    param_names = ["case"]
+    params = [[c.id for c in _counted_cases()]]
+    timeout = 3600  # setup_cache: every case under callgrind (minutes)
+
+    def setup_cache(self):
+        from .measure import callgrind
+        from .measure.cases import GRIDS
+
+        if callgrind.missing_reason():
+            return {"missing": callgrind.missing_reason()}
+        cases = _counted_cases()
+        run = callgrind.count_cases(cases, GRIDS["gate"].settings)
+        out = {}
+        for c in cases:
+            got = {m.metric: m for m in run.measurements(c.id)}
+            out[c.id] = {k: m.value for k, m in got.items() if m.status == "ok"} or {
+                "reason": next(iter(got.values())).reason
+            }
+        return out
+
+    def _value(self, cache, case, metric):
+        if "missing" in cache:
+            raise Skip(cache["missing"])
+        found = cache.get(case, {})
+        if metric not in found:
+            raise Skip(found.get("reason", "not counted"))
+        return found[metric]
+
+    def track_instructions(self, cache, case):
+        return self._value(cache, case, "instructions")
+
+    track_instructions.unit = "instructions"
+
+    def track_estimated_cycles(self, cache, case):
+        return self._value(cache, case, "estimated_cycles")
+
+    track_estimated_cycles.unit = "cycles"

@@ -371,7 +371,9 @@ def count_cases(
     """Count ``cases`` (the countable ones, :func:`countable`) under ``settings`` (its
     seed, batch, warm-up) in one callgrind process; its files go to ``folder`` (default: a
     temporary folder, removed). ``pythonpath`` goes first on the child's import path (the
-    gate puts a commit's ``projunn_core`` there). Raises ``RuntimeError`` when valgrind is
+    gate puts a commit's ``projunn_core`` there; default: where this process imports it
+    from, so under asv the commit's installed copy); this checkout follows (``suite``).
+    Raises ``RuntimeError`` when valgrind is
     missing or the process fails before counting anything."""
     reason = missing_reason()
     if reason:
@@ -379,6 +381,10 @@ def count_cases(
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
     chosen = [c for c in cases if countable(c)]
+    if not pythonpath:  # the measured code this process imports (under asv: the commit's)
+        import projunn_core
+
+        pythonpath = [Path(projunn_core.__file__).resolve().parents[1]]
     owned = folder is None
     out = Path(tempfile.mkdtemp(prefix="callgrind-")) if owned else Path(folder)
     out.mkdir(parents=True, exist_ok=True)
