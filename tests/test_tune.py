@@ -207,3 +207,30 @@ def test_help_explains_the_rules(capsys):
     for fragment in ("copy-quick", "pdigits-quick", "QMCSampler", "rmsprop 0.0001..0.1",
                      "exit status", "--resume", "campaign.journal", "chosen lr"):  # fmt: skip
         assert fragment in text
+
+
+def test_repeated_list_options_accumulate_in_every_command():
+    import argparse
+
+    from suite.cli import build_parser
+    from suite.commands._args import Extend
+
+    parser = build_parser()
+    argv = ["tune", "copy-tiny", "--method", "projunn_t", "--method", "expm",
+            "--seeds", "0", "--seeds", "3", "--rank", "1", "--rank", "4"]  # fmt: skip
+    args = parser.parse_args(argv)
+    assert (args.method, args.seeds, args.rank) == (["projunn_t", "expm"], [0, 3], [1, 4])
+    args = parser.parse_args(["tune", "copy-tiny"])  # the defaults stay as they were
+    assert (args.method, args.seeds, args.rank) == (["all"], [0, 1], [1])
+    args = parser.parse_args(["run", "--methods", "projunn_t", "--methods", "svd"])
+    assert args.methods == ["projunn_t", "svd"]
+    with pytest.raises(SystemExit):  # each value is still checked
+        parser.parse_args(["run", "--methods", "projunn_t", "--methods", "nosuch"])
+    (commands,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    lists = []
+    for name, sub in commands.choices.items():
+        for action in sub._actions:
+            if action.option_strings and action.nargs in ("+", "*"):
+                lists.append(f"{name} {action.option_strings[0]}")
+                assert isinstance(action, Extend), f"{name} {action.option_strings[0]}"
+    assert {"run --methods", "tune --method", "task --method", "gpu-check --sizes"} <= set(lists)

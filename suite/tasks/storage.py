@@ -38,8 +38,8 @@ import sys
 import threading
 import time
 import warnings
-from collections.abc import Callable, Mapping
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -50,7 +50,9 @@ __all__ = [
     "PLAN_KEYS",
     "JournalRepairWarning",
     "beating",
+    "claimed_by",
     "die_with_parent",
+    "held",
     "journal_storage",
     "rdb_storage",
     "rdb_url",
@@ -58,6 +60,7 @@ __all__ = [
     "repair_journal",
     "worker_alive",
     "worker_attrs",
+    "working",
 ]
 
 HEARTBEAT = 10
@@ -304,20 +307,14 @@ def rdb_storage(url: str, heartbeat: int | None = HEARTBEAT):
     ``heartbeat`` seconds (``None``: none) and stale trials re-queued (up to
     :data:`MAX_RETRY` times). Opening an empty database while another process creates
     its schema is retried; a missing driver is a ``CampaignError`` naming the package."""
-    import inspect
-
     import optuna
 
     from .tune import CampaignError
 
     kwargs: dict[str, Any] = {}
     if heartbeat is not None:
-        params = inspect.signature(optuna.storages.RDBStorage).parameters
-        callback = (
-            "heartbeat_stale_trial_callback"
-            if "heartbeat_stale_trial_callback" in params
-            else "failed_trial_callback"
-        )
+        renamed = hasattr(optuna.storages, "RetryHeartbeatStaleTrialCallback")  # Optuna 4.9
+        callback = "heartbeat_stale_trial_callback" if renamed else "failed_trial_callback"
         kwargs = {
             "heartbeat_interval": int(heartbeat),
             "grace_period": GRACE_BEATS * int(heartbeat),
@@ -330,10 +327,12 @@ def rdb_storage(url: str, heartbeat: int | None = HEARTBEAT):
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                 return optuna.storages.RDBStorage(url, **kwargs)
         except ImportError as e:
-            missing = getattr(e.__cause__, "name", None) or "the database driver"
+            missing = getattr(e.__cause__, "name", None) or getattr(e, "name", None)
+            package = {"psycopg": _INSTALL, "psycopg2": "pip install psycopg2-binary"}.get(
+                missing or "", f"pip install {missing}" if missing else "install its driver"
+            )
             raise CampaignError(
-                f"cannot open {url}: {missing} is not installed"
-                + (f"; {_INSTALL}" if url.startswith("postgresql") else "")
+                f"cannot open {url}: its driver {missing or ''} is not installed: {package}"
             ) from None
         except Exception as e:
             if attempt + 1 == SCHEMA_TRIES or not _schema_race(e):
@@ -345,34 +344,59 @@ def rdb_storage(url: str, heartbeat: int | None = HEARTBEAT):
 # -- workers and their trials --------------------------------------------------------------
 
 
+_WORKING: set[str] = set()  # the ``worker_run`` of each worker loop running in this process
+
+
 def worker_attrs(heartbeat: int | None) -> dict[str, Any]:
     """The attributes a worker sets on a trial it claimed: ``worker`` (``host:pid``),
-    ``worker_started`` (the process's start time, so a reused pid is not taken for it) and
-    ``heartbeat`` (the interval, where it beats)."""
+    ``worker_started`` (the process's start time, so a reused pid is not taken for it),
+    ``worker_run`` (this worker loop: :func:`working`) and ``heartbeat`` (the interval,
+    where it beats)."""
+    import uuid
+
     import psutil
 
     attrs: dict[str, Any] = {
         "worker": f"{socket.gethostname()}:{os.getpid()}",
         "worker_started": psutil.Process().create_time(),
+        "worker_run": uuid.uuid4().hex[:16],
     }
     if heartbeat:
         attrs["heartbeat"] = int(heartbeat)
     return attrs
 
 
+@contextmanager
+def working(attrs: Mapping[str, Any]) -> Iterator[None]:
+    """Mark the worker loop of ``attrs`` (:func:`worker_attrs`) as running in this process
+    while the block runs: a trial this process claimed in a loop that has ended (a
+    campaign run twice in one process) counts as abandoned."""
+    _WORKING.add(attrs["worker_run"])
+    try:
+        yield
+    finally:
+        _WORKING.discard(attrs["worker_run"])
+
+
 def worker_alive(attrs: Mapping[str, Any]) -> bool | None:
     """Whether the worker named in a trial's ``attrs`` still runs: ``True`` or ``False``
-    for a process on this machine, ``None`` where it cannot be told (another machine, or
-    no worker recorded).
+    for a process on this machine (this process: while that worker loop runs), ``None``
+    where it cannot be told (another machine, or no worker recorded).
 
-    >>> worker_alive(worker_attrs(None)), worker_alive({}), worker_alive({"worker": "x:1"})
-    (True, None, None)
+    >>> mine = worker_attrs(None)
+    >>> with working(mine):
+    ...     worker_alive(mine)
+    True
+    >>> worker_alive(mine), worker_alive({}), worker_alive({"worker": "x:1"})
+    (False, None, None)
     """
     import psutil
 
     host, _, pid = str(attrs.get("worker", "")).rpartition(":")
     if host != socket.gethostname() or not pid.isdigit():
         return None
+    if int(pid) == os.getpid():
+        return attrs.get("worker_run") in _WORKING
     try:
         process = psutil.Process(int(pid))
         started = attrs.get("worker_started")
@@ -381,6 +405,31 @@ def worker_alive(attrs: Mapping[str, Any]) -> bool | None:
         return process.status() != psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:
         return False
+
+
+def claimed_by(storage, trial_id: int, attrs: Mapping[str, Any]) -> None:
+    """Record the worker ``attrs`` (:func:`worker_attrs`) on the trial it just claimed,
+    after its first heartbeat (a trial that says it beats always has a beat to go stale)."""
+    if heartbeat_of(storage):
+        storage.record_heartbeat(trial_id)
+    for key, value in attrs.items():
+        storage.set_trial_user_attr(trial_id, key, value)
+
+
+@contextmanager
+def held(*signums: int) -> Iterator[None]:
+    """Hold ``signums`` (default SIGTERM and SIGINT) while the block runs, where the
+    system can: one that arrives meanwhile is delivered when the block ends."""
+    signums = signums or (signal.SIGTERM, signal.SIGINT)
+    mask = getattr(signal, "pthread_sigmask", None)
+    if mask is None or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = mask(signal.SIG_BLOCK, signums)
+    try:
+        yield
+    finally:
+        mask(signal.SIG_SETMASK, previous)
 
 
 def heartbeat_of(storage) -> int | None:

@@ -610,20 +610,19 @@ def _claim(storage, study) -> int | None:
     return None
 
 
-def _run_claimed(
-    study, trial_id: int, campaign: Campaign, problems: dict, worker: Mapping[str, Any]
-) -> bool:
-    """Train the claimed trial and tell its value, recording the ``worker`` attributes;
-    ``False`` when it was re-queued meanwhile (its heartbeat was late: the copy counts)."""
+def _run_claimed(study, trial_id: int, campaign: Campaign, problems: dict) -> bool:
+    """Train the claimed trial and tell its value; ``False`` when it was re-queued
+    meanwhile (its heartbeats were late: the copy counts)."""
     import optuna
 
+    # the study's cache (RDB) learns of trials created since it last read, e.g. a copy
+    # re-queued by another process: a trial it does not know cannot take its lr
+    study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
     trial = optuna.trial.Trial(study, trial_id)
     preset, label = study.user_attrs["preset"], study.user_attrs["method"]
     low, high = study.user_attrs["lr_range"]
     lr = trial.suggest_float("lr", low, high, log=True)  # the enqueued value
     seed = int(trial.user_attrs["seed"])
-    for key, value in worker.items():
-        trial.set_user_attr(key, value)
     try:
         outcome = run_trial(
             campaign.preset(preset), label, lr, seed, device=campaign.device, problems=problems
@@ -672,7 +671,16 @@ def work(
     import torch
     from optuna.trial import TrialState
 
-    from .storage import awaited, beating, heartbeat_of, recover, worker_attrs
+    from .storage import (
+        awaited,
+        beating,
+        claimed_by,
+        heartbeat_of,
+        held,
+        recover,
+        worker_attrs,
+        working,
+    )
 
     torch.set_num_threads(campaign.threads)
     storage = open_storage(out, url, heartbeat=heartbeat)
@@ -683,28 +691,32 @@ def work(
     worker = worker_attrs(heartbeat_of(storage))
     problems: dict = {}
     done = 0
-    while True:
-        progressed = False
-        for study in studies:
-            trial_id = _claim(storage, study)
-            if trial_id is None:
+    with working(worker):
+        while True:
+            progressed = False
+            for study in studies:
+                with held():  # a stop now would leave a claimed trial that names no worker
+                    trial_id = _claim(storage, study)
+                    if trial_id is not None:
+                        claimed_by(storage, trial_id, worker)
+                if trial_id is None:
+                    continue
+                with beating(storage, trial_id):
+                    done += _run_claimed(study, trial_id, campaign, problems)
+                progressed = True
+                if on_trial:
+                    on_trial()
+            if progressed:
                 continue
-            with beating(storage, trial_id):
-                done += _run_claimed(study, trial_id, campaign, problems, worker)
-            progressed = True
-            if on_trial:
-                on_trial()
-        if progressed:
-            continue
-        for study in studies:  # nothing waits: the trials of workers that died come back
-            recover(storage, study)
-        live = (TrialState.WAITING, TrialState.RUNNING)
-        left = [t for study in studies for t in study.get_trials(deepcopy=False, states=live)]
-        if any(t.state == TrialState.WAITING for t in left):
-            continue
-        if not any(awaited(t, storage) for t in left):
-            return done
-        time.sleep(poll)
+            for study in studies:  # nothing waits: the trials of workers that died come back
+                recover(storage, study)
+            live = (TrialState.WAITING, TrialState.RUNNING)
+            left = [t for study in studies for t in study.get_trials(deepcopy=False, states=live)]
+            if any(t.state == TrialState.WAITING for t in left):
+                continue
+            if not any(awaited(t, storage) for t in left):
+                return done
+            time.sleep(poll)
 
 
 # -- reading a campaign back -------------------------------------------------------------
