@@ -297,3 +297,64 @@ def test_the_gate_never_calls_a_contended_case_slower(tmp_path):
         "update projunn_t-k1 N=1024 float32 cpu"
     ]
     assert "Contended: not judged (1)" in gate_run.summary("b", "h", comp, 60)
+
+
+def _planted_step(text: str):
+    """projunn_core/step.py with a plant appended, as a module of the package."""
+    import types
+
+    import projunn_core.step as step
+
+    module = types.ModuleType("projunn_core._planted_step")
+    module.__package__ = "projunn_core"
+    source = Path(step.__file__).read_text() + text
+    exec(compile(source, "planted_step.py", "exec"), module.__dict__)
+    return module
+
+
+@pytest.mark.parametrize("name", sorted(__import__("suite.gate.plants").gate.plants.PLANTS))
+def test_every_reference_plant_adds_work_but_not_a_different_result(name):
+    import torch
+
+    from projunn_core.init import haar
+    from projunn_core.step import projunn_step
+    from suite.gate import plants
+
+    module = _planted_step(plants.PLANTS[name][1])
+    calls = []
+    wrapped = "_lowrank_plain" if "lowrank" in plants.PLANTS[name][1] else "_update_plain"
+    inner = getattr(module, wrapped)
+    setattr(module, wrapped, lambda *a, **k: calls.append(1) or inner(*a, **k))
+    gen = torch.Generator().manual_seed(0)
+    A, G = haar(32, torch.float64, generator=gen), torch.randn(32, 32, generator=gen)
+    G = G.double()
+    want = projunn_step(A.clone(), G, 0.1, 2, generator=torch.Generator().manual_seed(1))
+    got = module.projunn_step(A.clone(), G, 0.1, 2, generator=torch.Generator().manual_seed(1))
+    if wrapped == "_lowrank_plain":  # the basis is computed twice: the second draws on
+        assert len(calls) == 2  # from the generator, the step itself is unchanged
+    else:
+        assert len(calls) == 1
+    torch.testing.assert_close(got, want)
+
+
+def test_the_count_calibration_chooses_its_threshold_and_judges_the_plants(tmp_path):
+    from suite.gate import plants
+
+    def write(label, values, wall=60.0):
+        folder = tmp_path / label
+        folder.mkdir(parents=True)
+        cases = {c: {"instructions": v, "estimated_cycles": 2 * v} for c, v in values.items()}
+        info = {"commit": "0" * 40, "wall_s": wall, "loadavg_1_5": [1.0, 1.0], "cases": cases}
+        (folder / "counts.json").write_text(json.dumps(info))
+
+    base = {"update-projunn_t-n64-k1-float32-cpu": 1e6, "update-svd-n64-float32-cpu": 2e6}
+    write("aa-1/base", base)
+    write("aa-1/aa", {k: v * 1.003 for k, v in base.items()})  # 0.3 % A/A
+    write("plant-extra_pass", {k: v * (1.03 if "projunn" in k else 1) for k, v in base.items()})
+    text, chosen = plants.report(tmp_path)
+    assert chosen == 0.01  # the smallest candidate at least twice 0.3 %
+    assert "| 0.25 % | 4 |" in text and "| 0.5 % | 0 |" in text
+    assert "| extra_pass | one extra pass" in text and "| 1 | 1 of 1 | +3.00 %" in text
+    assert "| basis_1.2x |" in text and "not measured" in text
+    assert plants.choose({}) == plants.CANDIDATES[0]
+    assert plants.choose({"x": 0.5}) == plants.CANDIDATES[-1]  # noisier than any candidate
