@@ -31,7 +31,7 @@ from pathlib import Path
 from ..measure.callgrind import STEPS
 from ..measure.output import atomic_write_text
 
-__all__ = ["CANDIDATES", "PLANTS", "campaign", "choose", "report"]
+__all__ = ["CANDIDATES", "PLANTS", "campaign", "choose", "plant_comment", "report"]
 
 PLANTS = {
     "extra_pass": (
@@ -264,6 +264,23 @@ def report(data: Path, threshold: float | None = None) -> tuple[str, float]:
             f"{100 * small[1]:+.2f} % (`{small[0]}`) | {100 * big:+.2f} % | {others} |"
         )
     return "\n".join(lines) + "\n", chosen
+
+
+def plant_comment(base: Path, plant: Path, label: str, threshold: float | None = None) -> str:
+    """The gate's ``compare.md`` of a plant from two count folders kept on disk (each
+    holding a count's ``status.jsonl`` and callgrind dumps): HEAD's (``base``) against
+    the plant's, with where the instructions went."""
+    from ..measure.callgrind import read_run
+    from ..report.compare import COUNT_THRESHOLD
+    from .counts import CountVerdict, cases
+    from .run import summary
+
+    a, b = read_run(base), read_run(plant)
+    counted = [c for c in cases() if c.id in a.dumps and c.id in b.dumps]
+    verdict = CountVerdict(a, b, counted, COUNT_THRESHOLD if threshold is None else threshold)
+    wall = a.timing["total"] + b.timing["total"]
+    note = "the count calibration times nothing (projunn-bench gate does)"
+    return summary("HEAD", label, None, wall, counts=verdict, times_note=note)
 
 
 def _plant_comments(data: Path, runs: dict) -> None:

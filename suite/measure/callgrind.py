@@ -74,6 +74,7 @@ __all__ = [
     "estimated_cycles",
     "missing_reason",
     "parse",
+    "read_run",
     "shim_path",
     "valgrind",
 ]
@@ -424,30 +425,40 @@ def count_cases(
         cmd, env=env, cwd=out, stdout=log, stderr=subprocess.STDOUT if log else None
     )
     wall = time.monotonic() - start
+    run = read_run(out, steps)
+    if proc.returncode != 0 and not run.status:
+        raise RuntimeError(
+            f"the callgrind process failed (exit {proc.returncode}); see {out / 'valgrind.log'}"
+        )
+    run.timing["total"] = wall
+    if owned:
+        shutil.rmtree(out, ignore_errors=True)
+    return run
+
+
+def read_run(out: str | Path, steps: int = STEPS) -> CountRun:
+    """A :class:`CountRun` read back from the folder a count wrote (``status.jsonl`` and
+    callgrind's dumps); ``timing["total"]`` is the child's import + setup + measured."""
+    out = Path(out)
     status: dict[str, dict[str, Any]] = {}
     header: dict[str, Any] = {}
+    order: list[str] = []
     if (out / "status.jsonl").is_file():
         for line in (out / "status.jsonl").read_text().splitlines():
             rec = json.loads(line)
             if "case" in rec:
                 status[rec["case"]] = rec
+                if rec.get("dumped"):
+                    order.append(rec["case"])
             else:
                 header.update(rec)
-    if proc.returncode != 0 and not status:
-        raise RuntimeError(
-            f"the callgrind process failed (exit {proc.returncode}); see {out / 'valgrind.log'}"
-        )
-    dumps = _read_dumps(out, [c.id for c in chosen if status.get(c.id, {}).get("dumped")])
     timing = {
-        "total": wall,
         "import": float(header.get("import_s", 0.0)),
         "setup": sum(s.get("setup_s", 0.0) for s in status.values()),
         "measured": sum(s.get("measured_s", 0.0) for s in status.values()),
     }
-    run = CountRun(dumps, status, timing, steps, out, header.get("modules", {}))
-    if owned:
-        shutil.rmtree(out, ignore_errors=True)
-    return run
+    timing["total"] = sum(timing.values())
+    return CountRun(_read_dumps(out, order), status, timing, steps, out, header.get("modules", {}))
 
 
 def _read_dumps(out: Path, order: list[str]) -> dict[str, Dump]:
