@@ -46,34 +46,48 @@ def main(spec_path: str) -> int:
         torch.manual_seed(settings.seed)  # the sketch draws the same vectors every step
         return step()
 
+    # light_n: cases up to this N (convolutions: all) are set up with instrumentation left
+    # on (switching it on again retranslates every function the step runs: seconds a
+    # case); larger ones are set up with it off (a Haar QR instrumented costs a minute).
+    light_n = spec.get("light_n")
+    instrumented = False
     for record in spec["cases"]:
         record = {**record, "options": tuple(tuple(o) for o in record["options"])}
         case = Case(**record)
         out = {"case": case.id, "status": "ok", "dumped": False}
+        light = light_n is not None and (case.spatial is not None or case.n <= light_n)
         t0 = time.monotonic()
         try:
+            if instrumented and not light:
+                ctl.stop()
+                instrumented = False
             work = prepare(case, settings)
             for _ in range(settings.warmup):
                 seeded(work.step)
             out["setup_s"] = time.monotonic() - t0
             t1 = time.monotonic()
-            ctl.start()
-            try:
-                seeded(work.step)  # warms the simulated caches; not collected
-                for _ in range(steps):
-                    torch.manual_seed(settings.seed)
-                    ctl.toggle()
-                    work.step()
-                    ctl.toggle()
-                ctl.dump(case.id)
-                out["dumped"] = True
-            finally:
-                ctl.stop()
+            if instrumented:
+                ctl.zero()
+            else:
+                ctl.start()
+                instrumented = True
+            seeded(work.step)  # warms the simulated caches; not collected
+            for _ in range(steps):
+                torch.manual_seed(settings.seed)
+                ctl.toggle()
+                work.step()
+                ctl.toggle()
+            ctl.dump(case.id)
+            out["dumped"] = True
             out["measured_s"] = time.monotonic() - t1
         except Skip as e:
             out.update(status="skipped", reason=str(e))
         except Exception as e:  # one failing case does not stop the others
             out.update(status="error", reason=f"{type(e).__name__}: {e}"[:1000])
+        finally:
+            if instrumented and (light_n is None or not out["dumped"]):
+                ctl.stop()  # one case at a time (or after a failure: a clean start)
+                instrumented = False
         _line(status, out)
         work = None
     return 0

@@ -187,6 +187,11 @@ class Controller:
         if self.mode == "shim":
             self.lib.projunn_stop()
 
+    def zero(self) -> None:
+        """Every counter zeroed (instrumentation stays as it is)."""
+        if self.mode == "shim":
+            self.lib.projunn_zero()
+
     def toggle(self) -> None:
         if self.mode == "shim":
             self.lib.projunn_toggle()
@@ -368,12 +373,16 @@ def count_cases(
     pythonpath: Sequence = (),
     python: str | None = None,
     log=None,
+    light_n: int | None = None,
 ) -> CountRun:
     """Count ``cases`` (the countable ones, :func:`countable`) under ``settings`` (its
     seed, batch, warm-up) in one callgrind process; its files go to ``folder`` (default: a
     temporary folder, removed). ``pythonpath`` goes first on the child's import path (the
     gate puts a commit's ``projunn_core`` there; default: where this process imports it
     from, so under asv the commit's installed copy); this checkout follows (``suite``).
+    ``light_n``: set up cases up to this N (and convolutions) with instrumentation left on
+    (default ``None``: off around every setup, as calibrated). Measured on 10 small cases:
+    27 % less time in the measured part, but counts 0.1-0.3 % apart from the default's.
     Raises ``RuntimeError`` when valgrind is
     missing or the process fails before counting anything."""
     reason = missing_reason()
@@ -399,6 +408,7 @@ def count_cases(
         "shim": None if shim is None else str(shim),
         "status": str(out / "status.jsonl"),
         "code": str(Path(pythonpath[0]).resolve()) if pythonpath else None,
+        "light_n": light_n,
     }
     (out / "spec.json").write_text(json.dumps(spec, indent=1))
     (out / "status.jsonl").unlink(missing_ok=True)
