@@ -217,11 +217,27 @@ def report(data: Path, threshold: float | None = None) -> tuple[str, float]:
             f"{a['wall_s']:.0f}, {b['wall_s']:.0f} | {a['loadavg_1_5'][0]:.1f} |"
         )
     chosen = threshold if threshold is not None else choose(largest)
-    lines += ["", "False alarms of the A/A pairs at each candidate threshold:", ""]
-    lines += ["| threshold | false alarms (counts over it, all pairs) |", "|---|---|"]
+    base = pairs[0][1] if pairs else None
+    planted = {}  # plant -> {case: largest of its two count changes}
+    for name in PLANTS:
+        f = data / f"plant-{name}" / "counts.json"
+        if base is not None and f.is_file():
+            per: dict[str, float] = {}
+            for (c, _), x in _diffs(base, json.loads(f.read_text())).items():
+                if touched(c):
+                    per[c] = max(per.get(c, -1.0), x)
+            planted[name] = per
+    lines += [
+        "",
+        "Each candidate threshold: the A/A pairs' false alarms, the plants' cases caught:",
+    ]
+    lines += ["", "| threshold | A/A false alarms (counts over it) | plant cases caught |"]
+    lines += ["|---|---|---|"]
     for t in CANDIDATES:
         alarms = sum(abs(x) > t for diffs in all_diffs for x in diffs.values())
-        lines.append(f"| {100 * t:g} % | {alarms} |")
+        got = sum(x > t for per in planted.values() for x in per.values())
+        total = sum(len(per) for per in planted.values())
+        lines.append(f"| {100 * t:g} % | {alarms} | {got} of {total} |")
     worst_all = max(largest.values(), default=0.0)
     lines += [
         "",
@@ -237,13 +253,14 @@ def report(data: Path, threshold: float | None = None) -> tuple[str, float]:
     for c in case_names:
         i, y = largest.get(f"{c} instructions", 0.0), largest.get(f"{c} estimated_cycles", 0.0)
         lines.append(f"| `{c}` | {100 * i:.4f} % | {100 * y:.4f} % |")
-    base = pairs[0][1] if pairs else None
     lines += ["", "## Reference plants (vs HEAD of the first A/A pair)", ""]
     lines += [
         "| plant | what | cases touched | caught at the threshold | smallest change "
         "(instructions) | largest | untouched cases moved |",
         "|---|---|---|---|---|---|---|",
     ]
+    missed: dict[tuple[str, str], float] = {}
+    caught_changes: list[tuple[float, str, str]] = []
     for name, (what, _) in PLANTS.items():
         f = data / f"plant-{name}" / "counts.json"
         if base is None or not f.is_file():
@@ -263,6 +280,18 @@ def report(data: Path, threshold: float | None = None) -> tuple[str, float]:
             f"| {name} | {what} | {len(hit)} | {len(caught)} of {len(hit)} | "
             f"{100 * small[1]:+.2f} % (`{small[0]}`) | {100 * big:+.2f} % | {others} |"
         )
+        missed.update({(name, c): x for c, x in hit.items() if c not in caught})
+        caught_changes += [(x, name, c) for c, x in hit.items() if c in caught]
+    if caught_changes:
+        x, name, c = min(caught_changes)
+        lines += ["", f"Smallest planted change caught: {100 * x:+.2f} % ({name}, `{c}`)."]
+    if missed:
+        lines += ["", f"Touched cases the threshold ({100 * chosen:g} %) misses:", ""]
+        lines += ["| plant | case | instructions |", "|---|---|---|"]
+        lines += [
+            f"| {p} | `{c}` | {100 * x:+.3f} % |"
+            for (p, c), x in sorted(missed.items(), key=lambda kv: kv[1])
+        ]
     return "\n".join(lines) + "\n", chosen
 
 
@@ -324,7 +353,7 @@ def campaign(
         body, chosen = report(data)
         head = (
             "# The count gate's calibration: A/A spread and reference plants\n\n"
-            f"Reproduce: `projunn-bench gate-noise --counts {' '.join(argv)}`. Each count is "
+            f"Reproduce: `projunn-bench gate-noise {' '.join(argv)}`. Each count is "
             f"one callgrind process over the gate's cases (`suite.gate.counts.cases`), {STEPS} "
             "steps per case, one thread; per-process figures: `counts.json` under "
             f"`{data.relative_to(root) if data.is_relative_to(root) else data}`.\n\n"
