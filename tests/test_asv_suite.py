@@ -82,6 +82,12 @@ def test_task_benchmarks_follow_the_grid(monkeypatch, restore_modules):
     tracked = tb.TaskCopy().track_final_test_loss("expm")
     assert tracked == tb.final_test_loss("copy", "expm", grid="tiny")
     assert 0 < tracked < 10
+    threads = torch.get_num_threads()
+    try:  # asv calls setup in the method's own process: one thread at the smoke sizes
+        tb.TaskCopy().setup("expm")
+        assert torch.get_num_threads() == tb.SMOKE_THREADS == 1
+    finally:
+        torch.set_num_threads(threads)
     tb = _reload(monkeypatch, "suite.tasks.benchmarks", "quick")
     assert tb.task_config("copy") == TASKS["copy"].preset("quick")
     assert tb.task_config("pdigits", "tiny").hidden == tb.SMOKE["pdigits"]["hidden"]

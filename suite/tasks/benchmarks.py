@@ -15,9 +15,20 @@ half an hour; every other grid trains the quick preset.
 
 from __future__ import annotations
 
-from ..measure.cases import GRIDS, current_grid, method_labels
+import importlib.util
+
+import torch
+
+from ..measure.cases import GRIDS, current_grid, method_labels, parse_method_label
 from . import LSTM, TASKS
 from .base import Config
+from .train import Run, train
+
+# asv's forkserver imports this module once and forks a process per method: what every
+# process needs is imported here, not in each of them (scikit-learn's digits loader
+# alone takes 1.5 s of CPU).
+if importlib.util.find_spec("sklearn") is not None:
+    import sklearn.datasets  # noqa: F401
 
 __all__ = ["RANKS", "SMOKE", "TaskCopy", "TaskPdigits", "final_test_loss", "task_config"]
 
@@ -34,6 +45,10 @@ SMOKE = {
 }
 """Overrides of each task's ``PRESET`` under the ``tiny`` grid: a smoke test that every
 method trains end to end, not a measure of what it learns."""
+
+SMOKE_THREADS = 1
+"""Torch threads of a method's process under the ``tiny`` grid: a second thread gains
+nothing at these sizes and, on busy cores, its spin-waits took 5-10x the CPU time."""
 
 
 def task_config(task: str, grid: str | None = None) -> Config:
@@ -67,9 +82,6 @@ def final_test_loss(task: str, label: str, grid: str | None = None, **overrides)
     >>> final_test_loss("copy", "expm", T=2, hidden=4, steps=1, test_size=2) > 0
     True
     """
-    from ..measure.cases import parse_method_label
-    from .train import Run, train
-
     method, rank = parse_method_label(label)
     spec = TASKS[task]
     config = task_config(task, grid).replace(**overrides)
@@ -88,6 +100,10 @@ class _FinalLoss:
     params = [_labels()]
     param_names = ["method"]
     timeout = 900
+
+    def setup(self, method):
+        if GRID.name == "tiny":  # each method is its own forked process (forkserver)
+            torch.set_num_threads(SMOKE_THREADS)
 
     def track_final_test_loss(self, method):
         return final_test_loss(self.task, method)
