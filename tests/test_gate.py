@@ -353,7 +353,7 @@ def test_the_count_calibration_chooses_its_threshold_and_judges_the_plants(tmp_p
     write("plant-extra_pass", {k: v * (1.03 if "projunn" in k else 1) for k, v in base.items()})
     text, chosen = plants.report(tmp_path)
     assert chosen == 0.01  # the smallest candidate at least twice 0.3 %
-    assert "| 0.25 % | 4 | 1 of 1 |" in text and "| 0.5 % | 0 | 1 of 1 |" in text
+    assert "| 0.25 % | 2 | 1 of 1 |" in text and "| 0.5 % | 0 | 1 of 1 |" in text
     assert "| extra_pass | one extra pass" in text and "| 1 | 1 of 1 | +3.00 %" in text
     assert "| basis_1.2x |" in text and "not measured" in text
     assert plants.choose({}) == plants.CANDIDATES[0]
