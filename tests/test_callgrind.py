@@ -215,7 +215,7 @@ def test_the_gate_comment_says_which_measure_flagged_what():
     slower = CaseChange("update expm N=64 float32 cpu", 1.0, 2.0, 2.0, "intervals apart", True,
                         "regressed")  # fmt: skip
     text = gate_run.summary("a", "b", Comparison([slower], 1.6), 60, counts=Verdict())
-    assert "PERFORMANCE DECREASED" in text and "instruction count +1 %" in text
+    assert "PERFORMANCE DECREASED" in text and "instructions +1 % / estimated cycles +2 %" in text
     assert "`update svd N=64 float32 cpu`: instructions +10.00 %" in text
     assert "`update expm N=64 float32 cpu`: time 2.00x" in text
     assert "`at::native::mm`" in text and "#### Times" in text

@@ -158,15 +158,16 @@ class CountVerdict:
 
     def markdown(self) -> str:
         """The counts' part of ``compare.md``: what they flagged and where it went."""
-        from ..report.compare import _count, _percent
+        from ..report.compare import CYCLES_SCALE, _count, _percent
 
         t = self.threshold
         cases_n = len({c.case for c in self.changes})
         largest = max(self.changes, key=lambda c: abs(c.ratio - 1), default=None)
         lines = [
-            f"#### Instruction counts (callgrind, one thread, per step; threshold {100 * t:g} %)",
+            f"#### Instruction counts (callgrind, one thread, per step; thresholds: "
+            f"instructions {100 * t:g} %, estimated cycles {100 * CYCLES_SCALE * t:g} %)",
             "",
-            f"{len(self.regressed)} count(s) grew by more than {100 * t:g} % "
+            f"{len(self.regressed)} count(s) grew beyond their threshold "
             f"({cases_n} cases counted, instructions and estimated cycles each)"
             + (
                 f"; the largest change: {_percent(largest.ratio)} ({largest.test}, "

@@ -318,6 +318,19 @@ def report(data: Path, threshold: float | None = None) -> tuple[str, float]:
             f"| {p} | `{c}` | {100 * x:+.3f} % |"
             for (p, c), x in sorted(missed.items(), key=lambda kv: kv[1])
         ]
+    runs = sorted(data.glob("*/counts.json")) + sorted(data.glob("*/*/counts.json"))
+    if runs:
+        lines += ["", "## Cost of each count run (one callgrind process, wall seconds)", ""]
+        lines += ["| run | cases | wall | import | setup | measured | load (1 min) |"]
+        lines += ["|---|---|---|---|---|---|---|"]
+        for f in runs:
+            info = json.loads(f.read_text())
+            t = info.get("timing", {})
+            lines.append(
+                f"| {f.parent.relative_to(data)} | {len(info['cases'])} | {info['wall_s']:.0f} | "
+                f"{t.get('import', 0):.0f} | {t.get('setup', 0):.0f} | "
+                f"{t.get('measured', 0):.0f} | {info['loadavg_1_5'][0]:.1f} |"
+            )
     return "\n".join(lines) + "\n", chosen
 
 

@@ -151,6 +151,8 @@ def summary(
     >>> print(summary("main", "HEAD", Comparison([], 1.5), 61.0).splitlines()[2])
     **No benchmark is slower** by more than 1.5x beyond noise (main vs HEAD, 1.0 min).
     """
+    from ..report.compare import CYCLES_SCALE
+
     timed_bad = list(comparison.regressed) if comparison is not None else []
     counted_bad = list(counts.regressed) if counts is not None else []
     failed = [*failed, *(counts.failed if counts is not None else [])]
@@ -162,7 +164,10 @@ def summary(
     )
     limits = []
     if counts is not None:
-        limits.append(f"an instruction count +{100 * counts.threshold:g} %")
+        limits.append(
+            f"instructions +{100 * counts.threshold:g} % / estimated cycles "
+            f"+{100 * CYCLES_SCALE * counts.threshold:g} %"
+        )
     if comparison is not None:
         limits.append(f"a time {comparison.factor:g}x beyond noise")
     if counts is None and comparison is not None:
