@@ -319,16 +319,24 @@ def run_gate(
 
 
 def _count(root: Path, base: str, head: str, out: Path, threshold: float):
-    """Count both commits (BASE first), keeping callgrind's files under ``out/counts``."""
+    """Count both commits at once (two callgrind processes: the 2 cores of a CI runner;
+    a count does not move with the load), keeping callgrind's files under
+    ``out/counts/{base,head}`` and each process's output in ``counts-SIDE.log``."""
     import shutil
+    from concurrent.futures import ThreadPoolExecutor
 
     counted = gate_counts.cases()
-    runs = {}
-    with open(out / "counts.log", "w") as log:
-        for side, commit in (("base", base), ("head", head)):
-            folder = out / "counts" / side
-            shutil.rmtree(folder, ignore_errors=True)
-            print(f"gate: counting {len(counted)} cases of {commit[:10]} under callgrind")
-            runs[side] = gate_counts.count_commit(root, commit, folder, counted, log=log)
-            shutil.rmtree(folder / "code", ignore_errors=True)
+
+    def one(side: str, commit: str):
+        folder = out / "counts" / side
+        shutil.rmtree(folder, ignore_errors=True)
+        print(f"gate: counting {len(counted)} cases of {commit[:10]} under callgrind")
+        with open(out / f"counts-{side}.log", "w") as log:
+            run = gate_counts.count_commit(root, commit, folder, counted, log=log)
+        shutil.rmtree(folder / "code", ignore_errors=True)
+        return run
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        found = {s: pool.submit(one, s, c) for s, c in (("base", base), ("head", head))}
+        runs = {s: f.result() for s, f in found.items()}
     return gate_counts.CountVerdict(runs["base"], runs["head"], counted, threshold)
