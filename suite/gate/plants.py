@@ -396,6 +396,13 @@ def campaign(
             f"one callgrind process over the gate's cases (`suite.gate.counts.cases`), {STEPS} "
             "steps per case, one thread; per-process figures: `counts.json` under "
             f"`{data.relative_to(root) if data.is_relative_to(root) else data}`.\n\n"
+            "How to read it: an A/A pair is two whole count runs of the same code (HEAD and "
+            "an empty commit), each its own process, while other work held the cores; a "
+            "threshold must stay above every A/A difference. A plant touches the projUNN "
+            "cases (their steps run the planted code); its change in a case is the extra "
+            "work over that case's whole step, so the same plant moves a small step by "
+            "percents and a large one by tenths of a percent. A change smaller than the A/A "
+            "spread cannot be told from it by any threshold.\n\n"
         )
         atomic_write_text(out, head + body)
 
