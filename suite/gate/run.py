@@ -276,7 +276,7 @@ def run_gate(
         count_verdict = _count(root, base_hash, head_hash, out, threshold)
         print(
             f"gate: counted in {time.monotonic() - start:.0f} s; "
-            f"{len(count_verdict.regressed)} count(s) beyond {100 * threshold:g} %"
+            f"{len(count_verdict.regressed)} count(s) beyond their thresholds"
         )
     comp, failed, times_note = None, [], "--no-times" if not times else ""
     if times:
