@@ -309,14 +309,17 @@ class ConvAccuracyManySteps(_ConvOrthogonality):
 
 
 def _counted_cases():
+    """The gate's counted cases; the tiny grid's (``asv run --quick`` smoke test: one
+    count process of seconds, not minutes) under ``PROJUNN_BENCH_GRID=tiny``."""
     from .gate.counts import cases
 
-    return cases()
+    return cases("tiny" if GRID.name == "tiny" else "gate")
 
 
 class Counts:
     """Instructions and estimated cycles per step under callgrind, over the gate's counted
-    cases (:func:`suite.gate.counts.cases`; the one parameter is the case id).
+    cases (:func:`suite.gate.counts.cases`, the tiny grid's under ``PROJUNN_BENCH_GRID=tiny``;
+    the one parameter is the case id).
     ``setup_cache`` counts them all in ONE valgrind process per commit
     (:func:`suite.measure.callgrind.count_cases`, the commit's installed code); the
     benchmarks read its results. Without valgrind every case is skipped with the install

@@ -26,6 +26,7 @@ from pathlib import Path
 from ..measure.callgrind import STEPS, CountRun, Dump, count_cases
 from ..measure.cases import GRIDS, iter_cases
 from ..measure.methods import METHODS
+from ..measure.workloads import WORKLOADS
 
 __all__ = ["CODE", "attribution", "cases", "count_commit", "export", "frame", "top_functions"]
 
@@ -38,13 +39,17 @@ count does not need a large N to see a change in the code (it has no noise to ri
 above), and under callgrind a train step at N = 1024 costs 30-45 s."""
 
 
-def cases():
-    """The counted cases: the ``gate`` grid's timed CPU cases of the project's own code
-    (no peer library), every method up to N = 256 (convolutions: 16 channels, 8 x 8), and
-    the projUNN updates at N = :data:`LARGEST_N`."""
+def cases(grid: str = "gate"):
+    """The counted cases: ``grid``'s timed CPU cases of the project's own code (no peer
+    library), every method up to N = 256 (the gate grid's convolutions: 16 channels,
+    8 x 8), and the projUNN updates at N = :data:`LARGEST_N`.
+
+    >>> 0 < len(cases("tiny")) < len(cases())
+    True
+    """
     out = []
-    for c in iter_cases(GRIDS["gate"]):
-        if METHODS[c.method].requires is not None:
+    for c in iter_cases(GRIDS[grid]):
+        if METHODS[c.method].requires is not None or not WORKLOADS[c.workload].timed:
             continue
         if c.n > 256 and not (c.workload == "update" and c.method.startswith("projunn")):
             continue
