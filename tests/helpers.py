@@ -155,3 +155,20 @@ def write_asv_results(root: Path, commit: str, samples: dict[str, list[float]], 
     }
     (root / "benchmarks.json").write_text(json.dumps(meta))
     return root
+
+
+def asv_config(tmp_path: Path) -> Path:
+    """The project's ``asv.conf.json`` with asv's folders under ``tmp_path`` (a real
+    ``asv run`` in a test leaves nothing in the checkout); returns its path."""
+    json5 = pytest.importorskip("json5")
+    conf = json5.loads((ROOT / "asv.conf.json").read_text())
+    conf.update(
+        repo=str(ROOT),
+        benchmark_dir=str(ROOT / "suite"),
+        results_dir=str(tmp_path / "results"),
+        html_dir=str(tmp_path / "html"),
+        env_dir=str(tmp_path / "env"),
+    )
+    path = tmp_path / "asv.conf.json"
+    path.write_text(json.dumps(conf))
+    return path

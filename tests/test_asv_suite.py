@@ -11,7 +11,7 @@ import subprocess
 
 import pytest
 import torch
-from helpers import ROOT, run_asv
+from helpers import ROOT, asv_config, run_asv
 
 from suite.measure import cases as cases_mod
 from suite.measure.timing import CONTENTION_LOG
@@ -106,17 +106,7 @@ def test_asv_run_on_cpu_skips_cuda_memory_and_trains_the_tiny_task(tmp_path, one
     """A real ``asv run --quick`` of the CUDA memory benchmarks and one Task combination on
     the tiny grid: nothing fails (asv exits 2 on a failed benchmark), and the tracked loss is
     the tiny configuration's."""
-    json5 = pytest.importorskip("json5")
-    conf = json5.loads((ROOT / "asv.conf.json").read_text())
-    conf.update(
-        repo=str(ROOT),
-        benchmark_dir=str(ROOT / "suite"),
-        results_dir=str(tmp_path / "results"),
-        html_dir=str(tmp_path / "html"),
-        env_dir=str(tmp_path / "env"),
-    )
-    path = tmp_path / "asv.conf.json"
-    path.write_text(json.dumps(conf))
+    path = asv_config(tmp_path)
     env = {"PROJUNN_BENCH_GRID": "tiny", "OMP_NUM_THREADS": "1"}
     found = run_asv("--config", str(path), "machine", "--yes", "--machine", "asv-suite-test", **env)
     assert found.returncode == 0, found.stdout[-3000:] + found.stderr[-3000:]

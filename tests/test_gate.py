@@ -159,7 +159,7 @@ def test_gate_noise_records_a_gate_that_exits_before_making_its_folder(tmp_path,
     monkeypatch.setattr(
         noise.subprocess, "run", lambda *a, **k: types.SimpleNamespace(returncode=2)
     )
-    monkeypatch.setattr(noise, "_git", lambda repo, *args: "0" * 40)
+    monkeypatch.setattr(noise, "git", lambda repo, *args: "0" * 40)
     run = noise.run_gate(tmp_path / "repo", "planted", "planted", 1.5, tmp_path / "data")
     assert run.status == 2 and run.label == "planted"
     info = json.loads((tmp_path / "data" / "planted" / "run.json").read_text())

@@ -519,19 +519,9 @@ def test_task_profile_asv_and_pytest_benchmark_see_the_plugin(tmp_path):
 
 def test_asv_runs_the_plugin_given_as_a_file(tmp_path):
     """A real ``asv run`` (which drops PYTHONPATH, hence the file's path) times the plug-in."""
-    from helpers import run_asv
+    from helpers import asv_config, run_asv
 
-    json5 = pytest.importorskip("json5")
-    conf = json5.loads((ROOT / "asv.conf.json").read_text())
-    conf.update(
-        repo=str(ROOT),
-        benchmark_dir=str(ROOT / "suite"),
-        results_dir=str(tmp_path / "results"),
-        html_dir=str(tmp_path / "html"),
-        env_dir=str(tmp_path / "env"),
-    )
-    path = tmp_path / "asv.conf.json"
-    path.write_text(json.dumps(conf))
+    path = asv_config(tmp_path)
     env = {"PROJUNN_BENCH_GRID": "tiny", "OMP_NUM_THREADS": "1", plugins.ENV: str(EXAMPLE)}
     found = run_asv("--config", str(path), "machine", "--yes", "--machine", "plug", **env)
     assert found.returncode == 0, found.stderr[-3000:]

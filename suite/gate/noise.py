@@ -71,8 +71,9 @@ class GateRun:
         return max((c.ratio for c in changes), default=float("nan"))
 
 
-def _git(repo: Path, *args: str) -> str:
-    env = dict(os.environ, GIT_AUTHOR_NAME="gate noise", GIT_COMMITTER_NAME="gate noise")
+def git(repo: Path, *args: str, who: str = "gate noise") -> str:
+    """``git ARGS`` in ``repo`` as ``who`` (commits of a throwaway clone); its stdout."""
+    env = dict(os.environ, GIT_AUTHOR_NAME=who, GIT_COMMITTER_NAME=who)
     env.update(GIT_AUTHOR_EMAIL="gate@localhost", GIT_COMMITTER_EMAIL="gate@localhost")
     return subprocess.run(
         ["git", *args], cwd=repo, env=env, check=True, capture_output=True, text=True
@@ -83,18 +84,18 @@ def make_clone(work: Path, plant_n: int) -> tuple[Path, str]:
     """Clone HEAD into ``work/repo`` with branches ``aa`` and ``planted``; its HEAD hash."""
     repo = work / "repo"
     root = project_root()
-    head = _git(root, "rev-parse", "HEAD")
+    head = git(root, "rev-parse", "HEAD")
     if not repo.exists():
         subprocess.run(["git", "clone", "-q", str(root), str(repo)], check=True)
-    _git(repo, "fetch", "-q", str(root), head)
-    _git(repo, "checkout", "-q", "-B", "base", head)
-    _git(repo, "checkout", "-q", "-B", "aa", head)
-    _git(repo, "commit", "-q", "--allow-empty", "-m", "gate noise: A/A (no change)")
-    _git(repo, "checkout", "-q", "-B", "planted", head)
+    git(repo, "fetch", "-q", str(root), head)
+    git(repo, "checkout", "-q", "-B", "base", head)
+    git(repo, "checkout", "-q", "-B", "aa", head)
+    git(repo, "commit", "-q", "--allow-empty", "-m", "gate noise: A/A (no change)")
+    git(repo, "checkout", "-q", "-B", "planted", head)
     step = repo / "projunn_core" / "step.py"
     step.write_text(step.read_text() + PLANT.format(n=plant_n))
-    _git(repo, "commit", "-q", "-am", f"gate noise: projUNN step 2x slower at N={plant_n}")
-    _git(repo, "checkout", "-q", "base")
+    git(repo, "commit", "-q", "-am", f"gate noise: projUNN step 2x slower at N={plant_n}")
+    git(repo, "checkout", "-q", "base")
     return repo, head
 
 
@@ -109,7 +110,7 @@ def run_gate(repo: Path, head: str, label: str, factor: float, data: Path) -> Ga
     wall, load = time.monotonic() - start, os.getloadavg()[:2]
     info = {"status": status, "wall_s": wall, "loadavg_1_5": load}
     for side, name in (("base", "base"), ("head", head)):  # asv's results, samples included
-        sha = _git(repo, "rev-parse", name)[:8]
+        sha = git(repo, "rev-parse", name)[:8]
         for found in (repo / ".asv" / "results").glob(f"*/{sha}-*.json"):
             (out / "asv").mkdir(exist_ok=True)
             atomic_write_text(out / "asv" / f"{side}.json", found.read_text())

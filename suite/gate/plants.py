@@ -30,6 +30,7 @@ from pathlib import Path
 
 from ..measure.callgrind import STEPS
 from ..measure.output import atomic_write_text
+from .noise import git
 
 __all__ = ["CANDIDATES", "PLANTS", "campaign", "choose", "plant_comment", "report"]
 
@@ -113,11 +114,7 @@ def touched(case_id: str) -> bool:
 
 
 def _git(repo: Path, *args: str) -> str:
-    env = dict(os.environ, GIT_AUTHOR_NAME="gate counts", GIT_COMMITTER_NAME="gate counts")
-    env.update(GIT_AUTHOR_EMAIL="gate@localhost", GIT_COMMITTER_EMAIL="gate@localhost")
-    return subprocess.run(
-        ["git", *args], cwd=repo, env=env, check=True, capture_output=True, text=True
-    ).stdout.strip()
+    return git(repo, *args, who="gate counts")
 
 
 def make_clone(work: Path, root: Path) -> tuple[Path, dict[str, str]]:
