@@ -43,6 +43,10 @@ GEOTORCH = [
 
 
 LR = {"sgd": 0.5, "rmsprop": 0.01, "adam": 0.02}
+GEOOPT_LR = {**LR, "adam": 0.05}
+"""geoopt's Riemannian Adam on the Euclidean Stiefel manifold moves slower: at lr 0.02 its
+60-step loss ratio had a median of 0.76 and reached 0.81 in 160 fresh draws (over the 0.8
+the test asks for); at 0.05 the largest of 160 was 0.54."""
 
 
 def _import_or_skip(library):
@@ -191,7 +195,7 @@ def test_geoopt_layers_fit_and_stay_orthogonal(geoopt, cls, dtype, name, gen):
     assert unitarity_error(m.matrix()) < TOL[dtype]
     x = torch.randn(3, 5, 16, dtype=dtype, generator=gen)
     torch.testing.assert_close(m(x), x @ m.matrix().mT, atol=0, rtol=0)
-    first, last, worst, opt = _fit(m, name, 60, LR[name], gen)
+    first, last, worst, opt = _fit(m, name, 60, GEOOPT_LR[name], gen)
     assert last < 0.8 * first
     assert worst < TOL[dtype]
     assert opt.skipped_steps == 0
