@@ -317,9 +317,9 @@ def _counted_cases():
 
 
 class Counts:
-    """Instructions and estimated cycles per step under callgrind, over the gate's counted
-    cases (:func:`suite.gate.counts.cases`, the tiny grid's under ``PROJUNN_BENCH_GRID=tiny``;
-    the one parameter is the case id).
+    """Instructions, estimated cycles and compute operators per step under callgrind,
+    over the gate's counted cases (:func:`suite.gate.counts.cases`, the tiny grid's under
+    ``PROJUNN_BENCH_GRID=tiny``; the one parameter is the case id).
     ``setup_cache`` counts them all in ONE valgrind process per commit
     (:func:`suite.measure.callgrind.count_cases`, the commit's installed code); the
     benchmarks read its results. Without valgrind every case is skipped with the install
@@ -362,3 +362,8 @@ class Counts:
         return self._value(cache, case, "estimated_cycles")
 
     track_estimated_cycles.unit = "cycles"
+
+    def track_operations(self, cache, case):
+        return self._value(cache, case, "operations")
+
+    track_operations.unit = "operations"

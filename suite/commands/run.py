@@ -55,7 +55,8 @@ metrics: time [s] (median of the samples, each the mean of a block of calls time
   orthogonality_* [1] (conv: max |sigma - 1| over the frequency matrices),
   norm_error_* [1] (conv: max | ||m(x)|| / ||x|| - 1 | on random inputs).
   with --instructions: instructions [instructions] and estimated_cycles [cycles] per step
-  (callgrind, 5 steps, one thread; cycles = L1 hits + 5 LL hits + 35 memory accesses).
+  (callgrind, 3 steps, one thread; cycles = L1 hits + 5 LL hits + 35 memory accesses)
+  and operations [operations] (compute operators one step dispatches).
   with --profile: profiled_time, ops_per_step, step_peak_memory, step_resident_memory,
   step_temporary_memory, group_self_cpu_time:GROUP and, on CUDA, kernels_per_step,
   memcpy_per_step, device_busy_time, device_busy_fraction, host_syncs_per_step (a lower
@@ -215,8 +216,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--instructions",
         action="store_true",
         help="also count, for every timed CPU case, the instructions and estimated cycles "
-        "per step under callgrind (one valgrind process for all cases; rows instructions "
-        "and estimated_cycles; skipped with the install line without valgrind)",
+        "per step under callgrind and the compute operators of a step (one valgrind "
+        "process for all cases; rows instructions, estimated_cycles and operations; "
+        "skipped with the install line without valgrind)",
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument(

@@ -165,6 +165,8 @@ def _count(repo: Path, commit: str, folder: Path, scratch: Path):
         values[c.id] = {
             "instructions": d.totals["Ir"] / run.steps,
             "estimated_cycles": estimated_cycles(d.totals) / run.steps,
+            "operations": st.get("operations"),
+            "ops": st.get("ops", {}),
         }
     info = {
         "commit": commit,

@@ -166,7 +166,7 @@ def summary(
     if counts is not None:
         limits.append(
             f"instructions +{100 * counts.threshold:g} % / estimated cycles "
-            f"+{100 * CYCLES_SCALE * counts.threshold:g} %"
+            f"+{100 * CYCLES_SCALE * counts.threshold:g} % / one more compute operator"
         )
     if comparison is not None:
         limits.append(f"a time {comparison.factor:g}x beyond noise")
@@ -184,7 +184,11 @@ def summary(
     if counts is not None or comparison is not None:
         flagged: dict[str, list[str]] = {}
         for c in counted_bad:
-            flagged.setdefault(c.case, []).append(f"{c.test} {100 * (c.ratio - 1):+.2f} %")
+            flagged.setdefault(c.case, []).append(
+                f"operators {c.base:.0f} -> {c.new:.0f}"
+                if c.test == "operations"
+                else f"{c.test} {100 * (c.ratio - 1):+.2f} %"
+            )
         for c in timed_bad:
             flagged.setdefault(c.case, []).append(f"time {c.ratio:.2f}x")
         text += (
@@ -332,9 +336,7 @@ def _count(root: Path, base: str, head: str, out: Path, threshold: float):
         shutil.rmtree(folder, ignore_errors=True)
         print(f"gate: counting {len(counted)} cases of {commit[:10]} under callgrind")
         with open(out / f"counts-{side}.log", "w") as log:
-            run = gate_counts.count_commit(root, commit, folder, counted, log=log)
-        shutil.rmtree(folder / "code", ignore_errors=True)
-        return run
+            return gate_counts.count_commit(root, commit, folder, counted, log=log)
 
     with ThreadPoolExecutor(max_workers=2) as pool:
         found = {s: pool.submit(one, s, c) for s, c in (("base", base), ("head", head))}

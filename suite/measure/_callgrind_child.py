@@ -2,12 +2,14 @@
 
 ``python -m suite.measure._callgrind_child SPEC.json``: counts the cases of the spec (see
 :mod:`suite.measure.callgrind` for how) and appends one JSON line per case to the spec's
-status file (after a first line with the import time and where ``projunn_core`` came
+status file (with the compute operators of one more, uncollected step:
+:func:`suite.measure.opcount.count_ops`) (after a first line with the import time and where ``projunn_core`` came
 from). Outside valgrind it runs the same steps uncounted (a dry run of the cases).
 """
 
 from __future__ import annotations
 
+import gc
 import json
 import sys
 import time
@@ -26,6 +28,7 @@ def main(spec_path: str) -> int:
 
     from .callgrind import controller
     from .cases import Case, Skip
+    from .opcount import count_ops
     from .settings import Settings
     from .workloads import prepare
 
@@ -64,8 +67,16 @@ def main(spec_path: str) -> int:
             work = prepare(case, settings)
             for _ in range(settings.warmup):
                 seeded(work.step)
+            ops = count_ops(lambda: seeded(work.step))  # uncollected: a Python mode
+            out.update(operations=ops.total, ops=dict(sorted(ops.ops.items())))
             out["setup_s"] = time.monotonic() - t0
             t1 = time.monotonic()
+            # The cyclic collector runs when allocations since its last pass reach a
+            # threshold, a point set by everything the process did before (imports,
+            # setup): left on, a change anywhere in the code moves a pass into or out of
+            # the counted steps. timeit turns it off for the same reason.
+            gc.collect()
+            gc.disable()
             if instrumented:
                 ctl.zero()
             else:
@@ -85,6 +96,7 @@ def main(spec_path: str) -> int:
         except Exception as e:  # one failing case does not stop the others
             out.update(status="error", reason=f"{type(e).__name__}: {e}"[:1000])
         finally:
+            gc.enable()
             if instrumented and (light_n is None or not out["dumped"]):
                 ctl.stop()  # one case at a time (or after a failure: a clean start)
                 instrumented = False

@@ -62,6 +62,7 @@ __all__ = [
     "CACHE",
     "EVENTS",
     "INSTALL",
+    "KEPT_ENVIRONMENT",
     "METRICS",
     "STEPS",
     "WEIGHTS",
@@ -96,8 +97,16 @@ CACHE = ("--I1=32768,8,64", "--D1=32768,8,64", "--LL=8388608,16,64")
 """The simulated caches: 32 KiB 8-way L1s, an 8 MiB 16-way last level, 64-byte lines; the
 same on every machine (callgrind otherwise copies the host's, e.g. a 256 MiB L3)."""
 
-METRICS = {"instructions": "instructions", "estimated_cycles": "cycles"}
-"""Metric -> unit of the rows a count adds to a case."""
+METRICS = {
+    "instructions": "instructions",
+    "estimated_cycles": "cycles",
+    "operations": "operations",
+}
+"""Metric -> unit of the rows a count adds to a case. ``operations``: the compute
+operators one step dispatches (:func:`suite.measure.opcount.count_ops`: views and
+metadata-only operators left out), counted in the same process in one more step outside
+callgrind's collection; a whole number that moves only when the step runs other work,
+never with the memory layout."""
 
 STEPS = 3
 """Steps collected per case (the counts are per step: the total over ``STEPS``)."""
@@ -302,19 +311,40 @@ def parse(path: str | Path) -> Dump:
 # -- the run ------------------------------------------------------------------------------
 
 
+KEPT_ENVIRONMENT = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "LD_LIBRARY_PATH", "PYTHONPATH")
+"""The variables the counted process inherits (and every ``PROJUNN_BENCH_*``: plug-ins).
+Its environment lies on its stack, so any other variable (a shell's ``PWD``, pytest's
+``PYTEST_CURRENT_TEST``, a CI runner's job ids) would move its memory layout, and its
+counts, from one count to the next."""
+
+
 def child_environment(base: Mapping[str, str] | None = None, pythonpath: Sequence = ()):
-    """The child's environment: one thread in every pool, a fixed hash seed, MKL on its
-    SSE4.2 kernels, and ``pythonpath`` first on the import path."""
-    env = dict(os.environ if base is None else base)
+    """The child's environment: :data:`KEPT_ENVIRONMENT` of ``base`` (default: this
+    process's), one thread in every pool, a fixed hash seed, MKL on its SSE4.2 kernels,
+    no bytecode written, and ``pythonpath`` first on the import path.
+
+    Writing no bytecode keeps two counts alike: a child that compiles a module leaves
+    another heap behind than one that loads the ``.pyc`` a concurrent or earlier child
+    wrote (0.3 % more instructions in the steps of the first of two counts).
+
+    >>> env = child_environment({"PATH": "/bin", "PWD": "/x", "PROJUNN_BENCH_PLUGINS": "m"})
+    >>> sorted(env)[:4], "PWD" in env
+    (['MKL_ENABLE_INSTRUCTIONS', 'MKL_NUM_THREADS', 'OMP_NUM_THREADS', 'OPENBLAS_NUM_THREADS'], False)
+    """
+    base = os.environ if base is None else base
+    env = {
+        k: v for k, v in base.items() if k in KEPT_ENVIRONMENT or k.startswith("PROJUNN_BENCH_")
+    }
     env.update(
         OMP_NUM_THREADS="1",
         MKL_NUM_THREADS="1",
         OPENBLAS_NUM_THREADS="1",
         PYTHONHASHSEED="0",
+        PYTHONDONTWRITEBYTECODE="1",
         MKL_ENABLE_INSTRUCTIONS="SSE4_2",
     )
-    if pythonpath:
-        rest = [env["PYTHONPATH"]] if env.get("PYTHONPATH") else []
+    if pythonpath or base.get("PYTHONPATH"):
+        rest = [base["PYTHONPATH"]] if base.get("PYTHONPATH") else []
         env["PYTHONPATH"] = os.pathsep.join([*map(str, pythonpath), *rest])
     return env
 
@@ -349,12 +379,26 @@ class CountRun:
             return [Measurement.error("callgrind wrote no counts for it", "instructions")]
         ir, cycles = dump.totals.get("Ir", 0), estimated_cycles(dump.totals)
         note = f"callgrind, {self.steps} steps, per step"
-        return [
+        out = [
             Measurement("instructions", ir / self.steps, METRICS["instructions"], reason=note),
             Measurement(
                 "estimated_cycles", cycles / self.steps, METRICS["estimated_cycles"], reason=note
             ),
         ]
+        if "operations" in st:
+            out.append(
+                Measurement(
+                    "operations",
+                    float(st["operations"]),
+                    METRICS["operations"],
+                    reason="compute operators of one step (views, metadata-only left out)",
+                )
+            )
+        return out
+
+    def operators(self, case_id: str) -> dict[str, int]:
+        """The compute operators of one step of a case, by name (empty when not seen)."""
+        return dict(self.status.get(case_id, {}).get("ops", {}))
 
 
 def countable(case) -> bool:
@@ -399,44 +443,47 @@ def count_cases(
     owned = folder is None
     out = Path(tempfile.mkdtemp(prefix="callgrind-")) if owned else Path(folder)
     out.mkdir(parents=True, exist_ok=True)
-    for old in out.glob("callgrind.out*"):
-        old.unlink()
+    for old in [*out.glob("callgrind.out*"), out / "status.jsonl"]:
+        old.unlink(missing_ok=True)
     shim = shim_path()
-    spec = {
-        "cases": [_case_record(c) for c in chosen],
-        "settings": _settings_record(settings),
-        "steps": steps,
-        "shim": None if shim is None else str(shim),
-        "status": str(out / "status.jsonl"),
-        "code": str(Path(pythonpath[0]).resolve()) if pythonpath else None,
-        "light_n": light_n,
-    }
-    (out / "spec.json").write_text(json.dumps(spec, indent=1))
-    (out / "status.jsonl").unlink(missing_ok=True)
-    cmd = [
-        valgrind(),
-        "--tool=callgrind",
-        "--collect-atstart=no",
-        f"--instr-atstart={'no' if shim else 'yes'}",
-        "--cache-sim=yes",
-        *CACHE,
-        f"--callgrind-out-file={out / 'callgrind.out'}",
-        f"--log-file={out / 'valgrind.log'}",
-        python or sys.executable,
-        "-m",
-        _CHILD,
-        str(out / "spec.json"),
-    ]
     root = Path(__file__).resolve().parents[2]
-    env = child_environment(pythonpath=[*pythonpath, root])
-    start = time.monotonic()
-    # cwd: not the checkout, whose projunn_core would shadow ``pythonpath``'s (python -m
-    # puts the working folder first on the import path)
-    proc = subprocess.run(
-        cmd, env=env, cwd=out, stdout=log, stderr=subprocess.STDOUT if log else None
-    )
-    wall = time.monotonic() - start
-    run = read_run(out, steps)
+    with _Stage(out, [*pythonpath, root]) as stage:
+        code = stage.paths[0] if pythonpath else None
+        spec = {
+            "cases": [_case_record(c) for c in chosen],
+            "settings": _settings_record(settings),
+            "steps": steps,
+            "shim": None if shim is None else str(shim),
+            "status": str(stage.out / "status.jsonl"),
+            "code": None if code is None else str(code),
+            "light_n": light_n,
+        }
+        (stage.out / "spec.json").write_text(json.dumps(spec, indent=1))
+        cmd = [
+            valgrind(),
+            "--tool=callgrind",
+            "--collect-atstart=no",
+            f"--instr-atstart={'no' if shim else 'yes'}",
+            "--cache-sim=yes",
+            *CACHE,
+            f"--callgrind-out-file={stage.out / 'callgrind.out'}",
+            f"--log-file={stage.out / 'valgrind.log'}",
+            python or sys.executable,
+            "-m",
+            _CHILD,
+            str(stage.out / "spec.json"),
+        ]
+        env = child_environment(pythonpath=stage.paths)
+        start = time.monotonic()
+        # cwd: not the checkout, whose projunn_core would shadow ``pythonpath``'s (python
+        # -m puts the working folder first on the import path)
+        proc = subprocess.run(
+            cmd, env=env, cwd=stage.folder, stdout=log, stderr=subprocess.STDOUT if log else None
+        )
+        wall = time.monotonic() - start
+        stage.collect()
+        run = read_run(out, steps)
+        run.module_files = {k: stage.real(v) for k, v in run.module_files.items()}
     if proc.returncode != 0 and not run.status:
         raise RuntimeError(
             f"the callgrind process failed (exit {proc.returncode}); see {out / 'valgrind.log'}"
@@ -445,6 +492,51 @@ def count_cases(
     if owned:
         shutil.rmtree(out, ignore_errors=True)
     return run
+
+
+class _Stage:
+    """Every path the counted process sees, at the same length in every count: a fresh
+    folder (``tempfile.mkdtemp``: a fixed-length name) holding ``out``, where valgrind and
+    the child write (moved into the count's folder afterwards), and links ``p0``, ``p1``,
+    ... to the import path's entries.
+
+    Paths reach the counted process's memory (its arguments and environment on the
+    stack, ``sys.path`` and module names on the heap, valgrind's own buffers), so their
+    lengths move its memory layout, and with it instruction counts (allocator paths) and
+    simulated cache misses: one case set counted into folders of different name lengths
+    differed by up to 0.43 % in instructions; staged, the counts are identical.
+    """
+
+    def __init__(self, out: Path, paths: Sequence):
+        self.targets = [Path(p).resolve() for p in paths]
+        self.target_out = Path(out).resolve()
+
+    def __enter__(self) -> _Stage:
+        self.folder = Path(tempfile.mkdtemp(prefix="cg-"))
+        self.out = self.folder / "out"
+        self.out.mkdir()
+        self.paths = []
+        for i, target in enumerate(self.targets):
+            link = self.folder / f"p{i}"
+            link.symlink_to(target, target_is_directory=True)
+            self.paths.append(link)
+        return self
+
+    def real(self, path: str) -> str:
+        """``path`` as seen by the child, with the links replaced by their targets."""
+        for link, target in [(self.out, self.target_out), *zip(self.paths, self.targets)]:
+            if Path(path).is_relative_to(link):
+                return str(target / Path(path).relative_to(link))
+        return path
+
+    def collect(self) -> None:
+        """Move what was written into the count's folder."""
+        for f in self.out.iterdir():
+            shutil.move(str(f), str(self.target_out / f.name))
+
+    def __exit__(self, *exc) -> None:
+        self.collect()
+        shutil.rmtree(self.folder, ignore_errors=True)
 
 
 def read_run(out: str | Path, steps: int = STEPS) -> CountRun:

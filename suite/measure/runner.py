@@ -135,8 +135,8 @@ def run_case(
 
 
 def count_rows(cases: Sequence[Case], settings: Settings, **options: Any) -> list[Row]:
-    """The ``instructions`` and ``estimated_cycles`` rows of the timed CPU cases among
-    ``cases``, all counted in one callgrind process
+    """The ``instructions``, ``estimated_cycles`` and ``operations`` rows of the timed CPU
+    cases among ``cases``, all counted in one callgrind process
     (:func:`suite.measure.callgrind.count_cases`, ``options`` go there); skipped rows with
     the install line when valgrind is missing, error rows when the process fails.
 
@@ -231,7 +231,8 @@ def run_sweep(
     "interrupted" / "terminated", and the sweep returns (the signal is not re-raised).
 
     With ``instructions``, after the timings one callgrind process counts every timed CPU
-    case (:func:`count_rows`): rows ``instructions`` and ``estimated_cycles``.
+    case (:func:`count_rows`): rows ``instructions``, ``estimated_cycles`` and
+    ``operations``.
     """
     from tqdm import tqdm
 

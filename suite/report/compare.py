@@ -65,9 +65,10 @@ shift a case by up to 1.56x, so 1.5x cannot be told from noise in one pair). Run
 more than one CPU thread shift by up to 2.1x and need 2.5 (``compare`` says so)."""
 LEVEL = 0.99
 """Confidence level of the intervals of the medians (asv's own level)."""
-COUNTED = ("instructions", "estimated_cycles")
+COUNTED = ("instructions", "estimated_cycles", "operations")
 """The count metrics (``projunn-bench run --instructions``, the gate): judged by
-:data:`COUNT_THRESHOLD`, not by the factor."""
+:data:`COUNT_THRESHOLD`, not by the factor; ``operations`` (compute operators per step, a
+whole number with no noise at all) by any growth."""
 COUNT_THRESHOLD = 0.01
 """An instruction count per step that grew by more than this fraction is a regression;
 estimated cycles are judged at :data:`CYCLES_SCALE` times it (the cache model adds spread).
@@ -312,9 +313,9 @@ def _percent(ratio: float) -> str:
 def compare_counts(base, new, *, threshold: float = COUNT_THRESHOLD) -> list[CaseChange]:
     """The count rows (:data:`COUNTED`) of two tidy frames, case by case and metric by
     metric: "regressed" when NEW / BASE exceeds ``1 + threshold`` (estimated cycles:
-    ``1 + CYCLES_SCALE * threshold``), "improved" below its
-    inverse, else "unchanged" (``test`` holds the metric; a count has no spread, its noise
-    is the threshold's business).
+    ``1 + CYCLES_SCALE * threshold``; operations: any growth, one more operator per step),
+    "improved" below its inverse, else "unchanged" (``test`` holds the metric; a count
+    has no spread, its noise is the threshold's business).
 
     >>> import pandas as pd
     >>> row = dict(workload="update", method="svd", k=None, n=8, dtype="float32",
@@ -324,13 +325,20 @@ def compare_counts(base, new, *, threshold: float = COUNT_THRESHOLD) -> list[Cas
     [('instructions', 'regressed')]
     >>> compare_counts(a, b, threshold=0.05)[0].kind
     'unchanged'
+    >>> a, b = a.assign(metric="operations", value=40), b.assign(metric="operations", value=41)
+    >>> [(c.test, c.kind) for c in compare_counts(a, b, threshold=0.05)]
+    [('operations', 'regressed')]
     """
     if not threshold > 0:
         raise ValueError(f"the count threshold must be > 0, got {threshold}")
     out = []
     base_threshold = threshold
     for metric in COUNTED:
-        threshold = base_threshold * (CYCLES_SCALE if metric == "estimated_cycles" else 1)
+        threshold = (
+            0.0
+            if metric == "operations"
+            else base_threshold * (CYCLES_SCALE if metric == "estimated_cycles" else 1)
+        )
         b, n = _timed(base, metric), _timed(new, metric)
         kb = {tuple(r[c] for c in CASE_KEYS): r for r in b.to_dict("records")}
         kn = {tuple(r[c] for c in CASE_KEYS): r for r in n.to_dict("records")}
