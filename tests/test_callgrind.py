@@ -254,10 +254,34 @@ def test_the_asv_count_benchmarks_read_one_cache_and_skip_without_valgrind():
     bench = Counts()
     assert bench.params == [[c.id for c in gate_counts.cases()]]
     case = bench.params[0][0]
-    cache = {case: {"instructions": 1e6, "estimated_cycles": 2e6}}
+    cache = {case: {"instructions": 1e6, "estimated_cycles": 2e6, "operations": 40.0}}
     assert bench.track_instructions(cache, case) == 1e6
     assert bench.track_estimated_cycles(cache, case) == 2e6
+    assert bench.track_operations(cache, case) == 40.0
     with pytest.raises(NotImplementedError, match="apt-get install valgrind"):
         bench.track_instructions({"missing": callgrind.missing_reason(None)}, case)
     with pytest.raises(NotImplementedError, match="boom"):
         bench.track_instructions({case: {"reason": "RuntimeError: boom"}}, case)
+
+
+def test_one_more_operator_fails_the_gate_and_is_named(tmp_path):
+    """An extra small op: instructions within the threshold, one operator more per step."""
+    case = Case("update", "projunn_t", 64, 1)
+    ops = {"aten.mm.default": 8, "aten.linalg_qr.default": 2}
+
+    def run(ir, extra):
+        dump = callgrind.Dump(case.id, {"Ir": 3 * ir}, {"main": 3 * ir, "at::mm": 3 * ir // 2})
+        status = {"status": "ok", "dumped": True, "operations": 10 + len(extra),
+                  "ops": {**ops, **extra}}  # fmt: skip
+        timing = {"import": 1.0, "setup": 2.0, "measured": 3.0, "total": 6.0}
+        return callgrind.CountRun({case.id: dump}, {case.id: status}, timing, 3, tmp_path)
+
+    base, head = run(1_000_000, {}), run(1_002_000, {"aten.sum.default": 1})
+    assert [m.metric for m in head.measurements(case.id)] == list(callgrind.METRICS)
+    verdict = gate_counts.CountVerdict(base, head, [case], COUNT_THRESHOLD)
+    assert [(c.test, c.base, c.new) for c in verdict.regressed] == [("operations", 10, 11)]
+    text = gate_run.summary("a", "b", None, 60, counts=verdict, times_note="--no-times")
+    assert "PERFORMANCE DECREASED" in text and "operators 10 -> 11" in text
+    assert "`aten.sum.default` 0 → 1" in text and "one more compute operator" in text
+    same = gate_counts.CountVerdict(base, run(1_002_000, {}), [case], COUNT_THRESHOLD)
+    assert same.regressed == []  # +0.2 % instructions alone is within the threshold

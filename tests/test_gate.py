@@ -343,18 +343,28 @@ def test_the_count_calibration_chooses_its_threshold_and_judges_the_plants(tmp_p
     def write(label, values, wall=60.0):
         folder = tmp_path / label
         folder.mkdir(parents=True)
-        cases = {c: {"instructions": v, "estimated_cycles": 2 * v} for c, v in values.items()}
+        cases = {
+            c: {"instructions": v, "estimated_cycles": 2 * v, "operations": ops}
+            for c, (v, ops) in values.items()
+        }
         info = {"commit": "0" * 40, "wall_s": wall, "loadavg_1_5": [1.0, 1.0], "cases": cases}
         (folder / "counts.json").write_text(json.dumps(info))
 
-    base = {"update-projunn_t-n64-k1-float32-cpu": 1e6, "update-svd-n64-float32-cpu": 2e6}
+    t, svd, free = (f"update-{m}-n64{k}-float32-cpu" for m, k in
+                    (("projunn_t", "-k1"), ("svd", ""), ("unconstrained", "")))  # fmt: skip
+    base = {t: (1e6, 40), svd: (2e6, 30), free: (1e5, 5)}
     write("aa-1/base", base)
-    write("aa-1/aa", {k: v * 1.003 for k, v in base.items()})  # 0.3 % A/A
-    write("plant-extra_pass", {k: v * (1.03 if "projunn" in k else 1) for k, v in base.items()})
+    write("aa-1/aa", {k: (v * 1.001, ops) for k, (v, ops) in base.items()})  # 0.1 % A/A
+    # below any count threshold, one more operator; an untouched case moved by 0.4 %
+    write("plant-extra_pass", {t: (1.002e6, 41), svd: (2e6, 30), free: (1.004e5, 5)})
+    write("plant-extra_op", {t: (1.03e6, 42), svd: (2e6, 30), free: (1e5, 5)})
     text, chosen = plants.report(tmp_path)
-    assert chosen == 0.01  # the smallest candidate at least twice 0.3 %
-    assert "| 0.25 % | 2 | 1 of 1 |" in text and "| 0.5 % | 0 | 1 of 1 |" in text
-    assert "| extra_pass | one extra pass" in text and "| 1 | 1 of 1 | +3.00 %" in text
+    assert chosen == 0.01  # the smallest candidate at least twice the 0.4 % of other code
+    assert "| 0.25 % | 0 | 1 | 1 of 2 | 2 of 2 |" in text  # the moved case would be flagged
+    assert "| 1 % | 0 | 0 | 1 of 2 | 2 of 2 |" in text
+    assert "| extra_pass | one extra pass" in text and "| 1 | 0 of 1 | 1 of 1 | +0.20 %" in text
+    assert "| 1 | 1 of 1 | 1 of 1 | +3.00 %" in text
+    assert "thresholds catch: +3.00 %" in text and "missed by every measure: none." in text
     assert "| basis_1.2x |" in text and "not measured" in text
     assert plants.choose({}) == plants.CANDIDATES[0]
     assert plants.choose({"x": 0.5}) == plants.CANDIDATES[-1]  # noisier than any candidate

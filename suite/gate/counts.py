@@ -249,7 +249,7 @@ class CountVerdict:
                 lines += [
                     "",
                     "Compute operators of one step that changed: "
-                    + ", ".join(f"`{name}` {b} -> {h}" for name, b, h in ops)
+                    + ", ".join(f"`{name}` {b} → {h}" for name, b, h in ops)
                     + ".",
                 ]
         split = "; ".join(

@@ -5,12 +5,14 @@ and one commit per plant in :data:`PLANTS` on top of HEAD, counts the gate's cas
 (:func:`suite.gate.counts.cases`) ``runs`` times for HEAD and for A/A, each count its own
 callgrind process (as two gate runs would), and once per plant. It writes:
 
-* per process, ``counts.json`` (per case: instructions and estimated cycles per step) in
-  the data folder, and per plant the gate's ``compare.md`` (what it flags, where the
-  instructions went);
-* the report: the A/A pairs (count differences, false alarms at each candidate threshold,
-  the largest difference per case), the threshold they support (:func:`choose`), and per
-  plant the cases it touches and how many of them the threshold catches.
+* per process, ``counts.json`` (per case: instructions, estimated cycles and compute
+  operators per step) in the data folder, and per plant the gate's ``compare.md`` (what
+  it flags, where the instructions went, the operators that changed);
+* the report: the spread a threshold must clear, from the A/A pairs (the same code
+  twice) and from the cases a plant does not touch (other code changed), false alarms
+  and catches at each candidate threshold, the threshold they support (:func:`choose`),
+  and per plant the cases it touches and how many of them the counts and the operators
+  catch.
 
 >>> sorted(PLANTS)
 ['basis_1.05x', 'basis_1.2x', 'extra_op', 'extra_pass']
@@ -179,144 +181,190 @@ def _count(repo: Path, commit: str, folder: Path, scratch: Path):
     return info, run
 
 
+MEASURES = ("instructions", "estimated_cycles", "operations")
+
+
 def _diffs(a: dict, b: dict) -> dict[tuple[str, str], float]:
-    """Relative differences ``b / a - 1`` per (case, metric) counted in both."""
+    """Relative differences ``b / a - 1`` per (case, measure) counted in both."""
     out = {}
     for case, va in a["cases"].items():
         vb = b["cases"].get(case, {})
-        for m in ("instructions", "estimated_cycles"):
-            if m in va and m in vb and va[m] > 0:
+        for m in MEASURES:
+            if va.get(m) and vb.get(m) is not None:
                 out[(case, m)] = vb[m] / va[m] - 1
     return out
 
 
+def _over(metric: str, x: float, t: float) -> bool:
+    """Whether a change ``x`` is beyond threshold ``t`` (estimated cycles:
+    ``CYCLES_SCALE * t``; operations: any growth)."""
+    from ..report.compare import CYCLES_SCALE
+
+    if metric == "operations":
+        return x > 0
+    return x > t * (CYCLES_SCALE if metric == "estimated_cycles" else 1)
+
+
+def _load(path: Path) -> dict | None:
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
 def report(data: Path, threshold: float | None = None) -> tuple[str, float]:
     """The campaign's markdown from the ``counts.json`` files in ``data`` (``aa-I/base``,
-    ``aa-I/aa``, ``plant-NAME``), and the threshold chosen (``threshold`` if given)."""
+    ``aa-I/aa``, ``plant-NAME``), and the threshold chosen (``threshold`` if given).
+
+    The noise a threshold must clear is the larger of two spreads: the A/A pairs' (the
+    same code counted twice) and that of the cases a plant does not touch (other code
+    changed: the memory layout moves, and with it CPython's type cache and malloc)."""
+    from ..report.compare import CYCLES_SCALE
+
     pairs = []
     for d in sorted(data.glob("aa-*"), key=lambda p: int(p.name.split("-")[1])):
-        a, b = d / "base" / "counts.json", d / "aa" / "counts.json"
-        if a.is_file() and b.is_file():
-            pairs.append((d.name, json.loads(a.read_text()), json.loads(b.read_text())))
-    largest: dict[str, float] = {}
+        a, b = _load(d / "base" / "counts.json"), _load(d / "aa" / "counts.json")
+        if a and b:
+            pairs.append((d.name, a, b))
+    base = pairs[0][1] if pairs else None
+    plants = {name: _load(data / f"plant-{name}" / "counts.json") for name in PLANTS}
+    plants = {k: v for k, v in plants.items() if v and base is not None}
+    plant_diffs = {name: _diffs(base, info) for name, info in plants.items()}
+
+    aa_largest: dict[tuple[str, str], float] = {}
     lines = ["## A/A pairs (HEAD and an empty commit on top, separate callgrind processes)", ""]
     lines += [
         "| pair | counts compared | largest difference | case | wall s (BASE, A/A) | load |",
         "|---|---|---|---|---|---|",
     ]
-    all_diffs = []
     for name, a, b in pairs:
         diffs = _diffs(a, b)
-        all_diffs.append(diffs)
-        for (case, m), x in diffs.items():
-            largest[f"{case} {m}"] = max(largest.get(f"{case} {m}", 0.0), abs(x))
+        for key, x in diffs.items():
+            aa_largest[key] = max(aa_largest.get(key, 0.0), abs(x))
         (case, m), worst = max(diffs.items(), key=lambda kv: abs(kv[1]), default=(("-", "-"), 0))
         lines.append(
             f"| {name} | {len(diffs)} | {100 * worst:+.4f} % | `{case}` {m} | "
             f"{a['wall_s']:.0f}, {b['wall_s']:.0f} | {a['loadavg_1_5'][0]:.1f} |"
         )
-    from ..report.compare import CYCLES_SCALE
+    layout: dict[tuple[str, str], float] = {}  # untouched cases under the plants
+    for diffs in plant_diffs.values():
+        for (c, m), x in diffs.items():
+            if not touched(c):
+                layout[(c, m)] = max(layout.get((c, m), 0.0), abs(x))
 
-    def over(metric: str, x: float, t: float) -> bool:
-        """Beyond threshold ``t`` (estimated cycles: ``CYCLES_SCALE * t``)."""
-        return x > t * (CYCLES_SCALE if metric == "estimated_cycles" else 1)
+    def worst(metric: str, *spreads) -> float:
+        return max((x for sp in spreads for (_, m), x in sp.items() if m == metric), default=0.0)
 
-    by_metric = {
-        m: {k: v for k, v in largest.items() if k.endswith(" " + m)}
-        for m in ("instructions", "estimated_cycles")
-    }
+    noise = {m: worst(m, aa_largest, layout) for m in MEASURES}
     chosen = (
         threshold
         if threshold is not None
         else max(
-            choose(by_metric["instructions"]),
-            choose(by_metric["estimated_cycles"]) / CYCLES_SCALE,
+            choose({"i": noise["instructions"]}),
+            choose({"c": noise["estimated_cycles"]}) / CYCLES_SCALE,
         )
     )
-    base = pairs[0][1] if pairs else None
-    planted = {}  # plant -> {case: largest of its two count changes}
-    for name in PLANTS:
-        f = data / f"plant-{name}" / "counts.json"
-        if base is not None and f.is_file():
-            per: dict[str, list] = {}
-            for (c, m), x in _diffs(base, json.loads(f.read_text())).items():
-                if touched(c):
-                    per.setdefault(c, []).append((m, x))
-            planted[name] = per
+
+    def caught(diffs, t, with_ops=True):
+        found: dict[str, bool] = {}
+        for (c, m), x in diffs.items():
+            if touched(c) and (with_ops or m != "operations"):
+                found[c] = found.get(c, False) or _over(m, x, t)
+        return found
+
     lines += [
+        "",
+        "The spread a threshold must clear: the A/A pairs' (largest difference: "
+        + ", ".join(f"{m} {100 * worst(m, aa_largest):.4f} %" for m in MEASURES)
+        + ") and the untouched cases' under the plants (other code changed; largest: "
+        + ", ".join(f"{m} {100 * worst(m, layout):.4f} %" for m in MEASURES)
+        + ").",
         "",
         f"Each candidate threshold t (instructions; estimated cycles at {CYCLES_SCALE:g} t): "
-        "the A/A pairs' false alarms and the plants' cases caught:",
+        "the counts beyond it in the A/A pairs and in the untouched cases (false alarms), "
+        "and the plants' touched cases caught by the counts alone and with the operators "
+        "(any growth):",
+        "",
+        "| threshold | A/A false alarms | untouched cases flagged | plant cases caught by "
+        "instructions / cycles | with operators |",
+        "|---|---|---|---|---|",
     ]
-    lines += ["", "| threshold | A/A false alarms (counts over it) | plant cases caught |"]
-    lines += ["|---|---|---|"]
+    total = sum(len(caught(d, 1.0)) for d in plant_diffs.values())
     for t in CANDIDATES:
-        alarms = sum(over(m, abs(x), t) for diffs in all_diffs for (_, m), x in diffs.items())
-        got = sum(
-            any(over(m, x, t) for m, x in changes)
-            for per in planted.values()
-            for changes in per.values()
+        aa_alarms = sum(_over(m, x, t) for (_, m), x in aa_largest.items())
+        moved = sum(_over(m, x, t) for (_, m), x in layout.items())
+        by_counts = sum(sum(caught(d, t, False).values()) for d in plant_diffs.values())
+        by_all = sum(sum(caught(d, t).values()) for d in plant_diffs.values())
+        lines.append(
+            f"| {100 * t:g} % | {aa_alarms} | {moved} | {by_counts} of {total} | "
+            f"{by_all} of {total} |"
         )
-        total = sum(len(per) for per in planted.values())
-        lines.append(f"| {100 * t:g} % | {alarms} | {got} of {total} |")
-    worst_i = max(by_metric["instructions"].values(), default=0.0)
-    worst_c = max(by_metric["estimated_cycles"].values(), default=0.0)
+
+    def margin(t: float, x: float) -> str:
+        return f"{t / x:.1f}x" if x > 0 else "no spread"
+
     lines += [
         "",
-        f"Largest A/A difference: instructions {100 * worst_i:.4f} %, estimated cycles "
-        f"{100 * worst_c:.4f} %. Threshold chosen: **{100 * chosen:g} %** for instructions, "
+        f"Threshold chosen: **{100 * chosen:g} %** for instructions, "
         f"{100 * CYCLES_SCALE * chosen:g} % for estimated cycles (the smallest candidates at "
-        "least twice the largest A/A difference of each).",
+        "least twice the largest spread of each, or the largest candidate; margins over "
+        f"that spread: {margin(chosen, noise['instructions'])} and "
+        f"{margin(CYCLES_SCALE * chosen, noise['estimated_cycles'])}); operators: any growth "
+        "(largest move in an A/A pair or an untouched case: "
+        f"{100 * noise['operations']:.4f} %).",
         "",
-        "Largest A/A difference per case (over the pairs; instructions / estimated cycles):",
+        "Largest difference per case (A/A pairs; untouched cases under the plants):",
         "",
-        "| case | instructions | estimated cycles |",
-        "|---|---|---|",
+        "| case | instructions | estimated cycles | operators |",
+        "|---|---|---|---|",
     ]
-    case_names = sorted({k.rsplit(" ", 1)[0] for k in largest})
-    for c in case_names:
-        i, y = largest.get(f"{c} instructions", 0.0), largest.get(f"{c} estimated_cycles", 0.0)
-        lines.append(f"| `{c}` | {100 * i:.4f} % | {100 * y:.4f} % |")
+    both = {**aa_largest}
+    for k, x in layout.items():
+        both[k] = max(both.get(k, 0.0), x)
+    for c in sorted({c for c, _ in both}):
+        cells = " | ".join(f"{100 * both.get((c, m), 0.0):.4f} %" for m in MEASURES)
+        lines.append(f"| `{c}` | {cells} |")
     lines += ["", "## Reference plants (vs HEAD of the first A/A pair)", ""]
     lines += [
-        "| plant | what | cases touched | caught at the threshold | smallest change "
-        "(instructions) | largest | untouched cases moved |",
-        "|---|---|---|---|---|---|---|",
+        "| plant | what | cases touched | caught by instructions / cycles | caught (with "
+        "operators) | instructions: smallest change | largest | untouched cases flagged |",
+        "|---|---|---|---|---|---|---|---|",
     ]
-    missed: dict[tuple[str, str], float] = {}
-    caught_changes: list[tuple[float, str, str]] = []
+    missed: list[tuple[float, str, str, float | None]] = []
+    by_counts_changes: list[tuple[float, str, str]] = []
     for name, (what, _) in PLANTS.items():
-        f = data / f"plant-{name}" / "counts.json"
-        if base is None or not f.is_file():
-            lines.append(f"| {name} | {what} | not measured | | | | |")
+        if name not in plant_diffs:
+            lines.append(f"| {name} | {what} | not measured | | | | | |")
             continue
-        diffs = _diffs(base, json.loads(f.read_text()))
+        diffs = plant_diffs[name]
         hit = {c: x for (c, m), x in diffs.items() if m == "instructions" and touched(c)}
-        caught = {c for (c, m), x in diffs.items() if touched(c) and over(m, x, chosen)}
-        others = sum(over(m, abs(x), chosen) for (c, m), x in diffs.items() if not touched(c))
+        counts_only = caught(diffs, chosen, False)
+        either = caught(diffs, chosen)
+        others = sum(_over(m, x, chosen) for (c, m), x in diffs.items() if not touched(c))
         small = min(hit.items(), key=lambda kv: kv[1], default=("-", 0.0))
-        big = max(hit.values(), default=0.0)
         lines.append(
-            f"| {name} | {what} | {len(hit)} | {len(caught)} of {len(hit)} | "
-            f"{100 * small[1]:+.2f} % (`{small[0]}`) | {100 * big:+.2f} % | {others} |"
+            f"| {name} | {what} | {len(hit)} | {sum(counts_only.values())} of {len(hit)} | "
+            f"{sum(either.values())} of {len(hit)} | {100 * small[1]:+.2f} % (`{small[0]}`) | "
+            f"{100 * max(hit.values(), default=0.0):+.2f} % | {others} |"
         )
-        missed.update({(name, c): x for c, x in hit.items() if c not in caught})
-        caught_changes += [(x, name, c) for c, x in hit.items() if c in caught]
-    if caught_changes:
-        x, name, c = min(caught_changes)
-        lines += ["", f"Smallest planted change caught: {100 * x:+.2f} % ({name}, `{c}`)."]
-    if missed:
+        for c, x in hit.items():
+            if counts_only.get(c):
+                by_counts_changes.append((x, name, c))
+            elif not either.get(c):
+                missed.append((x, name, c, diffs.get((c, "operations"))))
+    if by_counts_changes:
+        x, name, c = min(by_counts_changes)
         lines += [
             "",
-            f"Touched cases the thresholds ({100 * chosen:g} % / "
-            f"{100 * CYCLES_SCALE * chosen:g} %) miss:",
-            "",
+            f"Smallest planted change the instruction / cycle thresholds catch: {100 * x:+.2f} "
+            f"% ({name}, `{c}`); below it a plant is caught by the operators it adds.",
         ]
-        lines += ["| plant | case | instructions |", "|---|---|---|"]
-        lines += [
-            f"| {p} | `{c}` | {100 * x:+.3f} % |"
-            for (p, c), x in sorted(missed.items(), key=lambda kv: kv[1])
-        ]
+    lines += [
+        "",
+        "Touched cases missed by every measure: "
+        + (
+            ", ".join(f"{n} `{c}` ({100 * x:+.3f} %)" for x, n, c, _ in sorted(missed))
+            if missed
+            else "none."
+        ),
+    ]
     runs = sorted(data.glob("*/counts.json")) + sorted(data.glob("*/*/counts.json"))
     if runs:
         lines += ["", "## Cost of each count run (one callgrind process, wall seconds)", ""]
@@ -396,12 +444,16 @@ def campaign(
             "steps per case, one thread; per-process figures: `counts.json` under "
             f"`{data.relative_to(root) if data.is_relative_to(root) else data}`.\n\n"
             "How to read it: an A/A pair is two whole count runs of the same code (HEAD and "
-            "an empty commit), each its own process, while other work held the cores; a "
-            "threshold must stay above every A/A difference. A plant touches the projUNN "
-            "cases (their steps run the planted code); its change in a case is the extra "
-            "work over that case's whole step, so the same plant moves a small step by "
-            "percents and a large one by tenths of a percent. A change smaller than the A/A "
-            "spread cannot be told from it by any threshold.\n\n"
+            "an empty commit), each its own process, while other work held the cores. A "
+            "plant touches the projUNN cases (their steps run the planted code) and is "
+            "also counted on the unconstrained cases, which it does not touch: what they "
+            "move is the noise of a code change (the memory layout moves with the code, "
+            "and with it CPython's type cache and malloc), which a threshold must clear "
+            "as well as the A/A spread. A plant's change in a case is the extra work over "
+            "that case's whole step, so the same plant moves a small step by percents and "
+            "a large one by tenths of a percent: below that noise only the compute "
+            "operators a step dispatches (a whole number, which moves only when the work "
+            "does) tell it.\n\n"
         )
         atomic_write_text(out, head + body)
 
