@@ -182,7 +182,8 @@ def test_counts_are_judged_at_the_threshold_both_ways():
         compare_counts(base, new, threshold=0)
     comp = Comparison([], 1.6, counted=compare_counts(base, new))
     text = comp.markdown()
-    assert "Counts beyond 1 % (5)" in text and "+3.00 %" in text
+    t = 100 * COUNT_THRESHOLD
+    assert f"Counts beyond {t:g} % (5)" in text and f"+{3 * t:.2f} %" in text
 
 
 def test_compare_command_fails_on_a_count_regression(tmp_path, capsys):

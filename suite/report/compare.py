@@ -69,12 +69,15 @@ COUNTED = ("instructions", "estimated_cycles", "operations")
 """The count metrics (``projunn-bench run --instructions``, the gate): judged by
 :data:`COUNT_THRESHOLD`, not by the factor; ``operations`` (compute operators per step, a
 whole number with no noise at all) by any growth."""
-COUNT_THRESHOLD = 0.01
+COUNT_THRESHOLD = 0.02
 """An instruction count per step that grew by more than this fraction is a regression;
 estimated cycles are judged at :data:`CYCLES_SCALE` times it (the cache model adds spread).
-Calibrated on A/A pairs of whole gate count runs, each side its own callgrind process
-(``results/gate_counts.md``): the largest A/A difference was 0.28 % for instructions and
-0.57 % for estimated cycles, so 1 % and 2 % leave a margin of 2x or more."""
+Calibrated (``results/gate_counts.md``) on the larger of two spreads: A/A pairs of whole
+gate count runs (the same code in separate callgrind processes: identical counts, largest
+difference 0.003 % in estimated cycles) and the cases the reference plants do not touch
+(a code change moves the memory layout: up to 0.52 % in instructions and 1.61 % in
+estimated cycles); 2 % and 4 % leave a margin of 2.5x or more. Below it a change is caught
+by the compute operators it adds (``operations``: any growth)."""
 CYCLES_SCALE = 2.0
 """Estimated cycles are judged at this multiple of the count threshold."""
 
