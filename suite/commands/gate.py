@@ -23,9 +23,10 @@ examples:
 
 It first counts instructions: each commit's cases (the gate grid's, projUNN also at
 N = 1024) in one callgrind process (valgrind needed: apt-get install valgrind), with the
-commit's projunn_core/baselines and this checkout's suite/; a case whose instructions or
-estimated cycles per step grew by more than --threshold percent fails, and compare.md
-names the functions whose inclusive counts changed most. Then it times:
+commit's projunn_core/baselines and this checkout's suite/; a case whose instructions
+per step grew by more than --threshold percent (estimated cycles: twice it) fails, and so
+does one whose step dispatches more compute operators; compare.md names the functions
+whose inclusive counts changed most and the operators that changed. Then it times:
 it runs `asv continuous --interleave-rounds` over the gate grid's timed benchmarks
 (projunn-bench list --grid gate: float32, one CPU thread, CPU time) in the checkout
 holding asv.conf.json, then `asv compare`, and writes OUT/gate.log (everything asv
