@@ -2,9 +2,10 @@
 
 ``python -m suite.measure._callgrind_child SPEC.json``: counts the cases of the spec (see
 :mod:`suite.measure.callgrind` for how) and appends one JSON line per case to the spec's
-status file (with the compute operators of one more, uncollected step:
-:func:`suite.measure.opcount.count_ops`) (after a first line with the import time and where ``projunn_core`` came
-from). Outside valgrind it runs the same steps uncounted (a dry run of the cases).
+status file (after a first line with the import time and where ``projunn_core`` came
+from), with the compute operators of one more, uncollected step
+(:func:`suite.measure.opcount.count_ops`). Outside valgrind it runs the same steps
+uncounted (a dry run of the cases).
 """
 
 from __future__ import annotations
@@ -67,7 +68,7 @@ def main(spec_path: str) -> int:
             work = prepare(case, settings)
             for _ in range(settings.warmup):
                 seeded(work.step)
-            ops = count_ops(lambda: seeded(work.step))  # uncollected: a Python mode
+            ops = count_ops(seeded, work.step)  # uncollected: a Python dispatch mode
             out.update(operations=ops.total, ops=dict(sorted(ops.ops.items())))
             out["setup_s"] = time.monotonic() - t0
             t1 = time.monotonic()
