@@ -9,13 +9,12 @@ or without the dashboard's npm packages in ``.asv/npm-cache`` (fetched once by
 
 from __future__ import annotations
 
-import json
 import re
 import subprocess
 from pathlib import Path
 
 import pytest
-from helpers import run_asv
+from helpers import asv_config, run_asv
 
 ROOT = Path(__file__).resolve().parents[1]
 CACHE = ROOT / ".asv" / "npm-cache"
@@ -49,18 +48,8 @@ def dashboard(tmp_path_factory, chromium):
     ]
     if missing:
         pytest.skip(f"no vendored assets {missing} in {CACHE}: run projunn-bench asv-offline once")
-    import json5
-
     work = tmp_path_factory.mktemp("asv")
-    conf = json5.loads((ROOT / "asv.conf.json").read_text())
-    conf.update(
-        repo=str(ROOT),
-        benchmark_dir=str(ROOT / "suite"),
-        results_dir=str(work / "results"),
-        html_dir=str(work / "html"),
-        env_dir=str(work / "env"),
-    )
-    (work / "asv.conf.json").write_text(json.dumps(conf))
+    asv_config(work)
     _asv(work / "asv.conf.json", "machine", "--yes", "--machine", "browser-test")
     bench = r"^benchmarks\.Update\.time_update\('(svd|unconstrained)', 16, 'float32'"
     for commit in ("HEAD~1", "HEAD"):
