@@ -199,15 +199,14 @@ class CountVerdict:
 
     def markdown(self) -> str:
         """The counts' part of ``compare.md``: what they flagged and where it went."""
-        from ..report.compare import CYCLES_SCALE, _count, _percent
+        from ..report.compare import _count, _percent, count_limits_text
 
         t = self.threshold
         cases_n = len({c.case for c in self.changes})
         largest = max(self.changes, key=lambda c: abs(c.ratio - 1), default=None)
         lines = [
-            f"#### Instruction counts (callgrind, one thread, per step; thresholds: "
-            f"instructions {100 * t:g} %, estimated cycles {100 * CYCLES_SCALE * t:g} %, "
-            "compute operators: one more)",
+            f"#### Instruction counts (callgrind, one thread, per step; limits: "
+            f"{count_limits_text(t)})",
             "",
             f"{len(self.regressed)} count(s) grew beyond their threshold "
             f"({cases_n} cases counted: instructions, estimated cycles, operators)"

@@ -196,13 +196,11 @@ def _diffs(a: dict, b: dict) -> dict[tuple[str, str], float]:
 
 
 def _over(metric: str, x: float, t: float) -> bool:
-    """Whether a change ``x`` is beyond threshold ``t`` (estimated cycles:
-    ``CYCLES_SCALE * t``; operations: any growth)."""
-    from ..report.compare import CYCLES_SCALE
+    """Whether a change ``x`` is beyond the count threshold ``t``
+    (:func:`suite.report.compare.count_limit`)."""
+    from ..report.compare import count_limit
 
-    if metric == "operations":
-        return x > 0
-    return x > t * (CYCLES_SCALE if metric == "estimated_cycles" else 1)
+    return x > count_limit(metric, t)
 
 
 def _load(path: Path) -> dict | None:

@@ -151,7 +151,7 @@ def summary(
     >>> print(summary("main", "HEAD", Comparison([], 1.5), 61.0).splitlines()[2])
     **No benchmark is slower** by more than 1.5x beyond noise (main vs HEAD, 1.0 min).
     """
-    from ..report.compare import CYCLES_SCALE
+    from ..report.compare import count_limits_text
 
     timed_bad = list(comparison.regressed) if comparison is not None else []
     counted_bad = list(counts.regressed) if counts is not None else []
@@ -164,10 +164,7 @@ def summary(
     )
     limits = []
     if counts is not None:
-        limits.append(
-            f"instructions +{100 * counts.threshold:g} % / estimated cycles "
-            f"+{100 * CYCLES_SCALE * counts.threshold:g} % / one more compute operator"
-        )
+        limits.append(count_limits_text(counts.threshold))
     if comparison is not None:
         limits.append(f"a time {comparison.factor:g}x beyond noise")
     if counts is None and comparison is not None:

@@ -46,6 +46,8 @@ __all__ = [
     "COUNTED",
     "COUNT_THRESHOLD",
     "CYCLES_SCALE",
+    "count_limit",
+    "count_limits_text",
     "compare",
     "compare_counts",
     "compare_frames",
@@ -80,6 +82,31 @@ estimated cycles); 2 % and 4 % leave a margin of 2.5x or more. Below it a change
 by the compute operators it adds (``operations``: any growth)."""
 CYCLES_SCALE = 2.0
 """Estimated cycles are judged at this multiple of the count threshold."""
+
+
+def count_limit(metric: str, threshold: float) -> float:
+    """The growth (a fraction) beyond which a count ``metric`` regresses, for the count
+    ``threshold``: instructions at it, estimated cycles at :data:`CYCLES_SCALE` times it,
+    operations at any growth (0).
+
+    >>> [count_limit(m, 0.02) for m in COUNTED]
+    [0.02, 0.04, 0.0]
+    """
+    if metric == "operations":
+        return 0.0
+    return threshold * (CYCLES_SCALE if metric == "estimated_cycles" else 1)
+
+
+def count_limits_text(threshold: float) -> str:
+    """The limits of :func:`count_limit` in words.
+
+    >>> count_limits_text(0.02)
+    'instructions +2 % / estimated cycles +4 % / one more compute operator'
+    """
+    return (
+        f"instructions +{100 * count_limit('instructions', threshold):g} % / estimated cycles "
+        f"+{100 * count_limit('estimated_cycles', threshold):g} % / one more compute operator"
+    )
 
 
 def _samples(row: Mapping[str, Any]) -> list[float]:
@@ -287,11 +314,9 @@ def _count_blocks(counted: list[CaseChange], threshold: float) -> list:
     )
     largest = max(counted, key=lambda c: abs(c.ratio - 1))
     text = (
-        f"Instruction counts (callgrind, per step): an instruction count that changed by "
-        f"more than {100 * threshold:g} % counts, estimated cycles beyond "
-        f"{100 * CYCLES_SCALE * threshold:g} %. {len(moved)} of {len(counted)} counts moved beyond "
-        f"it; the largest change is {_percent(largest.ratio)} ({largest.test}, "
-        f"`{largest.case}`)."
+        f"Instruction counts (callgrind, per step), limits: {count_limits_text(threshold)}. "
+        f"{len(moved)} of {len(counted)} counts moved beyond them; the largest change is "
+        f"{_percent(largest.ratio)} ({largest.test}, `{largest.case}`)."
     )
     blocks: list = [Heading(f"Counts beyond {100 * threshold:g} % ({len(moved)})"), Text(text)]
     if moved:
@@ -335,13 +360,8 @@ def compare_counts(base, new, *, threshold: float = COUNT_THRESHOLD) -> list[Cas
     if not threshold > 0:
         raise ValueError(f"the count threshold must be > 0, got {threshold}")
     out = []
-    base_threshold = threshold
     for metric in COUNTED:
-        threshold = (
-            0.0
-            if metric == "operations"
-            else base_threshold * (CYCLES_SCALE if metric == "estimated_cycles" else 1)
-        )
+        limit = count_limit(metric, threshold)
         b, n = _timed(base, metric), _timed(new, metric)
         kb = {tuple(r[c] for c in CASE_KEYS): r for r in b.to_dict("records")}
         kn = {tuple(r[c] for c in CASE_KEYS): r for r in n.to_dict("records")}
@@ -350,9 +370,9 @@ def compare_counts(base, new, *, threshold: float = COUNT_THRESHOLD) -> list[Cas
             ratio = vn / vb if vb > 0 else math.inf
             kind = (
                 "regressed"
-                if ratio > 1 + threshold
+                if ratio > 1 + limit
                 else "improved"
-                if ratio < 1 / (1 + threshold)
+                if ratio < 1 / (1 + limit)
                 else "unchanged"
             )
             out.append(CaseChange(_case_name(kb[key]), vb, vn, ratio, metric, True, kind))
