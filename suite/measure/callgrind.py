@@ -311,8 +311,9 @@ def parse(path: str | Path) -> Dump:
 # -- the run ------------------------------------------------------------------------------
 
 
-KEPT_ENVIRONMENT = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "LD_LIBRARY_PATH", "PYTHONPATH")
-"""The variables the counted process inherits (and every ``PROJUNN_BENCH_*``: plug-ins).
+KEPT_ENVIRONMENT = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "LD_LIBRARY_PATH")
+"""The variables the counted process inherits (and every ``PROJUNN_BENCH_*``: plug-ins;
+``PYTHONPATH`` goes after the count's own import path).
 Its environment lies on its stack, so any other variable (a shell's ``PWD``, pytest's
 ``PYTEST_CURRENT_TEST``, a CI runner's job ids) would move its memory layout, and its
 counts, from one count to the next."""
@@ -330,6 +331,8 @@ def child_environment(base: Mapping[str, str] | None = None, pythonpath: Sequenc
     >>> env = child_environment({"PATH": "/bin", "PWD": "/x", "PROJUNN_BENCH_PLUGINS": "m"})
     >>> env["PATH"], env["PROJUNN_BENCH_PLUGINS"], env["PYTHONHASHSEED"], "PWD" in env
     ('/bin', 'm', '0', False)
+    >>> child_environment({"PYTHONPATH": "/plugins"}, ["/code"])["PYTHONPATH"]
+    '/code:/plugins'
     """
     base = os.environ if base is None else base
     env = {k: v for k, v in base.items() if k in KEPT_ENVIRONMENT or k.startswith("PROJUNN_BENCH_")}
@@ -341,9 +344,9 @@ def child_environment(base: Mapping[str, str] | None = None, pythonpath: Sequenc
         PYTHONDONTWRITEBYTECODE="1",
         MKL_ENABLE_INSTRUCTIONS="SSE4_2",
     )
-    if pythonpath or base.get("PYTHONPATH"):
-        rest = [base["PYTHONPATH"]] if base.get("PYTHONPATH") else []
-        env["PYTHONPATH"] = os.pathsep.join([*map(str, pythonpath), *rest])
+    entries = [*map(str, pythonpath), *([base["PYTHONPATH"]] if base.get("PYTHONPATH") else [])]
+    if entries:
+        env["PYTHONPATH"] = os.pathsep.join(entries)
     return env
 
 
@@ -479,9 +482,8 @@ def count_cases(
             cmd, env=env, cwd=stage.folder, stdout=log, stderr=subprocess.STDOUT if log else None
         )
         wall = time.monotonic() - start
-        stage.collect()
-        run = read_run(out, steps)
-        run.module_files = {k: stage.real(v) for k, v in run.module_files.items()}
+    run = read_run(out, steps)  # the stage's files moved into ``out`` on leaving it
+    run.module_files = {k: stage.real(v) for k, v in run.module_files.items()}
     if proc.returncode != 0 and not run.status:
         raise RuntimeError(
             f"the callgrind process failed (exit {proc.returncode}); see {out / 'valgrind.log'}"
@@ -528,13 +530,10 @@ class _Stage:
                 return str(target / Path(path).relative_to(link))
         return path
 
-    def collect(self) -> None:
-        """Move what was written into the count's folder."""
+    def __exit__(self, *exc) -> None:
+        """Move what was written into the count's folder, and remove the stage."""
         for f in self.out.iterdir():
             shutil.move(str(f), str(self.target_out / f.name))
-
-    def __exit__(self, *exc) -> None:
-        self.collect()
         shutil.rmtree(self.folder, ignore_errors=True)
 
 
