@@ -282,7 +282,7 @@ def test_one_more_operator_fails_the_gate_and_is_named(tmp_path):
     verdict = gate_counts.CountVerdict(base, head, [case], COUNT_THRESHOLD)
     assert [(c.test, c.base, c.new) for c in verdict.regressed] == [("operations", 10, 11)]
     text = gate_run.summary("a", "b", None, 60, counts=verdict, times_note="--no-times")
-    assert "PERFORMANCE DECREASED" in text and "operators 10 -> 11" in text
+    assert "PERFORMANCE DECREASED" in text and "operators 10 → 11" in text
     assert "`aten.sum.default` 0 → 1" in text and "one more compute operator" in text
     same = gate_counts.CountVerdict(base, run(1_002_000, {}), [case], COUNT_THRESHOLD)
     assert same.regressed == []  # +0.2 % instructions alone is within the threshold

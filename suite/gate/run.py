@@ -182,7 +182,7 @@ def summary(
         flagged: dict[str, list[str]] = {}
         for c in counted_bad:
             flagged.setdefault(c.case, []).append(
-                f"operators {c.base:.0f} -> {c.new:.0f}"
+                f"operators {c.base:.0f} → {c.new:.0f}"
                 if c.test == "operations"
                 else f"{c.test} {100 * (c.ratio - 1):+.2f} %"
             )
