@@ -181,26 +181,26 @@ def _count(repo: Path, commit: str, folder: Path, scratch: Path):
     return info, run
 
 
-MEASURES = ("instructions", "estimated_cycles", "operations")
-
-
 def _diffs(a: dict, b: dict) -> dict[tuple[str, str], float]:
     """Relative differences ``b / a - 1`` per (case, measure) counted in both."""
+    from ..report.compare import COUNTED
+
     out = {}
     for case, va in a["cases"].items():
         vb = b["cases"].get(case, {})
-        for m in MEASURES:
+        for m in COUNTED:
             if va.get(m) and vb.get(m) is not None:
                 out[(case, m)] = vb[m] / va[m] - 1
     return out
 
 
-def _over(metric: str, x: float, t: float) -> bool:
-    """Whether a change ``x`` is beyond the count threshold ``t``
-    (:func:`suite.report.compare.count_limit`)."""
-    from ..report.compare import count_limit
-
-    return x > count_limit(metric, t)
+def _largest(diffs) -> dict[tuple[str, str], float]:
+    """The largest absolute difference per (case, measure) over the dicts ``diffs``."""
+    out: dict[tuple[str, str], float] = {}
+    for d in diffs:
+        for key, x in d.items():
+            out[key] = max(out.get(key, 0.0), abs(x))
+    return out
 
 
 def _load(path: Path) -> dict | None:
@@ -214,7 +214,7 @@ def report(data: Path, threshold: float | None = None) -> tuple[str, float]:
     The noise a threshold must clear is the larger of two spreads: the A/A pairs' (the
     same code counted twice) and that of the cases a plant does not touch (other code
     changed: the memory layout moves, and with it CPython's type cache and malloc)."""
-    from ..report.compare import CYCLES_SCALE
+    from ..report.compare import COUNTED, CYCLES_SCALE, count_limit
 
     pairs = []
     for d in sorted(data.glob("aa-*"), key=lambda p: int(p.name.split("-")[1])):
@@ -226,31 +226,27 @@ def report(data: Path, threshold: float | None = None) -> tuple[str, float]:
     plants = {k: v for k, v in plants.items() if v and base is not None}
     plant_diffs = {name: _diffs(base, info) for name, info in plants.items()}
 
-    aa_largest: dict[tuple[str, str], float] = {}
+    aa_diffs = [_diffs(a, b) for _, a, b in pairs]
+    aa_largest = _largest(aa_diffs)
     lines = ["## A/A pairs (HEAD and an empty commit on top, separate callgrind processes)", ""]
     lines += [
         "| pair | counts compared | largest difference | case | wall s (BASE, A/A) | load |",
         "|---|---|---|---|---|---|",
     ]
-    for name, a, b in pairs:
-        diffs = _diffs(a, b)
-        for key, x in diffs.items():
-            aa_largest[key] = max(aa_largest.get(key, 0.0), abs(x))
+    for (name, a, b), diffs in zip(pairs, aa_diffs, strict=True):
         (case, m), worst = max(diffs.items(), key=lambda kv: abs(kv[1]), default=(("-", "-"), 0))
         lines.append(
             f"| {name} | {len(diffs)} | {100 * worst:+.4f} % | `{case}` {m} | "
             f"{a['wall_s']:.0f}, {b['wall_s']:.0f} | {a['loadavg_1_5'][0]:.1f} |"
         )
-    layout: dict[tuple[str, str], float] = {}  # untouched cases under the plants
-    for diffs in plant_diffs.values():
-        for (c, m), x in diffs.items():
-            if not touched(c):
-                layout[(c, m)] = max(layout.get((c, m), 0.0), abs(x))
+    layout = _largest(  # the untouched cases under the plants
+        {k: x for k, x in d.items() if not touched(k[0])} for d in plant_diffs.values()
+    )
 
     def worst(metric: str, *spreads) -> float:
         return max((x for sp in spreads for (_, m), x in sp.items() if m == metric), default=0.0)
 
-    noise = {m: worst(m, aa_largest, layout) for m in MEASURES}
+    noise = {m: worst(m, aa_largest, layout) for m in COUNTED}
     chosen = (
         threshold
         if threshold is not None
@@ -264,15 +260,15 @@ def report(data: Path, threshold: float | None = None) -> tuple[str, float]:
         found: dict[str, bool] = {}
         for (c, m), x in diffs.items():
             if touched(c) and (with_ops or m != "operations"):
-                found[c] = found.get(c, False) or _over(m, x, t)
+                found[c] = found.get(c, False) or x > count_limit(m, t)
         return found
 
     lines += [
         "",
         "The spread a threshold must clear: the A/A pairs' (largest difference: "
-        + ", ".join(f"{m} {100 * worst(m, aa_largest):.4f} %" for m in MEASURES)
+        + ", ".join(f"{m} {100 * worst(m, aa_largest):.4f} %" for m in COUNTED)
         + ") and the untouched cases' under the plants (other code changed; largest: "
-        + ", ".join(f"{m} {100 * worst(m, layout):.4f} %" for m in MEASURES)
+        + ", ".join(f"{m} {100 * worst(m, layout):.4f} %" for m in COUNTED)
         + ").",
         "",
         f"Each candidate threshold t (instructions; estimated cycles at {CYCLES_SCALE:g} t): "
@@ -286,8 +282,8 @@ def report(data: Path, threshold: float | None = None) -> tuple[str, float]:
     ]
     total = sum(len(caught(d, 1.0)) for d in plant_diffs.values())
     for t in CANDIDATES:
-        aa_alarms = sum(_over(m, x, t) for (_, m), x in aa_largest.items())
-        moved = sum(_over(m, x, t) for (_, m), x in layout.items())
+        aa_alarms = sum(x > count_limit(m, t) for (_, m), x in aa_largest.items())
+        moved = sum(x > count_limit(m, t) for (_, m), x in layout.items())
         by_counts = sum(sum(caught(d, t, False).values()) for d in plant_diffs.values())
         by_all = sum(sum(caught(d, t).values()) for d in plant_diffs.values())
         lines.append(
@@ -313,11 +309,9 @@ def report(data: Path, threshold: float | None = None) -> tuple[str, float]:
         "| case | instructions | estimated cycles | operators |",
         "|---|---|---|---|",
     ]
-    both = {**aa_largest}
-    for k, x in layout.items():
-        both[k] = max(both.get(k, 0.0), x)
+    both = _largest([aa_largest, layout])
     for c in sorted({c for c, _ in both}):
-        cells = " | ".join(f"{100 * both.get((c, m), 0.0):.4f} %" for m in MEASURES)
+        cells = " | ".join(f"{100 * both.get((c, m), 0.0):.4f} %" for m in COUNTED)
         lines.append(f"| `{c}` | {cells} |")
     lines += ["", "## Reference plants (vs HEAD of the first A/A pair)", ""]
     lines += [
@@ -325,7 +319,7 @@ def report(data: Path, threshold: float | None = None) -> tuple[str, float]:
         "operators) | instructions: smallest change | largest | untouched cases flagged |",
         "|---|---|---|---|---|---|---|---|",
     ]
-    missed: list[tuple[float, str, str, float | None]] = []
+    missed: list[tuple[float, str, str]] = []
     by_counts_changes: list[tuple[float, str, str]] = []
     for name, (what, _) in PLANTS.items():
         if name not in plant_diffs:
@@ -335,7 +329,7 @@ def report(data: Path, threshold: float | None = None) -> tuple[str, float]:
         hit = {c: x for (c, m), x in diffs.items() if m == "instructions" and touched(c)}
         counts_only = caught(diffs, chosen, False)
         either = caught(diffs, chosen)
-        others = sum(_over(m, x, chosen) for (c, m), x in diffs.items() if not touched(c))
+        others = sum(x > count_limit(m, chosen) for (c, m), x in diffs.items() if not touched(c))
         small = min(hit.items(), key=lambda kv: kv[1], default=("-", 0.0))
         lines.append(
             f"| {name} | {what} | {len(hit)} | {sum(counts_only.values())} of {len(hit)} | "
@@ -346,7 +340,7 @@ def report(data: Path, threshold: float | None = None) -> tuple[str, float]:
             if counts_only.get(c):
                 by_counts_changes.append((x, name, c))
             elif not either.get(c):
-                missed.append((x, name, c, diffs.get((c, "operations"))))
+                missed.append((x, name, c))
     if by_counts_changes:
         x, name, c = min(by_counts_changes)
         lines += [
@@ -358,7 +352,7 @@ def report(data: Path, threshold: float | None = None) -> tuple[str, float]:
         "",
         "Touched cases missed by every measure: "
         + (
-            ", ".join(f"{n} `{c}` ({100 * x:+.3f} %)" for x, n, c, _ in sorted(missed))
+            ", ".join(f"{n} `{c}` ({100 * x:+.3f} %)" for x, n, c in sorted(missed))
             if missed
             else "none."
         ),
