@@ -15,7 +15,7 @@ torn by a crash, a database two processes create at once, workers that die.
   :data:`GRACE_BEATS` intervals is failed and re-queued by Optuna's
   ``RetryHeartbeatStaleTrialCallback`` (:func:`recover`).
 * **Workers** (:func:`die_with_parent`): a worker process gets SIGTERM when its parent
-  dies (Linux ``prctl(PR_SET_PDEATHSIG)``, and a watch of the parent pid elsewhere), so its
+  dies (Linux ``prctl(PR_SET_PDEATHSIG)``, a watch of the parent pid elsewhere), so its
   trial goes back in the queue instead of running on as an orphan. The journal has no
   heartbeat: there a running trial whose worker process on this machine has ended is
   re-queued the same way.
@@ -418,18 +418,40 @@ def claimed_by(storage, trial_id: int, attrs: Mapping[str, Any]) -> None:
 
 @contextmanager
 def held(*signums: int) -> Iterator[None]:
-    """Hold ``signums`` (default SIGTERM and SIGINT) while the block runs, where the
-    system can: one that arrives meanwhile is delivered when the block ends."""
+    """Hold ``signums`` (default SIGTERM and SIGINT) while the block runs: one that
+    arrives meanwhile is raised again, once, when the block ends. Python's handlers are
+    swapped, not the thread's signal mask: the kernel gives a process-wide signal to any
+    thread that does not block it (torch's, a heartbeat's). Off the main thread, where
+    handlers cannot be set, the block runs as it is.
+
+    >>> got = []
+    >>> previous = signal.signal(signal.SIGUSR1, lambda signum, frame: got.append("handled"))
+    >>> with held(signal.SIGUSR1):
+    ...     os.kill(os.getpid(), signal.SIGUSR1)
+    ...     os.kill(os.getpid(), signal.SIGUSR1)
+    ...     got.append("block done")
+    >>> got
+    ['block done', 'handled']
+    >>> _ = signal.signal(signal.SIGUSR1, previous)
+    """
     signums = signums or (signal.SIGTERM, signal.SIGINT)
-    mask = getattr(signal, "pthread_sigmask", None)
-    if mask is None or threading.current_thread() is not threading.main_thread():
+    if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = mask(signal.SIG_BLOCK, signums)
+    arrived: list[int] = []
+
+    def hold(signum, frame):
+        if signum not in arrived:
+            arrived.append(signum)
+
+    previous = {signum: signal.signal(signum, hold) for signum in signums}
     try:
         yield
     finally:
-        mask(signal.SIG_SETMASK, previous)
+        for signum, handler in previous.items():  # None: a handler not set from Python
+            signal.signal(signum, signal.SIG_DFL if handler is None else handler)
+        for signum in arrived:
+            signal.raise_signal(signum)
 
 
 def heartbeat_of(storage) -> int | None:
@@ -485,7 +507,7 @@ def recover(storage, study) -> list[int]:
     if not before:
         return []
     if heartbeat_of(storage):
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), held():  # a trial failed is re-queued before a stop
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             optuna.storages.fail_stale_trials(study)
         after = {t.number for t in study.get_trials(deepcopy=False, states=(running,))}
@@ -496,12 +518,13 @@ def recover(storage, study) -> list[int]:
         if worker_alive(t.user_attrs) is not False:
             continue
         trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, t.number)
-        try:
-            storage.set_trial_state_values(trial_id, TrialState.FAIL)
-        except optuna.exceptions.UpdateFinishedTrialError:
-            continue  # another process failed it (and re-queued it) first
-        retry = retry or _retry_callback()
-        retry(study, storage.get_trial(trial_id))
+        with held():  # failed and re-queued, or neither, whatever stops this process
+            try:
+                storage.set_trial_state_values(trial_id, TrialState.FAIL)
+            except optuna.exceptions.UpdateFinishedTrialError:
+                continue  # another process failed it (and re-queued it) first
+            retry = retry or _retry_callback()
+            retry(study, storage.get_trial(trial_id))
         done.append(t.number)
     return done
 
@@ -536,15 +559,18 @@ def _parent_death_signal(signum: int) -> bool:
 
 def die_with_parent(parent: int, signum: int = signal.SIGTERM, every: float = 1.0) -> None:
     """Make this worker process get ``signum`` when its parent (pid ``parent``) dies:
-    ``prctl(PR_SET_PDEATHSIG)`` on Linux, and a thread that watches the parent pid
-    every ``every`` seconds (other systems, and a parent that died before the call)."""
-    _parent_death_signal(signum)
+    ``prctl(PR_SET_PDEATHSIG)`` on Linux, elsewhere a thread that watches the parent pid
+    every ``every`` seconds (one signal, not both). A parent that died before the call
+    is caught at once. The trial bookkeeping holds a second stop (:func:`held`)."""
+    signalled = _parent_death_signal(signum)
 
     def orphaned() -> bool:
         return os.getppid() != parent
 
     if orphaned():
         os.kill(os.getpid(), signum)
+        return
+    if signalled:
         return
 
     def watch(check: Callable[[], bool] = orphaned) -> None:

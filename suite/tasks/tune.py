@@ -615,6 +615,8 @@ def _run_claimed(study, trial_id: int, campaign: Campaign, problems: dict) -> bo
     meanwhile (its heartbeats were late: the copy counts)."""
     import optuna
 
+    from .storage import held
+
     # the study's cache (RDB) learns of trials created since it last read, e.g. a copy
     # re-queued by another process: a trial it does not know cannot take its lr
     study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
@@ -628,12 +630,13 @@ def _run_claimed(study, trial_id: int, campaign: Campaign, problems: dict) -> bo
             campaign.preset(preset), label, lr, seed, device=campaign.device, problems=problems
         )
     except BaseException:  # interrupted: the trial goes back in the queue
-        try:
-            study.tell(trial, state=optuna.trial.TrialState.FAIL)
-        except (optuna.exceptions.UpdateFinishedTrialError, ValueError):
-            pass  # already failed as stale, and re-queued by the worker that found it
-        else:
-            _enqueue(study, {**trial.user_attrs, "lr": lr})
+        with held():  # a second stop waits: a trial failed but not re-queued would be lost
+            try:
+                study.tell(trial, state=optuna.trial.TrialState.FAIL)
+            except (optuna.exceptions.UpdateFinishedTrialError, ValueError):
+                pass  # already failed as stale, and re-queued by the worker that found it
+            else:
+                _enqueue(study, {**trial.user_attrs, "lr": lr})
         raise
     value = outcome.time_to_target_s
     try:
