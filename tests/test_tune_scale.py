@@ -164,8 +164,14 @@ def test_vs_n_marks_misses_at_the_budget_and_draws_them(tmp_path, monkeypatch):
     ax = drawn["fig"].axes[0]
     assert ax.get_xscale() == "log" and ax.get_yscale() == "log"
     marked = [c.get_offsets().tolist() for c in ax.collections if len(c.get_offsets())]
-    assert marked == [[[512.0, 20.0]]]  # one cross, method b's miss at the 20 s budget
+    assert marked == [[[512.0, 20.0]]]  # one arrow, method b's miss at the 20 s budget
     assert any("not reached" in t.get_text() for t in ax.get_legend().get_texts())
+    lines = {ln.get_label(): (ln.get_color(), ln.get_marker()) for ln in ax.get_lines()}
+    lines = {label: style for label, style in lines.items() if not label.startswith("_")}
+    assert len(set(lines.values())) == len(lines) == 2  # a and b: each its colour and marker
+    (budget,) = [t for t in ax.texts if "time budget" in t.get_text()]
+    assert 64 < budget.get_position()[0] < 512  # between the sizes, not on a miss's arrow
+    assert report.MISS not in {shape for _, shape in lines.values()}
     one_size = [r for r in rows if r["hidden"] == 64]
     assert report.plot_vs_n(one_size, tmp_path / "none.png") is None  # needs two N
 

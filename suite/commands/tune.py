@@ -129,7 +129,7 @@ output (OUT, rewritten atomically whenever the campaign stops):
                             fastest method's time, tau on a log axis
   learning_curves.png       the target metric against training seconds, chosen lr
   time_to_target_vs_n.png   (two or more N) median time to target against N, log-log,
-                            a miss drawn at the budget as a cross
+                            a miss drawn at the budget as an arrow
   every row of trials.csv / results.csv has the hidden size in column n (and hidden=N in
   options)
   tune.json                 the campaign settings and each method's chosen lr

@@ -165,6 +165,18 @@ def _colors(labels: Sequence[str]) -> dict[str, Any]:
     return dict(zip(labels, sns.color_palette("husl", n_colors=len(labels)), strict=True))
 
 
+MISS = r"$\Uparrow$"
+"""The marker of a miss drawn at the budget: no method's marker (:data:`.figures.MARKERS`)."""
+
+
+def _markers(labels: Sequence[str]) -> dict[str, tuple[str, bool]]:
+    """Each method label's report marker ``(shape, filled)``: with its colour, distinct."""
+    from .figures import label_styles
+
+    styles = label_styles(labels)
+    return {lab: (styles[lab].marker, styles[lab].filled) for lab in labels}
+
+
 def _save(fig, path: Path) -> Path:
     plt, _ = _libs()
     buffer = io.BytesIO()
@@ -314,7 +326,8 @@ def vs_n_points(
 def plot_vs_n(rows: Sequence[Mapping[str, Any]], path: Path) -> Path | None:
     """``time_to_target_vs_n.png``: the median time to target against the hidden size N,
     log-log, one panel per preset and a line per method; a miss is drawn at the budget
-    as a large ✕ (the time budget dotted). ``None`` unless some preset has two or more N."""
+    as an arrow ⇑ in its colour (the time budget dotted). ``None`` unless some preset
+    has two or more N."""
     points = vs_n_points(rows)
     presets = [
         p
@@ -328,6 +341,7 @@ def plot_vs_n(rows: Sequence[Mapping[str, Any]], path: Path) -> Path | None:
 
     labels = list(dict.fromkeys(m for p, m in points if p in presets))
     colors = _colors(labels)
+    markers = _markers(labels)
     # misses at one N sit side by side (a factor apart on the log axis), not on top
     spread: dict[tuple[str, int, str], float] = {}
     for p in presets:
@@ -346,19 +360,24 @@ def plot_vs_n(rows: Sequence[Mapping[str, Any]], path: Path) -> Path | None:
             if not pts:
                 continue
             sizes.update(n for n, _, _ in pts)
+            shape, filled = markers[m]
             ax.plot([n for n, _, _ in pts], [y for _, y, _ in pts], color=colors[m],
-                    ls=_STYLES[i % len(_STYLES)], lw=1.5, marker="o", ms=5, label=m)  # fmt: skip
+                    ls=_STYLES[i % len(_STYLES)], lw=1.5, marker=shape, ms=6,
+                    mfc=colors[m] if filled else "white", label=m,
+                    markevery=[j for j, (_, _, missed) in enumerate(pts) if not missed],
+                    )  # fmt: skip
             misses = [(n * spread[preset, n, m], y) for n, y, missed in pts if missed]
             if misses:
-                ax.scatter([n for n, _ in misses], [y for _, y in misses], marker="X",
-                           s=140, color=colors[m], edgecolors="black", linewidths=0.8,
-                           zorder=5)  # fmt: skip
+                ax.scatter([n for n, _ in misses], [y for _, y in misses], marker=MISS,
+                           s=170, color=colors[m], zorder=5)  # fmt: skip
         budgets = {r.get("time_budget_s") for r in rows if r["preset"] == preset}
         budgets.discard(None)
+        xs = sorted(sizes)  # the label sits in the widest gap between two N, off the misses
+        middle = max(zip(xs[:-1], xs[1:], strict=True), key=lambda ab: ab[1] / ab[0])
         for b in budgets:
             ax.axhline(b, color="0.4", ls=":", lw=1)
-            ax.text(0.02, b, f"time budget {b:g} s", transform=ax.get_yaxis_transform(),
-                    va="top", fontsize=8, color="0.3")  # fmt: skip
+            ax.text(math.sqrt(middle[0] * middle[1]), b, f"time budget {b:g} s",
+                    ha="center", va="bottom", fontsize=8, color="0.3")  # fmt: skip
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xticks(sorted(sizes), [str(n) for n in sorted(sizes)])
@@ -370,7 +389,7 @@ def plot_vs_n(rows: Sequence[Mapping[str, Any]], path: Path) -> Path | None:
         ax.set(xlabel="hidden size N", ylabel="median time to target [s]",
                title=f"{preset}: {target}")  # fmt: skip
     ax = axes[0][-1]
-    ax.scatter([], [], marker="X", s=140, color="white", edgecolors="black",
+    ax.scatter([], [], marker=MISS, s=170, color="black",
                label="not reached (drawn at the budget)")  # fmt: skip
     ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False, fontsize=8)
     fig.suptitle("Time to target against N (median over seeds, chosen lr)")
@@ -537,7 +556,7 @@ def section(doc, loaded) -> None:
         doc.figure(
             plot_vs_n(rows, doc.folder / f"{stem}_vs_n.png"),
             "Time to target against the hidden size N (log-log, median over seeds); a "
-            "miss (✕) is drawn at the budget.",
+            "miss (⇑) is drawn at the budget.",
         )
 
 
