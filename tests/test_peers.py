@@ -329,7 +329,10 @@ def test_geotorch_weight_is_base_times_trivialization(geotorch, triv, gen):
     eye = np.eye(7)
     phi = scipy.linalg.expm(S) if triv == "expm" else np.linalg.solve(eye - S / 2, eye + S / 2)
     assert np.abs(S).max() > 1e-3  # the steps moved the parameter
-    np.testing.assert_allclose(_np(m.matrix()), _np(B) @ phi, atol=1e-13, rtol=0)
+    # exp by scaling and squaring loses about eps * ||S|| (torch's and SciPy's differ by up
+    # to 41 eps ||S|| over 3000 draws; ||S|| reaches 100): a fixed 1e-13 failed 5 % of them
+    tol = 200 * np.finfo(np.float64).eps * max(1.0, np.linalg.norm(S, 2))
+    np.testing.assert_allclose(_np(m.matrix()), _np(B) @ phi, atol=tol, rtol=0)
 
 
 def test_geotorch_init_keeps_any_orthogonal_start(geotorch):
