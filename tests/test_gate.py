@@ -366,5 +366,5 @@ def test_the_count_calibration_chooses_its_threshold_and_judges_the_plants(tmp_p
     assert "| 1 | 1 of 1 | 1 of 1 | +3.00 %" in text
     assert "thresholds catch: +3.00 %" in text and "missed by every measure: none." in text
     assert "| basis_1.2x |" in text and "not measured" in text
-    assert plants.choose({}) == plants.CANDIDATES[0]
-    assert plants.choose({"x": 0.5}) == plants.CANDIDATES[-1]  # noisier than any candidate
+    assert plants.choose(0.0) == plants.CANDIDATES[0]
+    assert plants.choose(0.5) == plants.CANDIDATES[-1]  # noisier than any candidate

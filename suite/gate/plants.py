@@ -16,7 +16,7 @@ callgrind process (as two gate runs would), and once per plant. It writes:
 
 >>> sorted(PLANTS)
 ['basis_1.05x', 'basis_1.2x', 'extra_op', 'extra_pass']
->>> choose({"a": 0.0004, "b": 0.001})
+>>> choose(0.001)
 0.0025
 """
 
@@ -100,12 +100,11 @@ CANDIDATES = (0.0025, 0.005, 0.01, 0.02)
 """Count thresholds the calibration considers (fractions)."""
 
 
-def choose(aa_largest: dict[str, float], margin: float = 2.0) -> float:
-    """The smallest candidate threshold at least ``margin`` times the largest A/A count
-    difference (``aa_largest``: per case, a fraction); the largest candidate when none is."""
-    worst = max(aa_largest.values(), default=0.0)
+def choose(spread: float, margin: float = 2.0) -> float:
+    """The smallest candidate threshold at least ``margin`` times ``spread`` (the largest
+    count difference that is noise, a fraction); the largest candidate when none is."""
     for t in CANDIDATES:
-        if t >= margin * worst:
+        if t >= margin * spread:
             return t
     return CANDIDATES[-1]
 
@@ -203,10 +202,6 @@ def _largest(diffs) -> dict[tuple[str, str], float]:
     return out
 
 
-def _load(path: Path) -> dict | None:
-    return json.loads(path.read_text()) if path.is_file() else None
-
-
 def report(data: Path, threshold: float | None = None) -> tuple[str, float]:
     """The campaign's markdown from the ``counts.json`` files in ``data`` (``aa-I/base``,
     ``aa-I/aa``, ``plant-NAME``), and the threshold chosen (``threshold`` if given).
@@ -216,15 +211,19 @@ def report(data: Path, threshold: float | None = None) -> tuple[str, float]:
     changed: the memory layout moves, and with it CPython's type cache and malloc)."""
     from ..report.compare import COUNTED, CYCLES_SCALE, count_limit
 
+    files = sorted(data.glob("*/counts.json")) + sorted(data.glob("*/*/counts.json"))
+    runs = {f.parent.relative_to(data).as_posix(): json.loads(f.read_text()) for f in files}
     pairs = []
     for d in sorted(data.glob("aa-*"), key=lambda p: int(p.name.split("-")[1])):
-        a, b = _load(d / "base" / "counts.json"), _load(d / "aa" / "counts.json")
+        a, b = runs.get(f"{d.name}/base"), runs.get(f"{d.name}/aa")
         if a and b:
             pairs.append((d.name, a, b))
     base = pairs[0][1] if pairs else None
-    plants = {name: _load(data / f"plant-{name}" / "counts.json") for name in PLANTS}
-    plants = {k: v for k, v in plants.items() if v and base is not None}
-    plant_diffs = {name: _diffs(base, info) for name, info in plants.items()}
+    plant_diffs = {
+        name: _diffs(base, runs[f"plant-{name}"])
+        for name in PLANTS
+        if base is not None and f"plant-{name}" in runs
+    }
 
     aa_diffs = [_diffs(a, b) for _, a, b in pairs]
     aa_largest = _largest(aa_diffs)
@@ -251,8 +250,8 @@ def report(data: Path, threshold: float | None = None) -> tuple[str, float]:
         threshold
         if threshold is not None
         else max(
-            choose({"i": noise["instructions"]}),
-            choose({"c": noise["estimated_cycles"]}) / CYCLES_SCALE,
+            choose(noise["instructions"]),
+            choose(noise["estimated_cycles"]) / CYCLES_SCALE,
         )
     )
 
@@ -357,16 +356,14 @@ def report(data: Path, threshold: float | None = None) -> tuple[str, float]:
             else "none."
         ),
     ]
-    runs = sorted(data.glob("*/counts.json")) + sorted(data.glob("*/*/counts.json"))
     if runs:
         lines += ["", "## Cost of each count run (one callgrind process, wall seconds)", ""]
         lines += ["| run | cases | wall | import | setup | measured | load (1 min) |"]
         lines += ["|---|---|---|---|---|---|---|"]
-        for f in runs:
-            info = json.loads(f.read_text())
+        for label, info in runs.items():
             t = info.get("timing", {})
             lines.append(
-                f"| {f.parent.relative_to(data)} | {len(info['cases'])} | {info['wall_s']:.0f} | "
+                f"| {label} | {len(info['cases'])} | {info['wall_s']:.0f} | "
                 f"{t.get('import', 0):.0f} | {t.get('setup', 0):.0f} | "
                 f"{t.get('measured', 0):.0f} | {info['loadavg_1_5'][0]:.1f} |"
             )
