@@ -346,11 +346,16 @@ def test_a_dead_local_workers_trial_is_rerun_and_a_live_ones_left_to_it(tmp_path
     assert faults.recover(storage, study) == numbers
 
 
-def test_a_result_told_after_its_trial_was_requeued_is_dropped(tmp_path, monkeypatch, capsys):
+def _one_claimed(out: Path):
+    """A campaign of one trial in ``out``, its storage and study, and the trial claimed."""
     campaign = _campaign(seeds=(0,), trials=1)
-    storage = tune.open_storage(tmp_path)
+    storage = tune.open_storage(out)
     (study,) = tune.prepare(campaign, storage)[0]
-    trial_id = tune._claim(storage, study)
+    return campaign, storage, study, tune._claim(storage, study)
+
+
+def test_a_result_told_after_its_trial_was_requeued_is_dropped(tmp_path, monkeypatch, capsys):
+    campaign, storage, study, trial_id = _one_claimed(tmp_path)
     real = tune.run_trial
 
     def stale_meanwhile(*args, **kwargs):
@@ -369,10 +374,7 @@ def test_a_second_stop_during_the_requeue_loses_no_trial(tmp_path, monkeypatch):
     # SIGTERM came after the trial was failed and before its copy was queued
     from suite.measure.record import Terminated
 
-    campaign = _campaign(seeds=(0,), trials=1)
-    storage = tune.open_storage(tmp_path)
-    (study,) = tune.prepare(campaign, storage)[0]
-    trial_id = tune._claim(storage, study)
+    campaign, storage, study, trial_id = _one_claimed(tmp_path)
     tell = study.tell
 
     def stopped(*args, **kwargs):

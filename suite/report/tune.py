@@ -380,7 +380,7 @@ def plot_vs_n(rows: Sequence[Mapping[str, Any]], path: Path) -> Path | None:
                     ha="center", va="bottom", fontsize=8, color="0.3")  # fmt: skip
         ax.set_xscale("log")
         ax.set_yscale("log")
-        ax.set_xticks(sorted(sizes), [str(n) for n in sorted(sizes)])
+        ax.set_xticks(xs, [str(n) for n in xs])
         ax.xaxis.set_minor_locator(ticker.NullLocator())
         ax.yaxis.set_major_locator(ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
         ax.yaxis.set_major_formatter(ticker.FormatStrFormatter("%g"))
